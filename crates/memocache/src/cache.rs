@@ -1,0 +1,392 @@
+//! [`Cache`]: the handle applications hold, and Flask-Caching's low-level API.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::config::{CacheConfig, StoreConfig, Timeout};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::KeyHash;
+use crate::local::{Entry, LocalTable};
+use crate::memo::MemoShared;
+use crate::stats::MemoStats;
+use crate::value::CacheValue;
+
+/// A value of any type, as the low-level API keeps it in memory.
+type ErasedValue = Arc<dyn Any + Send + Sync>;
+
+/// Where a cache keeps its values.
+pub(crate) enum Backend {
+    /// Typed values in process.
+    Memory {
+        capacity: usize,
+        raw: LocalTable<ErasedValue>,
+    },
+    /// Nothing is kept.
+    Null,
+}
+
+/// A cache: cheap to clone (an `Arc` inside), shared by every part of an
+/// application that caches.
+///
+/// Build one from a [`CacheConfig`] or a URL, then use the low-level API
+/// below (Flask-Caching's `cache.get`, `cache.set`, …) or, for memoized
+/// functions, a [`Memo`](crate::Memo) built on it.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use memocache::{Cache, Timeout};
+///
+/// let cache = Cache::from_url("memory://?capacity=1000&timeout=60")?;
+/// cache.set("greeting", "hello".to_string(), Timeout::Default).await?;
+/// let hit = cache.get::<String>("greeting").await?;
+/// assert_eq!(hit.as_deref().map(String::as_str), Some("hello"));
+/// assert_eq!(cache.inc("visits", 1).await?, Some(1));
+/// # Ok::<(), memocache::Error>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     futures::executor::block_on(f) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<CacheInner>,
+}
+
+pub(crate) struct CacheInner {
+    pub(crate) config: CacheConfig,
+    pub(crate) clock: Clock,
+    pub(crate) backend: Backend,
+    memos: Mutex<HashMap<Arc<str>, RegisteredMemo>>,
+}
+
+struct RegisteredMemo {
+    key_type: TypeId,
+    value_type: TypeId,
+    typed: Arc<dyn Any + Send + Sync>,
+    control: Arc<dyn MemoControl>,
+}
+
+/// What the cache needs from a memo whose types it does not know.
+pub(crate) trait MemoControl: Send + Sync {
+    fn invalidate_everything(&self);
+    fn stats(&self) -> MemoStats;
+}
+
+impl Cache {
+    /// Builds a cache from its configuration.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] for stores this build does not include.
+    pub fn new(config: CacheConfig) -> Result<Self> {
+        Self::with_clock(config, Clock::coarse())
+    }
+
+    /// Builds a cache whose expiry follows `clock` (see [`Clock::manual`]).
+    ///
+    /// # Errors
+    /// As [`Cache::new`].
+    pub fn with_clock(config: CacheConfig, clock: Clock) -> Result<Self> {
+        let backend = match &config.store {
+            StoreConfig::Memory { capacity } => Backend::Memory {
+                capacity: *capacity,
+                raw: LocalTable::new(*capacity),
+            },
+            StoreConfig::Null => Backend::Null,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("this build of memocache has no store for {other:?} yet"),
+                ));
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(CacheInner {
+                config,
+                clock,
+                backend,
+                memos: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Builds a cache from a URL such as `memory://?capacity=10000`
+    /// (see [`CacheConfig::from_url`]).
+    ///
+    /// # Errors
+    /// A [`ErrorKind::Config`] error naming what is wrong with the URL.
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::new(CacheConfig::from_url(url)?)
+    }
+
+    /// An in-process cache with the default capacity and timeout.
+    pub fn memory() -> Self {
+        Self::in_process(CacheConfig::default())
+    }
+
+    /// A cache that keeps nothing: every lookup misses.
+    pub fn null() -> Self {
+        Self::in_process(CacheConfig::null())
+    }
+
+    fn in_process(config: CacheConfig) -> Self {
+        match Self::new(config) {
+            Ok(cache) => cache,
+            Err(error) => unreachable!("in-process stores always build: {error}"),
+        }
+    }
+
+    /// The configuration this cache was built from.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// The clock expiry is measured against.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Counters of every memo built on this cache, by name.
+    pub fn memo_stats(&self) -> Vec<(String, MemoStats)> {
+        let memos = self.inner.memos.lock();
+        let mut all: Vec<_> = memos
+            .iter()
+            .map(|(name, m)| (name.to_string(), m.control.stats()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The shared state of memo `name`, created on first use; an error if
+    /// `name` is already registered with other types.
+    pub(crate) fn memo_shared<K: ?Sized + 'static, V: CacheValue>(
+        &self,
+        name: &str,
+    ) -> Result<Arc<MemoShared<V>>> {
+        let mut memos = self.inner.memos.lock();
+        if let Some(existing) = memos.get(name) {
+            let same_types = existing.key_type == TypeId::of::<K>()
+                && existing.value_type == TypeId::of::<V>();
+            return match Arc::clone(&existing.typed).downcast::<MemoShared<V>>() {
+                Ok(shared) if same_types => Ok(shared),
+                _ => Err(Error::new(
+                    ErrorKind::MemoTypeMismatch,
+                    format!(
+                        "memo `{name}` is already built on this cache with other key or value \
+                         types than {} -> {}",
+                        std::any::type_name::<K>(),
+                        std::any::type_name::<V>()
+                    ),
+                )),
+            };
+        }
+        let shared = Arc::new(MemoShared::<V>::new(name, &self.inner.backend));
+        memos.insert(
+            Arc::from(name),
+            RegisteredMemo {
+                key_type: TypeId::of::<K>(),
+                value_type: TypeId::of::<V>(),
+                typed: Arc::clone(&shared) as Arc<dyn Any + Send + Sync>,
+                control: Arc::clone(&shared) as Arc<dyn MemoControl>,
+            },
+        );
+        Ok(shared)
+    }
+
+    fn raw_key(&self, key: &str) -> KeyHash {
+        let prefix = &self.inner.config.key_prefix;
+        if prefix.is_empty() {
+            KeyHash::of_str(key)
+        } else {
+            KeyHash::of_str(&format!("{prefix}{key}"))
+        }
+    }
+
+    fn deadline(&self, timeout: Timeout) -> u64 {
+        let lifetime = timeout.resolve(self.inner.config.default_timeout);
+        self.inner.clock.deadline(lifetime)
+    }
+
+    /// The value under `key`, if present, unexpired and of type `V`.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
+        Ok(match &self.inner.backend {
+            Backend::Memory { raw, .. } => raw
+                .get(&self.raw_key(key), self.inner.clock.now_ms())
+                .and_then(|v| v.downcast::<V>().ok()),
+            Backend::Null => None,
+        })
+    }
+
+    /// Stores `value` under `key` for `timeout`.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
+        if let Backend::Memory { raw, .. } = &self.inner.backend {
+            raw.insert(self.raw_key(key), Arc::new(value), self.deadline(timeout));
+        }
+        Ok(())
+    }
+
+    /// Stores `value` only if `key` holds no live value; true if stored.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
+        Ok(match &self.inner.backend {
+            Backend::Memory { raw, .. } => raw.insert_if_absent(
+                self.raw_key(key),
+                Arc::new(value),
+                self.deadline(timeout),
+                self.inner.clock.now_ms(),
+            ),
+            // Flask-Caching's NullCache says yes to everything it drops.
+            Backend::Null => true,
+        })
+    }
+
+    /// Removes `key`; true if a live value was there.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(match &self.inner.backend {
+            Backend::Memory { raw, .. } => raw.remove(&self.raw_key(key)),
+            Backend::Null => false,
+        })
+    }
+
+    /// The values under `keys`, in order.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn get_many<V: CacheValue>(&self, keys: &[&str]) -> Result<Vec<Option<Arc<V>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get::<V>(key).await?);
+        }
+        Ok(values)
+    }
+
+    /// Stores every pair for `timeout`.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn set_many<V: CacheValue>(
+        &self,
+        pairs: impl IntoIterator<Item = (impl AsRef<str>, V)>,
+        timeout: Timeout,
+    ) -> Result<()> {
+        for (key, value) in pairs {
+            self.set(key.as_ref(), value, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every key; returns how many held a value.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        let mut removed = 0;
+        for key in keys {
+            removed += usize::from(self.delete(key).await?);
+        }
+        Ok(removed)
+    }
+
+    /// True if `key` holds a live value (of any type).
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn has(&self, key: &str) -> Result<bool> {
+        Ok(match &self.inner.backend {
+            Backend::Memory { raw, .. } => raw
+                .get(&self.raw_key(key), self.inner.clock.now_ms())
+                .is_some(),
+            Backend::Null => false,
+        })
+    }
+
+    /// Adds `delta` to the integer under `key` (a missing key counts as 0)
+    /// and returns the new value; `None` when the store keeps nothing.
+    /// Atomic with respect to other `inc`/`dec` calls on the key. The value
+    /// keeps its timeout; a new key gets the default one.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotANumber`] if `key` holds something other than an
+    /// `i64`; store faults in strict mode.
+    pub async fn inc(&self, key: &str, delta: i64) -> Result<Option<i64>> {
+        let Backend::Memory { raw, .. } = &self.inner.backend else {
+            return Ok(None);
+        };
+        let now = self.inner.clock.now_ms();
+        let fresh_deadline = self.deadline(Timeout::Default);
+        raw.update(self.raw_key(key), now, |old| {
+            let (current, expires_at) = match old {
+                None => (0, fresh_deadline),
+                Some(entry) => match entry.value.downcast_ref::<i64>() {
+                    Some(n) => (*n, entry.expires_at),
+                    None => return (old.cloned(), Err(not_a_number(key))),
+                },
+            };
+            let next = current.wrapping_add(delta);
+            let entry = Entry {
+                value: Arc::new(next) as ErasedValue,
+                expires_at,
+            };
+            (Some(entry), Ok(Some(next)))
+        })
+    }
+
+    /// Subtracts `delta`; see [`Cache::inc`].
+    ///
+    /// # Errors
+    /// As [`Cache::inc`].
+    pub async fn dec(&self, key: &str, delta: i64) -> Result<Option<i64>> {
+        self.inc(key, delta.wrapping_neg()).await
+    }
+
+    /// Removes every value of this cache, memoized ones included.
+    ///
+    /// # Errors
+    /// Store faults, in strict mode only.
+    pub async fn clear(&self) -> Result<()> {
+        if let Backend::Memory { raw, .. } = &self.inner.backend {
+            raw.clear();
+        }
+        let memos: Vec<_> = self
+            .inner
+            .memos
+            .lock()
+            .values()
+            .map(|m| Arc::clone(&m.control))
+            .collect();
+        for memo in memos {
+            memo.invalidate_everything();
+        }
+        Ok(())
+    }
+}
+
+fn not_a_number(key: &str) -> Error {
+    Error::new(
+        ErrorKind::NotANumber,
+        format!("cache key `{key}` holds a value that is not an i64"),
+    )
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.inner.config.store)
+            .field("key_prefix", &self.inner.config.key_prefix)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,371 @@
+//! Cache configuration, from code or from a URL.
+//!
+//! | URL | store |
+//! |-----|-------|
+//! | `memory://?capacity=10000` | in-process, typed values, no serialization |
+//! | `null://` | stores nothing: every lookup misses (for tests, or to switch caching off) |
+//! | `redis://host:6379/0`, `rediss://...`, `redis+unix:///path` | Redis |
+//! | `redis+cluster://host1:6379,host2:6379` | Redis Cluster |
+//! | `memcached://host1:11211,host2:11211` | Memcached |
+//! | `file:///var/cache/app?threshold=500` | one file per key |
+//! | `tiered+redis://host:6379/0?l1_capacity=10000` | in-process L1 in front of Redis |
+//!
+//! Options valid on every URL: `prefix` (key prefix), `timeout` (default
+//! timeout in seconds, `0` = never expire), `strict` (`true` returns store
+//! faults instead of failing open).
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Flask-Caching's `CACHE_DEFAULT_TIMEOUT`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Entries kept in memory when no capacity is given.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// How long a value lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Timeout {
+    /// The cache's default timeout.
+    #[default]
+    Default,
+    /// Never expires (Flask-Caching's `timeout=0`).
+    Never,
+    /// Expires after this long. `Duration::ZERO` means never, as in
+    /// Flask-Caching.
+    After(Duration),
+}
+
+impl Timeout {
+    /// Seconds, Flask-Caching style: `0` means never.
+    pub fn secs(seconds: u64) -> Self {
+        Self::After(Duration::from_secs(seconds))
+    }
+
+    /// The lifetime this timeout gives under `default`; `None` = forever.
+    pub(crate) fn resolve(self, default: Option<Duration>) -> Option<Duration> {
+        match self {
+            Self::Default => default,
+            Self::Never => None,
+            Self::After(d) if d.is_zero() => None,
+            Self::After(d) => Some(d),
+        }
+    }
+}
+
+impl From<Duration> for Timeout {
+    fn from(d: Duration) -> Self {
+        Self::After(d)
+    }
+}
+
+/// Which store holds the values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// In-process table of typed values.
+    Memory {
+        /// Entries kept per memo and for the low-level API.
+        capacity: usize,
+    },
+    /// Keeps nothing.
+    Null,
+    /// A Redis server (`redis://`, `rediss://`, `redis+unix://`).
+    Redis {
+        /// The connection URL as given.
+        url: String,
+    },
+    /// A Redis Cluster, by its seed nodes.
+    RedisCluster {
+        /// `redis://host:port` URLs of the seed nodes.
+        nodes: Vec<String>,
+    },
+    /// Memcached servers (`host:port` each).
+    Memcached {
+        /// `host:port` of each server.
+        servers: Vec<String>,
+    },
+    /// One file per key in a directory.
+    FileSystem {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Entries kept before the oldest are evicted.
+        threshold: usize,
+    },
+    /// An in-process L1 in front of a shared store.
+    Tiered {
+        /// Entries kept in the L1, per memo.
+        l1_capacity: usize,
+        /// The shared store.
+        l2: Box<StoreConfig>,
+    },
+}
+
+/// Everything needed to build a [`Cache`](crate::Cache).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Where values live.
+    pub store: StoreConfig,
+    /// Prepended to every key (Flask-Caching's `CACHE_KEY_PREFIX`).
+    pub key_prefix: String,
+    /// Lifetime of values set without an explicit timeout; `None` = forever.
+    pub default_timeout: Option<Duration>,
+    /// Return store faults instead of failing open.
+    pub strict: bool,
+    /// How long a caller waits for another caller's load of the same key
+    /// before it loads the value itself.
+    pub stall_timeout: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self::memory(DEFAULT_CAPACITY)
+    }
+}
+
+impl CacheConfig {
+    fn with_store(store: StoreConfig) -> Self {
+        Self {
+            store,
+            key_prefix: String::new(),
+            default_timeout: Some(DEFAULT_TIMEOUT),
+            strict: false,
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// An in-process cache holding up to `capacity` entries per memo.
+    pub fn memory(capacity: usize) -> Self {
+        Self::with_store(StoreConfig::Memory { capacity })
+    }
+
+    /// A cache that stores nothing.
+    pub fn null() -> Self {
+        Self::with_store(StoreConfig::Null)
+    }
+
+    /// Sets the key prefix.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the default timeout; `None` or zero = never expire.
+    #[must_use]
+    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.default_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Returns store faults to callers instead of failing open.
+    #[must_use]
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Sets how long a waiter trusts another caller's load of the same key.
+    #[must_use]
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Parses a cache URL (see the [module docs](self)).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message naming
+    /// the bad part.
+    pub fn from_url(input: &str) -> Result<Self> {
+        let url = Url::parse(input)
+            .map_err(|e| Error::config(format!("invalid cache URL `{input}`: {e}")))?;
+        let mut options = Options::new(&url)?;
+        let store = parse_store(&url, &mut options)?;
+        let mut config = Self::with_store(store);
+        if let Some(prefix) = options.take("prefix") {
+            config.key_prefix = prefix;
+        }
+        if let Some(seconds) = options.take_parsed::<u64>("timeout")? {
+            config = config.default_timeout(Some(Duration::from_secs(seconds)));
+        }
+        if let Some(strict) = options.take_parsed::<bool>("strict")? {
+            config.strict = strict;
+        }
+        if let Some(ms) = options.take_parsed::<u64>("stall_timeout_ms")? {
+            config.stall_timeout = Duration::from_millis(ms);
+        }
+        options.finish()?;
+        Ok(config)
+    }
+}
+
+impl std::str::FromStr for CacheConfig {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_url(s)
+    }
+}
+
+fn parse_store(url: &Url, options: &mut Options) -> Result<StoreConfig> {
+    let scheme = url.scheme();
+    if let Some(l2_scheme) = scheme.strip_prefix("tiered+") {
+        let l1_capacity = options
+            .take_parsed::<usize>("l1_capacity")?
+            .unwrap_or(DEFAULT_CAPACITY);
+        let l2_url = replace_scheme(url, l2_scheme)?;
+        let l2 = parse_store(&l2_url, options)?;
+        if matches!(l2, StoreConfig::Memory { .. } | StoreConfig::Null) {
+            return Err(Error::config(format!(
+                "`{scheme}`: a tiered cache needs a shared store behind it, not `{l2_scheme}`"
+            )));
+        }
+        return Ok(StoreConfig::Tiered {
+            l1_capacity,
+            l2: Box::new(l2),
+        });
+    }
+    match scheme {
+        "memory" | "simple" => Ok(StoreConfig::Memory {
+            capacity: options
+                .take_parsed::<usize>("capacity")?
+                .unwrap_or(DEFAULT_CAPACITY),
+        }),
+        "null" => Ok(StoreConfig::Null),
+        "redis" | "rediss" | "redis+unix" | "unix" => {
+            let mut plain = url.clone();
+            plain.set_query(options.remaining_query().as_deref());
+            Ok(StoreConfig::Redis {
+                url: plain.to_string(),
+            })
+        }
+        "redis+cluster" | "rediss+cluster" => {
+            let secure = scheme.starts_with("rediss");
+            let nodes = host_list(url)?
+                .into_iter()
+                .map(|node| format!("{}://{node}", if secure { "rediss" } else { "redis" }))
+                .collect();
+            Ok(StoreConfig::RedisCluster { nodes })
+        }
+        "memcached" => Ok(StoreConfig::Memcached {
+            servers: host_list(url)?,
+        }),
+        "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|()| Error::config(format!("`{url}` does not name a local directory")))?;
+            Ok(StoreConfig::FileSystem {
+                path,
+                threshold: options.take_parsed::<usize>("threshold")?.unwrap_or(500),
+            })
+        }
+        other => Err(Error::config(format!(
+            "unknown cache scheme `{other}://` (expected memory, null, redis, rediss, \
+             redis+cluster, memcached, file, or tiered+<store>)"
+        ))),
+    }
+}
+
+/// `host1:port,host2:port` from the authority of a URL. The `url` crate does
+/// not parse a comma-separated authority, so read it from the raw string.
+fn host_list(url: &Url) -> Result<Vec<String>> {
+    let raw = url.as_str();
+    let after_scheme = raw
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let authority = after_scheme
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let hosts: Vec<String> = authority
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if hosts.is_empty() {
+        return Err(Error::config(format!("`{raw}` names no server")));
+    }
+    Ok(hosts)
+}
+
+fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
+    let raw = url.as_str();
+    let rest = raw
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    Url::parse(&format!("{scheme}://{rest}"))
+        .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
+}
+
+const COMMON_OPTIONS: [&str; 4] = ["prefix", "timeout", "strict", "stall_timeout_ms"];
+
+/// Query options, consumed one by one so that unknown options are reported.
+struct Options {
+    pairs: Vec<(String, String)>,
+    source: String,
+}
+
+impl Options {
+    fn new(url: &Url) -> Result<Self> {
+        Ok(Self {
+            pairs: url.query_pairs().into_owned().collect(),
+            source: url.to_string(),
+        })
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let index = self.pairs.iter().position(|(k, _)| k == name)?;
+        Some(self.pairs.remove(index).1)
+    }
+
+    fn take_parsed<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.take(name)
+            .map(|raw| {
+                raw.parse::<T>().map_err(|e| {
+                    Error::config(format!(
+                        "cache URL `{}`: option `{name}={raw}`: {e}",
+                        self.source
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Options not consumed here, handed on to a store's own URL parser.
+    fn remaining_query(&mut self) -> Option<String> {
+        let (common, own): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pairs)
+            .into_iter()
+            .partition(|(k, _)| COMMON_OPTIONS.contains(&k.as_str()));
+        self.pairs = common;
+        if own.is_empty() {
+            return None;
+        }
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &own {
+            out.append_pair(k, v);
+        }
+        Some(out.finish())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.pairs.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(Error::config(format!(
+                "cache URL `{}`: unknown option `{name}`",
+                self.source
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+use super::*;
+
+fn parse(url: &str) -> CacheConfig {
+    CacheConfig::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+#[test]
+fn memory_with_options() {
+    let c = parse("memory://?capacity=123&prefix=board:&timeout=5&strict=true");
+    assert_eq!(c.store, StoreConfig::Memory { capacity: 123 });
+    assert_eq!(c.key_prefix, "board:");
+    assert_eq!(c.default_timeout, Some(Duration::from_secs(5)));
+    assert!(c.strict);
+}
+
+#[test]
+fn defaults_follow_flask_caching() {
+    let c = parse("memory://");
+    assert_eq!(c.default_timeout, Some(DEFAULT_TIMEOUT));
+    assert_eq!(c.key_prefix, "");
+    assert!(!c.strict);
+    assert_eq!(parse("null://").store, StoreConfig::Null);
+    assert_eq!(parse("memory://?timeout=0").default_timeout, None);
+}
+
+#[test]
+fn remote_schemes() {
+    assert_eq!(
+        parse("redis://127.0.0.1:6379/2?prefix=p").store,
+        StoreConfig::Redis {
+            url: "redis://127.0.0.1:6379/2".into()
+        }
+    );
+    assert_eq!(
+        parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").store,
+        StoreConfig::RedisCluster {
+            nodes: vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ]
+        }
+    );
+    assert_eq!(
+        parse("memcached://a:11211,b:11212").store,
+        StoreConfig::Memcached {
+            servers: vec!["a:11211".into(), "b:11212".into()]
+        }
+    );
+    assert_eq!(
+        parse("file:///var/cache/board?threshold=10").store,
+        StoreConfig::FileSystem {
+            path: "/var/cache/board".into(),
+            threshold: 10
+        }
+    );
+    assert_eq!(
+        parse("tiered+redis://h:1/0?l1_capacity=7&prefix=x").store,
+        StoreConfig::Tiered {
+            l1_capacity: 7,
+            l2: Box::new(StoreConfig::Redis {
+                url: "redis://h:1/0".into()
+            })
+        }
+    );
+}
+
+#[test]
+fn bad_urls_say_what_is_wrong() {
+    for (url, needle) in [
+        ("nope", "invalid cache URL"),
+        ("ftp://x", "unknown cache scheme `ftp://`"),
+        ("memory://?capacity=lots", "capacity=lots"),
+        ("memory://?colour=blue", "unknown option `colour`"),
+        ("tiered+memory://", "needs a shared store"),
+        ("memcached://", "names no server"),
+    ] {
+        let error = CacheConfig::from_url(url).expect_err(url);
+        assert!(error.is_config(), "{url}: {error:?}");
+        assert!(error.to_string().contains(needle), "{url}: {error}");
+    }
+}

@@ -1,0 +1,119 @@
+//! Per-memo counters.
+//!
+//! Every hit bumps a counter, so counters must not become the point where
+//! threads fight over one cache line. Each counter is striped: a thread adds
+//! to the stripe picked by its thread index, and readers sum the stripes.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+const STRIPES: usize = 8;
+
+/// Which counter to bump.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    HitLocal = 0,
+    HitRemote,
+    Miss,
+    Load,
+    LoadError,
+    LoadNanos,
+    Invalidation,
+    StoreError,
+    WaitedForLoad,
+}
+
+const COUNTERS: usize = 9;
+
+/// Counters of one memo; cheap to bump from many threads at once.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    stripes: [CachePadded<[AtomicU64; COUNTERS]>; STRIPES],
+}
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|slot| {
+        let current = slot.get();
+        if current != usize::MAX {
+            return current;
+        }
+        let assigned = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        slot.set(assigned);
+        assigned
+    })
+}
+
+impl Stats {
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stripes[stripe()][counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn bump(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    fn sum(&self, counter: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s[counter as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> MemoStats {
+        MemoStats {
+            hits_local: self.sum(Counter::HitLocal),
+            hits_remote: self.sum(Counter::HitRemote),
+            misses: self.sum(Counter::Miss),
+            loads: self.sum(Counter::Load),
+            load_errors: self.sum(Counter::LoadError),
+            load_time: Duration::from_nanos(self.sum(Counter::LoadNanos)),
+            invalidations: self.sum(Counter::Invalidation),
+            store_errors: self.sum(Counter::StoreError),
+            waited_for_load: self.sum(Counter::WaitedForLoad),
+        }
+    }
+}
+
+/// A snapshot of one memo's counters since the memo was first built on its
+/// cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoStats {
+    /// Lookups answered by the in-process tier.
+    pub hits_local: u64,
+    /// Lookups answered by a remote store.
+    pub hits_remote: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Loader calls that returned a value.
+    pub loads: u64,
+    /// Loader calls that returned an error (never cached).
+    pub load_errors: u64,
+    /// Time spent in loaders, summed.
+    pub load_time: Duration,
+    /// `forget` and `forget_all` calls.
+    pub invalidations: u64,
+    /// Store faults met and survived (fail-open) or returned (strict).
+    pub store_errors: u64,
+    /// Misses that waited for another caller's load instead of loading.
+    pub waited_for_load: u64,
+}
+
+impl MemoStats {
+    /// Hits of any tier.
+    pub fn hits(&self) -> u64 {
+        self.hits_local + self.hits_remote
+    }
+}

@@ -1,0 +1,12 @@
+//! What can be cached.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A value a cache can hold: serializable (remote stores keep bytes), and
+/// shareable between threads (the in-process tier hands out `Arc<V>`).
+///
+/// Implemented for every type that qualifies.
+pub trait CacheValue: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue for T {}

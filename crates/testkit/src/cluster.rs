@@ -1,0 +1,152 @@
+//! A Redis Cluster of N masters on loopback, created with
+//! `redis-cli --cluster create`.
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::process::{self, find_binary, run_to_completion};
+use crate::redis::{self, INSTALL, RedisServer};
+
+/// Settings every cluster node starts with.
+const NODE_ARGS: [&str; 6] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "5000",
+];
+/// A node's cluster bus listens on its port + 10000.
+const BUS_PORT_OFFSET: u16 = 10_000;
+/// Bound on `redis-cli --cluster create` (it waits for the nodes to join).
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on every node reporting `cluster_state:ok` after creation.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster of masters only (no replicas), each a [`RedisServer`]
+/// with its own port, cluster bus port (`port + 10000`) and directory.
+///
+/// Dropping it kills every node.
+///
+/// ```no_run
+/// let cluster = testkit::RedisCluster::start(3);
+/// assert!(cluster.url().starts_with("redis+cluster://127.0.0.1:"));
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes, joins them into one cluster covering all
+    /// 16384 slots and waits until every node reports `cluster_state:ok`
+    /// and knows every other node.
+    ///
+    /// # Panics
+    ///
+    /// If `masters < 3` (the minimum `redis-cli --cluster create` accepts),
+    /// if `redis-server` or `redis-cli` is missing, or if the cluster does not
+    /// form within 30 s; the message includes the logs.
+    #[must_use]
+    pub fn start(masters: usize) -> Self {
+        assert!(
+            masters >= 3,
+            "a Redis Cluster needs at least 3 masters, got {masters}"
+        );
+        let redis_cli = find_binary("redis-cli", INSTALL);
+        let nodes = (0..masters)
+            .map(|_| RedisServer::start_with(&NODE_ARGS, cluster_port))
+            .collect();
+        let cluster = Self { nodes };
+
+        let mut create = Command::new(redis_cli);
+        create
+            .args(["--cluster", "create"])
+            .args(cluster.ports().iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let log = cluster.nodes[0].dir().join("cluster-create.log");
+        run_to_completion(&mut create, &log, CREATE_TIMEOUT);
+
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    /// The nodes' TCP ports, in creation order.
+    #[must_use]
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports()
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// One `redis://127.0.0.1:P/` URL per node.
+    #[must_use]
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes, in creation order.
+    #[must_use]
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The nodes, to stop or restart one (it rejoins from its `nodes.conf`).
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// Polls `CLUSTER INFO` on every node until all report a healthy cluster
+    /// that knows every node; panics with the last answers and logs.
+    fn wait_until_ok(&self) {
+        let expected_nodes = format!("cluster_known_nodes:{}", self.nodes.len());
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let infos: Vec<String> = self
+                .ports()
+                .into_iter()
+                .map(|port| {
+                    redis::query(port, &["CLUSTER", "INFO"]).unwrap_or_else(|e| format!("<{e}>"))
+                })
+                .collect();
+            let healthy = |info: &String| {
+                info.lines().any(|l| l.trim() == "cluster_state:ok")
+                    && info.lines().any(|l| l.trim() == expected_nodes)
+            };
+            if infos.iter().all(healthy) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let mut report = String::new();
+                for (node, info) in self.nodes.iter().zip(&infos) {
+                    report.push_str(&format!(
+                        "--- node {} CLUSTER INFO ---\n{info}\n--- node {} log ---\n{}\n",
+                        node.port(),
+                        node.port(),
+                        node.log()
+                    ));
+                }
+                panic!("Redis Cluster not ok after {CONVERGE_TIMEOUT:?}\n{report}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A free port whose cluster bus port (`port + 10000`) is free as well.
+fn cluster_port() -> u16 {
+    process::free_port_where(|port| {
+        port.checked_add(BUS_PORT_OFFSET)
+            .is_some_and(process::port_is_free)
+    })
+}

@@ -1,0 +1,41 @@
+//! Test-only helpers that start **real** servers on free loopback ports for
+//! integration tests, modelled on redis-rs's `redis-test` server module.
+//!
+//! Every server:
+//!
+//! - owns its own temporary directory, where its stdout and stderr are logged;
+//! - is probed for readiness over its own protocol (never a fixed sleep),
+//!   with a bounded wait that panics with the log;
+//! - picks a free port by binding `127.0.0.1:0`, and starts over on a new port
+//!   (up to 5 times) if another process takes the port first, so parallel
+//!   tests never fail by racing for a port;
+//! - is killed and reaped on drop (by PID, together with anything it spawned);
+//! - panics with install advice if its binary is missing: tests never skip
+//!   silently. `scripts/install-test-deps` installs them all.
+//!
+//! | server | package | start |
+//! | --- | --- | --- |
+//! | [`RedisServer`] | `redis-server` | [`RedisServer::start`] |
+//! | [`RedisCluster`] | `redis-server` (`redis-cli`) | [`RedisCluster::start`] |
+//! | [`MemcachedServer`] | `memcached` | [`MemcachedServer::start`] |
+//! | [`Chromedriver`] | `chromium-driver`, `chromium` | [`Chromedriver::start`] |
+//!
+//! Room is left for more servers in the same shape (a `Server` from the
+//! private `process` module plus a launch function and a readiness probe):
+//! a `dynalite` module (DynamoDB on Node, from npm) and an S3-compatible
+//! server module are expected next.
+//!
+//! Linux-only in practice: ownership of a port and the process tree are read
+//! from `/proc`.
+
+mod chromedriver;
+mod cluster;
+mod memcached;
+mod process;
+mod redis;
+
+pub use chromedriver::Chromedriver;
+pub use cluster::RedisCluster;
+pub use memcached::MemcachedServer;
+pub use process::{free_port, wait_for_port};
+pub use redis::RedisServer;
