@@ -168,8 +168,8 @@ impl Cache {
     ) -> Result<Arc<MemoShared<V>>> {
         let mut memos = self.inner.memos.lock();
         if let Some(existing) = memos.get(name) {
-            let same_types = existing.key_type == TypeId::of::<K>()
-                && existing.value_type == TypeId::of::<V>();
+            let same_types =
+                existing.key_type == TypeId::of::<K>() && existing.value_type == TypeId::of::<V>();
             return match Arc::clone(&existing.typed).downcast::<MemoShared<V>>() {
                 Ok(shared) if same_types => Ok(shared),
                 _ => Err(Error::new(

@@ -72,7 +72,10 @@ static TICKER: OnceLock<&'static Ticker> = OnceLock::new();
 
 #[inline]
 fn coarse_now_ms() -> u64 {
-    TICKER.get_or_init(start_ticker).now_ms.load(Ordering::Relaxed)
+    TICKER
+        .get_or_init(start_ticker)
+        .now_ms
+        .load(Ordering::Relaxed)
 }
 
 fn start_ticker() -> &'static Ticker {

@@ -182,10 +182,13 @@ impl CacheConfig {
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message naming
     /// the bad part.
     pub fn from_url(input: &str) -> Result<Self> {
-        let url = Url::parse(input)
+        // `url` cannot parse `host1:1,host2:2` authorities: take the host
+        // list out before parsing and put a placeholder host in.
+        let (parsable, hosts) = split_host_list(input);
+        let url = Url::parse(&parsable)
             .map_err(|e| Error::config(format!("invalid cache URL `{input}`: {e}")))?;
-        let mut options = Options::new(&url)?;
-        let store = parse_store(&url, &mut options)?;
+        let mut options = Options::new(&url, input);
+        let store = parse_store(&url, hosts.as_deref(), &mut options)?;
         let mut config = Self::with_store(store);
         if let Some(prefix) = options.take("prefix") {
             config.key_prefix = prefix;
@@ -211,14 +214,33 @@ impl std::str::FromStr for CacheConfig {
     }
 }
 
-fn parse_store(url: &Url, options: &mut Options) -> Result<StoreConfig> {
+/// Schemes whose authority is a comma-separated list of servers.
+const HOST_LIST_SCHEMES: [&str; 3] = ["redis+cluster", "rediss+cluster", "memcached"];
+
+fn split_host_list(input: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        return (input.to_owned(), None);
+    };
+    let base_scheme = scheme.strip_prefix("tiered+").unwrap_or(scheme);
+    if !HOST_LIST_SCHEMES.contains(&base_scheme) {
+        return (input.to_owned(), None);
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    (
+        format!("{scheme}://hosts{tail}"),
+        Some(authority.to_owned()),
+    )
+}
+
+fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<StoreConfig> {
     let scheme = url.scheme();
     if let Some(l2_scheme) = scheme.strip_prefix("tiered+") {
         let l1_capacity = options
             .take_parsed::<usize>("l1_capacity")?
             .unwrap_or(DEFAULT_CAPACITY);
         let l2_url = replace_scheme(url, l2_scheme)?;
-        let l2 = parse_store(&l2_url, options)?;
+        let l2 = parse_store(&l2_url, hosts, options)?;
         if matches!(l2, StoreConfig::Memory { .. } | StoreConfig::Null) {
             return Err(Error::config(format!(
                 "`{scheme}`: a tiered cache needs a shared store behind it, not `{l2_scheme}`"
@@ -245,14 +267,14 @@ fn parse_store(url: &Url, options: &mut Options) -> Result<StoreConfig> {
         }
         "redis+cluster" | "rediss+cluster" => {
             let secure = scheme.starts_with("rediss");
-            let nodes = host_list(url)?
+            let nodes = host_list(url, hosts)?
                 .into_iter()
                 .map(|node| format!("{}://{node}", if secure { "rediss" } else { "redis" }))
                 .collect();
             Ok(StoreConfig::RedisCluster { nodes })
         }
         "memcached" => Ok(StoreConfig::Memcached {
-            servers: host_list(url)?,
+            servers: host_list(url, hosts)?,
         }),
         "file" => {
             let path = url
@@ -270,25 +292,16 @@ fn parse_store(url: &Url, options: &mut Options) -> Result<StoreConfig> {
     }
 }
 
-/// `host1:port,host2:port` from the authority of a URL. The `url` crate does
-/// not parse a comma-separated authority, so read it from the raw string.
-fn host_list(url: &Url) -> Result<Vec<String>> {
-    let raw = url.as_str();
-    let after_scheme = raw
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let authority = after_scheme
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    let hosts: Vec<String> = authority
+/// The servers of a host-list URL, as split off by [`split_host_list`].
+fn host_list(url: &Url, hosts: Option<&str>) -> Result<Vec<String>> {
+    let hosts: Vec<String> = hosts
+        .unwrap_or_default()
         .split(',')
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
         .collect();
     if hosts.is_empty() {
-        return Err(Error::config(format!("`{raw}` names no server")));
+        return Err(Error::config(format!("`{url}` names no server")));
     }
     Ok(hosts)
 }
@@ -312,11 +325,11 @@ struct Options {
 }
 
 impl Options {
-    fn new(url: &Url) -> Result<Self> {
-        Ok(Self {
+    fn new(url: &Url, source: &str) -> Self {
+        Self {
             pairs: url.query_pairs().into_owned().collect(),
-            source: url.to_string(),
-        })
+            source: source.to_owned(),
+        }
     }
 
     fn take(&mut self, name: &str) -> Option<String> {

@@ -141,7 +141,13 @@ impl<V> Flights<V> {
     /// Completes `flight` with `value`. `store` runs only if the flight is
     /// still the registered one for `key` (not invalidated, not completed by
     /// someone else), under the shard lock that [`Flights::invalidate`] takes.
-    pub(crate) fn complete(&self, key: KeyHash, flight: &Arc<Flight<V>>, value: &Arc<V>, store: impl FnOnce(&Arc<V>)) {
+    pub(crate) fn complete(
+        &self,
+        key: KeyHash,
+        flight: &Arc<Flight<V>>,
+        value: &Arc<V>,
+        store: impl FnOnce(&Arc<V>),
+    ) {
         {
             let mut shard = self.shard(key).lock();
             if shard.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight)) {

@@ -104,10 +104,10 @@ mod tests {
         assert_eq!(
             rendered,
             [
-                "u64 42=PIN",
-                "str alice=PIN",
-                "tuple=PIN",
-                "unit=PIN",
+                "u64 42=14c9ae9594c463c479d03016b7aeed0d",
+                "str alice=9dd38b6a32f5271f4981140e536fd3f8",
+                "tuple=25081e02f0a0a7f7990ab7c2fb971d9c",
+                "unit=99aa06d3014798d86001c324468d497f",
             ]
         );
         assert_eq!(

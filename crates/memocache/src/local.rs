@@ -19,7 +19,13 @@ pub(crate) struct Entry<T> {
     pub(crate) expires_at: u64,
 }
 
-type Table<T> = QuickCache<KeyHash, Entry<T>, UnitWeighter, PassThroughHash, DefaultLifecycle<KeyHash, Entry<T>>>;
+type Table<T> = QuickCache<
+    KeyHash,
+    Entry<T>,
+    UnitWeighter,
+    PassThroughHash,
+    DefaultLifecycle<KeyHash, Entry<T>>,
+>;
 
 /// A bounded table of `T` (an `Arc` of the value) keyed by [`KeyHash`].
 pub(crate) struct LocalTable<T> {
@@ -56,7 +62,13 @@ impl<T: Clone> LocalTable<T> {
     }
 
     /// Inserts only when no live entry is there; true when inserted.
-    pub(crate) fn insert_if_absent(&self, key: KeyHash, value: T, expires_at: u64, now: u64) -> bool {
+    pub(crate) fn insert_if_absent(
+        &self,
+        key: KeyHash,
+        value: T,
+        expires_at: u64,
+        now: u64,
+    ) -> bool {
         use quick_cache::sync::{EntryAction, EntryResult};
         let mut fresh = Some(Entry { value, expires_at });
         match self.table.entry(&key, None, |_, existing| {
@@ -142,7 +154,9 @@ impl<T: Clone> LocalTable<T> {
 
 impl<T: Clone> std::fmt::Debug for LocalTable<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalTable").field("len", &self.table.len()).finish()
+        f.debug_struct("LocalTable")
+            .field("len", &self.table.len())
+            .finish()
     }
 }
 
@@ -206,7 +220,13 @@ mod tests {
         let bump = |t: &LocalTable<i64>, now| {
             t.update(KeyHash(9), now, |old| {
                 let n = old.map_or(0, |e| e.value) + 1;
-                (Some(Entry { value: n, expires_at: 1_000 }), n)
+                (
+                    Some(Entry {
+                        value: n,
+                        expires_at: 1_000,
+                    }),
+                    n,
+                )
             })
         };
         assert_eq!(bump(&table, 0), 1);

@@ -288,7 +288,9 @@ where
         Fut: Future<Output = V>,
     {
         let result = self
-            .get_or_try_load(key, || async { Ok::<V, std::convert::Infallible>(load().await) })
+            .get_or_try_load(key, || async {
+                Ok::<V, std::convert::Infallible>(load().await)
+            })
             .await;
         match result {
             Ok(value) => value,
@@ -315,7 +317,11 @@ where
     /// serializes like `K` (a tuple of references for a tuple of values).
     /// Used by `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
-    pub async fn __get_or_try_load_by<Q, F, Fut, E>(&self, key: &Q, load: F) -> Result<Arc<V>, Arc<E>>
+    pub async fn __get_or_try_load_by<Q, F, Fut, E>(
+        &self,
+        key: &Q,
+        load: F,
+    ) -> Result<Arc<V>, Arc<E>>
     where
         Q: Serialize + ?Sized,
         F: FnOnce() -> Fut,
