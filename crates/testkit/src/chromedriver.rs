@@ -1,13 +1,14 @@
 //! Debian's `chromedriver` (package `chromium-driver`) on a free loopback
 //! port, plus the flags headless Chromium needs on these machines.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::ports;
 use crate::process::{self, Launcher, Server, ServerProcess, StartError, find_binary};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -55,7 +56,7 @@ impl Chromedriver {
         );
         let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir));
         Self {
-            server: Server::start("chromedriver", process::free_port, launch),
+            server: Server::start("chromedriver", ports::free_port, launch),
         }
     }
 
@@ -121,10 +122,7 @@ impl Chromedriver {
             // Best effort: a graceful shutdown quits the browsers, which a
             // kill of chromedriver alone would orphan.
             let _ = http(self.port(), "GET", "/shutdown", "");
-            let _ = self
-                .server
-                .process_mut()
-                .wait_exit(Duration::from_secs(5));
+            let _ = self.server.process_mut().wait_exit(Duration::from_secs(5));
         }
         self.server.stop();
     }
@@ -153,28 +151,53 @@ fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartEr
 
 /// Readiness probe: `GET /status` answers 200 with `"ready":true`.
 fn ready(port: u16) -> bool {
-    http(port, "GET", "/status", "")
-        .is_ok_and(|(status, body)| status == 200 && body.replace(' ', "").contains("\"ready\":true"))
+    http(port, "GET", "/status", "").is_ok_and(|(status, body)| {
+        status == 200 && body.replace(' ', "").contains("\"ready\":true")
+    })
 }
 
-/// One HTTP/1.1 request to 127.0.0.1:`port` with `Connection: close`,
-/// returning the status code and the body.
+/// One HTTP/1.1 request to 127.0.0.1:`port`, returning the status code and
+/// the body. The body is read by `Content-Length`: chromedriver keeps the
+/// connection open despite answering `Connection: close`.
 fn http(port: u16, method: &str, path: &str, body: &str) -> io::Result<(u16, String)> {
-    let mut stream = process::connect(port)?;
+    let mut stream = ports::connect(port)?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response");
-    let status = response
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad HTTP response: {what}"),
+        )
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(bad)?;
-    let (_, body) = response.split_once("\r\n\r\n").ok_or_else(bad)?;
-    Ok((status, body.to_owned()))
+        .ok_or_else(|| bad(&line))?;
+    let mut content_length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(bad("headers cut short"));
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().map_err(|_| bad(header))?;
+            }
+        }
+    }
+    let mut body = vec![0; content_length];
+    reader.read_exact(&mut body)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -5,7 +5,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::process::{self, find_binary, run_to_completion};
+use crate::ports;
+use crate::process::{find_binary, run_to_completion};
 use crate::redis::{self, INSTALL, RedisServer};
 
 /// Settings every cluster node starts with.
@@ -63,7 +64,12 @@ impl RedisCluster {
         let mut create = Command::new(redis_cli);
         create
             .args(["--cluster", "create"])
-            .args(cluster.ports().iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(
+                cluster
+                    .ports()
+                    .iter()
+                    .map(|port| format!("127.0.0.1:{port}")),
+            )
             .args(["--cluster-replicas", "0", "--cluster-yes"]);
         let log = cluster.nodes[0].dir().join("cluster-create.log");
         run_to_completion(&mut create, &log, CREATE_TIMEOUT);
@@ -145,8 +151,8 @@ impl RedisCluster {
 
 /// A free port whose cluster bus port (`port + 10000`) is free as well.
 fn cluster_port() -> u16 {
-    process::free_port_where(|port| {
+    ports::free_port_where(|port| {
         port.checked_add(BUS_PORT_OFFSET)
-            .is_some_and(process::port_is_free)
+            .is_some_and(ports::port_is_free)
     })
 }

@@ -25,17 +25,24 @@
 //! a `dynalite` module (DynamoDB on Node, from npm) and an S3-compatible
 //! server module are expected next.
 //!
+//! Prefer one server per test (they start in milliseconds). A server kept in
+//! a `static` is never dropped, so its process would outlive the test binary.
+//!
 //! Linux-only in practice: ownership of a port and the process tree are read
 //! from `/proc`.
 
 mod chromedriver;
 mod cluster;
 mod memcached;
+mod ports;
 mod process;
 mod redis;
 
 pub use chromedriver::Chromedriver;
 pub use cluster::RedisCluster;
 pub use memcached::MemcachedServer;
-pub use process::{free_port, wait_for_port};
+pub use ports::{free_port, wait_for_port};
 pub use redis::RedisServer;
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::Command;
 
-use crate::process::{self, Launcher, Server, ServerProcess, StartError, find_binary};
+use crate::ports;
+use crate::process::{Launcher, Server, ServerProcess, StartError, find_binary};
 
 /// A real `memcached` bound to 127.0.0.1 on a free port (TCP only, 64 MB),
 /// with its own temporary directory holding its log.
@@ -32,7 +33,7 @@ impl MemcachedServer {
         let binary = find_binary("memcached", "apt-get install -y memcached");
         let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir));
         Self {
-            server: Server::start("memcached", process::free_port, launch),
+            server: Server::start("memcached", ports::free_port, launch),
         }
     }
 
@@ -96,7 +97,16 @@ fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartEr
     let mut command = Command::new(binary);
     command
         .current_dir(dir)
-        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"])
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ])
         // memcached refuses to run as root without `-u`; it ignores `-u`
         // otherwise, so only pass it when needed.
         .args(if rustix::process::geteuid().is_root() {
@@ -109,7 +119,7 @@ fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartEr
 
 /// Readiness probe: `version` answered with `VERSION x.y.z`.
 fn version(port: u16) -> bool {
-    let Ok(mut stream) = process::connect(port) else {
+    let Ok(mut stream) = ports::connect(port) else {
         return false;
     };
     if stream.write_all(b"version\r\n").is_err() {

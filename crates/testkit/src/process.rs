@@ -1,10 +1,8 @@
-//! Shared child-process plumbing: finding binaries, free ports, spawning a
+//! Shared child-process plumbing: finding binaries, spawning a
 //! server with its output in a log file, probing readiness, retrying a start
 //! whose port was lost to a race, and killing everything on stop.
 
 use std::fs::{self, OpenOptions};
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -12,72 +10,16 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
 
+use crate::ports::{POLL_INTERVAL, owns_listener};
+
 /// How long a freshly spawned server gets to answer its readiness probe.
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many fresh ports a start tries before giving up.
 const START_ATTEMPTS: usize = 5;
 /// How long a restart keeps retrying its old port (e.g. still in TIME_WAIT).
 const SAME_PORT_RETRY_FOR: Duration = Duration::from_secs(5);
-/// Pause between readiness probes (polling, not a fixed startup sleep).
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// How much of a log's end goes into a panic message.
 const LOG_TAIL_BYTES: usize = 16 * 1024;
-
-/// A free TCP port on 127.0.0.1, found by binding port 0 and releasing it.
-///
-/// Another process may take the port before the caller binds it; the server
-/// starters in this crate detect that and retry with a new port.
-#[must_use]
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0 to find a free port: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("cannot read the address of a bound listener: {e}"))
-        .port()
-}
-
-/// A free port for which `accept` also holds (e.g. that `port + 10000` is free too).
-pub(crate) fn free_port_where(accept: impl Fn(u16) -> bool) -> u16 {
-    for _ in 0..200 {
-        let port = free_port();
-        if accept(port) {
-            return port;
-        }
-    }
-    panic!("found no free port on 127.0.0.1 meeting the requirement after 200 tries");
-}
-
-/// Whether 127.0.0.1:`port` can be bound right now.
-pub(crate) fn port_is_free(port: u16) -> bool {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-}
-
-/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
-///
-/// Polls every 25 ms; returns `false` if `timeout` passes first.
-#[must_use]
-pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if connect(port).is_ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
-}
-
-/// A short-timeout TCP connection to 127.0.0.1:`port`, for probes and helpers.
-pub(crate) fn connect(port: u16) -> io::Result<TcpStream> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-    Ok(stream)
-}
 
 /// The absolute path of `name`, searched on `PATH` and then in the usual
 /// system directories; panics with `install` as advice when it is missing.
@@ -340,31 +282,6 @@ fn read_log_tail(path: &Path) -> String {
     }
 }
 
-/// Whether `pid` holds the socket listening on 127.0.0.1:`port` (or on
-/// 0.0.0.0:`port`). Linux-only; where `/proc` cannot tell, assumes it does.
-fn owns_listener(pid: u32, port: u16) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
-        return true;
-    };
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return true;
-    };
-    let wanted = [format!("0100007F:{port:04X}"), format!("00000000:{port:04X}")];
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-            (*state == "0A" && wanted.iter().any(|w| w == local)).then(|| format!("socket:[{inode}]"))
-        })
-        .collect();
-    fds.filter_map(Result::ok)
-        .filter_map(|fd| fs::read_link(fd.path()).ok())
-        .any(|target| inodes.iter().any(|inode| target.as_os_str() == inode.as_str()))
-}
-
 /// Every process descended from `root`, read from `/proc/*/stat`.
 fn descendants_of(root: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
@@ -385,7 +302,12 @@ fn descendants_of(root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < found.len() {
         let parent = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     found.remove(0);
@@ -400,10 +322,10 @@ pub(crate) fn temp_dir(what: &str) -> tempfile::TempDir {
         .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
 }
 
-
 /// Starts one server process: builds and launches its command for a port
 /// and a directory, returning the running process once it is ready.
-pub(crate) type Launcher = Box<dyn Fn(u16, &Path) -> Result<ServerProcess, StartError> + Send + Sync>;
+pub(crate) type Launcher =
+    Box<dyn Fn(u16, &Path) -> Result<ServerProcess, StartError> + Send + Sync>;
 
 /// The common shape of every server here: a process on a loopback port with
 /// its own temporary directory, which can be stopped and restarted in place.

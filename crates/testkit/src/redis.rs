@@ -4,6 +4,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::ports;
 use crate::process::{self, Launcher, Server, ServerProcess, find_binary};
 
 /// Advice printed when `redis-server` or `redis-cli` is missing.
@@ -41,7 +42,7 @@ impl RedisServer {
     /// [`restart`](Self::restart).
     #[must_use]
     pub fn start_with_args(args: &[&str]) -> Self {
-        Self::start_with(args, process::free_port)
+        Self::start_with(args, ports::free_port)
     }
 
     /// Starts a server with `args`, on a port chosen by `pick_port`.
@@ -130,7 +131,12 @@ impl std::fmt::Debug for RedisServer {
     }
 }
 
-fn launch(binary: &Path, args: &[String], port: u16, dir: &Path) -> Result<ServerProcess, process::StartError> {
+fn launch(
+    binary: &Path,
+    args: &[String],
+    port: u16,
+    dir: &Path,
+) -> Result<ServerProcess, process::StartError> {
     let mut command = Command::new(binary);
     command
         .current_dir(dir)
@@ -158,7 +164,7 @@ pub(crate) fn query(port: u16, args: &[&str]) -> io::Result<String> {
     for arg in args {
         request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
     }
-    let mut stream = process::connect(port)?;
+    let mut stream = ports::connect(port)?;
     stream.write_all(request.as_bytes())?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
@@ -171,9 +177,12 @@ pub(crate) fn query(port: u16, args: &[&str]) -> io::Result<String> {
             Ok(line.to_owned())
         };
     };
-    let len: i64 = len
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad bulk length {len:?}")))?;
+    let len: i64 = len.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad bulk length {len:?}"),
+        )
+    })?;
     let Ok(len) = usize::try_from(len) else {
         return Ok(String::new()); // $-1: nil
     };
