@@ -1,0 +1,298 @@
+//! Command line and environment: one clap struct per command, every setting
+//! both a flag and a `BOARD_*` variable, defaults that need no set-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+/// `board`: a message board with cached users and messages.
+#[derive(Debug, Parser)]
+#[command(name = "board", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; `serve` with default settings when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The board's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the board over HTTP (the default).
+    Serve(Box<Settings>),
+    /// Fill a board with sample users and messages with generated images.
+    Demo(DemoArgs),
+}
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "BOARD_ADDRESS", default_value = "127.0.0.1:8000")]
+    pub address: SocketAddr,
+
+    /// Where users, sessions and messages are kept: `sqlite://PATH` (created
+    /// and migrated on start) or `sqlite::memory:`.
+    #[arg(
+        long,
+        env = "BOARD_DATABASE_URL",
+        default_value = "sqlite://data/board.sqlite"
+    )]
+    pub database_url: String,
+
+    /// Where images are kept: `file://DIR` (a relative path is relative to
+    /// the working directory).
+    #[arg(long, env = "BOARD_MEDIA_URL", default_value = "file://data/media")]
+    pub media_url: String,
+
+    /// Public base URL of the images (a CDN), used in pages instead of the
+    /// board's own `/media/` routes, e.g. `https://cdn.example.com/media/`.
+    #[arg(long, env = "BOARD_MEDIA_BASE_URL")]
+    pub media_base_url: Option<String>,
+
+    /// The cache: `memory://?capacity=10000` (in process) or `null://`.
+    #[arg(
+        long,
+        env = "BOARD_CACHE_URL",
+        default_value = "memory://?capacity=10000"
+    )]
+    pub cache_url: String,
+
+    /// Key for CSRF tokens (at least 32 characters). A random key is made at
+    /// start when absent, so forms open before a restart must be reloaded.
+    #[arg(long, env = "BOARD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+
+    /// Largest accepted image, e.g. `10MiB`, `500KiB` or a number of bytes.
+    #[arg(long, env = "BOARD_UPLOAD_LIMIT", default_value = "10MiB", value_parser = parse_size)]
+    pub upload_limit: u64,
+
+    /// Largest width or height of an image, in pixels (decode bombs).
+    #[arg(long, env = "BOARD_MAX_IMAGE_SIDE", default_value_t = 12_000)]
+    pub max_image_side: u32,
+
+    /// Messages per page on the home page.
+    #[arg(long, env = "BOARD_PAGE_SIZE", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+
+    /// How long a loaded user is cached (`load_user`), e.g. `600s`, `10m`.
+    #[arg(long, env = "BOARD_USER_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
+    pub user_cache_timeout: Duration,
+
+    /// How long the list of all messages is cached (`all_messages`).
+    #[arg(long, env = "BOARD_MESSAGES_CACHE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub messages_cache_timeout: Duration,
+
+    /// How long a looked-up session is cached (`load_session`).
+    #[arg(long, env = "BOARD_SESSION_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
+    pub session_cache_timeout: Duration,
+
+    /// How long a login lasts.
+    #[arg(long, env = "BOARD_SESSION_LIFETIME", default_value = "14d", value_parser = parse_duration)]
+    pub session_lifetime: Duration,
+
+    /// Longest time a request may take before it gets a 408.
+    #[arg(long, env = "BOARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Failed logins allowed per account within the window.
+    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins allowed per client address within the window.
+    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 20)]
+    pub login_failures_per_address: u32,
+
+    /// The login rate-limit window.
+    #[arg(long, env = "BOARD_LOGIN_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub login_window: Duration,
+
+    /// Mark cookies `Secure` (set it when the board is served over HTTPS;
+    /// it is also done for requests with `X-Forwarded-Proto: https`).
+    #[arg(long, env = "BOARD_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Fill an empty board with sample users and messages before serving.
+    #[arg(long, env = "BOARD_DEMO")]
+    pub demo: bool,
+}
+
+/// `board demo`: where to put the sample data and how much.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Database, as for `serve`.
+    #[arg(
+        long,
+        env = "BOARD_DATABASE_URL",
+        default_value = "sqlite://data/board.sqlite"
+    )]
+    pub database_url: String,
+
+    /// Image store, as for `serve`.
+    #[arg(long, env = "BOARD_MEDIA_URL", default_value = "file://data/media")]
+    pub media_url: String,
+
+    /// Number of users (`demo1`, `demo2`, …).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub users: u32,
+
+    /// Number of messages, spread over the users.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub messages: u32,
+
+    /// Password of every demo user.
+    #[arg(
+        long,
+        env = "BOARD_DEMO_PASSWORD",
+        default_value = "demo-password",
+        hide_env_values = true
+    )]
+    pub password: String,
+}
+
+impl Settings {
+    /// The settings a bare `board` (or `board serve`) runs with: defaults,
+    /// overridden by `BOARD_*` environment variables.
+    ///
+    /// # Errors
+    /// When an environment variable holds an invalid value.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        Only::try_parse_from(["board"]).map(|only| only.settings)
+    }
+
+    /// Settings for tests and tools: every default, no environment.
+    pub fn defaults() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            database_url: "sqlite://data/board.sqlite".into(),
+            media_url: "file://data/media".into(),
+            media_base_url: None,
+            cache_url: "memory://?capacity=10000".into(),
+            secret_key: None,
+            upload_limit: 10 * 1024 * 1024,
+            max_image_side: 12_000,
+            page_size: 50,
+            user_cache_timeout: Duration::from_secs(600),
+            messages_cache_timeout: Duration::from_secs(5),
+            session_cache_timeout: Duration::from_secs(600),
+            session_lifetime: Duration::from_secs(14 * 86_400),
+            request_timeout: Duration::from_secs(30),
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
+            login_window: Duration::from_secs(15 * 60),
+            secure_cookies: false,
+            demo: false,
+        }
+    }
+}
+
+/// Parses `10MiB`, `512KiB`, `2MB`, `1G` or a plain number of bytes.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_size(input: &str) -> Result<u64, String> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{input}` is not a size such as 10MiB, 500KiB or 1048576"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    let bytes = number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{input}` is too large"))?;
+    if bytes == 0 {
+        return Err("the size must be more than 0".into());
+    }
+    Ok(bytes)
+}
+
+/// Parses `600`, `600s`, `250ms`, `10m`, `2h` or `14d`.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{input}` is not a duration such as 30s, 250ms, 10m, 2h or 14d"))?;
+    let millis: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    number
+        .checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{input}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("10MiB"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("500 KiB"), Ok(500 * 1024));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let parsed = Settings::from_env().expect("defaults parse");
+        let defaults = Settings::defaults();
+        assert_eq!(parsed.page_size, defaults.page_size);
+        assert_eq!(parsed.upload_limit, defaults.upload_limit);
+        assert_eq!(parsed.user_cache_timeout, defaults.user_cache_timeout);
+    }
+}

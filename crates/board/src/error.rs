@@ -1,0 +1,154 @@
+//! One error type for every handler. Users see a clean page with a status
+//! and a sentence; internals (database messages) go to the log only.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::store::StoreError;
+use crate::views::ErrorPage;
+
+/// What can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No such page, message or image.
+    #[error("not found")]
+    NotFound,
+    /// The page needs a logged-in user.
+    #[error("login required")]
+    LoginRequired,
+    /// Logged in, but not allowed (another user's message).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The form's CSRF token is missing or wrong.
+    #[error("CSRF token missing or invalid")]
+    Csrf,
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The upload is larger than allowed.
+    #[error("upload too large")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// Too many failed logins.
+    #[error("too many login attempts")]
+    TooManyAttempts {
+        /// Minutes until the window ends at the latest.
+        minutes: u64,
+    },
+    /// The database failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// Anything else that is our fault.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+impl From<std::sync::Arc<StoreError>> for AppError {
+    fn from(error: std::sync::Arc<StoreError>) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(error: askama::Error) -> Self {
+        Self::Internal(format!("template: {error}"))
+    }
+}
+
+impl From<std::io::Error> for AppError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Internal(format!("io: {error}"))
+    }
+}
+
+impl AppError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::LoginRequired => StatusCode::SEE_OTHER,
+            Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn page(&self) -> (&'static str, String) {
+        match self {
+            Self::NotFound => ("Not found", "There is nothing here. It may have been deleted.".into()),
+            Self::LoginRequired => ("Log in", "Please log in first.".into()),
+            Self::Forbidden(why) => ("Not allowed", (*why).to_owned()),
+            Self::Csrf => (
+                "Form expired",
+                "This form has expired or did not come from this site. Go back, reload the page and try again.".into(),
+            ),
+            Self::BadRequest(why) => ("Bad request", why.clone()),
+            Self::TooLarge { limit } => (
+                "File too large",
+                format!("Images may be at most {}. Please choose a smaller one.", human_size(*limit)),
+            ),
+            Self::TooManyAttempts { minutes } => (
+                "Too many attempts",
+                format!("Too many failed logins. Please wait up to {minutes} minutes and try again."),
+            ),
+            Self::Store(_) | Self::Internal(_) => (
+                "Something went wrong",
+                "The board could not complete this request. Please try again in a moment.".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let Self::LoginRequired = self {
+            return Redirect::to("/login").into_response();
+        }
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::info!(error = %self, "request refused");
+        }
+        let (title, message) = self.page();
+        let page = ErrorPage {
+            layout: crate::views::Layout::bare(title),
+            status: status.as_u16(),
+            message: &message,
+        };
+        match askama::Template::render(&page) {
+            Ok(body) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                body,
+            )
+                .into_response(),
+            Err(_) => (status, message).into_response(),
+        }
+    }
+}
+
+/// `10 MiB`, `500 KiB`, `12 bytes`.
+pub fn human_size(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const KIB: u64 = 1 << 10;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else if bytes >= KIB {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}

@@ -1,0 +1,422 @@
+//! Register, log in, log out, and the account page.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{ClientIp, IncomingFlash, redirect_with, secure};
+use crate::auth::csrf::ANON_COOKIE;
+use crate::auth::extract::AuthContext;
+use crate::auth::session::{self, SESSION_COOKIE, Session, clear_cookie, set_cookie};
+use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf, MaybeAuthUser, password};
+use crate::domain::{Password, Username};
+use crate::error::AppError;
+use crate::listing::format_time;
+use crate::state::AppState;
+use crate::store::{SessionRecord, StoreError, User};
+use crate::views::{AccountPage, Flash, Layout, LoginPage, LogoutPage, render, render_with};
+
+pub(super) fn router() -> axum::Router<AppState> {
+    Router::new()
+        .route("/register", get(register_form).post(register))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", get(logout_form).post(logout))
+        .route("/acc", get(account))
+        .route("/acc/password", post(change_password))
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+impl HasCsrf for RegisterForm {
+    const ANONYMOUS: bool = true;
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+impl HasCsrf for LoginForm {
+    const ANONYMOUS: bool = true;
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+impl HasCsrf for LogoutForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+impl HasCsrf for PasswordForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The anonymous CSRF token for this browser, and the cookie to set if the
+/// browser has none yet.
+fn anonymous_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match session::cookie(headers, ANON_COOKIE).filter(|c| session::is_well_formed(c)) {
+        Some(cookie) => (state.csrf.for_anonymous(cookie), None),
+        None => {
+            let cookie = session::new_token();
+            let set = set_cookie(ANON_COOKIE, &cookie, None, secure(state, headers));
+            (state.csrf.for_anonymous(&cookie), Some(set))
+        }
+    }
+}
+
+/// The login or register form, with `status` and `errors`.
+fn credentials_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    register: bool,
+    username: &str,
+    errors: &[String],
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let (token, set) = anonymous_token(state, headers);
+    let title = if register { "Register" } else { "Log in" };
+    let mut response = render_with(
+        status,
+        &LoginPage {
+            layout: Layout::new(title, None, None),
+            register,
+            username,
+            errors,
+            form_csrf: &token,
+        },
+    )?;
+    if let Some(set) = set {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    Ok(response)
+}
+
+async fn register_form(
+    State(state): State<AppState>,
+    MaybeAuthUser(auth): MaybeAuthUser,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if auth.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    credentials_page(&state, &headers, true, "", &[], StatusCode::OK)
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    MaybeAuthUser(auth): MaybeAuthUser,
+    IncomingFlash(flash): IncomingFlash,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if auth.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let errors: Vec<String> = flash
+        .filter(|f| *f == Flash::LoginRequired)
+        .map(|f| f.text().to_owned())
+        .into_iter()
+        .collect();
+    credentials_page(&state, &headers, false, "", &errors, StatusCode::OK)
+}
+
+/// Starts a session for `user`: stores its hash, primes the memos so the
+/// next request reads nothing, and returns the cookie.
+async fn start_session(
+    state: &AppState,
+    user: User,
+    secure: bool,
+) -> Result<HeaderValue, AppError> {
+    let token = session::new_token();
+    let token_hash = auth_mod::sha256_hex(&token);
+    let now = auth_mod::now_ms();
+    let lifetime = state.limits.session_lifetime;
+    let expires_at = now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
+    let record = SessionRecord {
+        token_hash: token_hash.clone(),
+        user_id: user.id.clone(),
+        created_at: now,
+        expires_at,
+    };
+    state.stores.sessions.create(&record).await?;
+    let session = Session {
+        csrf: state.csrf.for_session(&token_hash),
+        token_hash: token_hash.clone(),
+        user_id: user.id.clone(),
+        expires_at,
+    };
+    state
+        .memos
+        .load_session
+        .set(&token_hash, Some(Arc::new(session)))
+        .await;
+    let user_id = user.id.clone();
+    state
+        .memos
+        .load_user
+        .set(&user_id, Some(Arc::new(user)))
+        .await;
+    Ok(set_cookie(SESSION_COOKIE, &token, Some(lifetime), secure))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<RegisterForm>,
+) -> Result<Response, AppError> {
+    let mut errors = Vec::new();
+    let username = Username::parse(&form.username)
+        .map_err(|e| errors.push(e.0))
+        .ok();
+    let password = Password::parse(&form.password)
+        .map_err(|e| errors.push(e.0))
+        .ok();
+    if form.password != form.confirm {
+        errors.push("The two passwords differ.".into());
+    }
+    let (Some(username), Some(password), true) = (username, password, errors.is_empty()) else {
+        return credentials_page(
+            &state,
+            &headers,
+            true,
+            &form.username,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    };
+    let hash = password::hash(&password)
+        .await
+        .map_err(AppError::Internal)?;
+    let user = User {
+        id: auth_mod::random_hex(16),
+        username: username.as_str().to_owned(),
+        created_at: auth_mod::now_ms(),
+    };
+    match state.stores.users.create(&user, &hash).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            let errors = ["That user name is taken. Please choose another.".to_owned()];
+            return credentials_page(
+                &state,
+                &headers,
+                true,
+                &form.username,
+                &errors,
+                StatusCode::CONFLICT,
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(user = %user.username, "registered");
+    let secure = secure(&state, &headers);
+    let cookie = start_session(&state, user, secure).await?;
+    Ok(redirect_with("/", Flash::Registered, secure, vec![cookie]))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> Result<Response, AppError> {
+    let name = form.username.trim();
+    if !state.limiter.allows(name, ip).await {
+        let minutes = state.limiter.window().as_secs().div_ceil(60);
+        return Err(AppError::TooManyAttempts { minutes });
+    }
+    let found = if Username::parse(name).is_ok() {
+        state.stores.users.credentials(name).await?
+    } else {
+        None
+    };
+    let (user, hash) = match found {
+        Some(c) => (Some(c.user), Some(c.password_hash)),
+        None => (None, None),
+    };
+    let matched = password::verify(&form.password, hash).await;
+    let Some(user) = user.filter(|_| matched) else {
+        state.limiter.failed(name, ip).await;
+        let errors = ["Wrong user name or password.".to_owned()];
+        return credentials_page(
+            &state,
+            &headers,
+            false,
+            name,
+            &errors,
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    state.limiter.succeeded(name, ip).await;
+    tracing::info!(user = %user.username, "logged in");
+    let secure = secure(&state, &headers);
+    let cookie = start_session(&state, user, secure).await?;
+    Ok(redirect_with("/", Flash::LoggedIn, secure, vec![cookie]))
+}
+
+async fn logout_form(
+    MaybeAuthUser(auth): MaybeAuthUser,
+    IncomingFlash(flash): IncomingFlash,
+) -> Result<Response, AppError> {
+    render(&LogoutPage {
+        layout: Layout::new("Log out", auth.as_ref(), flash),
+    })
+}
+
+/// Revokes the session on the server: the row goes, and so do the cached
+/// copies of the session and the user (`delete_memoized(load_user, id)`).
+async fn end_session(state: &AppState, auth: &AuthContext) -> Result<(), AppError> {
+    state
+        .stores
+        .sessions
+        .delete(&auth.session.token_hash)
+        .await?;
+    state
+        .memos
+        .load_session
+        .forget(&auth.session.token_hash)
+        .await;
+    state.memos.load_user.forget(&auth.user.id).await;
+    Ok(())
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    headers: HeaderMap,
+    CsrfForm(_form): CsrfForm<LogoutForm>,
+) -> Result<Response, AppError> {
+    end_session(&state, &auth).await?;
+    tracing::info!(user = %auth.user.username, "logged out");
+    let secure = secure(&state, &headers);
+    let clear = clear_cookie(SESSION_COOKIE, secure);
+    Ok(redirect_with("/", Flash::LoggedOut, secure, vec![clear]))
+}
+
+fn account_page(
+    auth: &AuthContext,
+    message_count: usize,
+    flash: Option<Flash>,
+    errors: &[String],
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let (member_since, _) = format_time(auth.user.created_at);
+    render_with(
+        status,
+        &AccountPage {
+            layout: Layout::new("Your account", Some(auth), flash),
+            user: &auth.user,
+            member_since: &member_since,
+            message_count,
+            errors,
+        },
+    )
+}
+
+async fn account(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    IncomingFlash(flash): IncomingFlash,
+) -> Result<Response, AppError> {
+    let count = state.messages().await?.by_user(&auth.user.id).count();
+    account_page(&auth, count, flash, &[], StatusCode::OK)
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    let name = auth.user.username.as_str();
+    if !state.limiter.allows(name, ip).await {
+        let minutes = state.limiter.window().as_secs().div_ceil(60);
+        return Err(AppError::TooManyAttempts { minutes });
+    }
+    let mut errors = Vec::new();
+    let hash = state.stores.users.password_hash(&auth.user.id).await?;
+    if !password::verify(&form.current, hash).await {
+        state.limiter.failed(name, ip).await;
+        errors.push("The current password is wrong.".to_owned());
+    }
+    let new = Password::parse(&form.new)
+        .map_err(|e| errors.push(e.0))
+        .ok();
+    if form.new != form.confirm {
+        errors.push("The two new passwords differ.".into());
+    }
+    let (Some(new), true) = (new, errors.is_empty()) else {
+        let count = state.messages().await?.by_user(&auth.user.id).count();
+        return account_page(
+            &auth,
+            count,
+            None,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    };
+    let hash = password::hash(&new).await.map_err(AppError::Internal)?;
+    state
+        .stores
+        .users
+        .set_password(&auth.user.id, &hash)
+        .await?;
+    state.memos.load_user.forget(&auth.user.id).await;
+    // Other devices must log in again with the new password.
+    let removed = state
+        .stores
+        .sessions
+        .delete_for_user(&auth.user.id, Some(&auth.session.token_hash))
+        .await?;
+    for token_hash in &removed {
+        state.memos.load_session.forget(token_hash.as_str()).await;
+    }
+    tracing::info!(user = %auth.user.username, revoked = removed.len(), "password changed");
+    Ok(redirect_with(
+        "/acc",
+        Flash::PasswordChanged,
+        secure(&state, &headers),
+        vec![],
+    ))
+}

@@ -1,0 +1,291 @@
+//! Posting and deleting messages.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+use super::{IncomingFlash, redirect_with, secure};
+use crate::auth::extract::{AuthContext, verify};
+use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf};
+use crate::domain::{Author, Description, Location};
+use crate::error::{AppError, human_size};
+use crate::images;
+use crate::media::MediaName;
+use crate::state::AppState;
+use crate::store::Message;
+use crate::views::{Flash, Layout, PostFormValues, PostPage, render_with};
+
+/// Longest text field accepted in the multipart form, in bytes.
+const TEXT_FIELD_LIMIT: usize = 16 * 1024;
+
+pub(super) fn router() -> axum::Router<AppState> {
+    Router::new()
+        .route("/post", get(post_form))
+        // The upload limit is enforced while streaming (see `read_form`), so
+        // the typed fields can be shown again when the image is too large.
+        .route("/save", post(save).layer(DefaultBodyLimit::disable()))
+        .route("/delete", post(delete))
+}
+
+fn post_page(
+    state: &AppState,
+    auth: &AuthContext,
+    form: &PostFormValues,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    render_with(
+        status,
+        &PostPage {
+            layout: Layout::new("New message", Some(auth), flash),
+            form,
+            errors: &form.errors,
+            limit: &human_size(state.limits.upload_limit),
+        },
+    )
+}
+
+async fn post_form(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    IncomingFlash(flash): IncomingFlash,
+) -> Result<Response, AppError> {
+    let form = PostFormValues {
+        author: auth.user.username.clone(),
+        ..PostFormValues::default()
+    };
+    post_page(&state, &auth, &form, flash, StatusCode::OK)
+}
+
+/// What the multipart form carried.
+#[derive(Default)]
+struct Upload {
+    csrf: String,
+    values: PostFormValues,
+    image: Option<Bytes>,
+    too_large: bool,
+}
+
+/// Reads the form, keeping at most `limit` bytes of image. A larger image
+/// is read to its end (up to `drain_limit` bytes in all) and dropped, so the
+/// browser gets the error page with the typed text instead of a reset.
+async fn read_form(
+    mut multipart: Multipart,
+    limit: u64,
+    drain_limit: u64,
+) -> Result<Upload, AppError> {
+    let bad = |e: axum::extract::multipart::MultipartError| AppError::BadRequest(e.body_text());
+    let mut upload = Upload::default();
+    let mut seen: u64 = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "image" {
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                seen += chunk.len() as u64;
+                if seen > drain_limit {
+                    return Err(AppError::TooLarge { limit });
+                }
+                if !upload.too_large && (buf.len() + chunk.len()) as u64 > limit {
+                    upload.too_large = true;
+                    buf = BytesMut::new();
+                }
+                if !upload.too_large {
+                    buf.extend_from_slice(&chunk);
+                }
+            }
+            if !upload.too_large && !buf.is_empty() {
+                upload.image = Some(buf.freeze());
+            }
+            continue;
+        }
+        let mut text = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+            seen += chunk.len() as u64;
+            if text.len() + chunk.len() > TEXT_FIELD_LIMIT {
+                return Err(AppError::BadRequest(format!(
+                    "The field `{name}` is too long."
+                )));
+            }
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        match name.as_str() {
+            "csrf" => upload.csrf = text,
+            "author" => upload.values.author = text,
+            "location" => upload.values.location = text,
+            "description" => upload.values.description = text,
+            _ => {}
+        }
+    }
+    Ok(upload)
+}
+
+async fn save(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<Response, AppError> {
+    let limit = state.limits.upload_limit;
+    // Read (and discard) at most this much of an oversized upload.
+    let drain_limit = limit.saturating_mul(2).saturating_add(1 << 20);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > drain_limit) {
+        return Err(AppError::TooLarge { limit });
+    }
+    let Upload {
+        csrf,
+        mut values,
+        image,
+        too_large,
+    } = read_form(multipart, limit, drain_limit).await?;
+    if !verify(Some(&auth), None, &csrf) {
+        return Err(AppError::Csrf);
+    }
+
+    let author = Author::parse(&values.author)
+        .map_err(|e| values.errors.push(e.0))
+        .ok();
+    let location = Location::parse(&values.location)
+        .map_err(|e| values.errors.push(e.0))
+        .ok();
+    let description = Description::parse(&values.description)
+        .map_err(|e| values.errors.push(e.0))
+        .ok();
+    if too_large {
+        values.errors.push(format!(
+            "The image is larger than {}. Please choose a smaller one.",
+            human_size(limit)
+        ));
+        return post_page(&state, &auth, &values, None, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let Some(image) = image else {
+        values.errors.push("Please choose an image.".into());
+        return post_page(
+            &state,
+            &auth,
+            &values,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    };
+    let max_side = state.limits.max_image_side;
+    let checked = {
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || images::process(&image, max_side))
+            .await
+            .map_err(|e| AppError::Internal(format!("image task: {e}")))?
+    };
+    let processed = match checked {
+        Ok(p) => Some(p),
+        Err(e) => {
+            values.errors.push(e.to_string());
+            None
+        }
+    };
+    let (Some(author), Some(location), Some(description), Some(processed)) =
+        (author, location, description, processed)
+    else {
+        return post_page(
+            &state,
+            &auth,
+            &values,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    };
+
+    let (full, thumb) = MediaName::fresh_pair(processed.kind, processed.thumb_kind);
+    state.media.put(&full, image).await?;
+    state
+        .media
+        .put(&thumb, Bytes::from(processed.thumbnail))
+        .await?;
+    let message = Message {
+        id: auth_mod::random_hex(16),
+        user_id: auth.user.id.clone(),
+        author: author.into_inner(),
+        location: location.into_inner(),
+        description: description.into_inner(),
+        image: full.as_str().to_owned(),
+        thumbnail: thumb.as_str().to_owned(),
+        created_at: auth_mod::now_ms(),
+    };
+    if let Err(e) = state.stores.messages.insert(&message).await {
+        let _ = state.media.delete(&full).await;
+        let _ = state.media.delete(&thumb).await;
+        return Err(e.into());
+    }
+    // `cache.delete_memoized(get_all_messages)`
+    state.messages_changed().await;
+    tracing::info!(id = %message.id, user = %auth.user.username, "message posted");
+    Ok(redirect_with(
+        "/",
+        Flash::Posted,
+        secure(&state, &headers),
+        vec![],
+    ))
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
+}
+
+impl HasCsrf for DeleteForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<DeleteForm>,
+) -> Result<Response, AppError> {
+    let well_formed = form.id.len() == 32 && form.id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Err(AppError::NotFound);
+    }
+    // The owner comes from the stored message, never from the form.
+    let message = state
+        .stores
+        .messages
+        .get(&form.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if message.user_id != auth.user.id {
+        tracing::warn!(id = %message.id, user = %auth.user.username, "refused to delete another user's message");
+        return Err(AppError::Forbidden(
+            "You can only delete your own messages.",
+        ));
+    }
+    state.stores.messages.delete(&message.id).await?;
+    state.messages_changed().await;
+    for name in [&message.image, &message.thumbnail] {
+        if let Some(name) = MediaName::parse(name) {
+            if let Err(e) = state.media.delete(&name).await {
+                tracing::warn!(error = %e, name = name.as_str(), "image not removed");
+            }
+        }
+    }
+    tracing::info!(id = %message.id, user = %auth.user.username, "message deleted");
+    Ok(redirect_with(
+        "/my",
+        Flash::Deleted,
+        secure(&state, &headers),
+        vec![],
+    ))
+}

@@ -1,0 +1,97 @@
+//! `/metrics` in the Prometheus text format: database calls per table and
+//! operation, and the counters of every memo.
+
+use std::fmt::Write as _;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+pub(super) fn router() -> axum::Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        exposition(&state),
+    )
+}
+
+/// The metrics as Prometheus text.
+pub(super) fn exposition(state: &AppState) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str("# HELP board_db_calls_total Database calls by table and operation.\n");
+    out.push_str("# TYPE board_db_calls_total counter\n");
+    for (table, operation, n) in state.stores.calls.snapshot() {
+        let _ = writeln!(
+            out,
+            "board_db_calls_total{{table=\"{table}\",operation=\"{operation}\"}} {n}"
+        );
+    }
+    let memos = state.cache.memo_stats();
+    let mut family =
+        |name: &str, kind: &str, help: &str, value: &dyn Fn(&memocache::MemoStats) -> String| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (memo, stats) in &memos {
+                let _ = writeln!(out, "{name}{{memo=\"{memo}\"}} {}", value(stats));
+            }
+        };
+    family(
+        "memocache_hits_total",
+        "counter",
+        "Lookups answered from the cache.",
+        &|s| s.hits().to_string(),
+    );
+    family(
+        "memocache_misses_total",
+        "counter",
+        "Lookups that found nothing.",
+        &|s| s.misses.to_string(),
+    );
+    family(
+        "memocache_loads_total",
+        "counter",
+        "Loader calls that returned a value.",
+        &|s| s.loads.to_string(),
+    );
+    family(
+        "memocache_load_errors_total",
+        "counter",
+        "Loader calls that failed.",
+        &|s| s.load_errors.to_string(),
+    );
+    family(
+        "memocache_load_seconds_total",
+        "counter",
+        "Time spent in loaders.",
+        &|s| format!("{:.6}", s.load_time.as_secs_f64()),
+    );
+    family(
+        "memocache_invalidations_total",
+        "counter",
+        "forget and forget_all calls.",
+        &|s| s.invalidations.to_string(),
+    );
+    family(
+        "memocache_waited_for_load_total",
+        "counter",
+        "Misses that waited for another caller's load.",
+        &|s| s.waited_for_load.to_string(),
+    );
+    family(
+        "memocache_store_errors_total",
+        "counter",
+        "Cache store faults survived.",
+        &|s| s.store_errors.to_string(),
+    );
+    out
+}

@@ -1,0 +1,30 @@
+//! The message board: the Flask board of the seed rebuilt on axum, with its
+//! two memoized functions (`load_user`, `all_messages`) on [`memocache`].
+//!
+//! `cargo run --release -p board` serves it on <http://127.0.0.1:8000> with
+//! SQLite, a local image directory and the in-process cache. See
+//! `board serve --help` for every setting.
+//!
+//! Layout: [`config`] (flags and `BOARD_*` variables), [`startup`] (build,
+//! bind, serve), [`http`] (routes), [`auth`] (sessions, CSRF, passwords),
+//! [`store`] and [`media`] (the tables and images behind traits), [`state`]
+//! (the memos), [`views`] (templates).
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod images;
+pub mod listing;
+pub mod media;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod views;
+
+pub use config::Settings;
+pub use startup::{Application, StartupError};
+pub use state::AppState;

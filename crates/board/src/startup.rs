@@ -1,0 +1,235 @@
+//! Building the app from settings: open stores, build the cache and memos,
+//! bind the listener (port 0 allowed), then serve until stopped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use memocache::{Cache, Memo};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+use crate::auth::csrf::CsrfKey;
+use crate::auth::ratelimit::LoginLimiter;
+use crate::config::Settings;
+use crate::state::{AppState, Inner, Limits, Memos};
+use crate::store::Stores;
+
+/// Why the board could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is wrong; the message says which and why.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database or media store could not be opened.
+    #[error("{0}")]
+    Storage(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl StartupError {
+    /// The process exit code for this error: 2 for configuration, 1 else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) => 2,
+            Self::Storage(_) | Self::Bind { .. } => 1,
+        }
+    }
+}
+
+/// A bound, not yet serving, board.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens everything and binds the listener.
+    ///
+    /// # Errors
+    /// See [`StartupError`].
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let state = build_state(settings)?;
+        if settings.demo {
+            crate::demo::fill_if_empty(&state.stores, &state.media)
+                .await
+                .map_err(StartupError::Storage)?;
+        }
+        let listener = TcpListener::bind(settings.address)
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: settings.address,
+                source,
+            })?;
+        let router = crate::http::app(state.clone(), settings.request_timeout);
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The shared state (stores, cache, memos), for tests and tools.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then finishes requests in flight.
+    ///
+    /// # Errors
+    /// When accepting connections fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The prefix of image URLs: the configured base (ending in `/`) or the
+/// board's own `/media/`.
+fn media_base(settings: &Settings) -> Result<String, StartupError> {
+    let Some(base) = settings.media_base_url.as_deref().filter(|b| !b.is_empty()) else {
+        return Ok("/media/".into());
+    };
+    let absolute = url::Url::parse(base)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !absolute && !base.starts_with('/') {
+        return Err(StartupError::Config(format!(
+            "--media-base-url `{base}` must be an http(s) URL or a path starting with /"
+        )));
+    }
+    Ok(if base.ends_with('/') {
+        base.to_owned()
+    } else {
+        format!("{base}/")
+    })
+}
+
+fn secret(settings: &Settings) -> Result<SecretString, StartupError> {
+    match &settings.secret_key {
+        Some(key) if key.expose_secret().len() < 32 => Err(StartupError::Config(
+            "--secret-key must be at least 32 characters".into(),
+        )),
+        Some(key) => Ok(key.clone()),
+        None => {
+            tracing::info!(
+                "no --secret-key given: using a random one (open forms need a reload after a restart)"
+            );
+            Ok(SecretString::from(crate::auth::random_hex(32)))
+        }
+    }
+}
+
+fn config_error(error: memocache::Error) -> StartupError {
+    StartupError::Config(error.to_string())
+}
+
+/// Builds the state the router runs on.
+///
+/// # Errors
+/// See [`StartupError`].
+pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
+    let media_base = media_base(settings)?;
+    let secret = secret(settings)?;
+    let cache = Cache::from_url(&settings.cache_url)
+        .map_err(|e| StartupError::Config(format!("--cache-url: {e}")))?;
+    let stores = Stores::open(&settings.database_url).map_err(|e| match e {
+        crate::store::OpenError::Url(m) => StartupError::Config(format!("--database-url: {m}")),
+        crate::store::OpenError::Database(m) => StartupError::Storage(m),
+    })?;
+    let media = crate::media::open(&settings.media_url)
+        .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
+    let messages_timeout = settings.messages_cache_timeout;
+    let memos = Memos {
+        load_user: Memo::builder("load_user")
+            .timeout(settings.user_cache_timeout)
+            .build(&cache)
+            .map_err(config_error)?,
+        load_session: Memo::builder("load_session")
+            .timeout(settings.session_cache_timeout)
+            .build(&cache)
+            .map_err(config_error)?,
+        all_messages: Memo::builder("all_messages")
+            .timeout(messages_timeout)
+            .build(&cache)
+            .map_err(config_error)?,
+        // Keyed by list generation, so it is never stale; the timeout only
+        // bounds how long renderings of replaced lists take up memory.
+        home_page: Memo::builder("home_page")
+            .timeout(if messages_timeout.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                messages_timeout
+            })
+            .build(&cache)
+            .map_err(config_error)?,
+    };
+    let limiter = LoginLimiter::new(
+        cache.clone(),
+        settings.login_failures_per_account,
+        settings.login_failures_per_address,
+        settings.login_window,
+    );
+    Ok(AppState::new(Inner {
+        stores,
+        media,
+        csrf: CsrfKey::new(&secret),
+        limiter,
+        limits: Limits {
+            page_size: settings.page_size,
+            upload_limit: settings.upload_limit,
+            max_image_side: settings.max_image_side,
+            session_lifetime: settings.session_lifetime,
+            secure_cookies: settings.secure_cookies,
+        },
+        media_base,
+        memos,
+        cache,
+    }))
+}

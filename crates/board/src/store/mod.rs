@@ -1,0 +1,184 @@
+//! Where users, sessions and messages live, behind one trait each so that
+//! other databases (DynamoDB for fleets) slot in by URL.
+//!
+//! Every store a [`Stores`] hands out is wrapped in [`counted`], which
+//! counts calls per table and operation for `/metrics` and for tests.
+
+pub mod counted;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use counted::DbCalls;
+
+/// A user as pages see it (no password hash): what `load_user` caches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Server-generated id (32 hex digits).
+    pub id: String,
+    /// The account name.
+    pub username: String,
+    /// When the account was made, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A user with the password hash, for logging in only (never cached).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The user.
+    pub user: User,
+    /// PHC string of the argon2 hash.
+    pub password_hash: String,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Server-generated id (32 hex digits).
+    pub id: String,
+    /// The owner: only they may delete it.
+    pub user_id: String,
+    /// Who it is signed by.
+    pub author: String,
+    /// Where it was taken (may be empty).
+    pub location: String,
+    /// What it says.
+    pub description: String,
+    /// Name of the full image in the media store.
+    pub image: String,
+    /// Name of the 150x150 thumbnail in the media store.
+    pub thumbnail: String,
+    /// When it was posted, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A login, as stored: only the hash of the cookie's token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session token, hex.
+    pub token_hash: String,
+    /// Who is logged in.
+    pub user_id: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds after which the session is void.
+    pub expires_at: i64,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique value (a user name) is taken.
+    #[error("already exists")]
+    Conflict,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// `Result` of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The `users` table.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Adds a user; [`StoreError::Conflict`] if the name is taken (names are
+    /// compared without case).
+    async fn create(&self, user: &User, password_hash: &str) -> StoreResult<()>;
+    /// The user with `id`.
+    async fn get(&self, id: &str) -> StoreResult<Option<User>>;
+    /// The user named `username` (any case) with the password hash.
+    async fn credentials(&self, username: &str) -> StoreResult<Option<Credentials>>;
+    /// The password hash of user `id`.
+    async fn password_hash(&self, id: &str) -> StoreResult<Option<String>>;
+    /// Replaces the password hash of user `id`.
+    async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<()>;
+    /// Number of users.
+    async fn count(&self) -> StoreResult<u64>;
+}
+
+/// The `sessions` table.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Adds a session.
+    async fn create(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// The session whose token hashes to `token_hash`.
+    async fn get(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Removes one session.
+    async fn delete(&self, token_hash: &str) -> StoreResult<()>;
+    /// Removes every session of `user_id` except `keep`; returns the hashes
+    /// removed (so their cached copies can be forgotten).
+    async fn delete_for_user(&self, user_id: &str, keep: Option<&str>) -> StoreResult<Vec<String>>;
+}
+
+/// The `messages` table.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Adds a message.
+    async fn insert(&self, message: &Message) -> StoreResult<()>;
+    /// Every message (a full scan, as the original's `messages_table.scan()`).
+    async fn all(&self) -> StoreResult<Vec<Message>>;
+    /// One message.
+    async fn get(&self, id: &str) -> StoreResult<Option<Message>>;
+    /// Removes one message; true if it was there.
+    async fn delete(&self, id: &str) -> StoreResult<bool>;
+}
+
+/// The three tables, opened from a database URL and counted.
+#[derive(Clone)]
+pub struct Stores {
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Messages.
+    pub messages: Arc<dyn MessageStore>,
+    /// Calls made so far, per table and operation.
+    pub calls: DbCalls,
+}
+
+impl Stores {
+    /// Opens (creating and migrating if needed) the database at `url`:
+    /// `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`.
+    ///
+    /// # Errors
+    /// [`OpenError::Url`] for an unknown or malformed URL,
+    /// [`OpenError::Database`] when the database cannot be opened.
+    pub fn open(url: &str) -> Result<Self, OpenError> {
+        let db = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(OpenError::Url(format!(
+                    "`{url}` names no file (try sqlite://data/board.sqlite)"
+                )));
+            }
+            sqlite::Sqlite::open(path).map_err(|e| OpenError::Database(format!("{url}: {e}")))?
+        } else {
+            return Err(OpenError::Url(format!(
+                "unsupported database URL `{url}` (this build knows sqlite://PATH and sqlite::memory:)"
+            )));
+        };
+        let calls = DbCalls::default();
+        let db = Arc::new(db);
+        Ok(Self {
+            users: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
+            sessions: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
+            messages: Arc::new(counted::Counted::new(db, calls.clone())),
+            calls,
+        })
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is malformed or names an unknown kind of store.
+    #[error("{0}")]
+    Url(String),
+    /// The database could not be opened or migrated.
+    #[error("{0}")]
+    Database(String),
+}

@@ -1,0 +1,386 @@
+//! SQLite, the embedded default: one file, created and migrated on open.
+//!
+//! Calls run on Tokio's blocking pool over one connection in WAL mode; the
+//! caches in front of the stores keep the database off the hot path.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Credentials, Message, MessageStore, SessionRecord, SessionStore, StoreError, StoreResult, User,
+    UserStore,
+};
+
+/// Schema changes, applied in order; `PRAGMA user_version` records how many
+/// have run.
+const MIGRATIONS: &[&str] = &["CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE TABLE messages (
+        id          TEXT PRIMARY KEY,
+        user_id     TEXT NOT NULL REFERENCES users(id),
+        author      TEXT NOT NULL,
+        location    TEXT NOT NULL,
+        description TEXT NOT NULL,
+        image       TEXT NOT NULL,
+        thumbnail   TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_time ON messages(created_at);"];
+
+/// A SQLite database holding all three tables.
+pub struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens `path` (`:memory:` for a private in-memory database), creating
+    /// the file and its directory if needed, and migrates it.
+    ///
+    /// # Errors
+    /// When the file cannot be created or opened, or a migration fails.
+    pub fn open(path: &str) -> Result<Self, String> {
+        if path != ":memory:" {
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+            }
+        }
+        let mut conn = Connection::open(path).map_err(|e| e.to_string())?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| e.to_string())?;
+        migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection poisoned".into()))?;
+            f(&mut conn).map_err(classify)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("database task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "database migrated");
+    }
+    Ok(())
+}
+
+fn classify(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Conflict
+        }
+        _ => StoreError::Backend(error.to_string()),
+    }
+}
+
+fn user_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get("id")?,
+        username: row.get("username")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+fn message_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: row.get("id")?,
+        user_id: row.get("user_id")?,
+        author: row.get("author")?,
+        location: row.get("location")?,
+        description: row.get("description")?,
+        image: row.get("image")?,
+        thumbnail: row.get("thumbnail")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for Sqlite {
+    async fn create(&self, user: &User, password_hash: &str) -> StoreResult<()> {
+        let user = user.clone();
+        let hash = password_hash.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO users (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user.id, user.username, hash, user.created_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<User>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT id, username, created_at FROM users WHERE id = ?1",
+                [id],
+                user_from,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn credentials(&self, username: &str) -> StoreResult<Option<Credentials>> {
+        let username = username.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT id, username, created_at, password_hash FROM users WHERE username = ?1",
+                [username],
+                |row| {
+                    Ok(Credentials {
+                        user: user_from(row)?,
+                        password_hash: row.get("password_hash")?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn password_hash(&self, id: &str) -> StoreResult<Option<String>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT password_hash FROM users WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<()> {
+        let (id, hash) = (id.to_owned(), password_hash.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                params![id, hash],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn count(&self) -> StoreResult<u64> {
+        self.call(|c| c.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0)))
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for Sqlite {
+    async fn create(&self, session: &SessionRecord) -> StoreResult<()> {
+        let s = session.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![s.token_hash, s.user_id, s.created_at, s.expires_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
+        let hash = token_hash.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT token_hash, user_id, created_at, expires_at FROM sessions WHERE token_hash = ?1",
+                [hash],
+                |row| {
+                    Ok(SessionRecord {
+                        token_hash: row.get(0)?,
+                        user_id: row.get(1)?,
+                        created_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete(&self, token_hash: &str) -> StoreResult<()> {
+        let hash = token_hash.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM sessions WHERE token_hash = ?1", [hash])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn delete_for_user(&self, user_id: &str, keep: Option<&str>) -> StoreResult<Vec<String>> {
+        let user_id = user_id.to_owned();
+        let keep = keep.unwrap_or_default().to_owned();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let hashes = {
+                let mut stmt = tx.prepare(
+                    "SELECT token_hash FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
+                )?;
+                stmt.query_map(params![user_id, keep], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2",
+                params![user_id, keep],
+            )?;
+            tx.commit()?;
+            Ok(hashes)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MessageStore for Sqlite {
+    async fn insert(&self, message: &Message) -> StoreResult<()> {
+        let m = message.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO messages (id, user_id, author, location, description, image, thumbnail, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![m.id, m.user_id, m.author, m.location, m.description, m.image, m.thumbnail, m.created_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn all(&self) -> StoreResult<Vec<Message>> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, user_id, author, location, description, image, thumbnail, created_at FROM messages",
+            )?;
+            stmt.query_map([], message_from)?.collect()
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<Message>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT id, user_id, author, location, description, image, thumbnail, created_at
+                 FROM messages WHERE id = ?1",
+                [id],
+                message_from,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM messages WHERE id = ?1", [id])
+                .map(|n| n > 0)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, name: &str) -> User {
+        User {
+            id: id.into(),
+            username: name.into(),
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn users_are_unique_by_name_without_case() {
+        let db = Sqlite::open(":memory:").expect("open");
+        UserStore::create(&db, &user("a", "Ada"), "h")
+            .await
+            .expect("first");
+        let again = UserStore::create(&db, &user("b", "ada"), "h").await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        let found = db.credentials("ADA").await.expect("query").expect("found");
+        assert_eq!(found.user.id, "a");
+    }
+
+    #[tokio::test]
+    async fn sessions_of_a_user_are_removed_except_one() {
+        let db = Sqlite::open(":memory:").expect("open");
+        UserStore::create(&db, &user("u", "ada"), "h")
+            .await
+            .expect("user");
+        for hash in ["s1", "s2", "s3"] {
+            let record = SessionRecord {
+                token_hash: hash.into(),
+                user_id: "u".into(),
+                created_at: 0,
+                expires_at: 10,
+            };
+            SessionStore::create(&db, &record).await.expect("session");
+        }
+        let mut removed = db.delete_for_user("u", Some("s2")).await.expect("delete");
+        removed.sort();
+        assert_eq!(removed, ["s1", "s3"]);
+        assert!(SessionStore::get(&db, "s2").await.expect("get").is_some());
+    }
+
+    #[test]
+    fn reopening_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("nested/board.sqlite");
+        let path = path.to_str().expect("utf-8");
+        drop(Sqlite::open(path).expect("first open"));
+        drop(Sqlite::open(path).expect("second open"));
+    }
+}
