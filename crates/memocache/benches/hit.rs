@@ -1,1 +1,165 @@
-fn main() {}
+//! Hit, scaling and miss costs of `Memo` on the in-process store, beside the
+//! tables it is measured against.
+//!
+//! `cargo bench -p memocache --bench hit`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures::FutureExt;
+use memocache::{Cache, CacheConfig, Memo};
+use serde::{Deserialize, Serialize};
+
+/// A small record, as a loaded user is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    active: bool,
+}
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        name: format!("user-{id}"),
+        active: true,
+    }
+}
+
+fn memo_cache() -> Cache {
+    Cache::new(CacheConfig::memory(10_000).default_timeout(Some(Duration::from_secs(600))))
+        .expect("cache")
+}
+
+/// Polls a future that completes without waiting (a hit does) once.
+fn now<F: std::future::Future>(f: F) -> F::Output {
+    f.now_or_never().expect("a hit completes at once")
+}
+
+#[cached::proc_macro::cached(ttl_secs = 600)]
+fn cached_user(id: u64) -> Arc<User> {
+    Arc::new(user(id))
+}
+
+fn hits(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hit");
+    let cache = memo_cache();
+
+    let by_id = Memo::<u64, User>::builder("by_id")
+        .timeout(Duration::from_secs(600))
+        .build(&cache)
+        .expect("memo");
+    now(by_id.get_or_load(&42, || async { user(42) }));
+    group.bench_function("memo u64", |b| {
+        b.iter(|| now(by_id.get_or_load(black_box(&42), || async { unreachable!() })))
+    });
+
+    let by_name = Memo::<str, User>::builder("by_name")
+        .timeout(Duration::from_secs(600))
+        .build(&cache)
+        .expect("memo");
+    now(by_name.get_or_load("alice", || async { user(1) }));
+    group.bench_function("memo str", |b| {
+        b.iter(|| now(by_name.get_or_load(black_box("alice"), || async { unreachable!() })))
+    });
+
+    let quick = quick_cache::sync::Cache::<u64, Arc<User>>::new(10_000);
+    quick.insert(42, Arc::new(user(42)));
+    group.bench_function("quick_cache u64", |b| b.iter(|| quick.get(black_box(&42))));
+
+    let quick_str = quick_cache::sync::Cache::<String, Arc<User>>::new(10_000);
+    quick_str.insert("alice".into(), Arc::new(user(1)));
+    group.bench_function("quick_cache str", |b| {
+        b.iter(|| quick_str.get(black_box("alice")))
+    });
+
+    let moka = moka::sync::Cache::<u64, Arc<User>>::builder()
+        .max_capacity(10_000)
+        .time_to_live(Duration::from_secs(600))
+        .build();
+    moka.insert(42, Arc::new(user(42)));
+    group.bench_function("moka u64", |b| b.iter(|| moka.get(black_box(&42))));
+
+    cached_user(42);
+    group.bench_function("cached #[cached] u64", |b| {
+        b.iter(|| cached_user(black_box(42)))
+    });
+
+    let mut map = HashMap::new();
+    map.insert(42_u64, Arc::new(user(42)));
+    group.bench_function("HashMap u64 (floor)", |b| {
+        b.iter(|| map.get(black_box(&42)).cloned())
+    });
+    group.finish();
+}
+
+/// Hits per second with one and with two threads, each thread on its own
+/// keys. Throughput is in hits, so the ratio of the two is the scaling.
+fn scaling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scaling");
+    let cache = memo_cache();
+    let memo = Memo::<u64, User>::builder("scale")
+        .timeout(Duration::from_secs(600))
+        .build(&cache)
+        .expect("memo");
+    for key in 0..1_024 {
+        now(memo.get_or_load(&key, || async move { user(key) }));
+    }
+    for threads in [1_u64, 2] {
+        group.throughput(Throughput::Elements(threads));
+        group.bench_function(format!("memo hit, {threads} thread(s)"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let memo = &memo;
+                        scope.spawn(move || {
+                            for i in 0..iters {
+                                let key = (i % 512) * 2 + t;
+                                black_box(now(memo.get_or_load(&key, || async { unreachable!() })));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A miss that runs a trivial loader and stores its result: the overhead
+/// the cache adds to a load (including eviction once the table is full).
+fn miss(c: &mut Criterion) {
+    let mut group = c.benchmark_group("miss");
+    let cache = Cache::new(CacheConfig::memory(100_000)).expect("cache");
+    let memo = Memo::<u64, u64>::builder("miss")
+        .build(&cache)
+        .expect("memo");
+    let mut next = 0_u64;
+    group.bench_function("memo miss + load + store", |b| {
+        b.iter(|| {
+            next += 1;
+            now(memo.get_or_load(&next, || async move { next }))
+        })
+    });
+    group.bench_function("loader alone", |b| {
+        b.iter(|| {
+            next += 1;
+            now(async move { black_box(next) })
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = hits, scaling, miss
+}
+criterion_main!(benches);

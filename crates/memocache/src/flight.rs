@@ -98,9 +98,11 @@ impl<V> Flight<V> {
     }
 }
 
+type Shard<V> = Mutex<HashMap<KeyHash, Arc<Flight<V>>>>;
+
 /// The flights of one memo.
 pub(crate) struct Flights<V> {
-    shards: Box<[Mutex<HashMap<KeyHash, Arc<Flight<V>>>>]>,
+    shards: Box<[Shard<V>]>,
 }
 
 /// What a caller that missed should do.
@@ -118,7 +120,7 @@ impl<V> Flights<V> {
         }
     }
 
-    fn shard(&self, key: KeyHash) -> &Mutex<HashMap<KeyHash, Arc<Flight<V>>>> {
+    fn shard(&self, key: KeyHash) -> &Shard<V> {
         &self.shards[(key.0 as usize) % SHARDS]
     }
 

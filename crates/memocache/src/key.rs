@@ -23,15 +23,24 @@ impl KeyHash {
     /// # Errors
     /// When `key`'s `Serialize` implementation fails (for example a map with
     /// non-string keys is fine, but a custom implementation may refuse).
+    #[inline]
     pub fn of<K: Serialize + ?Sized>(key: &K) -> Result<Self, Error> {
         // Most keys (ids, short names, small tuples) fit on the stack.
-        let mut buffer = [0u8; 96];
+        let mut buffer = [0u8; 48];
         match postcard::to_slice(key, &mut buffer) {
             Ok(bytes) => Ok(Self(xxh3_128(bytes))),
-            Err(postcard::Error::SerializeBufferFull) => postcard::to_allocvec(key)
+            Err(error) => Self::of_large(key, error),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn of_large<K: Serialize + ?Sized>(key: &K, error: postcard::Error) -> Result<Self, Error> {
+        match error {
+            postcard::Error::SerializeBufferFull => postcard::to_allocvec(key)
                 .map(|bytes| Self(xxh3_128(&bytes)))
                 .map_err(codec_error),
-            Err(error) => Err(codec_error(error)),
+            other => Err(codec_error(other)),
         }
     }
 

@@ -69,7 +69,7 @@
 //! # futures::executor::block_on(async {
 //! let cache = Cache::memory();
 //! let user = load_user(&cache, &Db, 7).await;
-//! load_user_forget(&cache, &7).await; // at logout
+//! load_user_forget(&cache, 7).await; // at logout
 //! # });
 //! ```
 //!

@@ -113,13 +113,16 @@ pub struct Memo<K: ?Sized, V> {
     _key: PhantomData<fn(&K)>,
 }
 
+/// Marks a builder's key and value types without owning either.
+type KeyAndValue<K, V> = (fn(&K), fn() -> V);
+
 /// Settings of a [`Memo`] before it is bound to a cache.
 #[must_use]
 pub struct MemoBuilder<K: ?Sized, V> {
     name: String,
     timeout: Timeout,
     cache_none: bool,
-    _types: PhantomData<(fn(&K), fn() -> V)>,
+    _types: PhantomData<KeyAndValue<K, V>>,
 }
 
 impl<K: ?Sized, V> Clone for Memo<K, V> {
@@ -192,6 +195,14 @@ where
             _key: PhantomData,
         })
     }
+}
+
+/// The outcome of the in-process lookup.
+enum Probe<V> {
+    Hit(Arc<V>),
+    Miss(KeyHash),
+    /// The key could not be serialized: load without caching.
+    Uncacheable,
 }
 
 /// Who completes a flight: its leader, or a waiter that took a stalled
@@ -282,19 +293,21 @@ where
     /// The cached value for `key`, or the result of `load` (stored for the
     /// memo's timeout). Store faults never reach the caller: the value is
     /// loaded instead (fail-open).
-    pub async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Arc<V>
+    ///
+    /// The lookup happens when this is called; only a miss does work when
+    /// the returned future is polled, so a hit costs no future machinery.
+    pub fn get_or_load<'a, F, Fut>(&'a self, key: &K, load: F) -> impl Future<Output = Arc<V>> + 'a
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = V>,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = V> + 'a,
     {
-        let result = self
-            .get_or_try_load(key, || async {
-                Ok::<V, std::convert::Infallible>(load().await)
-            })
-            .await;
-        match result {
-            Ok(value) => value,
-            Err(never) => match *never {},
+        let probe = self.probe(key);
+        async move {
+            let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
+            match self.finish_probe(probe, load).await {
+                Ok(value) => value,
+                Err(never) => match *never {},
+            }
         }
     }
 
@@ -304,37 +317,62 @@ where
     ///
     /// # Errors
     /// The loader's error.
-    pub async fn get_or_try_load<F, Fut, E>(&self, key: &K, load: F) -> Result<Arc<V>, Arc<E>>
+    pub fn get_or_try_load<'a, F, Fut, E>(
+        &'a self,
+        key: &K,
+        load: F,
+    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, E>>,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        self.__get_or_try_load_by(key, load).await
+        let probe = self.probe(key);
+        self.finish_probe(probe, load)
     }
 
     /// [`Memo::get_or_try_load`] with a key given as any value that
     /// serializes like `K` (a tuple of references for a tuple of values).
     /// Used by `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
-    pub async fn __get_or_try_load_by<Q, F, Fut, E>(
-        &self,
+    pub fn __get_or_try_load_by<'a, Q, F, Fut, E>(
+        &'a self,
         key: &Q,
         load: F,
-    ) -> Result<Arc<V>, Arc<E>>
+    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
     where
         Q: Serialize + ?Sized,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<V, E>> + 'a,
+        E: Send + Sync + 'static,
+    {
+        let probe = self.probe(key);
+        self.finish_probe(probe, load)
+    }
+
+    /// Looks `key` up in the in-process tier.
+    #[inline]
+    fn probe<Q: Serialize + ?Sized>(&self, key: &Q) -> Probe<V> {
+        match self.table_key(key) {
+            None => Probe::Uncacheable,
+            Some(key) => match self.lookup(key) {
+                Some(value) => Probe::Hit(value),
+                None => Probe::Miss(key),
+            },
+        }
+    }
+
+    async fn finish_probe<F, Fut, E>(&self, probe: Probe<V>, load: F) -> Result<Arc<V>, Arc<E>>
+    where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
-        let Some(key) = self.table_key(key) else {
-            return load().await.map(Arc::new).map_err(Arc::new);
-        };
-        if let Some(value) = self.lookup(key) {
-            return Ok(value);
+        match probe {
+            Probe::Hit(value) => Ok(value),
+            Probe::Miss(key) => self.load_through(key, load).await,
+            Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
         }
-        self.load_through(key, load).await
     }
 
     /// Blocking [`Memo::get_or_load`], for plain (non-async) functions.

@@ -1,16 +1,16 @@
 //! Per-memo counters.
 //!
-//! Every hit bumps a counter, so counters must not become the point where
-//! threads fight over one cache line. Each counter is striped: a thread adds
-//! to the stripe picked by its thread index, and readers sum the stripes.
+//! Every hit bumps a counter, so counters must cost next to nothing and must
+//! not become the point where threads fight over one cache line. Each thread
+//! gets its own block of counters (`thread_local::ThreadLocal`) and is its
+//! only writer, so a bump is a plain load and store, not a locked
+//! read-modify-write; readers sum the blocks of all threads.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-
-const STRIPES: usize = 8;
+use thread_local::ThreadLocal;
 
 /// Which counter to bump.
 #[derive(Clone, Copy, Debug)]
@@ -28,35 +28,25 @@ pub(crate) enum Counter {
 
 const COUNTERS: usize = 9;
 
+type Block = CachePadded<[AtomicU64; COUNTERS]>;
+
 /// Counters of one memo; cheap to bump from many threads at once.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    stripes: [CachePadded<[AtomicU64; COUNTERS]>; STRIPES],
-}
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-#[inline]
-fn stripe() -> usize {
-    STRIPE.with(|slot| {
-        let current = slot.get();
-        if current != usize::MAX {
-            return current;
-        }
-        let assigned = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        slot.set(assigned);
-        assigned
-    })
+    per_thread: ThreadLocal<Block>,
 }
 
 impl Stats {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.stripes[stripe()][counter as usize].fetch_add(n, Ordering::Relaxed);
+        let block = self.per_thread.get_or_default();
+        let cell = &block[counter as usize];
+        // Only this thread writes this cell: load + store cannot lose an
+        // update, and avoids the cost of a locked `fetch_add`.
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline]
@@ -65,9 +55,9 @@ impl Stats {
     }
 
     fn sum(&self, counter: Counter) -> u64 {
-        self.stripes
+        self.per_thread
             .iter()
-            .map(|s| s[counter as usize].load(Ordering::Relaxed))
+            .map(|block| block[counter as usize].load(Ordering::Relaxed))
             .sum()
     }
 

@@ -156,8 +156,10 @@ async fn null_store_always_loads() {
 
 /// A loader the test controls: it reports that it started, then waits
 /// until the test releases it with the value to return.
+type BoxedLoad<V> = std::pin::Pin<Box<dyn Future<Output = V> + Send>>;
+
 fn gated<V: Send + 'static>() -> (
-    impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = V> + Send>>,
+    impl FnOnce() -> BoxedLoad<V>,
     oneshot::Receiver<()>,
     oneshot::Sender<V>,
 ) {
@@ -170,7 +172,7 @@ fn gated<V: Send + 'static>() -> (
                 Ok(v) => v,
                 Err(_) => std::future::pending().await,
             }
-        }) as std::pin::Pin<Box<dyn Future<Output = V> + Send>>
+        }) as BoxedLoad<V>
     };
     (loader, started_rx, release_tx)
 }
