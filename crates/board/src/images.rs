@@ -148,8 +148,21 @@ mod tests {
 
     #[test]
     fn content_decides_not_the_name() {
+        let fake_gif = process(b"GIF89a but not really", 100).map(|p| p.kind);
+        assert!(
+            matches!(
+                fake_gif,
+                Err(ImageError::Corrupt | ImageError::TooManyPixels(_))
+            ),
+            "{fake_gif:?}"
+        );
+        let png = encode(
+            &DynamicImage::ImageRgb8(RgbImage::new(40, 40)),
+            ImageFormat::Png,
+        );
+        let truncated = &png.expect("png")[..50];
         assert_eq!(
-            process(b"GIF89a but not really", 100).map(|p| p.kind),
+            process(truncated, 100).map(|p| p.kind),
             Err(ImageError::Corrupt)
         );
         assert_eq!(

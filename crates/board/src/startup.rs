@@ -166,8 +166,9 @@ fn secret(settings: &Settings) -> Result<SecretString, StartupError> {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(config_error)`
 fn config_error(error: memocache::Error) -> StartupError {
-    StartupError::Config(error.to_string())
+    StartupError::Config(format!("{error:#}"))
 }
 
 /// Builds the state the router runs on.

@@ -1,6 +1,7 @@
 //! Posting and deleting messages.
 
 use axum::Router;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -129,8 +130,9 @@ async fn save(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
     headers: HeaderMap,
-    multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, AppError> {
+    let multipart = multipart.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let limit = state.limits.upload_limit;
     // Read (and discard) at most this much of an oversized upload.
     let drain_limit = limit.saturating_mul(2).saturating_add(1 << 20);

@@ -105,6 +105,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(classify)`
 fn classify(error: rusqlite::Error) -> StoreError {
     match &error {
         rusqlite::Error::SqliteFailure(e, _)

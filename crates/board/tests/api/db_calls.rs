@@ -1,0 +1,112 @@
+//! Counting database calls: sessions and users come from memos, so an
+//! authenticated view in steady state reads nothing; a post makes the next
+//! home view scan the messages exactly once.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_with;
+
+#[tokio::test]
+async fn a_thousand_authenticated_requests_make_no_database_calls() {
+    // Messages cached long enough that the run stays within one timeout.
+    let app = spawn_with(|s| s.messages_cache_timeout = Duration::from_secs(600)).await;
+    app.signed_up("ada").await;
+    app.posted("steady").await;
+    // Warm up every page once.
+    for path in ["/", "/my", "/acc", "/post"] {
+        assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+    let calls = &app.state.stores.calls;
+    let (users, sessions, total) = (calls.table("users"), calls.table("sessions"), calls.total());
+    for n in 0..1000 {
+        let path = ["/", "/my", "/acc", "/post"][n % 4];
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        if n == 0 {
+            assert!(
+                response.text().await.expect("body").contains(">ada</a>"),
+                "authenticated"
+            );
+        }
+    }
+    assert_eq!(calls.table("users") - users, 0, "user reads");
+    assert_eq!(calls.table("sessions") - sessions, 0, "session reads");
+    assert_eq!(
+        calls.total() - total,
+        0,
+        "database calls: {:?}",
+        calls.snapshot()
+    );
+}
+
+#[tokio::test]
+async fn with_default_timeouts_user_and_session_reads_stay_at_zero() {
+    let app = spawn_with(|_| {}).await;
+    app.signed_up("ada").await;
+    app.get("/my").await;
+    let calls = &app.state.stores.calls;
+    let (users, sessions) = (calls.table("users"), calls.table("sessions"));
+    for _ in 0..1000 {
+        assert_eq!(app.get("/my").await.status(), StatusCode::OK);
+    }
+    assert_eq!(calls.table("users") - users, 0);
+    assert_eq!(calls.table("sessions") - sessions, 0);
+}
+
+#[tokio::test]
+async fn a_post_makes_the_next_home_view_read_the_messages_once() {
+    let app = spawn_with(|s| s.messages_cache_timeout = Duration::from_secs(600)).await;
+    app.signed_up("ada").await;
+    app.get("/").await;
+    let calls = &app.state.stores.calls;
+    let scans = calls.get("messages", "scan");
+    app.get("/").await;
+    assert_eq!(calls.get("messages", "scan"), scans, "cached");
+    app.posted("fresh").await;
+    let (_, html) = app.get_text("/").await;
+    assert!(html.contains("fresh"), "the post shows at once");
+    assert_eq!(
+        calls.get("messages", "scan"),
+        scans + 1,
+        "one scan after the post"
+    );
+    for _ in 0..10 {
+        app.get("/").await;
+    }
+    assert_eq!(
+        calls.get("messages", "scan"),
+        scans + 1,
+        "then cached again"
+    );
+    let stats = app.state.memos.all_messages.stats();
+    assert!(stats.invalidations >= 1 && stats.hits() >= 10, "{stats:?}");
+}
+
+#[tokio::test]
+async fn logout_and_password_change_forget_the_cached_user() {
+    let app = spawn_with(|_| {}).await;
+    app.signed_up("ada").await;
+    app.get("/acc").await;
+    let before = app.state.memos.load_user.stats().invalidations;
+    app.post(
+        "/acc/password",
+        &[
+            ("current", "password123"),
+            ("new", "password456"),
+            ("confirm", "password456"),
+        ],
+    )
+    .await;
+    let calls = &app.state.stores.calls;
+    let reads = calls.get("users", "get");
+    app.get("/acc").await;
+    assert_eq!(
+        calls.get("users", "get"),
+        reads + 1,
+        "reloaded after the change"
+    );
+    app.logout().await;
+    assert!(app.state.memos.load_user.stats().invalidations >= before + 2);
+}

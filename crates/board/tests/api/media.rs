@@ -1,0 +1,67 @@
+//! `/media/{name}` and `/image/{name}`: only stored images, no path tricks,
+//! long-lived cache headers with an ETag.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{media_links, spawn_app};
+
+#[tokio::test]
+async fn media_are_served_immutable_with_an_etag() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("cached forever").await;
+    let thumb = media_links(&app.get_text("/").await.1).remove(0);
+    let response = app.get(&format!("/media/{thumb}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let etag = response.headers()["etag"].clone();
+    let again = app
+        .client
+        .get(app.url(&format!("/media/{thumb}")))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.expect("body").is_empty());
+}
+
+#[tokio::test]
+async fn names_that_are_not_stored_images_or_try_path_tricks_are_404() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("the only one").await;
+    let thumb = media_links(&app.get_text("/").await.1).remove(0);
+    std::fs::write(app.dir.path().join("secret.txt"), "do not serve").expect("write");
+    let tricks = [
+        "../board.sqlite".to_owned(),
+        "..%2Fboard.sqlite".to_owned(),
+        "..%2F..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "%2e%2e%2fsecret.txt".to_owned(),
+        "secret.txt".to_owned(),
+        "0123456789abcdef0123456789abcdef.png".to_owned(),
+        "0123456789ABCDEF0123456789ABCDEF.png".to_owned(),
+        format!("{thumb}.png"),
+        format!("{thumb}%00.png"),
+        thumb.replace(".png", ".exe"),
+    ];
+    for name in &tricks {
+        for prefix in ["/media/", "/image/"] {
+            let response = app.get(&format!("{prefix}{name}")).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{prefix}{name}");
+        }
+    }
+    // A thumbnail is a stored file but not an image page.
+    assert_eq!(
+        app.get(&format!("/image/{thumb}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/media/{thumb}")).await.status(),
+        StatusCode::OK
+    );
+}

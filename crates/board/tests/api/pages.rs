@@ -1,0 +1,192 @@
+//! Home, my messages, one image's page, pagination, assets, metrics.
+
+use image::ImageFormat;
+use reqwest::StatusCode;
+
+use crate::helpers::{media_links, picture, spawn_app, spawn_with};
+
+#[tokio::test]
+async fn an_empty_board_invites_the_first_post() {
+    let app = spawn_app().await;
+    let (status, html) = app.get_text("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No messages yet"), "{html}");
+    assert!(html.contains("href=\"/login\""));
+}
+
+#[tokio::test]
+async fn home_lists_every_message_newest_first_with_author_location_and_time() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("first words").await;
+    app.posted("second words").await;
+    let (_, html) = app.get_text("/").await;
+    let first = html.find("first words").expect("first shown");
+    let second = html.find("second words").expect("second shown");
+    assert!(second < first, "newest first");
+    assert!(html.contains("<strong>Ada</strong>"));
+    assert!(html.contains("in Tallinn"));
+    assert!(html.contains("<time datetime="));
+    // Visitors see the same list.
+    let visitor = crate::helpers::client();
+    let page = visitor
+        .get(app.url("/"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("second words") && page.contains("Log in"));
+}
+
+#[tokio::test]
+async fn home_is_paginated_by_the_configured_page_size() {
+    let app = spawn_with(|s| s.page_size = 2).await;
+    app.signed_up("ada").await;
+    for n in 1..=3 {
+        app.posted(&format!("message number {n}")).await;
+    }
+    let (_, one) = app.get_text("/").await;
+    assert!(one.contains("message number 3") && one.contains("message number 2"));
+    assert!(!one.contains("message number 1"));
+    assert!(one.contains("href=\"/?page=2\""), "link to older");
+    let (status, two) = app.get_text("/?page=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(two.contains("message number 1") && two.contains("href=\"/?page=1\""));
+    assert_eq!(app.get("/?page=3").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/?page=0").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/?page=abc").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn my_messages_shows_only_mine_with_delete_buttons() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("ada's picture").await;
+    app.logout().await;
+    app.signed_up("bob").await;
+    app.posted("bob's picture").await;
+    let (status, html) = app.get_text("/my").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("bob&#39;s picture") || html.contains("bob&#x27;s picture"),
+        "{html}"
+    );
+    assert!(!html.contains("ada&#"));
+    assert_eq!(crate::helpers::message_ids(&html).len(), 1);
+    assert_eq!(media_links(&html).len(), 1, "one thumbnail");
+}
+
+#[tokio::test]
+async fn an_image_page_shows_the_full_image_and_details() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("look at this").await;
+    let (_, home) = app.get_text("/").await;
+    let thumb = &media_links(&home)[0];
+    let full = thumb.replace("_thumb", "");
+    let (status, page) = app.get_text(&format!("/image/{full}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("src=\"/media/{full}\"")));
+    assert!(page.contains("look at this"));
+    assert!(page.contains("Delete this message"), "the owner may delete");
+    // Another visitor sees no delete button.
+    let visitor = crate::helpers::client();
+    let other = visitor
+        .get(app.url(&format!("/image/{full}")))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(!other.contains("Delete this message"));
+}
+
+#[tokio::test]
+async fn stylesheet_and_icon_are_served_with_validators() {
+    let app = spawn_app().await;
+    let css = app.get("/static/board.css").await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let etag = css.headers()["etag"].clone();
+    let again = app
+        .client
+        .get(app.url("/static/board.css"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        app.get("/static/favicon.svg").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/static/nope.css").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn unknown_pages_get_a_friendly_404() {
+    let app = spawn_app().await;
+    let (status, html) = app.get_text("/no/such/page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("Not found") && html.contains("Go to the board"));
+}
+
+#[tokio::test]
+async fn metrics_expose_database_calls_and_memo_counters() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("counted").await;
+    app.get("/").await;
+    let (status, text) = app.get_text("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("board_db_calls_total{table=\"messages\",operation=\"scan\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("board_db_calls_total{table=\"users\",operation=\"insert\"} 1"));
+    for memo in ["load_user", "all_messages", "load_session", "home_page"] {
+        assert!(
+            text.contains(&format!("memocache_hits_total{{memo=\"{memo}\"}}")),
+            "{memo}"
+        );
+    }
+    assert!(text.contains("# TYPE memocache_misses_total counter"));
+}
+
+#[tokio::test]
+async fn media_base_url_replaces_the_own_media_routes() {
+    let app = spawn_with(|s| s.media_base_url = Some("https://cdn.example.com/board".into())).await;
+    app.signed_up("ada").await;
+    let response = app
+        .post_message(
+            &[("author", "Ada"), ("description", "on the cdn")],
+            Some(("a.gif", picture(20, 20, ImageFormat::Gif))),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let home = app.get("/").await;
+    let csp = home.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        csp.contains("img-src 'self' https://cdn.example.com;"),
+        "{csp}"
+    );
+    let html = home.text().await.expect("body");
+    assert!(
+        html.contains("src=\"https://cdn.example.com/board/"),
+        "{html}"
+    );
+    assert!(html.contains("_thumb.png\""));
+}
