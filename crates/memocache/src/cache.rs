@@ -8,12 +8,15 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
+use crate::codec;
 use crate::config::{CacheConfig, StoreConfig, Timeout};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fault::FaultLog;
 use crate::key::KeyHash;
 use crate::local::{Entry, LocalTable};
 use crate::memo::MemoShared;
 use crate::stats::MemoStats;
+use crate::store::RemoteStore;
 use crate::value::CacheValue;
 
 /// A value of any type, as the low-level API keeps it in memory.
@@ -28,6 +31,8 @@ pub(crate) enum Backend {
     },
     /// Nothing is kept.
     Null,
+    /// Encoded values in a shared store.
+    Remote(Arc<dyn RemoteStore>),
 }
 
 /// A cache: cheap to clone (an `Arc` inside), shared by every part of an
@@ -60,6 +65,7 @@ pub(crate) struct CacheInner {
     pub(crate) config: CacheConfig,
     pub(crate) clock: Clock,
     pub(crate) backend: Backend,
+    pub(crate) faults: FaultLog,
     memos: Mutex<HashMap<Arc<str>, RegisteredMemo>>,
 }
 
@@ -96,21 +102,34 @@ impl Cache {
                 raw: LocalTable::new(*capacity),
             },
             StoreConfig::Null => Backend::Null,
-            other => {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!("this build of memocache has no store for {other:?} yet"),
-                ));
-            }
+            other => Backend::Remote(crate::store::connect(other)?),
         };
-        Ok(Self {
+        Ok(Self::assemble(config, clock, backend))
+    }
+
+    /// Builds a cache on a store of your own (or one built by hand), with
+    /// `config`'s prefix, timeouts and fail-open setting; `config.store` is
+    /// only informative here.
+    pub fn with_store(config: CacheConfig, store: Arc<dyn RemoteStore>) -> Self {
+        Self::assemble(config, Clock::coarse(), Backend::Remote(store))
+    }
+
+    fn assemble(config: CacheConfig, clock: Clock, backend: Backend) -> Self {
+        Self {
             inner: Arc::new(CacheInner {
                 config,
                 clock,
                 backend,
+                faults: FaultLog::default(),
                 memos: Mutex::new(HashMap::new()),
             }),
-        })
+        }
+    }
+
+    /// Store faults met since the cache was built (survived in fail-open
+    /// mode, returned in strict mode).
+    pub fn store_errors(&self) -> u64 {
+        self.inner.faults.total()
     }
 
     /// Builds a cache from a URL such as `memory://?capacity=10000`
@@ -196,6 +215,42 @@ impl Cache {
         Ok(shared)
     }
 
+    /// `key` with the cache's prefix.
+    pub(crate) fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.inner.config.key_prefix)
+    }
+
+    /// Records a store fault; in strict mode returns it, else `fallback`.
+    pub(crate) fn fault<T>(&self, operation: &str, error: Error, fallback: T) -> Result<T> {
+        self.inner
+            .faults
+            .record(self.inner.clock.now_ms(), operation, &error);
+        if self.inner.config.strict {
+            Err(error)
+        } else {
+            Ok(fallback)
+        }
+    }
+
+    /// The lifetime `timeout` gives under this cache's default.
+    pub(crate) fn lifetime(&self, timeout: Timeout) -> Option<std::time::Duration> {
+        timeout.resolve(self.inner.config.default_timeout)
+    }
+
+    pub(crate) fn decode<V: CacheValue>(
+        &self,
+        operation: &str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Option<Arc<V>>> {
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        match codec::decode::<V>(&bytes, self.inner.config.max_value_size) {
+            Ok(value) => Ok(value.map(Arc::new)),
+            Err(error) => self.fault(operation, error, None),
+        }
+    }
+
     fn raw_key(&self, key: &str) -> KeyHash {
         let prefix = &self.inner.config.key_prefix;
         if prefix.is_empty() {
@@ -215,23 +270,41 @@ impl Cache {
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
-        Ok(match &self.inner.backend {
-            Backend::Memory { raw, .. } => raw
+        match &self.inner.backend {
+            Backend::Memory { raw, .. } => Ok(raw
                 .get(&self.raw_key(key), self.inner.clock.now_ms())
-                .and_then(|v| v.downcast::<V>().ok()),
-            Backend::Null => None,
-        })
+                .and_then(|v| v.downcast::<V>().ok())),
+            Backend::Null => Ok(None),
+            Backend::Remote(store) => match store.get(&self.full_key(key)).await {
+                Ok(bytes) => self.decode("get", bytes),
+                Err(error) => self.fault("get", error, None),
+            },
+        }
     }
 
     /// Stores `value` under `key` for `timeout`.
     ///
     /// # Errors
-    /// Store faults, in strict mode only.
+    /// Store faults and values over the size limit, in strict mode only.
     pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
-        if let Backend::Memory { raw, .. } = &self.inner.backend {
-            raw.insert(self.raw_key(key), Arc::new(value), self.deadline(timeout));
+        match &self.inner.backend {
+            Backend::Memory { raw, .. } => {
+                raw.insert(self.raw_key(key), Arc::new(value), self.deadline(timeout));
+                Ok(())
+            }
+            Backend::Null => Ok(()),
+            Backend::Remote(store) => {
+                let result = match codec::encode(&value, self.inner.config.max_value_size) {
+                    Ok(bytes) => {
+                        store
+                            .set(&self.full_key(key), &bytes, self.lifetime(timeout))
+                            .await
+                    }
+                    Err(error) => Err(error),
+                };
+                result.or_else(|error| self.fault("set", error, ()))
+            }
         }
-        Ok(())
     }
 
     /// Stores `value` only if `key` holds no live value; true if stored.
@@ -239,16 +312,27 @@ impl Cache {
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
-        Ok(match &self.inner.backend {
-            Backend::Memory { raw, .. } => raw.insert_if_absent(
+        match &self.inner.backend {
+            Backend::Memory { raw, .. } => Ok(raw.insert_if_absent(
                 self.raw_key(key),
                 Arc::new(value),
                 self.deadline(timeout),
                 self.inner.clock.now_ms(),
-            ),
+            )),
             // Flask-Caching's NullCache says yes to everything it drops.
-            Backend::Null => true,
-        })
+            Backend::Null => Ok(true),
+            Backend::Remote(store) => {
+                let result = match codec::encode(&value, self.inner.config.max_value_size) {
+                    Ok(bytes) => {
+                        store
+                            .add(&self.full_key(key), &bytes, self.lifetime(timeout))
+                            .await
+                    }
+                    Err(error) => Err(error),
+                };
+                result.or_else(|error| self.fault("add", error, false))
+            }
+        }
     }
 
     /// Removes `key`; true if a live value was there.
@@ -256,17 +340,32 @@ impl Cache {
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        Ok(match &self.inner.backend {
-            Backend::Memory { raw, .. } => raw.remove(&self.raw_key(key)),
-            Backend::Null => false,
-        })
+        match &self.inner.backend {
+            Backend::Memory { raw, .. } => Ok(raw.remove(&self.raw_key(key))),
+            Backend::Null => Ok(false),
+            Backend::Remote(store) => store
+                .delete(&self.full_key(key))
+                .await
+                .or_else(|error| self.fault("delete", error, false)),
+        }
     }
 
-    /// The values under `keys`, in order.
+    /// The values under `keys`, in order (one round trip on stores that
+    /// batch).
     ///
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn get_many<V: CacheValue>(&self, keys: &[&str]) -> Result<Vec<Option<Arc<V>>>> {
+        if let Backend::Remote(store) = &self.inner.backend {
+            let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
+            return match store.get_many(&full).await {
+                Ok(found) => found
+                    .into_iter()
+                    .map(|bytes| self.decode("get_many", bytes))
+                    .collect(),
+                Err(error) => self.fault("get_many", error, vec![None; keys.len()]),
+            };
+        }
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
             values.push(self.get::<V>(key).await?);
@@ -274,7 +373,7 @@ impl Cache {
         Ok(values)
     }
 
-    /// Stores every pair for `timeout`.
+    /// Stores every pair for `timeout` (pipelined on stores that batch).
     ///
     /// # Errors
     /// Store faults, in strict mode only.
@@ -283,6 +382,18 @@ impl Cache {
         pairs: impl IntoIterator<Item = (impl AsRef<str>, V)>,
         timeout: Timeout,
     ) -> Result<()> {
+        if let Backend::Remote(store) = &self.inner.backend {
+            let max = self.inner.config.max_value_size;
+            let encoded: Result<Vec<(String, Vec<u8>)>> = pairs
+                .into_iter()
+                .map(|(k, v)| Ok((self.full_key(k.as_ref()), codec::encode(&v, max)?)))
+                .collect();
+            let result = match encoded {
+                Ok(encoded) => store.set_many(&encoded, self.lifetime(timeout)).await,
+                Err(error) => Err(error),
+            };
+            return result.or_else(|error| self.fault("set_many", error, ()));
+        }
         for (key, value) in pairs {
             self.set(key.as_ref(), value, timeout).await?;
         }
@@ -294,6 +405,13 @@ impl Cache {
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
+        if let Backend::Remote(store) = &self.inner.backend {
+            let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
+            return store
+                .delete_many(&full)
+                .await
+                .or_else(|error| self.fault("delete_many", error, 0));
+        }
         let mut removed = 0;
         for key in keys {
             removed += usize::from(self.delete(key).await?);
@@ -306,25 +424,39 @@ impl Cache {
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn has(&self, key: &str) -> Result<bool> {
-        Ok(match &self.inner.backend {
-            Backend::Memory { raw, .. } => raw
+        match &self.inner.backend {
+            Backend::Memory { raw, .. } => Ok(raw
                 .get(&self.raw_key(key), self.inner.clock.now_ms())
-                .is_some(),
-            Backend::Null => false,
-        })
+                .is_some()),
+            Backend::Null => Ok(false),
+            Backend::Remote(store) => store
+                .has(&self.full_key(key))
+                .await
+                .or_else(|error| self.fault("has", error, false)),
+        }
     }
 
     /// Adds `delta` to the integer under `key` (a missing key counts as 0)
-    /// and returns the new value; `None` when the store keeps nothing.
-    /// Atomic with respect to other `inc`/`dec` calls on the key. The value
-    /// keeps its timeout; a new key gets the default one.
+    /// and returns the new value; `None` when the store keeps nothing (or,
+    /// failing open, could not be reached). Atomic, also across processes
+    /// on shared stores. In memory the value keeps its timeout and a new
+    /// key gets the default one; remote stores keep counters without
+    /// expiry unless [`Cache::set`] gave one.
     ///
     /// # Errors
     /// [`ErrorKind::NotANumber`] if `key` holds something other than an
-    /// `i64`; store faults in strict mode.
+    /// integer; store faults in strict mode.
     pub async fn inc(&self, key: &str, delta: i64) -> Result<Option<i64>> {
-        let Backend::Memory { raw, .. } = &self.inner.backend else {
-            return Ok(None);
+        let raw = match &self.inner.backend {
+            Backend::Memory { raw, .. } => raw,
+            Backend::Null => return Ok(None),
+            Backend::Remote(store) => {
+                return match store.incr(&self.full_key(key), delta).await {
+                    Ok(n) => Ok(Some(n)),
+                    Err(error) if error.kind() == ErrorKind::NotANumber => Err(error),
+                    Err(error) => self.fault("inc", error, None),
+                };
+            }
         };
         let now = self.inner.clock.now_ms();
         let fresh_deadline = self.deadline(Timeout::Default);
@@ -353,13 +485,20 @@ impl Cache {
         self.inc(key, delta.wrapping_neg()).await
     }
 
-    /// Removes every value of this cache, memoized ones included.
+    /// Removes every value of this cache, memoized ones included. On a
+    /// shared store only keys under this cache's prefix go.
     ///
     /// # Errors
     /// Store faults, in strict mode only.
     pub async fn clear(&self) -> Result<()> {
-        if let Backend::Memory { raw, .. } = &self.inner.backend {
-            raw.clear();
+        match &self.inner.backend {
+            Backend::Memory { raw, .. } => raw.clear(),
+            Backend::Null => {}
+            Backend::Remote(store) => {
+                if let Err(error) = store.clear(&self.inner.config.key_prefix).await {
+                    self.fault("clear", error, ())?;
+                }
+            }
         }
         let memos: Vec<_> = self
             .inner

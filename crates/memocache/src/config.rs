@@ -12,7 +12,8 @@
 //!
 //! Options valid on every URL: `prefix` (key prefix), `timeout` (default
 //! timeout in seconds, `0` = never expire), `strict` (`true` returns store
-//! faults instead of failing open).
+//! faults instead of failing open), `stall_timeout_ms`, `max_value_size`
+//! (bytes).
 
 use std::time::Duration;
 
@@ -119,7 +120,12 @@ pub struct CacheConfig {
     /// How long a caller waits for another caller's load of the same key
     /// before it loads the value itself.
     pub stall_timeout: Duration,
+    /// Largest encoded value a remote store keeps or decodes, in bytes.
+    pub max_value_size: usize,
 }
+
+/// Default [`CacheConfig::max_value_size`]: 8 MiB.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 8 << 20;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -135,6 +141,7 @@ impl CacheConfig {
             default_timeout: Some(DEFAULT_TIMEOUT),
             strict: false,
             stall_timeout: Duration::from_secs(30),
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
         }
     }
 
@@ -166,6 +173,13 @@ impl CacheConfig {
     #[must_use]
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
+        self
+    }
+
+    /// Sets the largest encoded value a remote store keeps.
+    #[must_use]
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
         self
     }
 
@@ -201,6 +215,9 @@ impl CacheConfig {
         }
         if let Some(ms) = options.take_parsed::<u64>("stall_timeout_ms")? {
             config.stall_timeout = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = options.take_parsed::<usize>("max_value_size")? {
+            config.max_value_size = bytes;
         }
         options.finish()?;
         Ok(config)
@@ -316,7 +333,13 @@ fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
         .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
 }
 
-const COMMON_OPTIONS: [&str; 4] = ["prefix", "timeout", "strict", "stall_timeout_ms"];
+const COMMON_OPTIONS: [&str; 5] = [
+    "prefix",
+    "timeout",
+    "strict",
+    "stall_timeout_ms",
+    "max_value_size",
+];
 
 /// Query options, consumed one by one so that unknown options are reported.
 struct Options {

@@ -143,21 +143,25 @@ impl<V> Flights<V> {
     /// Completes `flight` with `value`. `store` runs only if the flight is
     /// still the registered one for `key` (not invalidated, not completed by
     /// someone else), under the shard lock that [`Flights::invalidate`] takes.
+    /// Returns whether `store` ran.
     pub(crate) fn complete(
         &self,
         key: KeyHash,
         flight: &Arc<Flight<V>>,
         value: &Arc<V>,
         store: impl FnOnce(&Arc<V>),
-    ) {
-        {
+    ) -> bool {
+        let stored = {
             let mut shard = self.shard(key).lock();
-            if shard.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            let current = shard.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight));
+            if current {
                 store(value);
                 shard.remove(&key);
             }
-        }
+            current
+        };
         flight.settle(Outcome::Done(Arc::clone(value)));
+        stored
     }
 
     /// Ends `flight` with a shared error (nothing is stored).
@@ -209,9 +213,10 @@ pub(crate) struct LeaderGuard<'a, V> {
 impl<V> LeaderGuard<'_, V> {
     /// Publishes the loaded value, storing it through `store` unless the key
     /// was invalidated since the flight started.
-    pub(crate) fn finish(mut self, value: &Arc<V>, store: impl FnOnce(&Arc<V>)) {
+    /// Returns whether `store` ran.
+    pub(crate) fn finish(mut self, value: &Arc<V>, store: impl FnOnce(&Arc<V>)) -> bool {
         self.finished = true;
-        self.flights.complete(self.key, &self.flight, value, store);
+        self.flights.complete(self.key, &self.flight, value, store)
     }
 
     /// Publishes a load error to the waiters.

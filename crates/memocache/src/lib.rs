@@ -98,19 +98,24 @@
 
 mod cache;
 mod clock;
+mod codec;
 mod config;
 mod error;
+mod fault;
 mod flight;
 mod key;
 mod local;
 mod memo;
 mod none;
 mod stats;
+pub mod store;
 mod value;
 
 pub use cache::Cache;
 pub use clock::Clock;
-pub use config::{CacheConfig, DEFAULT_CAPACITY, DEFAULT_TIMEOUT, StoreConfig, Timeout};
+pub use config::{
+    CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, StoreConfig, Timeout,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use key::{KeyHash, memo_key};
 pub use memo::{Memo, MemoBuilder};

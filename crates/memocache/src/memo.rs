@@ -14,7 +14,7 @@ use crate::cache::{Backend, Cache, MemoControl};
 use crate::config::Timeout;
 use crate::error::Result;
 use crate::flight::{Flight, Flights, Join, LeaderGuard, Outcome, SharedError};
-use crate::key::KeyHash;
+use crate::key::{KeyHash, memo_key};
 use crate::local::LocalTable;
 use crate::none::is_none;
 use crate::stats::{Counter, MemoStats, Stats};
@@ -35,7 +35,7 @@ impl<V: CacheValue> MemoShared<V> {
     pub(crate) fn new(name: &str, backend: &Backend) -> Self {
         let table = match backend {
             Backend::Memory { capacity, .. } => Some(LocalTable::new(*capacity)),
-            Backend::Null => None,
+            Backend::Null | Backend::Remote(_) => None,
         };
         Self {
             name: Arc::from(name),
@@ -201,6 +201,8 @@ where
 enum Probe<V> {
     Hit(Arc<V>),
     Miss(KeyHash),
+    /// A shared store holds the values: look there (unversioned hash).
+    Remote(KeyHash),
     /// The key could not be serialized: load without caching.
     Uncacheable,
 }
@@ -275,6 +277,10 @@ where
 
     /// The cached value for `key`, if any; never loads.
     pub async fn get(&self, key: &K) -> Option<Arc<V>> {
+        if let Backend::Remote(_) = self.cache.inner.backend {
+            let never = || async { Err::<V, ()>(()) };
+            return self.get_or_try_load(key, never).await.ok();
+        }
         self.lookup(self.table_key(key)?)
     }
 
@@ -282,6 +288,19 @@ where
     /// overriding any load in flight for `key`.
     pub async fn set(&self, key: &K, value: V) -> Arc<V> {
         let value = Arc::new(value);
+        if let Backend::Remote(_) = self.cache.inner.backend {
+            let Ok(hash) = KeyHash::of(key) else {
+                return value;
+            };
+            if let Some(version) = self.remote_version().await {
+                self.shared
+                    .flights
+                    .invalidate(hash.versioned(version), || {});
+                let full = memo_key(self.prefix(), &self.shared.name, version, hash);
+                self.remote_store(&full, &value).await;
+            }
+            return value;
+        }
         if let Some(key) = self.table_key(key) {
             self.shared
                 .flights
@@ -353,6 +372,12 @@ where
     /// Looks `key` up in the in-process tier.
     #[inline]
     fn probe<Q: Serialize + ?Sized>(&self, key: &Q) -> Probe<V> {
+        if let Backend::Remote(_) = self.cache.inner.backend {
+            return match KeyHash::of(key) {
+                Ok(hash) => Probe::Remote(hash),
+                Err(_) => Probe::Uncacheable,
+            };
+        }
         match self.table_key(key) {
             None => Probe::Uncacheable,
             Some(key) => match self.lookup(key) {
@@ -370,7 +395,8 @@ where
     {
         match probe {
             Probe::Hit(value) => Ok(value),
-            Probe::Miss(key) => self.load_through(key, load).await,
+            Probe::Miss(key) => self.load_through(key, None, load).await,
+            Probe::Remote(hash) => self.remote_get_or_load(hash, load).await,
             Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
         }
     }
@@ -392,7 +418,12 @@ where
         futures_executor::block_on(self.get_or_try_load(key, || async move { load() }))
     }
 
-    async fn load_through<F, Fut, E>(&self, key: KeyHash, load: F) -> Result<Arc<V>, Arc<E>>
+    async fn load_through<F, Fut, E>(
+        &self,
+        key: KeyHash,
+        remote_key: Option<String>,
+        load: F,
+    ) -> Result<Arc<V>, Arc<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
@@ -408,7 +439,8 @@ where
                             return Ok(value);
                         }
                     }
-                    return self.run_load(key, Completion::Leader(guard), load).await;
+                    let completion = Completion::Leader(guard);
+                    return self.run_load(key, remote_key, completion, load).await;
                 }
                 Join::Wait(flight) => {
                     self.shared.stats.bump(Counter::WaitedForLoad);
@@ -425,7 +457,7 @@ where
                             if flight.claim_takeover() {
                                 tracing::warn!(memo = %self.shared.name, "load stalled; taking it over");
                                 let completion = Completion::Takeover(flight);
-                                return self.run_load(key, completion, load).await;
+                                return self.run_load(key, remote_key, completion, load).await;
                             }
                         }
                     }
@@ -437,6 +469,7 @@ where
     async fn run_load<F, Fut, E>(
         &self,
         key: KeyHash,
+        remote_key: Option<String>,
         completion: Completion<'_, V>,
         load: F,
     ) -> Result<Arc<V>, Arc<E>>
@@ -459,11 +492,14 @@ where
                         self.store(key, v);
                     }
                 };
-                match completion {
+                let current = match completion {
                     Completion::Leader(guard) => guard.finish(&value, store),
                     Completion::Takeover(flight) => {
-                        self.shared.flights.complete(key, &flight, &value, store);
+                        self.shared.flights.complete(key, &flight, &value, store)
                     }
+                };
+                if let (true, true, Some(remote_key)) = (current, keep, remote_key) {
+                    self.remote_store(&remote_key, &value).await;
                 }
                 Ok(value)
             }
@@ -508,6 +544,20 @@ where
     #[doc(hidden)]
     pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) {
         self.shared.stats.bump(Counter::Invalidation);
+        if let Backend::Remote(store) = &self.cache.inner.backend {
+            let Ok(hash) = KeyHash::of(key) else { return };
+            let Some(version) = self.remote_version().await else {
+                return;
+            };
+            self.shared
+                .flights
+                .invalidate(hash.versioned(version), || {});
+            let full = memo_key(self.prefix(), &self.shared.name, version, hash);
+            if let Err(error) = store.delete(&full).await {
+                self.store_fault("forget", error);
+            }
+            return;
+        }
         let Some(key) = self.table_key(key) else {
             return;
         };
@@ -524,6 +574,99 @@ where
     pub async fn forget_all(&self) {
         self.shared.stats.bump(Counter::Invalidation);
         self.shared.version.fetch_add(1, Ordering::AcqRel);
+        if let Backend::Remote(store) = &self.cache.inner.backend {
+            if let Err(error) = store.incr(&self.version_key(), 1).await {
+                self.store_fault("forget_all", error);
+            }
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        &self.cache.inner.config.key_prefix
+    }
+
+    /// Where a shared store keeps this memo's version.
+    fn version_key(&self) -> String {
+        format!("{}{}:ver", self.prefix(), self.shared.name)
+    }
+
+    fn store_fault(&self, operation: &str, error: crate::Error) {
+        self.shared.stats.bump(Counter::StoreError);
+        // Memos always fail open; strict mode only shapes the low-level API.
+        let _ = self.cache.fault(operation, error, ());
+    }
+
+    /// The memo's version in the shared store; `None` if it cannot be read.
+    async fn remote_version(&self) -> Option<u64> {
+        let Backend::Remote(store) = &self.cache.inner.backend else {
+            return Some(self.version());
+        };
+        match store.get(&self.version_key()).await {
+            Ok(None) => Some(0),
+            Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .or(Some(0)),
+            Err(error) => {
+                self.store_fault("version", error);
+                None
+            }
+        }
+    }
+
+    /// Looks the value up in the shared store, then loads through the
+    /// in-process single-flight and stores the result there.
+    async fn remote_get_or_load<F, Fut, E>(&self, hash: KeyHash, load: F) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let Backend::Remote(store) = &self.cache.inner.backend else {
+            return load().await.map(Arc::new).map_err(Arc::new);
+        };
+        let Some(version) = self.remote_version().await else {
+            // The store is down: serve from the source, uncached.
+            self.shared.stats.bump(Counter::Miss);
+            return load().await.map(Arc::new).map_err(Arc::new);
+        };
+        let full = memo_key(self.prefix(), &self.shared.name, version, hash);
+        match store.get(&full).await {
+            Ok(Some(bytes)) => {
+                let max = self.cache.inner.config.max_value_size;
+                match crate::codec::decode::<V>(&bytes, max) {
+                    Ok(Some(value)) => {
+                        self.shared.stats.bump(Counter::HitRemote);
+                        return Ok(Arc::new(value));
+                    }
+                    Ok(None) => {}
+                    Err(error) => self.store_fault("decode", error),
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                self.store_fault("get", error);
+                self.shared.stats.bump(Counter::Miss);
+                return load().await.map(Arc::new).map_err(Arc::new);
+            }
+        }
+        self.shared.stats.bump(Counter::Miss);
+        self.load_through(hash.versioned(version), Some(full), load)
+            .await
+    }
+
+    async fn remote_store(&self, full_key: &str, value: &Arc<V>) {
+        let Backend::Remote(store) = &self.cache.inner.backend else {
+            return;
+        };
+        let max = self.cache.inner.config.max_value_size;
+        let result = match crate::codec::encode(&**value, max) {
+            Ok(bytes) => store.set(full_key, &bytes, self.lifetime).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            self.store_fault("set", error);
+        }
     }
 }
 
