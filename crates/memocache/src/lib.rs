@@ -106,6 +106,7 @@ mod flight;
 mod key;
 mod local;
 mod memo;
+mod metrics;
 mod none;
 mod stats;
 pub mod store;

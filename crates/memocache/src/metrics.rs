@@ -1,0 +1,129 @@
+//! Counters in the Prometheus text exposition format.
+
+use std::fmt::Write as _;
+
+use crate::cache::Cache;
+use crate::stats::MemoStats;
+
+type Metric = (&'static str, &'static str, fn(&MemoStats) -> f64);
+
+const METRICS: [Metric; 7] = [
+    (
+        "memocache_misses_total",
+        "Lookups that found no usable value.",
+        |s| s.misses as f64,
+    ),
+    (
+        "memocache_loads_total",
+        "Loader calls that returned a value.",
+        |s| s.loads as f64,
+    ),
+    (
+        "memocache_load_errors_total",
+        "Loader calls that failed (never cached).",
+        |s| s.load_errors as f64,
+    ),
+    (
+        "memocache_load_seconds_total",
+        "Time spent in loaders.",
+        |s| s.load_time.as_secs_f64(),
+    ),
+    (
+        "memocache_invalidations_total",
+        "forget and forget_all calls.",
+        |s| s.invalidations as f64,
+    ),
+    (
+        "memocache_store_errors_total",
+        "Store faults survived or returned.",
+        |s| s.store_errors as f64,
+    ),
+    (
+        "memocache_waited_for_load_total",
+        "Misses that waited for another caller's load.",
+        |s| s.waited_for_load as f64,
+    ),
+];
+
+impl Cache {
+    /// Every memo's counters, and the cache's store faults, in the
+    /// Prometheus text format (append it to an app's `/metrics` page).
+    ///
+    /// ```
+    /// let cache = memocache::Cache::memory();
+    /// let _m = memocache::Memo::<u8, u8>::builder("load_user").build(&cache).unwrap();
+    /// let text = cache.prometheus_text();
+    /// assert!(text.contains(r#"memocache_hits_total{memo="load_user",tier="local"} 0"#));
+    /// ```
+    pub fn prometheus_text(&self) -> String {
+        let memos = self.memo_stats();
+        let mut out = String::new();
+        out.push_str("# HELP memocache_hits_total Lookups answered by the cache, by tier.\n");
+        out.push_str("# TYPE memocache_hits_total counter\n");
+        for (name, stats) in &memos {
+            let name = escape(name);
+            let _ = writeln!(
+                out,
+                "memocache_hits_total{{memo=\"{name}\",tier=\"local\"}} {}",
+                stats.hits_local
+            );
+            let _ = writeln!(
+                out,
+                "memocache_hits_total{{memo=\"{name}\",tier=\"remote\"}} {}",
+                stats.hits_remote
+            );
+        }
+        for (metric, help, read) in METRICS {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for (name, stats) in &memos {
+                let _ = writeln!(out, "{metric}{{memo=\"{}\"}} {}", escape(name), read(stats));
+            }
+        }
+        out.push_str(
+            "# HELP memocache_cache_store_errors_total Store faults of the whole cache.\n",
+        );
+        out.push_str("# TYPE memocache_cache_store_errors_total counter\n");
+        let _ = writeln!(
+            out,
+            "memocache_cache_store_errors_total {}",
+            self.store_errors()
+        );
+        out
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn every_counter_is_listed_per_memo() {
+        let cache = Cache::memory();
+        let memo = crate::Memo::<u8, u8>::builder("m")
+            .build(&cache)
+            .expect("memo");
+        let _ = futures_executor::block_on(memo.get_or_load(&1, || async { 1 }));
+        let text = cache.prometheus_text();
+        for line in [
+            "memocache_misses_total{memo=\"m\"} 1",
+            "memocache_loads_total{memo=\"m\"} 1",
+            "memocache_hits_total{memo=\"m\",tier=\"local\"} 0",
+            "memocache_cache_store_errors_total 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
