@@ -3,10 +3,12 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use crate::bus::{Bus, BusSink, Invalidation};
 use crate::clock::Clock;
 use crate::codec;
 use crate::config::{CacheConfig, StoreConfig, Timeout};
@@ -25,10 +27,7 @@ type ErasedValue = Arc<dyn Any + Send + Sync>;
 /// Where a cache keeps its values.
 pub(crate) enum Backend {
     /// Typed values in process.
-    Memory {
-        capacity: usize,
-        raw: LocalTable<ErasedValue>,
-    },
+    Memory { raw: LocalTable<ErasedValue> },
     /// Nothing is kept.
     Null,
     /// Encoded values in a shared store.
@@ -66,7 +65,16 @@ pub(crate) struct CacheInner {
     pub(crate) clock: Clock,
     pub(crate) backend: Backend,
     pub(crate) faults: FaultLog,
+    /// Entries each memo keeps in process (`None`: no in-process tier).
+    l1_capacity: Option<usize>,
+    /// The invalidation bus of a tiered cache.
+    bus: Option<Arc<dyn Bus>>,
+    /// Clock reading until which the in-process tier may be trusted; the
+    /// bus renews it. `u64::MAX` when there is no shared store behind it.
+    trusted_until: AtomicU64,
     memos: Mutex<HashMap<Arc<str>, RegisteredMemo>>,
+    /// The bus's handle on this cache, kept alive with it.
+    sink: Mutex<Option<Arc<dyn BusSink>>>,
 }
 
 struct RegisteredMemo {
@@ -78,7 +86,14 @@ struct RegisteredMemo {
 
 /// What the cache needs from a memo whose types it does not know.
 pub(crate) trait MemoControl: Send + Sync {
+    /// After `clear()`: every value of the memo is gone.
     fn invalidate_everything(&self);
+    /// Drops the in-process tier (and detaches loads in flight).
+    fn clear_local(&self);
+    /// Another process forgot one key.
+    fn evict_key(&self, version: u64, hash: u128);
+    /// Another process bumped the memo's version.
+    fn observe_version(&self, version: u64);
     fn stats(&self) -> MemoStats;
 }
 
@@ -96,33 +111,117 @@ impl Cache {
     /// # Errors
     /// As [`Cache::new`].
     pub fn with_clock(config: CacheConfig, clock: Clock) -> Result<Self> {
-        let backend = match &config.store {
-            StoreConfig::Memory { capacity } => Backend::Memory {
-                capacity: *capacity,
-                raw: LocalTable::new(*capacity),
-            },
-            StoreConfig::Null => Backend::Null,
-            other => Backend::Remote(crate::store::connect(other)?),
+        let cache = match &config.store {
+            StoreConfig::Memory { capacity } => {
+                let backend = Backend::Memory {
+                    raw: LocalTable::new(*capacity),
+                };
+                Self::assemble(config.clone(), clock, backend, Some(*capacity), None)
+            }
+            StoreConfig::Null => Self::assemble(config, clock, Backend::Null, None, None),
+            StoreConfig::Tiered { l1_capacity, l2 } => {
+                let store = crate::store::connect(l2, &config.key_prefix)?;
+                let bus = crate::bus::connect(l2, &config.key_prefix)?;
+                let l1 = Some(*l1_capacity);
+                Self::assemble(config.clone(), clock, Backend::Remote(store), l1, Some(bus))
+            }
+            other => {
+                let store = crate::store::connect(other, &config.key_prefix)?;
+                Self::assemble(config.clone(), clock, Backend::Remote(store), None, None)
+            }
         };
-        Ok(Self::assemble(config, clock, backend))
+        Ok(cache)
     }
 
     /// Builds a cache on a store of your own (or one built by hand), with
     /// `config`'s prefix, timeouts and fail-open setting; `config.store` is
     /// only informative here.
     pub fn with_store(config: CacheConfig, store: Arc<dyn RemoteStore>) -> Self {
-        Self::assemble(config, Clock::coarse(), Backend::Remote(store))
+        Self::assemble(config, Clock::coarse(), Backend::Remote(store), None, None)
     }
 
-    fn assemble(config: CacheConfig, clock: Clock, backend: Backend) -> Self {
-        Self {
+    /// Builds a tiered cache: an in-process L1 of `l1_capacity` entries per
+    /// memo in front of `store`, kept coherent across processes by `bus`.
+    /// The L1 is trusted only while the bus keeps it in sync (see
+    /// [`bus`](crate::bus)).
+    pub fn tiered(
+        config: CacheConfig,
+        store: Arc<dyn RemoteStore>,
+        bus: Arc<dyn Bus>,
+        l1_capacity: usize,
+    ) -> Self {
+        let backend = Backend::Remote(store);
+        Self::assemble(
+            config,
+            Clock::coarse(),
+            backend,
+            Some(l1_capacity),
+            Some(bus),
+        )
+    }
+
+    fn assemble(
+        config: CacheConfig,
+        clock: Clock,
+        backend: Backend,
+        l1_capacity: Option<usize>,
+        bus: Option<Arc<dyn Bus>>,
+    ) -> Self {
+        // With a shared store behind the L1, the L1 is trusted only while
+        // the bus vouches for it; alone, it is the truth.
+        let trusted_until = match (&backend, &bus) {
+            (Backend::Remote(_), Some(_)) => 0,
+            _ => u64::MAX,
+        };
+        let cache = Self {
             inner: Arc::new(CacheInner {
                 config,
                 clock,
                 backend,
                 faults: FaultLog::default(),
+                l1_capacity,
+                bus,
+                trusted_until: AtomicU64::new(trusted_until),
                 memos: Mutex::new(HashMap::new()),
+                sink: Mutex::new(None),
             }),
+        };
+        if let Some(bus) = &cache.inner.bus {
+            let sink: Arc<dyn BusSink> = Arc::new(SinkLink(Arc::downgrade(&cache.inner)));
+            // The link lives as long as the bus keeps it; it holds the cache
+            // weakly, so a dropped cache stops the bus's deliveries.
+            bus.start(Arc::downgrade(&sink));
+            cache.inner.sink_keepalive(sink);
+        }
+        cache
+    }
+
+    /// True while the in-process tier may answer lookups.
+    #[inline]
+    pub(crate) fn l1_trusted(&self) -> bool {
+        self.l1_trusted_at(self.inner.clock.now_ms())
+    }
+
+    /// [`Cache::l1_trusted`] at clock reading `now`.
+    #[inline]
+    pub(crate) fn l1_trusted_at(&self, now: u64) -> bool {
+        now < self.inner.trusted_until.load(Ordering::Acquire)
+    }
+
+    /// The shared store, if any.
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn RemoteStore>> {
+        match &self.inner.backend {
+            Backend::Remote(store) => Some(store),
+            _ => None,
+        }
+    }
+
+    /// Tells the other processes, if there is a bus; faults fail open.
+    pub(crate) async fn publish(&self, invalidation: &Invalidation) {
+        if let Some(bus) = &self.inner.bus {
+            if let Err(error) = bus.publish(invalidation).await {
+                let _ = self.fault("publish", error, ());
+            }
         }
     }
 
@@ -202,7 +301,12 @@ impl Cache {
                 )),
             };
         }
-        let shared = Arc::new(MemoShared::<V>::new(name, &self.inner.backend));
+        let shared_store = matches!(self.inner.backend, Backend::Remote(_));
+        let shared = Arc::new(MemoShared::<V>::new(
+            name,
+            self.inner.l1_capacity,
+            shared_store,
+        ));
         memos.insert(
             Arc::from(name),
             RegisteredMemo {
@@ -271,7 +375,7 @@ impl Cache {
     /// Store faults, in strict mode only.
     pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
         match &self.inner.backend {
-            Backend::Memory { raw, .. } => Ok(raw
+            Backend::Memory { raw } => Ok(raw
                 .get(&self.raw_key(key), self.inner.clock.now_ms())
                 .and_then(|v| v.downcast::<V>().ok())),
             Backend::Null => Ok(None),
@@ -288,7 +392,7 @@ impl Cache {
     /// Store faults and values over the size limit, in strict mode only.
     pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
         match &self.inner.backend {
-            Backend::Memory { raw, .. } => {
+            Backend::Memory { raw } => {
                 raw.insert(self.raw_key(key), Arc::new(value), self.deadline(timeout));
                 Ok(())
             }
@@ -313,7 +417,7 @@ impl Cache {
     /// Store faults, in strict mode only.
     pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Memory { raw, .. } => Ok(raw.insert_if_absent(
+            Backend::Memory { raw } => Ok(raw.insert_if_absent(
                 self.raw_key(key),
                 Arc::new(value),
                 self.deadline(timeout),
@@ -341,7 +445,7 @@ impl Cache {
     /// Store faults, in strict mode only.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Memory { raw, .. } => Ok(raw.remove(&self.raw_key(key))),
+            Backend::Memory { raw } => Ok(raw.remove(&self.raw_key(key))),
             Backend::Null => Ok(false),
             Backend::Remote(store) => store
                 .delete(&self.full_key(key))
@@ -425,7 +529,7 @@ impl Cache {
     /// Store faults, in strict mode only.
     pub async fn has(&self, key: &str) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Memory { raw, .. } => Ok(raw
+            Backend::Memory { raw } => Ok(raw
                 .get(&self.raw_key(key), self.inner.clock.now_ms())
                 .is_some()),
             Backend::Null => Ok(false),
@@ -448,7 +552,7 @@ impl Cache {
     /// integer; store faults in strict mode.
     pub async fn inc(&self, key: &str, delta: i64) -> Result<Option<i64>> {
         let raw = match &self.inner.backend {
-            Backend::Memory { raw, .. } => raw,
+            Backend::Memory { raw } => raw,
             Backend::Null => return Ok(None),
             Backend::Remote(store) => {
                 return match store.incr(&self.full_key(key), delta).await {
@@ -492,7 +596,7 @@ impl Cache {
     /// Store faults, in strict mode only.
     pub async fn clear(&self) -> Result<()> {
         match &self.inner.backend {
-            Backend::Memory { raw, .. } => raw.clear(),
+            Backend::Memory { raw } => raw.clear(),
             Backend::Null => {}
             Backend::Remote(store) => {
                 if let Err(error) = store.clear(&self.inner.config.key_prefix).await {
@@ -500,17 +604,85 @@ impl Cache {
                 }
             }
         }
-        let memos: Vec<_> = self
-            .inner
-            .memos
+        for memo in self.inner.memo_controls() {
+            memo.invalidate_everything();
+        }
+        self.publish(&Invalidation::Clear).await;
+        Ok(())
+    }
+}
+
+impl CacheInner {
+    fn memo_controls(&self) -> Vec<Arc<dyn MemoControl>> {
+        self.memos
             .lock()
             .values()
             .map(|m| Arc::clone(&m.control))
-            .collect();
-        for memo in memos {
-            memo.invalidate_everything();
+            .collect()
+    }
+
+    fn memo_control(&self, name: &str) -> Option<Arc<dyn MemoControl>> {
+        self.memos.lock().get(name).map(|m| Arc::clone(&m.control))
+    }
+
+    /// Keeps the bus sink alive as long as the cache.
+    fn sink_keepalive(&self, sink: Arc<dyn BusSink>) {
+        *self.sink.lock() = Some(sink);
+    }
+}
+
+/// The cache as the bus sees it: held weakly, so the bus never keeps a
+/// dropped cache alive.
+struct SinkLink(Weak<CacheInner>);
+
+impl BusSink for SinkLink {
+    fn apply(&self, invalidation: &Invalidation) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        match invalidation {
+            Invalidation::Key {
+                memo,
+                version,
+                hash,
+            } => {
+                if let Some(control) = inner.memo_control(memo) {
+                    control.evict_key(*version, *hash);
+                }
+            }
+            Invalidation::Memo { memo, version } => {
+                if let Some(control) = inner.memo_control(memo) {
+                    control.observe_version(*version);
+                }
+            }
+            Invalidation::Clear => {
+                for control in inner.memo_controls() {
+                    control.invalidate_everything();
+                }
+            }
         }
-        Ok(())
+    }
+
+    fn trust_until(&self, deadline_ms: u64) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.trusted_until.store(deadline_ms, Ordering::Release);
+        }
+    }
+
+    fn distrust(&self, clear_l1: bool) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        inner.trusted_until.store(0, Ordering::Release);
+        if clear_l1 {
+            for control in inner.memo_controls() {
+                control.clear_local();
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.upgrade().map_or(0, |inner| inner.clock.now_ms())
     }
 }
 

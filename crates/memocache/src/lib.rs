@@ -96,6 +96,7 @@
 //! | `macros` | yes | the [`memoize`] attribute macro |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod bus;
 mod cache;
 mod clock;
 mod codec;

@@ -24,9 +24,10 @@ pub(crate) enum Counter {
     Invalidation,
     StoreError,
     WaitedForLoad,
+    InvalidationReceived,
 }
 
-const COUNTERS: usize = 9;
+const COUNTERS: usize = 10;
 
 type Block = CachePadded<[AtomicU64; COUNTERS]>;
 
@@ -72,6 +73,7 @@ impl Stats {
             invalidations: self.sum(Counter::Invalidation),
             store_errors: self.sum(Counter::StoreError),
             waited_for_load: self.sum(Counter::WaitedForLoad),
+            invalidations_received: self.sum(Counter::InvalidationReceived),
         }
     }
 }
@@ -93,12 +95,14 @@ pub struct MemoStats {
     pub load_errors: u64,
     /// Time spent in loaders, summed.
     pub load_time: Duration,
-    /// `forget` and `forget_all` calls.
+    /// `forget` and `forget_all` calls made here.
     pub invalidations: u64,
     /// Store faults met and survived (fail-open) or returned (strict).
     pub store_errors: u64,
     /// Misses that waited for another caller's load instead of loading.
     pub waited_for_load: u64,
+    /// Invalidations received from other processes over the bus.
+    pub invalidations_received: u64,
 }
 
 impl MemoStats {

@@ -1,0 +1,103 @@
+//! The invalidation bus of a tiered cache.
+//!
+//! In tiered mode every process keeps an in-process L1 in front of a shared
+//! L2. `forget`, `forget_all` and `clear` change L2, evict the local L1 and
+//! publish an [`Invalidation`]; every other process evicts its L1 when the
+//! message arrives.
+//!
+//! # The staleness bound
+//!
+//! A bus promises two things, which together make invalidation synchronous:
+//!
+//! - **Trust expires.** A process trusts its L1 only until
+//!   `t + heartbeat` where `t` is when it last *asked* the bus for news and
+//!   got a complete answer. A dead subscription, a lost connection or a gap
+//!   it cannot replay stops the renewals, so within one heartbeat the
+//!   process reads through to L2 (and on a gap it clears its L1).
+//! - **Publishing waits.** [`Bus::publish`] returns once every live process
+//!   acknowledged the message, or once one heartbeat has passed, whichever
+//!   is first. A process that did not acknowledge has by then stopped
+//!   trusting its L1.
+//!
+//! So once `forget` returns, no process of the fleet serves the old value
+//! from its L1: stale reads are bounded by zero after the invalidation
+//! returns, and an invalidation takes at most one heartbeat to return when
+//! a process is unreachable (milliseconds otherwise). L1 entries also never
+//! outlive their L2 timeout.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::StoreConfig;
+use crate::error::{Error, ErrorKind};
+
+/// Builds the invalidation bus that goes with the shared store `config`
+/// names (Redis Streams for Redis).
+pub(crate) fn connect(
+    config: &StoreConfig,
+    prefix: &str,
+) -> Result<std::sync::Arc<dyn Bus>, Error> {
+    let _ = prefix;
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!("no invalidation bus for {config:?} yet: tiered caches need Redis"),
+    ))
+}
+
+/// One invalidation, as it travels between processes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// One memoized value: `forget(key)`.
+    Key {
+        /// The memo's name.
+        memo: String,
+        /// The memo version the key was stored under.
+        version: u64,
+        /// The stable hash of the key arguments.
+        hash: u128,
+    },
+    /// Every value of a memo: `forget_all()`; `version` is the new version.
+    Memo {
+        /// The memo's name.
+        memo: String,
+        /// The version after the bump.
+        version: u64,
+    },
+    /// Everything: `clear()`.
+    Clear,
+}
+
+/// What a bus delivers to: the cache of this process.
+pub trait BusSink: Send + Sync + 'static {
+    /// Applies another process's invalidation to this process's L1.
+    fn apply(&self, invalidation: &Invalidation);
+    /// The L1 may be trusted until `deadline_ms` on [`BusSink::now_ms`]'s
+    /// clock.
+    fn trust_until(&self, deadline_ms: u64);
+    /// The bus lost track: stop trusting the L1 now, and clear it when
+    /// messages may have been missed for good (`clear_l1`).
+    fn distrust(&self, clear_l1: bool);
+    /// The clock trust deadlines are measured on.
+    fn now_ms(&self) -> u64;
+}
+
+/// A transport for invalidations between the processes of a fleet.
+#[async_trait]
+pub trait Bus: Debug + Send + Sync + 'static {
+    /// Starts delivering other processes' invalidations to `sink`. Called
+    /// once, when the cache is built, from within a Tokio runtime or not:
+    /// implementations start their own task or thread as they need.
+    fn start(&self, sink: std::sync::Weak<dyn BusSink>);
+
+    /// Sends `invalidation` to every other process and waits as described
+    /// in the [module docs](self).
+    ///
+    /// # Errors
+    /// The transport failed; the caller fails open (the invalidation still
+    /// took effect locally and in L2, and processes that miss it stop
+    /// trusting their L1 within one heartbeat).
+    async fn publish(&self, invalidation: &Invalidation) -> Result<(), Error>;
+}

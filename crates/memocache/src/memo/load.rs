@@ -1,0 +1,437 @@
+//! How a memo finds a value: the in-process tier, then the shared store,
+//! then the loader, with one load per key in flight; and how it forgets.
+//!
+//! Order of an invalidation, in every mode: change the shared store first,
+//! then evict the in-process tier and detach loads in flight (under the
+//! flight lock, so a load that started before cannot store afterwards),
+//! then tell the other processes. A load that starts after the shared store
+//! changed reads the new state; one that started before is detached.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
+use serde::Serialize;
+
+use super::Memo;
+use crate::bus::Invalidation;
+use crate::codec;
+use crate::flight::{Flight, Join, LeaderGuard, Outcome, SharedError};
+use crate::key::{KeyHash, memo_key};
+use crate::none::is_none;
+use crate::stats::Counter;
+use crate::value::CacheValue;
+
+/// The outcome of the in-process lookup.
+pub(super) enum Probe<V> {
+    Hit(Arc<V>),
+    /// No in-process hit. `l1_version` is the version the L1 was probed at
+    /// when it was consulted (known and trusted), else `None`.
+    Miss {
+        hash: KeyHash,
+        l1_version: Option<u64>,
+    },
+    /// The key could not be serialized: load without caching.
+    Uncacheable,
+}
+
+/// Where a miss looks and stores.
+struct Route {
+    /// The versioned key: of the flight, and of the L1 entry.
+    key: KeyHash,
+    /// The key in the shared store, if there is one.
+    remote_key: Option<String>,
+    /// Whether results go into the in-process tier.
+    use_l1: bool,
+}
+
+/// Who completes a flight: its leader, or a waiter that took a stalled
+/// load over.
+enum Completion<'a, V> {
+    Leader(LeaderGuard<'a, V>),
+    Takeover(Arc<Flight<V>>),
+}
+
+impl<K, V> Memo<K, V>
+where
+    K: Serialize + ?Sized + 'static,
+    V: CacheValue,
+{
+    /// Looks `key` up in the in-process tier, if it has one it may trust.
+    #[inline]
+    pub(super) fn probe<Q: Serialize + ?Sized>(&self, key: &Q) -> Probe<V> {
+        let hash = match KeyHash::of(key) {
+            Ok(hash) => hash,
+            Err(error) => {
+                tracing::warn!(memo = %self.shared.name, %error, "key not cacheable");
+                return Probe::Uncacheable;
+            }
+        };
+        let Some(table) = &self.shared.table else {
+            return Probe::Miss {
+                hash,
+                l1_version: None,
+            };
+        };
+        let now = self.cache.inner.clock.now_ms();
+        if !self.cache.l1_trusted_at(now) || !self.shared.version_known.load(Ordering::Acquire) {
+            return Probe::Miss {
+                hash,
+                l1_version: None,
+            };
+        }
+        let version = self.version();
+        match table.get(&hash.versioned(version), now) {
+            Some(value) => {
+                self.shared.stats.bump(Counter::HitLocal);
+                Probe::Hit(value)
+            }
+            None => Probe::Miss {
+                hash,
+                l1_version: Some(version),
+            },
+        }
+    }
+
+    pub(super) async fn finish<F, Fut, E>(&self, probe: Probe<V>, load: F) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        match probe {
+            Probe::Hit(value) => Ok(value),
+            Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
+            Probe::Miss { hash, l1_version } => match self.route(hash, l1_version).await {
+                Some(route) => self.load_through(route, load).await,
+                None => {
+                    // The shared store is down and the version unknown:
+                    // serve from the source, uncached (fail-open).
+                    self.shared.stats.bump(Counter::Miss);
+                    load().await.map(Arc::new).map_err(Arc::new)
+                }
+            },
+        }
+    }
+
+    async fn route(&self, hash: KeyHash, l1_version: Option<u64>) -> Option<Route> {
+        if self.cache.remote().is_none() {
+            let version = l1_version.unwrap_or_else(|| self.version());
+            return Some(Route {
+                key: hash.versioned(version),
+                remote_key: None,
+                use_l1: self.shared.table.is_some(),
+            });
+        }
+        let version = match l1_version {
+            Some(version) => version,
+            None => self.remote_version().await?,
+        };
+        Some(Route {
+            key: hash.versioned(version),
+            remote_key: Some(memo_key(self.prefix(), &self.shared.name, version, hash)),
+            use_l1: self.shared.table.is_some() && self.cache.l1_trusted(),
+        })
+    }
+
+    async fn load_through<F, Fut, E>(&self, route: Route, load: F) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        loop {
+            match self.shared.flights.join(route.key) {
+                Join::Lead(guard) => {
+                    // A load may have finished between our miss and the join.
+                    if let (true, Some(table)) = (route.use_l1, &self.shared.table) {
+                        let now = self.cache.inner.clock.now_ms();
+                        if let Some(value) = table.get(&route.key, now) {
+                            guard.finish(&value, |_| {});
+                            return Ok(value);
+                        }
+                    }
+                    return self.lead(&route, Completion::Leader(guard), load).await;
+                }
+                Join::Wait(flight) => {
+                    self.shared.stats.bump(Counter::WaitedForLoad);
+                    match self.wait(&flight).await {
+                        Outcome::Done(value) => return Ok(value),
+                        Outcome::Failed(error) => match error.downcast::<E>() {
+                            Ok(error) => return Err(error),
+                            // Another call site with another error type led
+                            // the load: load for ourselves, uncached.
+                            Err(_) => return load().await.map(Arc::new).map_err(Arc::new),
+                        },
+                        Outcome::Abandoned => continue,
+                        Outcome::Running => {
+                            if flight.claim_takeover() {
+                                tracing::warn!(memo = %self.shared.name, "load stalled; taking it over");
+                                let completion = Completion::Takeover(flight);
+                                return self.lead(&route, completion, load).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The one caller that fetches: from the shared store, else the loader.
+    async fn lead<F, Fut, E>(
+        &self,
+        route: &Route,
+        completion: Completion<'_, V>,
+        load: F,
+    ) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        if let Some(value) = self.remote_get(route).await {
+            self.shared.stats.bump(Counter::HitRemote);
+            self.complete(route, completion, &value, true);
+            return Ok(value);
+        }
+        self.shared.stats.bump(Counter::Miss);
+        let started = Instant::now();
+        let result = load().await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared.stats.add(Counter::LoadNanos, nanos);
+        match result {
+            Ok(value) => {
+                self.shared.stats.bump(Counter::Load);
+                let value = Arc::new(value);
+                let keep = self.cache_none || !is_none(&*value);
+                let current = self.complete(route, completion, &value, keep);
+                if let (true, true, Some(remote_key)) = (current, keep, &route.remote_key) {
+                    self.remote_set(remote_key, &value).await;
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                self.shared.stats.bump(Counter::LoadError);
+                let error = Arc::new(error);
+                let shared: SharedError = Arc::clone(&error) as SharedError;
+                match completion {
+                    Completion::Leader(guard) => guard.fail(shared),
+                    Completion::Takeover(flight) => {
+                        self.shared.flights.fail(route.key, &flight, shared);
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Publishes `value` to the flight's waiters and, if the flight was not
+    /// invalidated meanwhile and `keep`, stores it in the L1. Returns
+    /// whether the flight was still current.
+    fn complete(
+        &self,
+        route: &Route,
+        completion: Completion<'_, V>,
+        value: &Arc<V>,
+        keep: bool,
+    ) -> bool {
+        let store = |v: &Arc<V>| {
+            if let (true, true, Some(table)) = (keep, route.use_l1, &self.shared.table) {
+                let expires_at = self.cache.inner.clock.deadline(self.lifetime);
+                table.insert(route.key, Arc::clone(v), expires_at);
+            }
+        };
+        match completion {
+            Completion::Leader(guard) => guard.finish(value, store),
+            Completion::Takeover(flight) => self
+                .shared
+                .flights
+                .complete(route.key, &flight, value, store),
+        }
+    }
+
+    /// Waits for `flight` to end; `Outcome::Running` means the stall timeout
+    /// passed first.
+    async fn wait(&self, flight: &Flight<V>) -> Outcome<V> {
+        let stall = self.cache.config().stall_timeout;
+        loop {
+            let listener = flight.listen();
+            let outcome = flight.outcome();
+            if !matches!(outcome, Outcome::Running) {
+                return outcome;
+            }
+            if !wait_at_most(listener, stall).await {
+                return flight.outcome();
+            }
+        }
+    }
+
+    /// Any tier's value for `key`, without loading or filling the L1.
+    pub(super) async fn lookup_only(&self, key: &K) -> Option<Arc<V>> {
+        match self.probe(key) {
+            Probe::Hit(value) => Some(value),
+            Probe::Uncacheable => None,
+            Probe::Miss { hash, l1_version } => {
+                let route = self.route(hash, l1_version).await?;
+                self.remote_get(&route).await
+            }
+        }
+    }
+
+    /// Stores `value` in every tier, overriding loads in flight.
+    pub(super) async fn prime(&self, key: &K, value: &Arc<V>) {
+        let Ok(hash) = KeyHash::of(key) else {
+            return;
+        };
+        if self.cache.remote().is_none() {
+            let key = hash.versioned(self.version());
+            let expires_at = self.cache.inner.clock.deadline(self.lifetime);
+            self.shared.flights.invalidate(key, || {
+                if let Some(table) = &self.shared.table {
+                    table.insert(key, Arc::clone(value), expires_at);
+                }
+            });
+            return;
+        }
+        let Some(version) = self.remote_version().await else {
+            return;
+        };
+        let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);
+        self.remote_set(&remote_key, value).await;
+        // Other processes' L1 copies are now older than the store.
+        self.shared.evict(version, hash);
+        self.publish_key(version, hash).await;
+    }
+
+    pub(super) async fn forget_hash(&self, hash: KeyHash) {
+        let Some(store) = self.cache.remote() else {
+            self.shared.evict(self.version(), hash);
+            return;
+        };
+        let Some(version) = self.remote_version().await else {
+            // Cannot reach the store: at least this process forgets.
+            self.shared.evict(self.version(), hash);
+            return;
+        };
+        let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);
+        if let Err(error) = store.delete(&remote_key).await {
+            self.store_fault("forget", error);
+        }
+        self.shared.evict(version, hash);
+        self.publish_key(version, hash).await;
+    }
+
+    pub(super) async fn bump_version(&self) {
+        let Some(store) = self.cache.remote() else {
+            self.shared.version.fetch_add(1, Ordering::AcqRel);
+            return;
+        };
+        match store.incr(&self.version_key(), 1).await {
+            Ok(version) => {
+                let version = u64::try_from(version).unwrap_or_default();
+                self.shared.observe_version(version);
+                let memo = self.shared.name.to_string();
+                self.cache
+                    .publish(&Invalidation::Memo { memo, version })
+                    .await;
+            }
+            Err(error) => {
+                self.store_fault("forget_all", error);
+                // Keep this process from serving the old values at least.
+                self.shared.version.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    async fn publish_key(&self, version: u64, hash: KeyHash) {
+        let memo = self.shared.name.to_string();
+        let invalidation = Invalidation::Key {
+            memo,
+            version,
+            hash: hash.0,
+        };
+        self.cache.publish(&invalidation).await;
+    }
+
+    fn prefix(&self) -> &str {
+        &self.cache.inner.config.key_prefix
+    }
+
+    /// Where a shared store keeps this memo's version.
+    fn version_key(&self) -> String {
+        format!("{}{}:ver", self.prefix(), self.shared.name)
+    }
+
+    fn store_fault(&self, operation: &str, error: crate::Error) {
+        self.shared.stats.bump(Counter::StoreError);
+        // Memos always fail open; strict mode only shapes the low-level API.
+        let _ = self.cache.fault(operation, error, ());
+    }
+
+    /// The memo's version in the shared store (mirrored locally); `None`
+    /// if it cannot be read.
+    async fn remote_version(&self) -> Option<u64> {
+        let store = self.cache.remote()?;
+        let version = match store.get(&self.version_key()).await {
+            Ok(None) => 0,
+            Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .unwrap_or(0),
+            Err(error) => {
+                self.store_fault("version", error);
+                return None;
+            }
+        };
+        self.shared.observe_version(version);
+        Some(version)
+    }
+
+    /// The decoded value under the route's shared key, if any.
+    async fn remote_get(&self, route: &Route) -> Option<Arc<V>> {
+        let (store, remote_key) = (self.cache.remote()?, route.remote_key.as_ref()?);
+        match store.get(remote_key).await {
+            Ok(Some(bytes)) => {
+                match codec::decode::<V>(&bytes, self.cache.inner.config.max_value_size) {
+                    Ok(value) => value.map(Arc::new),
+                    Err(error) => {
+                        self.store_fault("decode", error);
+                        None
+                    }
+                }
+            }
+            Ok(None) => None,
+            Err(error) => {
+                self.store_fault("get", error);
+                None
+            }
+        }
+    }
+
+    async fn remote_set(&self, remote_key: &str, value: &Arc<V>) {
+        let Some(store) = self.cache.remote() else {
+            return;
+        };
+        let max = self.cache.inner.config.max_value_size;
+        let result = match codec::encode(&**value, max) {
+            Ok(bytes) => store.set(remote_key, &bytes, self.lifetime).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            self.store_fault("set", error);
+        }
+    }
+}
+
+/// Waits for `listener` up to `timeout` when a Tokio runtime with a timer is
+/// at hand; otherwise (blocking callers, other runtimes) without a limit.
+async fn wait_at_most(listener: EventListener, timeout: Duration) -> bool {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::timeout(timeout, listener).await.is_ok()
+    } else {
+        listener.await;
+        true
+    }
+}

@@ -1,0 +1,408 @@
+//! [`Memo`]: one memoized function, typed by its key and value.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cache::{Cache, MemoControl};
+use crate::config::Timeout;
+use crate::error::Result;
+use crate::flight::Flights;
+use crate::key::KeyHash;
+use crate::local::LocalTable;
+use crate::stats::{Counter, MemoStats, Stats};
+use crate::value::CacheValue;
+
+mod load;
+
+/// What every handle of one memo on one cache shares.
+pub(crate) struct MemoShared<V> {
+    name: Arc<str>,
+    /// Bumped by `forget_all`: part of every key, so old entries become
+    /// unreachable at once (Flask-Caching's memoize version). With a shared
+    /// store the store holds the truth and this is its mirror.
+    version: AtomicU64,
+    /// Whether `version` mirrors the shared store's (always true without
+    /// one); until then the L1 is not consulted.
+    version_known: AtomicBool,
+    /// Whether a shared store holds the values (and the version).
+    shared_store: bool,
+    stats: Stats,
+    /// The in-process tier: the memory store, or the L1 of a tiered cache.
+    table: Option<LocalTable<Arc<V>>>,
+    flights: Flights<V>,
+}
+
+impl<V: CacheValue> MemoShared<V> {
+    pub(crate) fn new(name: &str, l1_capacity: Option<usize>, shared_store: bool) -> Self {
+        Self {
+            name: Arc::from(name),
+            version: AtomicU64::new(0),
+            version_known: AtomicBool::new(!shared_store),
+            shared_store,
+            stats: Stats::default(),
+            table: l1_capacity.map(LocalTable::new),
+            flights: Flights::new(),
+        }
+    }
+
+    /// Evicts `hash` at `version` from the L1 and detaches its load.
+    fn evict(&self, version: u64, hash: KeyHash) {
+        let key = hash.versioned(version);
+        self.flights.invalidate(key, || {
+            if let Some(table) = &self.table {
+                table.remove(&key);
+            }
+        });
+    }
+
+    /// Raises the mirrored version to at least `version`.
+    fn observe_version(&self, version: u64) {
+        self.version.fetch_max(version, Ordering::AcqRel);
+        self.version_known.store(true, Ordering::Release);
+    }
+}
+
+impl<V: CacheValue> MemoControl for MemoShared<V> {
+    fn invalidate_everything(&self) {
+        if self.shared_store {
+            // The shared store was cleared, versions included: read the
+            // version afresh before trusting the L1 again.
+            self.version_known.store(false, Ordering::Release);
+        } else {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        self.clear_local();
+    }
+
+    fn clear_local(&self) {
+        if let Some(table) = &self.table {
+            self.flights.invalidate_all(|| table.clear());
+        }
+    }
+
+    fn evict_key(&self, version: u64, hash: u128) {
+        self.stats.bump(Counter::InvalidationReceived);
+        self.evict(version, KeyHash(hash));
+    }
+
+    fn observe_version(&self, version: u64) {
+        self.stats.bump(Counter::InvalidationReceived);
+        MemoShared::observe_version(self, version);
+    }
+
+    fn stats(&self) -> MemoStats {
+        self.stats.snapshot()
+    }
+}
+
+/// A memoized function: Flask-Caching's `@cache.memoize`, typed.
+///
+/// `K` is the argument (a tuple for several), `V` the result. A `Memo` is
+/// bound to one [`Cache`] and cheap to clone; handles built with the same
+/// name on the same cache share their entries, counters and version.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use std::time::Duration;
+/// use memocache::{Cache, Memo};
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct User { id: i64, name: String }
+///
+/// let cache = Cache::memory();
+/// let load_user = Memo::<i64, User>::builder("load_user")
+///     .timeout(Duration::from_secs(600))
+///     .build(&cache)?;
+///
+/// let user = load_user
+///     .get_or_load(&7, || async { User { id: 7, name: "ada".into() } })
+///     .await;
+/// assert_eq!(user.name, "ada");
+///
+/// // At logout: Flask-Caching's `cache.delete_memoized(load_user, 7)`.
+/// load_user.forget(&7).await;
+/// // load_user.forget(&"7").await; // does not compile: the key is an i64
+/// # Ok::<(), memocache::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Concurrent calls on the same key
+///
+/// When several callers miss the same key at once, one of them runs its
+/// loader and the others wait for its result (or share its error, which is
+/// never cached). If the loading caller is cancelled or its loader panics,
+/// a waiter becomes the new loader; if it stalls longer than the cache's
+/// [`stall_timeout`](crate::CacheConfig::stall_timeout), one waiter loads
+/// the value itself.
+///
+/// # Invalidation
+///
+/// [`Memo::forget`] and [`Memo::forget_all`] take effect when they return:
+/// a load that started before them never stores its result afterwards, so
+/// no value older than the invalidation is served.
+pub struct Memo<K: ?Sized, V> {
+    shared: Arc<MemoShared<V>>,
+    cache: Cache,
+    lifetime: Option<Duration>,
+    cache_none: bool,
+    _key: PhantomData<fn(&K)>,
+}
+
+/// Marks a builder's key and value types without owning either.
+type KeyAndValue<K, V> = (fn(&K), fn() -> V);
+
+/// Settings of a [`Memo`] before it is bound to a cache.
+#[must_use]
+pub struct MemoBuilder<K: ?Sized, V> {
+    name: String,
+    timeout: Timeout,
+    cache_none: bool,
+    _types: PhantomData<KeyAndValue<K, V>>,
+}
+
+impl<K: ?Sized, V> Clone for Memo<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            cache: self.cache.clone(),
+            lifetime: self.lifetime,
+            cache_none: self.cache_none,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Memo<K, V>
+where
+    K: Serialize + ?Sized + 'static,
+    V: CacheValue,
+{
+    /// Starts describing memo `name` (unique per cache: it is part of the
+    /// stored keys).
+    pub fn builder(name: impl Into<String>) -> MemoBuilder<K, V> {
+        MemoBuilder {
+            name: name.into(),
+            timeout: Timeout::Default,
+            cache_none: false,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> MemoBuilder<K, V>
+where
+    K: Serialize + ?Sized + 'static,
+    V: CacheValue,
+{
+    /// How long results live; the cache's default timeout if not set.
+    /// `Duration::ZERO` means forever, as in Flask-Caching.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Timeout::After(timeout);
+        self
+    }
+
+    /// Results never expire (they still leave on eviction or invalidation).
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = Timeout::Never;
+        self
+    }
+
+    /// Whether a `None` (or `()`) result is cached. Off by default, as
+    /// Flask-Caching's `cache_none=False`: a `None` is returned to the
+    /// caller but the next call loads again.
+    pub fn cache_none(mut self, cache_none: bool) -> Self {
+        self.cache_none = cache_none;
+        self
+    }
+
+    /// Binds the memo to `cache`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::MemoTypeMismatch`](crate::ErrorKind::MemoTypeMismatch)
+    /// if a memo of this name with other types is already built on `cache`.
+    pub fn build(self, cache: &Cache) -> Result<Memo<K, V>> {
+        let shared = cache.memo_shared::<K, V>(&self.name)?;
+        Ok(Memo {
+            shared,
+            cache: cache.clone(),
+            lifetime: self.timeout.resolve(cache.config().default_timeout),
+            cache_none: self.cache_none,
+            _key: PhantomData,
+        })
+    }
+}
+
+impl<K, V> Memo<K, V>
+where
+    K: Serialize + ?Sized + 'static,
+    V: CacheValue,
+{
+    /// The memo's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The cache this memo stores into.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// This memo's counters.
+    pub fn stats(&self) -> MemoStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// The current version (bumped by every [`Memo::forget_all`]); with a
+    /// shared store, this process's mirror of it.
+    pub fn version(&self) -> u64 {
+        self.shared.version.load(Ordering::Acquire)
+    }
+
+    /// The cached value for `key`, if any tier holds one; never loads.
+    pub async fn get(&self, key: &K) -> Option<Arc<V>> {
+        self.lookup_only(key).await
+    }
+
+    /// Stores `value` for `key` (priming the memo) in every tier, replacing
+    /// any value and overriding any load in flight for `key`.
+    pub async fn set(&self, key: &K, value: V) -> Arc<V> {
+        let value = Arc::new(value);
+        self.prime(key, &value).await;
+        value
+    }
+
+    /// The cached value for `key`, or the result of `load` (stored for the
+    /// memo's timeout). Store faults never reach the caller: the value is
+    /// loaded instead (fail-open).
+    ///
+    /// The in-process lookup happens when this is called; only a miss does
+    /// work when the returned future is polled, so a hit costs no future
+    /// machinery.
+    pub fn get_or_load<'a, F, Fut>(&'a self, key: &K, load: F) -> impl Future<Output = Arc<V>> + 'a
+    where
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = V> + 'a,
+    {
+        let probe = self.probe(key);
+        async move {
+            let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
+            match self.finish(probe, load).await {
+                Ok(value) => value,
+                Err(never) => match *never {},
+            }
+        }
+    }
+
+    /// As [`Memo::get_or_load`] for a loader that can fail. An error is
+    /// returned to this caller and to callers waiting on the same load, as
+    /// an `Arc<E>`, and is never cached.
+    ///
+    /// # Errors
+    /// The loader's error.
+    pub fn get_or_try_load<'a, F, Fut, E>(
+        &'a self,
+        key: &K,
+        load: F,
+    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
+    where
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<V, E>> + 'a,
+        E: Send + Sync + 'static,
+    {
+        let probe = self.probe(key);
+        self.finish(probe, load)
+    }
+
+    /// [`Memo::get_or_try_load`] with a key given as any value that
+    /// serializes like `K` (a tuple of references for a tuple of values).
+    /// Used by `#[memoize]`; not part of the stable API.
+    #[doc(hidden)]
+    pub fn __get_or_try_load_by<'a, Q, F, Fut, E>(
+        &'a self,
+        key: &Q,
+        load: F,
+    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
+    where
+        Q: Serialize + ?Sized,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<V, E>> + 'a,
+        E: Send + Sync + 'static,
+    {
+        let probe = self.probe(key);
+        self.finish(probe, load)
+    }
+
+    /// Blocking [`Memo::get_or_load`], for plain (non-async) functions.
+    pub fn get_or_load_blocking(&self, key: &K, load: impl FnOnce() -> V) -> Arc<V> {
+        futures_executor::block_on(self.get_or_load(key, || async move { load() }))
+    }
+
+    /// Blocking [`Memo::get_or_try_load`], for plain (non-async) functions.
+    ///
+    /// # Errors
+    /// The loader's error.
+    pub fn get_or_try_load_blocking<E: Send + Sync + 'static>(
+        &self,
+        key: &K,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, Arc<E>> {
+        futures_executor::block_on(self.get_or_try_load(key, || async move { load() }))
+    }
+
+    /// Forgets the value for `key`: Flask-Caching's
+    /// `delete_memoized(f, *args)`. When this returns, no tier of any
+    /// process serves the old value, and a load of `key` that started
+    /// before does not store its result.
+    pub async fn forget(&self, key: &K) {
+        self.__forget_by(key).await;
+    }
+
+    /// [`Memo::forget`] with a key given as any value that serializes like
+    /// `K`. Used by `#[memoize]`; not part of the stable API.
+    #[doc(hidden)]
+    pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) {
+        self.shared.stats.bump(Counter::Invalidation);
+        match KeyHash::of(key) {
+            Ok(hash) => self.forget_hash(hash).await,
+            Err(error) => tracing::warn!(memo = %self.shared.name, %error, "key not cacheable"),
+        }
+    }
+
+    /// Forgets every value of this memo: Flask-Caching's
+    /// `delete_memoized(f)`. O(1): it bumps the memo's version, which is
+    /// part of every key (one `INCR` on a shared store).
+    pub async fn forget_all(&self) {
+        self.shared.stats.bump(Counter::Invalidation);
+        self.bump_version().await;
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for Memo<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memo")
+            .field("name", &self.shared.name)
+            .field("lifetime", &self.lifetime)
+            .field("cache_none", &self.cache_none)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for MemoBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoBuilder")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .field("cache_none", &self.cache_none)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
