@@ -3,6 +3,7 @@
 
 mod account;
 mod assets;
+mod chunks;
 mod flash;
 mod messages;
 mod metrics;

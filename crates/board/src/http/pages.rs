@@ -1,16 +1,24 @@
 //! Pages that show messages: home, my messages, one image.
 
+use std::sync::Arc;
+
+use askama::Template;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
+
+use super::chunks::Chunks;
 
 use super::IncomingFlash;
 use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::AppError;
 use crate::media::MediaName;
 use crate::state::AppState;
-use crate::views::{HomePage, ImagePage, Layout, MyPage, render};
+use crate::views::{HomePage, ImagePage, Layout, MyPage, RenderedPage, render};
 
 pub(super) fn router() -> axum::Router<AppState> {
     Router::new()
@@ -42,10 +50,38 @@ async fn home(
 ) -> Result<Response, AppError> {
     let page = page_number(query.as_deref())?;
     let list = state.home_page(page).await?.ok_or(AppError::NotFound)?;
-    render(&HomePage {
+    // The frame is rendered per request (it names the user); the list is
+    // shared, and sent from the cache without being copied.
+    let frame = HomePage {
         layout: Layout::new("All messages", auth.as_ref(), flash),
-        list: &list.html,
-    })
+        list: LIST_MARKER,
+    }
+    .render()?;
+    let (top, bottom) = frame
+        .split_once(LIST_MARKER)
+        .ok_or_else(|| AppError::Internal("home frame lost its list marker".into()))?;
+    let body = Chunks::new([
+        Bytes::copy_from_slice(top.as_bytes()),
+        Bytes::from_owner(SharedHtml(list)),
+        Bytes::copy_from_slice(bottom.as_bytes()),
+    ]);
+    Ok((
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        Body::new(body),
+    )
+        .into_response())
+}
+
+/// Where the list goes in the rendered frame.
+const LIST_MARKER: &str = "<!--board:list-->";
+
+/// A cached page's HTML as the bytes of a response body.
+struct SharedHtml(Arc<RenderedPage>);
+
+impl AsRef<[u8]> for SharedHtml {
+    fn as_ref(&self) -> &[u8] {
+        self.0.html.as_bytes()
+    }
 }
 
 async fn my_messages(

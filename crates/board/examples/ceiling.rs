@@ -1,0 +1,41 @@
+//! The ceiling for the home page benchmark: a minimal axum server that
+//! answers every request with one fixed HTML body of the given size, so
+//! `board`'s `GET /` can be compared with "axum doing nothing".
+//!
+//! ```text
+//! cargo run --release -p board --example ceiling -- 87000 127.0.0.1:0
+//! ```
+//! Prints `listening on ADDRESS` once bound.
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use bytes::Bytes;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(87_000);
+    let address = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
+    let body = Bytes::from(
+        "<!doctype html><p>ceiling</p>"
+            .bytes()
+            .chain(std::iter::repeat(b'x'))
+            .take(size)
+            .collect::<Vec<u8>>(),
+    );
+    let app =
+        Router::new().route(
+            "/",
+            get(move || {
+                let body = body.clone();
+                async move {
+                    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    println!("listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await
+}
