@@ -1,9 +1,161 @@
-//! The `#[memoize]` attribute macro for memocache (placeholder until the
-//! real expansion lands).
+//! The `#[memoize]` attribute macro for [memocache]: Flask-Caching's
+//! `@cache.memoize(timeout=...)`, typed.
+//!
+//! Use it through `memocache` (feature `macros`, on by default), which
+//! re-exports it as `memocache::memoize`.
+//!
+//! ```
+//! use memocache::{Cache, memoize};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct User { id: i64, name: String }
+//!
+//! struct Db;
+//! impl Db {
+//!     async fn user(&self, id: i64) -> User { User { id, name: "ada".into() } }
+//! }
+//!
+//! // Cached for 600 s per `user_id`; `cache` and `db` are not part of the key.
+//! #[memoize(cache = cache, timeout = 600, skip(db))]
+//! async fn load_user(cache: &Cache, db: &Db, user_id: i64) -> User {
+//!     db.user(user_id).await
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let cache = Cache::memory();
+//! let user = load_user(&cache, &Db, 7).await; // runs the body
+//! let again = load_user(&cache, &Db, 7).await; // a cache hit
+//! assert_eq!(again.name, user.name);
+//!
+//! load_user_forget(&cache, 7).await; // at logout: `delete_memoized(load_user, 7)`
+//! load_user_forget_all(&cache).await; // `delete_memoized(load_user)`
+//! let memo = load_user_memo(&cache); // the typed `Memo<i64, User>`
+//! assert_eq!(memo.name(), "load_user");
+//! # });
+//! ```
+//!
+//! [memocache]: https://docs.rs/memocache
+
 use proc_macro::TokenStream;
 
-/// Memoizes a function.
+mod args;
+mod expand;
+mod sig;
+
+/// Memoizes a function: its body runs once per distinct key, and later
+/// calls with the same key return the cached result until it expires or
+/// is forgotten. Flask-Caching's `@cache.memoize(timeout=...)`.
+///
+/// ```
+/// # use memocache::{Cache, memoize};
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: i64 }
+/// # struct Db;
+/// # impl Db { async fn user(&self, id: i64) -> User { User { id } } }
+/// #[memoize(cache = cache, timeout = 600, skip(db))]
+/// async fn load_user(cache: &Cache, db: &Db, user_id: i64) -> User {
+///     db.user(user_id).await
+/// }
+/// ```
+///
+/// generates, next to the function and with its visibility:
+///
+/// ```text
+/// async fn load_user_forget(cache: &Cache, user_id: i64)  // delete_memoized(load_user, user_id)
+/// async fn load_user_forget_all(cache: &Cache)            // delete_memoized(load_user)
+/// fn load_user_memo(cache: &Cache) -> Memo<i64, User>     // the typed memo, for the fast path
+/// ```
+///
+/// The forget helpers take the key parameters with the function's own
+/// types. On a method they are associated functions of the same `impl`
+/// (taking `&self` when `self` is part of the key or of the cache
+/// expression), so `#[memoize]` works in inherent `impl` blocks but not in
+/// trait impls, which cannot have extra items.
+///
+/// # Options
+///
+/// | option | meaning |
+/// |--------|---------|
+/// | `cache = <expr>` | **Required.** The cache: an expression of type `&Cache`, `Cache`, or anything that derefs to `Cache` (a `static CACHE: LazyLock<Cache>`). Parameters it names (`cache`, or `state` in `state.cache`) are left out of the key, and the helpers take them first, with the same types. Otherwise (`crate::CACHE`, `cache()`) the helpers take no cache parameter. |
+/// | `timeout = <secs>` | How long results live, in whole seconds; `0` = never expire. Absent: the cache's default timeout. |
+/// | `timeout_ms = <ms>` | The same in milliseconds. Give one of `timeout` and `timeout_ms`. |
+/// | `skip(a, b, self)` | Parameters left out of the key: database handles, loggers… |
+/// | `name = "..."` | The memo's name, unique per cache (it is part of the stored keys). Default: the function's name. |
+/// | `cache_none = <bool>` | Whether `None` (or `()`) results are cached. Default `false`, as Flask-Caching's `cache_none=False`. |
+///
+/// On methods the default name is the method's name alone: give `name`
+/// when methods of one name on two types are memoized in one cache.
+/// Memos of one name with the same key and value types share entries;
+/// with other types the first call panics (see below).
+///
+/// # The key
+///
+/// Every parameter that is neither skipped nor used by the cache expression
+/// is part of the key, including the receiver (`self`, `&self`, …), which
+/// then needs `Self: Serialize`. The memo's key type `K` is the tuple of
+/// the owned versions of their types (`&str` → `String`, `&[T]` →
+/// `Vec<T>`, `&T` → `T`, also inside tuples and generic arguments:
+/// `Option<&str>` → `Option<String>`), the type alone for a single key
+/// parameter, and `()` for none. Calls hash the arguments by reference
+/// (the owned and borrowed types serialize alike), so nothing is cloned.
+///
+/// # The result
+///
+/// - `-> V`: the cached `Arc<V>` is cloned out, so `V: Clone`.
+/// - `-> Arc<T>`: the memo's `Arc<T>` is returned as is (`V = T`, no clone).
+///   If the body returns an `Arc` that is shared elsewhere, its value cannot
+///   move into the memo; that result is returned but not cached.
+/// - `-> Result<V, E>` (any type whose last path segment is `Result`, with
+///   the value type as its first argument, such as `io::Result<V>`): only
+///   `Ok` values are cached; errors go to this call and to calls waiting
+///   on the same load, and need `E: Clone` when shared. `Result<Arc<T>, E>`
+///   combines both.
+///
+/// `V` must be a `CacheValue` (`Serialize + DeserializeOwned + Send +
+/// Sync + 'static`).
+///
+/// # Cost of a call
+///
+/// The function keeps the memo of the first cache it is called with in a
+/// `static`, so calls on that cache (usually the application's only one)
+/// go straight to the lookup; that cache then stays alive for the life of
+/// the process. Calls on other caches, calls of methods whose key or value
+/// type names `Self`, and the helpers find the memo in the cache's registry
+/// (a short mutex-guarded lookup). Code that wants to skip even the
+/// first check can keep the handle from `<name>_memo` and call it directly.
+///
+/// # Plain and async functions
+///
+/// On an `async fn` the helpers are `async` too. A plain `fn` and its
+/// helpers block the calling thread while another caller loads the same
+/// key; do not call them from inside an async task.
+///
+/// # Limits
+///
+/// - Generic functions (type or const parameters) are rejected: a memo has
+///   one key type and one value type. Lifetime parameters are fine. In a
+///   generic `impl` block the key and value types cannot name the block's
+///   type parameters (the `static` above cannot); `Self` is fine.
+/// - Key parameters must be plain names (not patterns such as
+///   `(a, b): (i32, i32)`) and cannot be `impl Trait`.
+/// - The body runs in a closure while the key borrows the key parameters,
+///   so it cannot move or mutate a key parameter: take `&str` instead of
+///   `String`, `&T` instead of `T` (the key is the same), or clone.
+///   Skipped parameters can be moved freely.
+///
+/// # Panics
+///
+/// The function and its helpers panic if a memo of the same name but with
+/// other key or value types is already built on the cache: give one of
+/// them another `name`.
+///
+/// # Errors
+///
+/// Misuse is reported at compile time, at the offending token: a missing
+/// `cache`, an unknown option, `skip` naming no parameter, a generic
+/// function, an `impl Trait` or pattern key parameter, a timeout that is
+/// not a whole number, or both `timeout` and `timeout_ms`.
 #[proc_macro_attribute]
-pub fn memoize(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::memoize(attr.into(), &item.into()).into()
 }
