@@ -275,3 +275,18 @@ pub struct ErrorPage<'a> {
     /// What happened, for the user.
     pub message: &'a str,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_codes_round_trip_and_unknown_codes_show_nothing() {
+        for flash in Flash::ALL {
+            assert_eq!(Flash::from_code(flash.code()), Some(flash));
+            assert!(!flash.text().is_empty());
+        }
+        assert_eq!(Flash::from_code("<script>alert(1)</script>"), None);
+        assert_eq!(Flash::from_code(""), None);
+    }
+}

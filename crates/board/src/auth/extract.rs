@@ -55,6 +55,11 @@ async fn lookup(state: &AppState, token_hash: &str) -> Result<Option<AuthContext
         return Ok(None);
     };
     if session.expires_at <= super::now_ms() {
+        // Expired: remove it so the table does not grow, and forget it.
+        if let Err(error) = state.stores.sessions.delete(token_hash).await {
+            tracing::warn!(%error, "expired session not removed");
+        }
+        state.memos.load_session.forget(token_hash).await;
         return Ok(None);
     }
     let Some(user) = state.user(&session.user_id).await? else {

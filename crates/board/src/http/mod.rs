@@ -48,6 +48,14 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         ));
+    // Browsers remember to use HTTPS only when the board says it is served
+    // over HTTPS (as Talisman did by default).
+    let hsts = state.limits.secure_cookies.then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        )
+    });
     Router::new()
         .merge(pages::router())
         .merge(account::router())
@@ -57,6 +65,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(axum::middleware::from_fn(flash::clear_shown))
         .layer(headers)
+        .layer(tower::util::option_layer(hsts))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,

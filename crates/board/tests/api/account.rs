@@ -376,3 +376,31 @@ async fn login_and_register_forms_need_their_csrf_cookie_and_token() {
     );
     assert_eq!(app.state.stores.users.count().await.expect("count"), 0);
 }
+
+#[tokio::test]
+async fn expired_sessions_stop_working_and_are_removed() {
+    let app = spawn_with(|s| s.session_lifetime = std::time::Duration::from_millis(1200)).await;
+    let token = app.signed_up("ada").await;
+    assert_eq!(app.get("/acc").await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    // The browser would have dropped the cookie; a copy is sent anyway.
+    let response = client()
+        .get(app.url("/acc"))
+        .header("cookie", format!("board_session={token}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/login");
+    let hash = board::auth::sha256_hex(&token);
+    assert!(
+        app.state
+            .stores
+            .sessions
+            .get(&hash)
+            .await
+            .expect("get")
+            .is_none(),
+        "row removed"
+    );
+}

@@ -55,3 +55,22 @@ async fn pages_use_no_external_resources() {
         );
     }
 }
+
+#[tokio::test]
+async fn hsts_is_sent_only_when_served_over_https() {
+    let plain = spawn_app().await;
+    assert!(
+        plain
+            .get("/")
+            .await
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
+    let https = crate::helpers::spawn_with(|s| s.secure_cookies = true).await;
+    let response = https.get("/").await;
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+}
