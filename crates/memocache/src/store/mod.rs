@@ -6,6 +6,8 @@
 //! `tests/suite` runs the same behaviours against every implementation.
 
 use std::fmt::Debug;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,12 +17,107 @@ use std::sync::Arc;
 use crate::config::StoreConfig;
 use crate::error::{Error, ErrorKind};
 
-/// Builds the shared store `config` names.
-pub(crate) fn connect(config: &StoreConfig) -> Result<Arc<dyn RemoteStore>, Error> {
-    Err(Error::new(
+#[cfg(feature = "filesystem")]
+mod file;
+#[cfg(feature = "memcached")]
+mod memcached;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "filesystem")]
+pub use file::FileStore;
+#[cfg(feature = "memcached")]
+pub use memcached::MemcachedStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+
+/// Builds the shared store `config` names. Nothing is contacted here: the
+/// stores connect on first use and reconnect on their own, so an
+/// application starts even while its cache server is down. `key_prefix`
+/// is the cache's: Memcached, which cannot list keys, clears it by
+/// generation.
+pub(crate) fn connect(
+    config: &StoreConfig,
+    key_prefix: &str,
+) -> Result<Arc<dyn RemoteStore>, Error> {
+    match config {
+        StoreConfig::Redis { url } => redis_single(url),
+        StoreConfig::RedisCluster { nodes } => redis_cluster(nodes),
+        StoreConfig::Memcached { servers } => memcached(servers, key_prefix),
+        StoreConfig::FileSystem { path, threshold } => file(path, *threshold),
+        other => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("this build of memocache has no store for {other:?}"),
+        )),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_single(url: &str) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(RedisStore::open(url)?))
+}
+
+#[cfg(feature = "redis")]
+fn redis_cluster(nodes: &[String]) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(RedisStore::open_cluster(nodes)?))
+}
+
+#[cfg(feature = "memcached")]
+fn memcached(servers: &[String], namespace: &str) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(MemcachedStore::open(servers, namespace)?))
+}
+
+#[cfg(feature = "filesystem")]
+fn file(path: &std::path::Path, threshold: usize) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(FileStore::open(path, threshold)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_single(_: &str) -> Result<Arc<dyn RemoteStore>, Error> {
+    Err(feature_off("redis", "Redis"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_cluster(_: &[String]) -> Result<Arc<dyn RemoteStore>, Error> {
+    Err(feature_off("redis", "Redis Cluster"))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn memcached(_: &[String], _: &str) -> Result<Arc<dyn RemoteStore>, Error> {
+    Err(feature_off("memcached", "Memcached"))
+}
+
+#[cfg(not(feature = "filesystem"))]
+fn file(_: &std::path::Path, _: usize) -> Result<Arc<dyn RemoteStore>, Error> {
+    Err(feature_off("filesystem", "filesystem"))
+}
+
+#[cfg(not(all(feature = "redis", feature = "memcached", feature = "filesystem")))]
+fn feature_off(feature: &str, store: &str) -> Error {
+    Error::new(
         ErrorKind::Unsupported,
-        format!("this build of memocache has no store for {config:?}"),
-    ))
+        format!(
+            "the {store} store needs memocache's cargo feature `{feature}`, \
+             which this build leaves out"
+        ),
+    )
+}
+
+/// Bounds `operation` by `limit`: a dead or stalled server costs at most
+/// that long per call.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    operation: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(store_error(
+            format!("{what}: no answer within {} ms", limit.as_millis()),
+            elapsed,
+        )),
+    }
 }
 
 /// A store that keeps encoded values under string keys, shared by every

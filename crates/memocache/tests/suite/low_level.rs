@@ -191,7 +191,7 @@ async fn null_store_keeps_nothing_and_never_fails() {
 
 #[test]
 fn unsupported_and_bad_urls_are_clear_errors() {
-    let error = Cache::from_url("memcached://127.0.0.1:1").expect_err("not built yet");
+    let error = Cache::from_url("rediss://127.0.0.1:1").expect_err("no TLS in this build");
     assert_eq!(error.kind(), ErrorKind::Unsupported);
     let error = Cache::from_url("memory://?capacity=-1").expect_err("bad");
     assert!(error.is_config());

@@ -1,3 +1,6 @@
 //! memocache's integration tests, in one binary so they link once.
 
+mod conformance;
 mod low_level;
+mod remote_faults;
+mod tiered;

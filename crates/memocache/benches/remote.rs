@@ -1,0 +1,2 @@
+//! Remote store benchmarks (placeholder).
+fn main() {}

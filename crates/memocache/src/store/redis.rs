@@ -1,0 +1,526 @@
+//! Redis and Redis Cluster.
+//!
+//! One multiplexed connection per store ([`ConnectionManager`] for a single
+//! node, [`ClusterConnection`] for a cluster), created on first use and
+//! re-created on its own after a failure. Every command is bounded by the
+//! response timeout (`?timeout_ms=`, default 1000), so a dead server costs
+//! at most that long per call.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisError, Value};
+use tokio::sync::OnceCell;
+
+use super::{RemoteStore, bounded, store_error};
+use crate::error::{Error, ErrorKind};
+
+/// Default bound on one command, connection included.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Keys per `SCAN` step and per `UNLINK` batch in [`RedisStore::clear`].
+const SCAN_BATCH: usize = 1000;
+
+/// A Redis server or cluster as a [`RemoteStore`].
+///
+/// Values are kept with `SET ... PX` (server-side expiry), `add` is
+/// `SET NX`, `incr` is `INCRBY`, `get_many`/`set_many` are one round trip
+/// (`MGET` / a pipeline), and `clear` walks the prefix with `SCAN` and
+/// `UNLINK`s what it finds (every master of a cluster), never `FLUSHDB`.
+pub struct RedisStore {
+    target: Target,
+    timeout: Duration,
+}
+
+enum Target {
+    Single {
+        client: redis::Client,
+        manager: OnceCell<ConnectionManager>,
+    },
+    Cluster {
+        client: ClusterClient,
+        nodes: Vec<String>,
+        connection: OnceCell<ClusterConnection>,
+    },
+}
+
+/// A connection of either kind, cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisStore {
+    /// A store on one Redis server: `redis://[user:password@]host[:port][/db]`,
+    /// `redis+unix:///path/to/socket` (or `unix://`), with an optional
+    /// `?timeout_ms=` bounding every command. Does not connect yet.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a URL the Redis client rejects;
+    /// [`ErrorKind::Unsupported`] for `rediss://` (TLS is not built in).
+    pub fn open(url: &str) -> Result<Self, Error> {
+        let (url, timeout) = take_timeout(url)?;
+        refuse_tls(&url)?;
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| Error::config(format!("invalid Redis URL `{url}`: {e}")))?;
+        Ok(Self {
+            target: Target::Single {
+                client,
+                manager: OnceCell::new(),
+            },
+            timeout,
+        })
+    }
+
+    /// A store on a Redis Cluster, given some of its nodes as
+    /// `redis://host:port` URLs. Does not connect yet.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for bad node URLs.
+    pub fn open_cluster(nodes: &[String]) -> Result<Self, Error> {
+        for node in nodes {
+            refuse_tls(node)?;
+        }
+        let timeout = DEFAULT_TIMEOUT;
+        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1)
+            .build()
+            .map_err(|e| Error::config(format!("invalid Redis Cluster nodes {nodes:?}: {e}")))?;
+        Ok(Self {
+            target: Target::Cluster {
+                client,
+                nodes: nodes.to_vec(),
+                connection: OnceCell::new(),
+            },
+            timeout,
+        })
+    }
+
+    /// The connection, made on first use; a failed attempt is retried on
+    /// the next call.
+    async fn conn(&self) -> Result<Conn, Error> {
+        match &self.target {
+            Target::Single { client, manager } => {
+                let manager = manager
+                    .get_or_try_init(|| async {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(self.timeout))
+                            .set_response_timeout(Some(self.timeout))
+                            .set_number_of_retries(0);
+                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    })
+                    .await
+                    .map_err(|e| redis_error("cannot set up the Redis connection", e))?;
+                Ok(Conn::Single(manager.clone()))
+            }
+            Target::Cluster {
+                client, connection, ..
+            } => {
+                let connection = connection
+                    .get_or_try_init(|| client.get_async_connection())
+                    .await
+                    .map_err(|e| redis_error("cannot connect to the Redis Cluster", e))?;
+                Ok(Conn::Cluster(connection.clone()))
+            }
+        }
+    }
+
+    /// Runs `cmd`, bounded by the timeout. A command that failed on a
+    /// broken connection is sent once more: the connection is re-made by
+    /// then, so the first call after a server restart already succeeds.
+    async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, Error> {
+        bounded(what, self.timeout, async {
+            let mut conn = self.conn().await?;
+            let result = match cmd.query_async(&mut conn).await {
+                Err(e) if is_connection_fault(&e) => cmd.query_async(&mut conn).await,
+                other => other,
+            };
+            result.map_err(|e| redis_error(what, e))
+        })
+        .await
+    }
+
+    /// Runs `pipe` as [`RedisStore::query`] runs a command.
+    async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        bounded(what, self.timeout, async {
+            let mut conn = self.conn().await?;
+            let result = match pipe.query_async(&mut conn).await {
+                Err(e) if is_connection_fault(&e) => pipe.query_async(&mut conn).await,
+                other => other,
+            };
+            result.map_err(|e| redis_error(what, e))
+        })
+        .await
+    }
+
+    /// `host:port` of every master of the cluster.
+    async fn masters(&self, conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, Error> {
+        let nodes: String = bounded("CLUSTER NODES", self.timeout, async {
+            conn.route_command(
+                redis::cmd("CLUSTER").arg("NODES").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
+            .map_err(|e| redis_error("CLUSTER NODES", e))
+        })
+        .await?;
+        let masters = parse_masters(&nodes);
+        if masters.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Store,
+                format!("CLUSTER NODES lists no reachable master: {nodes:?}"),
+            ));
+        }
+        Ok(masters)
+    }
+
+    /// `SCAN`s one node (or the single server) for `pattern` and unlinks
+    /// what it finds, batch by batch.
+    async fn clear_node(
+        &self,
+        conn: &mut Conn,
+        node: Option<&(String, u16)>,
+        pattern: &str,
+    ) -> Result<(), Error> {
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<Vec<u8>>) = bounded("SCAN", self.timeout, async {
+                let reply = match (&mut *conn, node) {
+                    (Conn::Cluster(c), Some((host, port))) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        c.route_command(scan, routing).await
+                    }
+                    (conn, _) => scan.query_async::<Value>(conn).await,
+                };
+                reply
+                    .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
+                    .map_err(|e| redis_error("SCAN", e))
+            })
+            .await?;
+            if !keys.is_empty() {
+                // One UNLINK; a cluster client splits it by slot.
+                let _: u64 = bounded("UNLINK", self.timeout, async {
+                    redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(|e| redis_error("UNLINK", e))
+                })
+                .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Lines of `CLUSTER NODES` flagged `master` and not failed:
+/// `<id> <ip:port@cport[,hostname]> <flags> ...`.
+fn parse_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _id = fields.next()?;
+            let address = fields.next()?;
+            let flags = fields.next()?;
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.contains(&"fail") {
+                return None;
+            }
+            let address = address.split(['@', ',']).next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Splits our own `timeout_ms` option off a Redis URL.
+fn take_timeout(url: &str) -> Result<(String, Duration), Error> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return Ok((url.to_owned(), DEFAULT_TIMEOUT));
+    };
+    let mut timeout = DEFAULT_TIMEOUT;
+    let mut kept = Vec::new();
+    for (name, value) in parsed.query_pairs() {
+        if name == "timeout_ms" {
+            let ms: u64 = value.parse().map_err(|e| {
+                Error::config(format!(
+                    "Redis URL `{url}`: option `timeout_ms={value}`: {e}"
+                ))
+            })?;
+            timeout = Duration::from_millis(ms.max(1));
+        } else {
+            kept.push((name.into_owned(), value.into_owned()));
+        }
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok((parsed.to_string(), timeout))
+}
+
+fn refuse_tls(url: &str) -> Result<(), Error> {
+    if url.starts_with("rediss") {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("`{url}`: TLS connections to Redis are not built into this memocache"),
+        ));
+    }
+    Ok(())
+}
+
+/// Escapes the glob characters of `prefix` for `SCAN MATCH`.
+fn scan_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
+
+fn is_connection_fault(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+}
+
+fn redis_error(what: &str, error: RedisError) -> Error {
+    if error.code() == Some("ERR")
+        && error
+            .detail()
+            .is_some_and(|d| d.contains("not an integer") || d.contains("overflow"))
+    {
+        return Error::new(
+            ErrorKind::NotANumber,
+            format!("{what}: the key holds a value that is not an integer"),
+        )
+        .with_source(error);
+    }
+    store_error(format!("Redis {what} failed"), error)
+}
+
+/// `SET`'s expiry arguments for `ttl`.
+fn with_ttl(cmd: &mut Cmd, ttl: Option<Duration>) {
+    if let Some(ttl) = ttl {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        cmd.arg("PX").arg(ms);
+    }
+}
+
+#[async_trait]
+impl RemoteStore for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.query("GET", redis::cmd("GET").arg(key)).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One MGET; a cluster client splits it by slot and reassembles.
+        self.query("MGET", redis::cmd("MGET").arg(keys)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        with_ttl(&mut cmd, ttl);
+        self.query("SET", &cmd).await
+    }
+
+    async fn set_many(
+        &self,
+        pairs: &[(String, Vec<u8>)],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let commands = pairs.iter().map(|(key, value)| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value);
+            with_ttl(&mut cmd, ttl);
+            cmd
+        });
+        match self.target {
+            Target::Single { .. } => {
+                let mut pipe = redis::pipe();
+                for cmd in commands {
+                    pipe.add_command(cmd).ignore();
+                }
+                self.query_pipe("SET (pipelined)", &pipe).await
+            }
+            // Cluster pipelines must stay in one slot: send the SETs
+            // concurrently on the multiplexed connection instead.
+            Target::Cluster { .. } => {
+                let mut sets = tokio::task::JoinSet::new();
+                for cmd in commands {
+                    let mut conn = self.conn().await?;
+                    sets.spawn(async move { cmd.query_async::<()>(&mut conn).await });
+                }
+                bounded("SET (concurrent)", self.timeout, async {
+                    while let Some(done) = sets.join_next().await {
+                        done.map_err(|e| store_error("Redis SET task failed", e))?
+                            .map_err(|e| redis_error("SET", e))?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX");
+        with_ttl(&mut cmd, ttl);
+        let reply: Option<String> = self.query("SET NX", &cmd).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let removed: u64 = self.query("DEL", redis::cmd("DEL").arg(key)).await?;
+        Ok(removed > 0)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<usize, Error> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let removed: u64 = self.query("DEL", redis::cmd("DEL").arg(keys)).await?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+
+    async fn has(&self, key: &str) -> Result<bool, Error> {
+        let found: u64 = self.query("EXISTS", redis::cmd("EXISTS").arg(key)).await?;
+        Ok(found > 0)
+    }
+
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        self.query("INCRBY", redis::cmd("INCRBY").arg(key).arg(delta))
+            .await
+    }
+
+    async fn clear(&self, prefix: &str) -> Result<(), Error> {
+        let pattern = scan_pattern(prefix);
+        let mut conn = self.conn().await?;
+        match &mut conn {
+            Conn::Single(_) => self.clear_node(&mut conn.clone(), None, &pattern).await,
+            Conn::Cluster(cluster) => {
+                let masters = self.masters(cluster).await?;
+                for master in &masters {
+                    self.clear_node(&mut conn.clone(), Some(master), &pattern)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("RedisStore");
+        match &self.target {
+            Target::Single { client, .. } => s.field("server", &client.get_connection_info()),
+            Target::Cluster { nodes, .. } => s.field("cluster", nodes),
+        };
+        s.field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_patterns_escape_globs() {
+        assert_eq!(scan_pattern("app:"), "app:*");
+        assert_eq!(scan_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\*");
+        assert_eq!(scan_pattern(""), "*");
+    }
+
+    #[test]
+    fn timeout_option_is_taken_off_the_url() {
+        let (url, timeout) = take_timeout("redis://h:1/0?timeout_ms=250").expect("parse");
+        assert_eq!(
+            (url.as_str(), timeout),
+            ("redis://h:1/0", Duration::from_millis(250))
+        );
+        let (url, timeout) = take_timeout("redis://h:1/?protocol=resp3").expect("parse");
+        assert_eq!(url, "redis://h:1/?protocol=resp3");
+        assert_eq!(timeout, DEFAULT_TIMEOUT);
+        assert!(take_timeout("redis://h/?timeout_ms=x").is_err());
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let nodes = "a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                     b 127.0.0.1:7001@17001,host master - 0 0 2 connected 5461-10922\n\
+                     c 127.0.0.1:7002@17002 slave a 0 0 3 connected\n\
+                     d 127.0.0.1:7003@17003 master,fail - 0 0 4 disconnected\n";
+        assert_eq!(
+            parse_masters(nodes),
+            [
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001)
+            ]
+        );
+    }
+}
