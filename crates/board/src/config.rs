@@ -51,7 +51,10 @@ pub struct Settings {
     #[arg(long, env = "BOARD_MEDIA_BASE_URL")]
     pub media_base_url: Option<String>,
 
-    /// The cache: `memory://?capacity=10000` (in process) or `null://`.
+    /// The cache every memo and counter lives in: `memory://?capacity=10000`
+    /// (in process), `null://` (nothing cached: every view reads the
+    /// database, and login rate limits are off), or another URL memocache
+    /// understands.
     #[arg(
         long,
         env = "BOARD_CACHE_URL",
@@ -77,11 +80,15 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
 
-    /// How long a loaded user is cached (`load_user`), e.g. `600s`, `10m`.
+    /// How long a loaded user is cached (`load_user`), e.g. `600s`, `10m`;
+    /// `0` means until forgotten (logout, password change).
     #[arg(long, env = "BOARD_USER_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
     pub user_cache_timeout: Duration,
 
-    /// How long the list of all messages is cached (`all_messages`).
+    /// How long the list of all messages is cached (`all_messages`); it is
+    /// also forgotten at once on every post and delete. `0` means until
+    /// then (right for a single process; keep it short when several
+    /// processes share the database without an invalidation bus).
     #[arg(long, env = "BOARD_MESSAGES_CACHE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub messages_cache_timeout: Duration,
 
