@@ -196,6 +196,14 @@ impl Cache {
         cache
     }
 
+    /// True while the in-process tier may answer lookups: always without a
+    /// shared store behind it; in a tiered cache, while the invalidation
+    /// bus keeps this process in sync (a health check can report it).
+    #[inline]
+    pub fn l1_in_sync(&self) -> bool {
+        self.l1_trusted()
+    }
+
     /// True while the in-process tier may answer lookups.
     #[inline]
     pub(crate) fn l1_trusted(&self) -> bool {

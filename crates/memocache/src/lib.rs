@@ -89,11 +89,26 @@
 //! - The in-process capacity applies to each memo and to the low-level key
 //!   space separately, so a flood of one kind of entry cannot evict another.
 //!
+//! # Stores
+//!
+//! A cache is built from a URL (see [`CacheConfig::from_url`]):
+//! `memory://` keeps typed values in process; `redis://`,
+//! `redis+cluster://`, `memcached://` and `file://` keep encoded values in
+//! a store shared by every process; `tiered+redis://` keeps an in-process
+//! L1 in front of Redis and keeps every process's L1 coherent through an
+//! invalidation [`bus`]: when `forget` returns, no process serves the old
+//! value. Store faults never fail a memo: the value is loaded from the
+//! source, and the fault is counted ([`MemoStats::store_errors`]) and
+//! logged once per burst.
+//!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `macros` | yes | the [`memoize`] attribute macro |
+//! | `redis` | yes | Redis and Redis Cluster stores, the Redis Streams bus for tiered caches |
+//! | `memcached` | yes | the Memcached store |
+//! | `filesystem` | yes | the filesystem store |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod bus;
@@ -130,6 +145,7 @@ pub use memocache_macros::memoize;
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[memoize]` generates; not a public API.
+    pub use futures_executor::block_on;
     pub use std::sync::{Arc, OnceLock};
 }
 

@@ -33,17 +33,32 @@ use serde::{Deserialize, Serialize};
 use crate::config::StoreConfig;
 use crate::error::{Error, ErrorKind};
 
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBus;
+
 /// Builds the invalidation bus that goes with the shared store `config`
 /// names (Redis Streams for Redis).
 pub(crate) fn connect(
     config: &StoreConfig,
     prefix: &str,
 ) -> Result<std::sync::Arc<dyn Bus>, Error> {
-    let _ = prefix;
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        format!("no invalidation bus for {config:?} yet: tiered caches need Redis"),
-    ))
+    match config {
+        #[cfg(feature = "redis")]
+        StoreConfig::Redis { url } => Ok(std::sync::Arc::new(RedisBus::new(url, prefix)?)),
+        other => {
+            let _ = prefix;
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "no invalidation bus for {other:?}: a tiered cache needs a single Redis \
+                     server behind it (feature `redis`)"
+                ),
+            ))
+        }
+    }
 }
 
 /// One invalidation, as it travels between processes.

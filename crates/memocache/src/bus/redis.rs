@@ -1,0 +1,465 @@
+//! The invalidation bus over Redis Streams.
+//!
+//! - Every invalidation is an entry of the stream `{prefix}memocache:bus`
+//!   (`XADD ... MAXLEN ~ 100000`); its id is the sequence number.
+//! - Each process reads the stream from its last id with `XREAD BLOCK` on a
+//!   connection of its own, applies other processes' entries to its L1,
+//!   then acknowledges by setting `{prefix}memocache:member:{id}` to the
+//!   last id it applied, with an expiry of one heartbeat: the key is both
+//!   its acknowledgement and its liveness.
+//! - Each read that completes renews the process's trust in its L1 until
+//!   the time the read was *sent* plus one heartbeat.
+//! - After a lost connection the process reads on from its last id
+//!   (replay); if the stream lost entries it had not read (trimmed, or Redis
+//!   restarted empty), it clears its L1 instead.
+//! - `publish` adds the entry, then waits until every live member's
+//!   acknowledgement reaches its id, or one heartbeat after the entry was
+//!   added, whichever comes first.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Value};
+use tokio::sync::OnceCell;
+
+use super::{Bus, BusSink, Invalidation};
+use crate::error::{Error, ErrorKind};
+use crate::store::store_error;
+
+/// Trust horizon and acknowledgement wait bound.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(2000);
+/// Entries kept in the stream for replay.
+const STREAM_LENGTH: usize = 100_000;
+/// First pause before reconnecting; doubles up to half a heartbeat.
+const RETRY_AFTER: Duration = Duration::from_millis(10);
+/// Bound on one command other than the blocking read.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// A [`Bus`] over one Redis server's streams.
+pub struct RedisBus {
+    client: redis::Client,
+    stream: String,
+    members: String,
+    member_prefix: String,
+    id: String,
+    heartbeat: Duration,
+    publisher: OnceCell<MultiplexedConnection>,
+    generation: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("stream", &self.stream)
+            .field("member", &self.id)
+            .field("heartbeat", &self.heartbeat)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBus {
+    /// A bus on the Redis server at `url` (`heartbeat_ms` in the URL's
+    /// query sets the heartbeat), for the caches whose keys start with
+    /// `prefix`. Nothing is contacted until [`Bus::start`].
+    ///
+    /// # Errors
+    /// A configuration error for an invalid URL.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, Error> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("bus URL `{url}`: {e}")))?;
+        let mut heartbeat = DEFAULT_HEARTBEAT;
+        for (name, value) in parsed.query_pairs() {
+            if name == "heartbeat_ms" {
+                let ms: u64 = value.parse().map_err(|e| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("bus URL `{url}`: heartbeat_ms: {e}"),
+                    )
+                })?;
+                heartbeat = Duration::from_millis(ms.max(10));
+            }
+        }
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("bus URL `{url}`")).with_source(e)
+        })?;
+        Ok(Self {
+            client,
+            stream: format!("{prefix}memocache:bus"),
+            members: format!("{prefix}memocache:members"),
+            member_prefix: format!("{prefix}memocache:member:"),
+            id: member_id(),
+            heartbeat,
+            publisher: OnceCell::new(),
+            generation: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// This process's member id.
+    pub fn member_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The heartbeat: L1 trust horizon and the longest `publish` waits.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    async fn publisher(&self) -> Result<MultiplexedConnection, Error> {
+        self.publisher
+            .get_or_try_init(|| async {
+                bounded(self.client.get_multiplexed_async_connection()).await
+            })
+            .await
+            .cloned()
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        // Ends the reader task at its next turn.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    fn start(&self, sink: Weak<dyn BusSink>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "memocache: tiered cache built outside a Tokio runtime; its L1 stays \
+                 unused (every read goes to the shared store)"
+            );
+            return;
+        };
+        let reader = Reader {
+            client: self.client.clone(),
+            stream: self.stream.clone(),
+            members: self.members.clone(),
+            member_key: format!("{}{}", self.member_prefix, self.id),
+            id: self.id.clone(),
+            heartbeat: self.heartbeat,
+            generation: Arc::clone(&self.generation),
+            started_at: self.generation.load(Ordering::Acquire),
+            sink,
+        };
+        runtime.spawn(reader.run());
+    }
+
+    async fn publish(&self, invalidation: &Invalidation) -> Result<(), Error> {
+        let payload = postcard::to_allocvec(invalidation).map_err(|e| {
+            Error::new(ErrorKind::Codec, "cannot encode invalidation").with_source(e)
+        })?;
+        let mut conn = self.publisher().await?;
+        let id: String = bounded(conn.xadd_maxlen(
+            &self.stream,
+            redis::streams::StreamMaxlen::Approx(STREAM_LENGTH),
+            "*",
+            &[("o", self.id.as_bytes()), ("p", payload.as_slice())],
+        ))
+        .await?;
+        let sequence = StreamId::parse(&id).ok_or_else(|| bad_reply("XADD id", &id))?;
+        // Measured from the reply: by then Redis has ordered the entry after
+        // every read a lagging member completed.
+        let deadline = tokio::time::Instant::now() + self.heartbeat + Duration::from_millis(2);
+        let members: Vec<String> = bounded(conn.smembers(&self.members)).await?;
+        let others: Vec<String> = members.into_iter().filter(|m| *m != self.id).collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = others
+            .iter()
+            .map(|m| format!("{}{m}", self.member_prefix))
+            .collect();
+        loop {
+            let acks: Vec<Option<String>> = bounded(conn.mget(&keys)).await?;
+            let pending = acks
+                .iter()
+                .flatten()
+                .filter(|ack| StreamId::parse(ack).is_none_or(|ack| ack < sequence))
+                .count();
+            if pending == 0 {
+                // Forget members whose liveness key expired.
+                let dead: Vec<&String> = others
+                    .iter()
+                    .zip(&acks)
+                    .filter_map(|(member, ack)| ack.is_none().then_some(member))
+                    .collect();
+                if !dead.is_empty() {
+                    let _: Result<i64, _> = bounded(conn.srem(&self.members, dead)).await;
+                }
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    pending,
+                    "bus: members did not acknowledge within a heartbeat; their L1 trust has expired"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// The task that reads the stream for one process.
+struct Reader {
+    client: redis::Client,
+    stream: String,
+    members: String,
+    member_key: String,
+    id: String,
+    heartbeat: Duration,
+    generation: Arc<AtomicU64>,
+    started_at: u64,
+    sink: Weak<dyn BusSink>,
+}
+
+impl Reader {
+    fn stopped(&self) -> bool {
+        self.generation.load(Ordering::Acquire) != self.started_at || self.sink.strong_count() == 0
+    }
+
+    async fn run(self) {
+        let mut last: Option<StreamId> = None;
+        let mut backoff = RETRY_AFTER;
+        while !self.stopped() {
+            match self.session(&mut last, &mut backoff).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if let Some(sink) = self.sink.upgrade() {
+                        sink.distrust(false);
+                    }
+                    tracing::warn!(%error, "bus: connection lost; L1 bypassed until back in sync");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.heartbeat / 2);
+                }
+            }
+        }
+    }
+
+    /// One connection's worth of reading; returns `Ok` only when stopped.
+    async fn session(
+        &self,
+        last: &mut Option<StreamId>,
+        backoff: &mut Duration,
+    ) -> Result<(), Error> {
+        // The blocking read is bounded by our own timeout below, not by the
+        // client's default response timeout (500 ms), which it would hit.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(None);
+        let connect = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        let mut conn = bounded(connect).await?;
+        let position = self.resume(&mut conn, *last).await?;
+        *last = Some(position);
+        let _: i64 = bounded(conn.sadd(&self.members, &self.id)).await?;
+        let block_ms = usize::try_from((self.heartbeat / 4).as_millis()).unwrap_or(500);
+        // The first read does not block, so a (re)connected process is in
+        // sync as soon as it has caught up.
+        let mut block = false;
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            let Some(sink) = self.sink.upgrade() else {
+                return Ok(());
+            };
+            let sent_at = sink.now_ms();
+            drop(sink);
+            let options = StreamReadOptions::default().count(1_000);
+            let options = if block {
+                options.block(block_ms)
+            } else {
+                options
+            };
+            let from = last.map_or_else(|| "0-0".to_owned(), |id| id.to_string());
+            let (streams, positions) = ([&self.stream], [&from]);
+            let read =
+                conn.xread_options::<_, _, Option<StreamReadReply>>(&streams, &positions, &options);
+            let reply = match tokio::time::timeout(self.heartbeat + COMMAND_TIMEOUT, read).await {
+                Ok(reply) => reply.map_err(|e| store_error("bus read failed", e))?,
+                Err(_) => return Err(store_error("bus read timed out", Timeout)),
+            };
+            let Some(sink) = self.sink.upgrade() else {
+                return Ok(());
+            };
+            for key in reply.map(|r| r.keys).unwrap_or_default() {
+                for entry in key.ids {
+                    if let Some(invalidation) = self.decode(&entry.map) {
+                        sink.apply(&invalidation);
+                    }
+                    if let Some(id) = StreamId::parse(&entry.id) {
+                        *last = Some(id);
+                    }
+                }
+            }
+            let ack = last.map_or_else(|| "0-0".to_owned(), |id| id.to_string());
+            let ttl = u64::try_from(self.heartbeat.as_millis()).unwrap_or(2_000);
+            let _: () = bounded(conn.pset_ex(&self.member_key, ack, ttl)).await?;
+            sink.trust_until(sent_at.saturating_add(ttl));
+            block = true;
+            *backoff = RETRY_AFTER;
+        }
+    }
+
+    /// Where to read from after (re)connecting, clearing the L1 if entries
+    /// after `last` can no longer be read.
+    async fn resume(
+        &self,
+        conn: &mut MultiplexedConnection,
+        last: Option<StreamId>,
+    ) -> Result<StreamId, Error> {
+        let newest: StreamRangeReply =
+            bounded(conn.xrevrange_count(&self.stream, "+", "-", 1)).await?;
+        let newest = newest
+            .ids
+            .first()
+            .and_then(|entry| StreamId::parse(&entry.id))
+            .unwrap_or_default();
+        let Some(last) = last else {
+            // First start: nothing to replay, and the L1 is empty.
+            return Ok(newest);
+        };
+        let deleted = self.max_deleted(conn).await?;
+        let lost = match deleted {
+            // No such stream: Redis lost it (restarted empty).
+            None => true,
+            Some(deleted) => deleted > last,
+        };
+        if lost {
+            tracing::warn!("bus: invalidations were lost while disconnected; clearing the L1");
+            if let Some(sink) = self.sink.upgrade() {
+                sink.distrust(true);
+            }
+            return Ok(newest);
+        }
+        Ok(last)
+    }
+
+    /// The stream's `max-deleted-entry-id`, or `None` if it does not exist.
+    async fn max_deleted(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Option<StreamId>, Error> {
+        let mut info = redis::cmd("XINFO");
+        info.arg("STREAM").arg(&self.stream);
+        match bounded_raw(info.query_async::<Value>(conn)).await? {
+            Ok(value) => Ok(Some(
+                field(&value, "max-deleted-entry-id").unwrap_or_default(),
+            )),
+            // `ERR no such key`.
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn decode(&self, map: &std::collections::HashMap<String, Value>) -> Option<Invalidation> {
+        let origin = bytes_of(map.get("o")?)?;
+        if origin == self.id.as_bytes() {
+            return None;
+        }
+        postcard::from_bytes(&bytes_of(map.get("p")?)?).ok()
+    }
+}
+
+/// A stream entry id, `ms-seq`, ordered as Redis orders them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct StreamId(u64, u64);
+
+impl StreamId {
+    fn parse(text: &str) -> Option<Self> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+fn field(value: &Value, name: &str) -> Option<StreamId> {
+    let pairs: Vec<(&Value, &Value)> = match value {
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|c| Some((c.first()?, c.get(1)?)))
+            .collect(),
+        _ => return None,
+    };
+    pairs.into_iter().find_map(|(k, v)| {
+        (bytes_of(k)? == name.as_bytes())
+            .then(|| StreamId::parse(&String::from_utf8_lossy(&bytes_of(v)?)))?
+    })
+}
+
+fn bytes_of(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes.clone()),
+        Value::SimpleString(text) => Some(text.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn member_id() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+#[derive(Debug)]
+struct Timeout;
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+fn bad_reply(what: &str, got: &str) -> Error {
+    Error::new(
+        ErrorKind::Store,
+        format!("unexpected {what} from Redis: {got}"),
+    )
+}
+
+/// A command bounded by [`COMMAND_TIMEOUT`], its failure a store error.
+async fn bounded<T>(
+    command: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(store_error("bus command failed", error)),
+        Err(_) => Err(store_error("bus command timed out", Timeout)),
+    }
+}
+
+/// As [`bounded`], but a server error reply is handed back, not raised.
+async fn bounded_raw<T>(
+    command: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<redis::RedisResult<T>, Error> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Err(error)) if error.is_io_error() || error.is_connection_dropped() => {
+            Err(store_error("bus command failed", error))
+        }
+        Ok(result) => Ok(result),
+        Err(_) => Err(store_error("bus command timed out", Timeout)),
+    }
+}

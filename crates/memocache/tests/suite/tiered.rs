@@ -1,0 +1,192 @@
+//! Tiered caches: an L1 per process in front of Redis, kept coherent by
+//! the Redis Streams bus. Two `Cache` instances stand for two processes;
+//! each has its own L1, bus subscription and member id.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use memocache::{Cache, Memo};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn tiered(server: &testkit::RedisServer, heartbeat_ms: u64) -> Cache {
+    let url = server.url().replacen("redis://", "tiered+redis://", 1);
+    let url = format!("{url}?prefix=t:&heartbeat_ms={heartbeat_ms}&timeout_ms=300");
+    Cache::from_url(&url).expect("tiered cache")
+}
+
+/// Waits until the bus has put `cache` in sync (readiness, not timing).
+async fn in_sync(cache: &Cache) {
+    tokio::time::timeout(LIMIT, async {
+        while !cache.l1_in_sync() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the bus brings the cache in sync");
+}
+
+async fn out_of_sync(cache: &Cache) {
+    tokio::time::timeout(LIMIT, async {
+        while cache.l1_in_sync() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the cache notices it lost the bus");
+}
+
+/// A loader that counts its calls and returns `prefix-N` for the N-th.
+#[derive(Clone, Default)]
+struct Source(Arc<AtomicU32>);
+
+impl Source {
+    fn load(&self, prefix: &'static str) -> impl FnOnce() -> std::future::Ready<String> + use<> {
+        let calls = Arc::clone(&self.0);
+        move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            std::future::ready(format!("{prefix}-{n}"))
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_come_from_l1_then_l2_then_source() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let ma = Memo::<u32, String>::builder("m").build(&a).expect("memo");
+    let mb = Memo::<u32, String>::builder("m").build(&b).expect("memo");
+    let db = Source::default();
+
+    assert_eq!(*ma.get_or_load(&1, db.load("v")).await, "v-1");
+    assert_eq!(*ma.get_or_load(&1, db.load("v")).await, "v-1");
+    assert_eq!(ma.stats().hits_local, 1, "{:?}", ma.stats());
+    assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
+    assert_eq!(mb.stats().hits_remote, 1, "B read A's value from L2");
+    assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
+    assert_eq!(mb.stats().hits_local, 1, "then from its own L1");
+    assert_eq!(db.calls(), 1, "one source read for the fleet");
+}
+
+/// After `forget` returns on A, B's very next read does not serve its L1
+/// copy: the bus made B evict before A's `forget` returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_on_one_process_reaches_the_other_before_it_returns() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let ma = Memo::<u32, String>::builder("m").build(&a).expect("memo");
+    let mb = Memo::<u32, String>::builder("m").build(&b).expect("memo");
+    let db = Source::default();
+    for round in 0..100 {
+        let expected = format!("v-{}", round + 1);
+        let seen_by_b = mb.get_or_load(&7, db.load("v")).await;
+        assert_eq!(*seen_by_b, expected, "round {round}: B loads fresh");
+        assert_eq!(
+            *mb.get_or_load(&7, db.load("v")).await,
+            expected,
+            "B's L1 hit"
+        );
+        ma.forget(&7).await;
+    }
+    assert_eq!(db.calls(), 100);
+    assert!(mb.stats().invalidations_received >= 100, "{:?}", mb.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_all_on_one_process_reaches_the_other() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let ma = Memo::<(), String>::builder("all").build(&a).expect("memo");
+    let mb = Memo::<(), String>::builder("all").build(&b).expect("memo");
+    let db = Source::default();
+    assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-1");
+    assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-1");
+    ma.forget_all().await;
+    assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-2");
+    assert_eq!(mb.version(), ma.version());
+}
+
+/// The connection of B's subscription is killed from the server side
+/// (CLIENT KILL TYPE pubsub would not match a stream reader, so kill all
+/// normal clients but the one issuing the command) while A invalidates.
+/// B must not serve its stale L1 copy: A's publish waits for B or for one
+/// heartbeat, by which time B has stopped trusting its L1; B then replays
+/// the stream from its last id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_bus_connection_never_yields_a_stale_read() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 300), tiered(&server, 300));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let ma = Memo::<u32, String>::builder("m").build(&a).expect("memo");
+    let mb = Memo::<u32, String>::builder("m").build(&b).expect("memo");
+    let db = Source::default();
+    let admin = redis::Client::open(server.url()).expect("client");
+    let mut admin = admin
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    for round in 0..20_u32 {
+        let expected = format!("v-{}", round + 1);
+        assert_eq!(
+            *mb.get_or_load(&1, db.load("v")).await,
+            expected,
+            "round {round}"
+        );
+        let _: redis::Value = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT KILL");
+        ma.forget(&1).await;
+    }
+    assert_eq!(
+        db.calls(),
+        20,
+        "every round read the source once: no stale hit"
+    );
+}
+
+/// Redis stops while B holds values; invalidations made meanwhile cannot
+/// be delivered. B stops trusting its L1 within a heartbeat, and when
+/// Redis comes back empty, B clears its L1 instead of trusting it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_clears_l1_instead_of_trusting_it() {
+    let mut server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 300), tiered(&server, 300));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let mb = Memo::<u32, String>::builder("m").build(&b).expect("memo");
+    let db = Source::default();
+    assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
+    server.stop();
+    out_of_sync(&b).await;
+    assert_eq!(
+        *mb.get_or_load(&1, db.load("v")).await,
+        "v-2",
+        "fail-open read-through"
+    );
+    server.restart();
+    in_sync(&b).await;
+    assert_eq!(
+        *mb.get_or_load(&1, db.load("v")).await,
+        "v-3",
+        "the L1 copy from before the outage is gone"
+    );
+    drop(a);
+}
