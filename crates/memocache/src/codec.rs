@@ -27,10 +27,14 @@ const FORMAT: u8 = 1;
 const HEADER: usize = 10;
 
 /// Encodes `value`, refusing values whose encoding exceeds `max_size`.
-pub(crate) fn encode<V: Serialize + DeserializeOwned>(
+pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(
     value: &V,
     max_size: usize,
 ) -> Result<Vec<u8>, Error> {
+    // Integers are kept as decimal text, so `inc` works on a value `set`.
+    if let Some(n) = (value as &dyn Any).downcast_ref::<i64>() {
+        return Ok(n.to_string().into_bytes());
+    }
     let mut bytes = Vec::with_capacity(64);
     bytes.push(MAGIC);
     bytes.push(FORMAT);
@@ -93,6 +97,16 @@ fn decode_counter<V: 'static>(bytes: &[u8]) -> Option<V> {
 #[cfg(test)]
 pub(crate) fn encode_counter(n: i64) -> Vec<u8> {
     n.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod integer_tests {
+    #[test]
+    fn i64_values_are_decimal_so_inc_applies() {
+        let bytes = super::encode(&-7_i64, 64).expect("encode");
+        assert_eq!(bytes, b"-7");
+        assert_eq!(super::decode::<i64>(&bytes, 64).expect("decode"), Some(-7));
+    }
 }
 
 /// A hash of `V`'s name and outermost shape.

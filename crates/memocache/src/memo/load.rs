@@ -104,6 +104,12 @@ where
         match probe {
             Probe::Hit(value) => Ok(value),
             Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
+            Probe::Miss {
+                hash,
+                l1_version: None,
+            } if self.cache.remote().is_some() && !self.l1_usable() => {
+                self.remote_first(hash, load).await
+            }
             Probe::Miss { hash, l1_version } => match self.route(hash, l1_version).await {
                 Some(route) => self.load_through(route, load).await,
                 None => {
@@ -114,6 +120,52 @@ where
                 }
             },
         }
+    }
+
+    /// Whether a trusted L1 is there to fill (then a first miss learns the
+    /// version on its own, so the value can go into the L1 under a flight).
+    fn l1_usable(&self) -> bool {
+        self.shared.table.is_some() && self.cache.l1_trusted()
+    }
+
+    /// A miss with no trusted L1 in front of a shared store: read the
+    /// version and the value in one round trip, and go through a flight only
+    /// when the store has nothing.
+    async fn remote_first<F, Fut, E>(&self, hash: KeyHash, load: F) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let Some(store) = self.cache.remote() else {
+            return load().await.map(Arc::new).map_err(Arc::new);
+        };
+        let value_prefix = format!("{}{}:", self.prefix(), self.shared.name);
+        let value_suffix = format!(":{hash}");
+        let version = match store
+            .get_versioned(&self.version_key(), &value_prefix, &value_suffix)
+            .await
+        {
+            Ok((version, bytes)) => {
+                self.shared.observe_version(version);
+                if let Some(value) = bytes.and_then(|b| self.decode(&b)) {
+                    self.shared.stats.bump(Counter::HitRemote);
+                    return Ok(value);
+                }
+                version
+            }
+            Err(error) => {
+                self.store_fault("get", error);
+                self.shared.stats.bump(Counter::Miss);
+                return load().await.map(Arc::new).map_err(Arc::new);
+            }
+        };
+        let route = Route {
+            key: hash.versioned(version),
+            remote_key: Some(format!("{value_prefix}{version}{value_suffix}")),
+            use_l1: self.shared.table.is_some() && self.cache.l1_trusted(),
+        };
+        self.load_through(route, load).await
     }
 
     async fn route(&self, hash: KeyHash, l1_version: Option<u64>) -> Option<Route> {
@@ -375,11 +427,7 @@ where
     async fn remote_version(&self) -> Option<u64> {
         let store = self.cache.remote()?;
         let version = match store.get(&self.version_key()).await {
-            Ok(None) => 0,
-            Ok(Some(bytes)) => std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok())
-                .unwrap_or(0),
+            Ok(bytes) => crate::store::parse_version(bytes.as_deref()),
             Err(error) => {
                 self.store_fault("version", error);
                 return None;
@@ -393,18 +441,22 @@ where
     async fn remote_get(&self, route: &Route) -> Option<Arc<V>> {
         let (store, remote_key) = (self.cache.remote()?, route.remote_key.as_ref()?);
         match store.get(remote_key).await {
-            Ok(Some(bytes)) => {
-                match codec::decode::<V>(&bytes, self.cache.inner.config.max_value_size) {
-                    Ok(value) => value.map(Arc::new),
-                    Err(error) => {
-                        self.store_fault("decode", error);
-                        None
-                    }
-                }
-            }
+            Ok(Some(bytes)) => self.decode(&bytes),
             Ok(None) => None,
             Err(error) => {
                 self.store_fault("get", error);
+                None
+            }
+        }
+    }
+
+    /// Decodes stored bytes; a value that fails to decode is a miss and a
+    /// counted fault.
+    fn decode(&self, bytes: &[u8]) -> Option<Arc<V>> {
+        match codec::decode::<V>(bytes, self.cache.inner.config.max_value_size) {
+            Ok(value) => value.map(Arc::new),
+            Err(error) => {
+                self.store_fault("decode", error);
                 None
             }
         }

@@ -142,6 +142,22 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
         Ok(values)
     }
 
+    /// A memo's version (the integer under `version_key`, 0 if absent) and
+    /// the bytes under `{value_prefix}{version}{value_suffix}`. Redis does
+    /// both in one round trip; the default does two.
+    async fn get_versioned(
+        &self,
+        version_key: &str,
+        value_prefix: &str,
+        value_suffix: &str,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        let version = parse_version(self.get(version_key).await?.as_deref());
+        let value = self
+            .get(&format!("{value_prefix}{version}{value_suffix}"))
+            .await?;
+        Ok((version, value))
+    }
+
     /// Stores `value` under `key`.
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error>;
 
@@ -184,6 +200,14 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
     /// Removes every key that starts with `prefix` (all keys if empty),
     /// and nothing else.
     async fn clear(&self, prefix: &str) -> Result<(), Error>;
+}
+
+/// A stored memo version: a decimal integer, 0 when absent or unreadable.
+pub(crate) fn parse_version(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 /// A store fault with its cause.
