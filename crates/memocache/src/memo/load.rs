@@ -143,7 +143,12 @@ where
         let value_prefix = format!("{}{}:", self.prefix(), self.shared.name);
         let value_suffix = format!(":{hash}");
         let version = match store
-            .get_versioned(&self.version_key(), &value_prefix, &value_suffix)
+            .get_versioned(
+                &self.version_key(),
+                &value_prefix,
+                &value_suffix,
+                self.version(),
+            )
             .await
         {
             Ok((version, bytes)) => {

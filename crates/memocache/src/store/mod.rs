@@ -143,15 +143,28 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
     }
 
     /// A memo's version (the integer under `version_key`, 0 if absent) and
-    /// the bytes under `{value_prefix}{version}{value_suffix}`. Redis does
-    /// both in one round trip; the default does two.
+    /// the bytes under `{value_prefix}{version}{value_suffix}`.
+    ///
+    /// `guess` is the version the caller expects (its last sighting): both
+    /// keys are read in one batch (`MGET`), and only if the version moved on
+    /// is the value read again under the right key. So a hit costs one
+    /// round trip of a plain batch read, with no server-side script.
     async fn get_versioned(
         &self,
         version_key: &str,
         value_prefix: &str,
         value_suffix: &str,
+        guess: u64,
     ) -> Result<(u64, Option<Vec<u8>>), Error> {
-        let version = parse_version(self.get(version_key).await?.as_deref());
+        let keys = [
+            version_key.to_owned(),
+            format!("{value_prefix}{guess}{value_suffix}"),
+        ];
+        let mut found = self.get_many(&keys).await?.into_iter();
+        let version = parse_version(found.next().flatten().as_deref());
+        if version == guess {
+            return Ok((version, found.next().flatten()));
+        }
         let value = self
             .get(&format!("{value_prefix}{version}{value_suffix}"))
             .await?;

@@ -20,11 +20,6 @@ use tokio::sync::OnceCell;
 use super::{RemoteStore, bounded, store_error};
 use crate::error::{Error, ErrorKind};
 
-/// A memo's version and its value in one round trip (single node only:
-/// the value key is computed in the script).
-const GET_VERSIONED: &str = "local v = redis.call('GET', KEYS[1]) or '0' \
-    return {v, redis.call('GET', ARGV[1] .. v .. ARGV[2])}";
-
 /// Default bound on one command, connection included.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Keys per `SCAN` step and per `UNLINK` batch in [`RedisStore::clear`].
@@ -372,34 +367,6 @@ fn with_ttl(cmd: &mut Cmd, ttl: Option<Duration>) {
 impl RemoteStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.query("GET", redis::cmd("GET").arg(key)).await
-    }
-
-    async fn get_versioned(
-        &self,
-        version_key: &str,
-        value_prefix: &str,
-        value_suffix: &str,
-    ) -> Result<(u64, Option<Vec<u8>>), Error> {
-        if matches!(self.target, Target::Cluster { .. }) {
-            // The value key may live on another node than the version key.
-            let version = super::parse_version(self.get(version_key).await?.as_deref());
-            let value = self
-                .get(&format!("{value_prefix}{version}{value_suffix}"))
-                .await?;
-            return Ok((version, value));
-        }
-        let (version, value): (Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .query(
-                "EVAL",
-                redis::cmd("EVAL")
-                    .arg(GET_VERSIONED)
-                    .arg(1)
-                    .arg(version_key)
-                    .arg(value_prefix)
-                    .arg(value_suffix),
-            )
-            .await?;
-        Ok((super::parse_version(version.as_deref()), value))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
