@@ -187,6 +187,13 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let media = crate::media::open(&settings.media_url)
         .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
     let messages_timeout = settings.messages_cache_timeout;
+    // Renderings are keyed by list generation, so they are never stale; the
+    // timeout only bounds how long renderings of replaced lists use memory.
+    let rendering_timeout = if messages_timeout.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        messages_timeout
+    };
     let memos = Memos {
         load_user: Memo::builder("load_user")
             .timeout(settings.user_cache_timeout)
@@ -203,11 +210,11 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
         // Keyed by list generation, so it is never stale; the timeout only
         // bounds how long renderings of replaced lists take up memory.
         home_page: Memo::builder("home_page")
-            .timeout(if messages_timeout.is_zero() {
-                Duration::from_secs(60)
-            } else {
-                messages_timeout
-            })
+            .timeout(rendering_timeout)
+            .build(&cache)
+            .map_err(config_error)?,
+        home_page_gzip: Memo::builder("home_page_gzip")
+            .timeout(rendering_timeout)
             .build(&cache)
             .map_err(config_error)?,
     };

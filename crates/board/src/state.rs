@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::listing::MessageList;
 use crate::media::MediaStore;
 use crate::store::{Stores, User};
-use crate::views::{ListFragment, RenderedPage};
+use crate::views::{GzipPage, ListFragment, RenderedPage};
 
 /// The memoized functions of the board, by the names the original used.
 pub struct Memos {
@@ -25,6 +25,8 @@ pub struct Memos {
     pub all_messages: Memo<(), MessageList>,
     /// One rendered page of the home page's list, by (list generation, page).
     pub home_page: Memo<(u64, u32), RenderedPage>,
+    /// The same page whole and gzipped, as visitors get it.
+    pub home_page_gzip: Memo<(u64, u32), GzipPage>,
 }
 
 /// Settings handlers read on every request.
@@ -164,7 +166,11 @@ impl AppState {
                     pages,
                     total,
                 };
-                askama::Template::render(&fragment).map(|html| RenderedPage { html, pages })
+                askama::Template::render(&fragment).map(|html| RenderedPage {
+                    html,
+                    pages,
+                    key: (list.generation, page),
+                })
             })
             .await
             .map_err(|e| AppError::Internal(format!("template: {e}")))?;
@@ -175,5 +181,6 @@ impl AppState {
     pub async fn messages_changed(&self) {
         self.memos.all_messages.forget_all().await;
         self.memos.home_page.forget_all().await;
+        self.memos.home_page_gzip.forget_all().await;
     }
 }

@@ -149,6 +149,16 @@ pub struct RenderedPage {
     pub html: String,
     /// Pages in all.
     pub pages: u32,
+    /// The memo key it is cached under: (list generation, page).
+    pub key: (u64, u32),
+}
+
+/// A whole page as visitors (not logged in, no notice) get it, gzipped once
+/// per rendering: the frame is the same for every visitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GzipPage {
+    /// The gzip-compressed HTML.
+    pub bytes: Vec<u8>,
 }
 
 /// The list fragment of the home page.

@@ -190,3 +190,41 @@ async fn media_base_url_replaces_the_own_media_routes() {
     );
     assert!(html.contains("_thumb.png\""));
 }
+
+#[tokio::test]
+async fn visitors_who_take_gzip_get_the_same_page_compressed() {
+    use std::io::Read as _;
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("squeezed").await;
+    let visitor = crate::helpers::client();
+    let plain = visitor.get(app.url("/")).send().await.expect("GET");
+    assert_eq!(plain.headers()["vary"], "Accept-Encoding");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.expect("body");
+    let zipped = visitor
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "Accept-Encoding");
+    let bytes = zipped.bytes().await.expect("body");
+    assert!(bytes.len() < plain.len());
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut unzipped)
+        .expect("valid gzip");
+    assert_eq!(unzipped, plain);
+    // Logged-in pages name the user, so they are not shared.
+    let mine = app
+        .client
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET");
+    assert!(mine.headers().get("content-encoding").is_none());
+    assert!(mine.text().await.expect("body").contains(">ada</a>"));
+}
