@@ -204,16 +204,13 @@ impl Cache {
         self.l1_trusted()
     }
 
-    /// True while the in-process tier may answer lookups.
+    /// True while the in-process tier may answer lookups. Checked against
+    /// the system clock, not the coarse one: a starved ticker thread must
+    /// not stretch the bus's staleness bound.
     #[inline]
     pub(crate) fn l1_trusted(&self) -> bool {
-        self.l1_trusted_at(self.inner.clock.now_ms())
-    }
-
-    /// [`Cache::l1_trusted`] at clock reading `now`.
-    #[inline]
-    pub(crate) fn l1_trusted_at(&self, now: u64) -> bool {
-        now < self.inner.trusted_until.load(Ordering::Acquire)
+        let until = self.inner.trusted_until.load(Ordering::Acquire);
+        until == u64::MAX || self.inner.clock.precise_now_ms() < until
     }
 
     /// The shared store, if any.
@@ -690,7 +687,9 @@ impl BusSink for SinkLink {
     }
 
     fn now_ms(&self) -> u64 {
-        self.0.upgrade().map_or(0, |inner| inner.clock.now_ms())
+        self.0
+            .upgrade()
+            .map_or(0, |inner| inner.clock.precise_now_ms())
     }
 }
 

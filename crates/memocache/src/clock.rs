@@ -49,6 +49,19 @@ impl Clock {
         }
     }
 
+    /// Milliseconds on the same scale as [`Clock::now_ms`], read from the
+    /// system clock: never behind, even when the ticker thread is starved.
+    /// For the rare checks that must not run late (bus trust).
+    pub(crate) fn precise_now_ms(&self) -> u64 {
+        match &self.manual {
+            None => {
+                let ticker = TICKER.get_or_init(start_ticker);
+                duration_ms(ticker.origin.elapsed()) + 1
+            }
+            Some(now) => now.load(Ordering::Acquire),
+        }
+    }
+
     /// The deadline `timeout` from now, in the units of [`Clock::now_ms`].
     /// `None` means never.
     pub(crate) fn deadline(&self, timeout: Option<Duration>) -> u64 {

@@ -23,6 +23,8 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::error::{Error, ErrorKind};
 
 const MAGIC: u8 = 0xC7;
+/// First byte of a lease: a fleet-wide claim to load a key.
+const LEASE_MAGIC: u8 = 0xC8;
 const FORMAT: u8 = 1;
 const HEADER: usize = 10;
 
@@ -91,6 +93,29 @@ fn decode_counter<V: 'static>(bytes: &[u8]) -> Option<V> {
         .downcast::<V>()
         .ok()
         .map(|b| *b)
+}
+
+/// A fresh lease token: unique per process and call.
+pub(crate) fn lease_token() -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!(
+        "{}:{nanos}:{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut token = vec![LEASE_MAGIC];
+    token.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(seed.as_bytes()).to_le_bytes());
+    token
+}
+
+/// True for bytes that are a lease, not a value.
+pub(crate) fn is_lease(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&LEASE_MAGIC)
 }
 
 /// Encodes a counter the way `inc` stores it.

@@ -13,7 +13,7 @@
 //! Options valid on every URL: `prefix` (key prefix), `timeout` (default
 //! timeout in seconds, `0` = never expire), `strict` (`true` returns store
 //! faults instead of failing open), `stall_timeout_ms`, `max_value_size`
-//! (bytes).
+//! (bytes), `lease_wait_ms` (how long to wait for another process's load).
 
 use std::time::Duration;
 
@@ -122,6 +122,10 @@ pub struct CacheConfig {
     pub stall_timeout: Duration,
     /// Largest encoded value a remote store keeps or decodes, in bytes.
     pub max_value_size: usize,
+    /// How long a process waits for another process of the fleet that is
+    /// loading the same key (it holds the key's lease in the shared store)
+    /// before it loads the value itself.
+    pub lease_wait: Duration,
 }
 
 /// Default [`CacheConfig::max_value_size`]: 8 MiB.
@@ -142,6 +146,7 @@ impl CacheConfig {
             strict: false,
             stall_timeout: Duration::from_secs(30),
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            lease_wait: Duration::from_secs(2),
         }
     }
 
@@ -218,6 +223,9 @@ impl CacheConfig {
         }
         if let Some(bytes) = options.take_parsed::<usize>("max_value_size")? {
             config.max_value_size = bytes;
+        }
+        if let Some(ms) = options.take_parsed::<u64>("lease_wait_ms")? {
+            config.lease_wait = Duration::from_millis(ms);
         }
         options.finish()?;
         Ok(config)
@@ -333,12 +341,13 @@ fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
         .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
 }
 
-const COMMON_OPTIONS: [&str; 5] = [
+const COMMON_OPTIONS: [&str; 6] = [
     "prefix",
     "timeout",
     "strict",
     "stall_timeout_ms",
     "max_value_size",
+    "lease_wait_ms",
 ];
 
 /// Query options, consumed one by one so that unknown options are reported.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use tokio::sync::OnceCell;
@@ -48,7 +48,10 @@ pub struct RedisBus {
     member_prefix: String,
     id: String,
     heartbeat: Duration,
-    publisher: OnceCell<MultiplexedConnection>,
+    publisher: OnceCell<ConnectionManager>,
+    /// Invalidations that could not be sent; the reader sends them first
+    /// thing once it is connected again.
+    outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
     generation: Arc<AtomicU64>,
 }
 
@@ -95,6 +98,7 @@ impl RedisBus {
             id: member_id(),
             heartbeat,
             publisher: OnceCell::new(),
+            outbox: Arc::new(parking_lot::Mutex::new(Vec::new())),
             generation: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -109,13 +113,29 @@ impl RedisBus {
         self.heartbeat
     }
 
-    async fn publisher(&self) -> Result<MultiplexedConnection, Error> {
+    /// The publishing connection: a manager that reconnects on its own.
+    async fn publisher(&self) -> Result<ConnectionManager, Error> {
         self.publisher
             .get_or_try_init(|| async {
-                bounded(self.client.get_multiplexed_async_connection()).await
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                    .set_response_timeout(Some(COMMAND_TIMEOUT))
+                    .set_number_of_retries(1);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                    .map_err(|e| store_error("cannot set up the bus connection", e))
             })
             .await
             .cloned()
+    }
+
+    /// Adds one entry; retried once on a dropped connection.
+    async fn append(&self, conn: &mut ConnectionManager, payload: &[u8]) -> Result<String, Error> {
+        match bounded(xadd(conn, &self.stream, &self.id, payload)).await {
+            Err(error) if error.is_store() => {
+                bounded(xadd(conn, &self.stream, &self.id, payload)).await
+            }
+            other => other,
+        }
     }
 }
 
@@ -137,6 +157,7 @@ impl Bus for RedisBus {
             return;
         };
         let reader = Reader {
+            outbox: Arc::clone(&self.outbox),
             client: self.client.clone(),
             stream: self.stream.clone(),
             members: self.members.clone(),
@@ -155,13 +176,15 @@ impl Bus for RedisBus {
             Error::new(ErrorKind::Codec, "cannot encode invalidation").with_source(e)
         })?;
         let mut conn = self.publisher().await?;
-        let id: String = bounded(conn.xadd_maxlen(
-            &self.stream,
-            redis::streams::StreamMaxlen::Approx(STREAM_LENGTH),
-            "*",
-            &[("o", self.id.as_bytes()), ("p", payload.as_slice())],
-        ))
-        .await?;
+        let id = match self.append(&mut conn, &payload).await {
+            Ok(id) => id,
+            Err(error) => {
+                // Sent later by the reader; until then the other processes'
+                // L1 may hold the old value: the one gap fail-open leaves.
+                self.outbox.lock().push(payload);
+                return Err(error);
+            }
+        };
         let sequence = StreamId::parse(&id).ok_or_else(|| bad_reply("XADD id", &id))?;
         // Measured from the reply: by then Redis has ordered the entry after
         // every read a lagging member completed.
@@ -208,6 +231,7 @@ impl Bus for RedisBus {
 
 /// The task that reads the stream for one process.
 struct Reader {
+    outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
     client: redis::Client,
     stream: String,
     members: String,
@@ -260,6 +284,7 @@ impl Reader {
         let position = self.resume(&mut conn, *last).await?;
         *last = Some(position);
         let _: i64 = bounded(conn.sadd(&self.members, &self.id)).await?;
+        self.flush_outbox(&mut conn).await?;
         let block_ms = usize::try_from((self.heartbeat / 4).as_millis()).unwrap_or(500);
         // The first read does not block, so a (re)connected process is in
         // sync as soon as it has caught up.
@@ -307,6 +332,24 @@ impl Reader {
             block = true;
             *backoff = RETRY_AFTER;
         }
+    }
+
+    /// Sends the invalidations `publish` could not.
+    async fn flush_outbox(&self, conn: &mut MultiplexedConnection) -> Result<(), Error> {
+        let pending = std::mem::take(&mut *self.outbox.lock());
+        for (sent, payload) in pending.iter().enumerate() {
+            if let Err(error) = bounded(xadd(conn, &self.stream, &self.id, payload)).await {
+                self.outbox.lock().extend(pending[sent..].iter().cloned());
+                return Err(error);
+            }
+        }
+        if !pending.is_empty() {
+            tracing::info!(
+                sent = pending.len(),
+                "bus: sent invalidations held while disconnected"
+            );
+        }
+        Ok(())
     }
 
     /// Where to read from after (re)connecting, clearing the L1 if entries
@@ -366,6 +409,27 @@ impl Reader {
         }
         postcard::from_bytes(&bytes_of(map.get("p")?)?).ok()
     }
+}
+
+/// `XADD stream MAXLEN ~ N * o <member> p <payload>`.
+async fn xadd<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    member: &str,
+    payload: &[u8],
+) -> redis::RedisResult<String> {
+    redis::cmd("XADD")
+        .arg(stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(STREAM_LENGTH)
+        .arg("*")
+        .arg("o")
+        .arg(member)
+        .arg("p")
+        .arg(payload)
+        .query_async(conn)
+        .await
 }
 
 /// A stream entry id, `ms-seq`, ordered as Redis orders them.

@@ -47,6 +47,22 @@ struct Route {
     use_l1: bool,
 }
 
+/// How long a lease holds a key for its loader; a crashed loader's lease
+/// frees the key after this.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a process waiting for another's load looks for the value.
+const LEASE_POLL: Duration = Duration::from_millis(2);
+
+/// What the shared store said about a missing key.
+enum Claim<V> {
+    /// A value another process stored.
+    Found(Arc<V>),
+    /// The right to load and store: our lease token.
+    Lease(Vec<u8>),
+    /// Neither (the store is down, or the wait ran out): load, do not store.
+    Nothing,
+}
+
 /// Who completes a flight: its leader, or a waiter that took a stalled
 /// load over.
 enum Completion<'a, V> {
@@ -76,7 +92,7 @@ where
             };
         };
         let now = self.cache.inner.clock.now_ms();
-        if !self.cache.l1_trusted_at(now) || !self.shared.version_known.load(Ordering::Acquire) {
+        if !self.cache.l1_trusted() || !self.shared.version_known.load(Ordering::Acquire) {
             return Probe::Miss {
                 hash,
                 l1_version: None,
@@ -248,11 +264,15 @@ where
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
-        if let Some(value) = self.remote_get(route).await {
-            self.shared.stats.bump(Counter::HitRemote);
-            self.complete(route, completion, &value, true);
-            return Ok(value);
-        }
+        let lease = match self.claim(route).await {
+            Claim::Found(value) => {
+                self.shared.stats.bump(Counter::HitRemote);
+                self.complete(route, completion, &value, true);
+                return Ok(value);
+            }
+            Claim::Lease(token) => Some(token),
+            Claim::Nothing => None,
+        };
         self.shared.stats.bump(Counter::Miss);
         let started = Instant::now();
         let result = load().await;
@@ -264,8 +284,9 @@ where
                 let value = Arc::new(value);
                 let keep = self.cache_none || !is_none(&*value);
                 let current = self.complete(route, completion, &value, keep);
-                if let (true, true, Some(remote_key)) = (current, keep, &route.remote_key) {
-                    self.remote_set(remote_key, &value).await;
+                if let (true, Some(remote_key), Some(token)) = (current, &route.remote_key, &lease)
+                {
+                    self.fill(remote_key, token, &value, keep).await;
                 }
                 Ok(value)
             }
@@ -440,6 +461,86 @@ where
         };
         self.shared.observe_version(version);
         Some(version)
+    }
+
+    /// Finds the value in the shared store, or the right to load it for
+    /// the fleet: a lease. While another process holds the lease, waits (up
+    /// to the cache's `lease_wait`) for its value to appear.
+    async fn claim(&self, route: &Route) -> Claim<V> {
+        let (Some(store), Some(remote_key)) = (self.cache.remote(), route.remote_key.as_ref())
+        else {
+            return Claim::Nothing;
+        };
+        let deadline = Instant::now() + self.cache.config().lease_wait;
+        let mut waited = false;
+        loop {
+            match store.get(remote_key).await {
+                Ok(Some(bytes)) if codec::is_lease(&bytes) => {}
+                Ok(Some(bytes)) => {
+                    if let Some(value) = self.decode(&bytes) {
+                        return Claim::Found(value);
+                    }
+                    // Undecodable (another type, corrupt): replace it.
+                    let _ = store.delete(remote_key).await;
+                }
+                Ok(None) => {
+                    let token = codec::lease_token();
+                    match store.lease(remote_key, &token, LEASE_TTL).await {
+                        Ok(true) => return Claim::Lease(token),
+                        Ok(false) => {}
+                        Err(error) => {
+                            self.store_fault("lease", error);
+                            return Claim::Nothing;
+                        }
+                    }
+                }
+                Err(error) => {
+                    self.store_fault("get", error);
+                    return Claim::Nothing;
+                }
+            }
+            // Another process is loading this key: wait for its value.
+            if !waited {
+                waited = true;
+                self.shared.stats.bump(Counter::WaitedForLoad);
+            }
+            if Instant::now() >= deadline {
+                tracing::debug!(memo = %self.shared.name, "lease wait over; loading without storing");
+                return Claim::Nothing;
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Replaces our lease with the value (or drops the lease if the value
+    /// is not kept). A lease that is gone means an invalidation came while
+    /// loading: the value is not stored.
+    async fn fill(&self, remote_key: &str, token: &[u8], value: &Arc<V>, keep: bool) {
+        let Some(store) = self.cache.remote() else {
+            return;
+        };
+        let encoded = if keep {
+            codec::encode(&**value, self.cache.inner.config.max_value_size).map(Some)
+        } else {
+            Ok(None)
+        };
+        let result = match encoded {
+            Ok(Some(bytes)) => store.fill(remote_key, token, &bytes, self.lifetime).await,
+            // Release the lease so the next caller loads at once.
+            Ok(None) => {
+                store
+                    .fill(remote_key, token, &[], Some(Duration::from_millis(1)))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(memo = %self.shared.name, "invalidated while loading; not stored");
+            }
+            Err(error) => self.store_fault("fill", error),
+        }
     }
 
     /// The decoded value under the route's shared key, if any.

@@ -189,6 +189,30 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
     /// Stores `value` only if `key` holds nothing; true if stored.
     async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, Error>;
 
+    /// Claims `key` for one loader of the fleet: stores `token` there for
+    /// `ttl` if the key holds nothing. True if this caller got the lease.
+    async fn lease(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        self.add(key, token, Some(ttl)).await
+    }
+
+    /// Replaces the lease `token` under `key` with `value`. False, storing
+    /// nothing, when the lease is gone: an invalidation deleted it while
+    /// the value was loading, so the value may be stale. Redis does this
+    /// atomically; the default compares, then sets.
+    async fn fill(
+        &self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        if self.get(key).await?.as_deref() != Some(token) {
+            return Ok(false);
+        }
+        self.set(key, value, ttl).await?;
+        Ok(true)
+    }
+
     /// Removes `key`; true if it held a value.
     async fn delete(&self, key: &str) -> Result<bool, Error>;
 

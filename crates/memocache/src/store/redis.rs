@@ -20,6 +20,12 @@ use tokio::sync::OnceCell;
 use super::{RemoteStore, bounded, store_error};
 use crate::error::{Error, ErrorKind};
 
+/// Replaces a lease with the loaded value, atomically, only if the lease is
+/// still there (one key: runs on a cluster too).
+const FILL: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+    if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) \
+    else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 1";
+
 /// Default bound on one command, connection included.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Keys per `SCAN` step and per `UNLINK` batch in [`RedisStore::clear`].
@@ -367,6 +373,27 @@ fn with_ttl(cmd: &mut Cmd, ttl: Option<Duration>) {
 impl RemoteStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.query("GET", redis::cmd("GET").arg(key)).await
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let ttl_ms = ttl.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(FILL)
+            .arg(1)
+            .arg(key)
+            .arg(token)
+            .arg(value)
+            .arg(ttl_ms);
+        let filled: i64 = self.query("EVAL", &eval).await?;
+        Ok(filled == 1)
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {

@@ -1,6 +1,7 @@
 //! memocache's integration tests, in one binary so they link once.
 
 mod conformance;
+mod fleet;
 mod low_level;
 mod remote_faults;
 mod tiered;

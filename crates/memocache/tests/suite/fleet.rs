@@ -1,0 +1,103 @@
+//! Fleet-wide guarantees through the shared store's leases (the technique
+//! of "Scaling Memcache at Facebook", NSDI 2013), with two `Cache`
+//! instances standing for two processes and loaders the test controls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use memocache::{Cache, Memo};
+use tokio::sync::oneshot;
+
+fn remote(server: &testkit::RedisServer) -> Cache {
+    let url = format!(
+        "{}?prefix=f:&timeout_ms=500&lease_wait_ms=10000",
+        server.url()
+    );
+    Cache::from_url(&url).expect("cache")
+}
+
+type BoxedLoad = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// A loader that says when it started and returns what the test sends.
+fn gated() -> (
+    impl FnOnce() -> BoxedLoad,
+    oneshot::Receiver<()>,
+    oneshot::Sender<String>,
+) {
+    let (started_tx, started_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel::<String>();
+    let loader = move || {
+        Box::pin(async move {
+            let _ = started_tx.send(());
+            release_rx.await.unwrap_or_default()
+        }) as BoxedLoad
+    };
+    (loader, started_rx, release_tx)
+}
+
+/// A hot key misses on two processes at once: one loads, the other waits
+/// for its value instead of reading the database too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_load_for_the_fleet() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (remote(&server), remote(&server));
+    let ma = Memo::<u32, String>::builder("hot").build(&a).expect("memo");
+    let mb = Memo::<u32, String>::builder("hot").build(&b).expect("memo");
+    let (loader, started, release) = gated();
+    let leader = tokio::spawn(async move { ma.get_or_load(&1, loader).await });
+    started.await.expect("A holds the lease and loads");
+    let b_loads = Arc::new(AtomicU32::new(0));
+    let waiter = tokio::spawn({
+        let (mb, b_loads) = (mb.clone(), Arc::clone(&b_loads));
+        async move {
+            mb.get_or_load(&1, || async move {
+                b_loads.fetch_add(1, Ordering::SeqCst);
+                "B's own load".to_string()
+            })
+            .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while mb.stats().waited_for_load == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("B waits on A's lease");
+    release.send("loaded once".into()).expect("A waits");
+    assert_eq!(*leader.await.expect("A"), "loaded once");
+    assert_eq!(*waiter.await.expect("B"), "loaded once");
+    assert_eq!(
+        b_loads.load(Ordering::SeqCst),
+        0,
+        "B never read the database"
+    );
+}
+
+/// A loads the old row; meanwhile B changes the row and forgets the key.
+/// A's old value must not land in the shared store after B's forget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_started_before_a_remote_forget_is_not_stored() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (remote(&server), remote(&server));
+    let ma = Memo::<u32, String>::builder("row").build(&a).expect("memo");
+    let mb = Memo::<u32, String>::builder("row").build(&b).expect("memo");
+    let (loader, started, release) = gated();
+    let slow = tokio::spawn({
+        let ma = ma.clone();
+        async move { ma.get_or_load(&1, loader).await }
+    });
+    started.await.expect("A read the old row");
+    mb.forget(&1).await; // the row changed
+    release.send("old".into()).expect("A waits");
+    assert_eq!(
+        *slow.await.expect("A"),
+        "old",
+        "A's caller gets what it read"
+    );
+    let next = mb.get_or_load(&1, || async { "new".to_string() }).await;
+    assert_eq!(*next, "new", "the old value was not stored");
+    let again = ma.get_or_load(&1, || async { "newer".to_string() }).await;
+    assert_eq!(*again, "new");
+}
