@@ -110,3 +110,17 @@ async fn logout_and_password_change_forget_the_cached_user() {
     app.logout().await;
     assert!(app.state.memos.load_user.stats().invalidations >= before + 2);
 }
+
+#[tokio::test]
+async fn with_the_null_cache_everything_works_and_reads_the_database() {
+    let app = spawn_with(|s| s.cache_url = "null://".into()).await;
+    app.signed_up("ada").await;
+    app.posted("uncached").await;
+    let calls = &app.state.stores.calls;
+    let before = calls.total();
+    let (status, html) = app.get_text("/my").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("uncached") && html.contains(">ada</a>"));
+    // Session, user and messages all come from the database.
+    assert!(calls.total() - before >= 3, "{:?}", calls.snapshot());
+}
