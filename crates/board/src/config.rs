@@ -53,8 +53,11 @@ pub struct Settings {
 
     /// The cache every memo and counter lives in: `memory://?capacity=10000`
     /// (in process), `null://` (nothing cached: every view reads the
-    /// database, and login rate limits are off), or another URL memocache
-    /// understands.
+    /// database, and login rate limits are off),
+    /// `tiered+redis://127.0.0.1:6379/?l1_capacity=10000` (for a fleet of
+    /// boards sharing one database: an in-process L1 kept coherent across
+    /// processes through Redis; give every instance the same
+    /// `--secret-key`), or another URL memocache understands.
     #[arg(
         long,
         env = "BOARD_CACHE_URL",
@@ -86,11 +89,18 @@ pub struct Settings {
     pub user_cache_timeout: Duration,
 
     /// How long the list of all messages is cached (`all_messages`); it is
-    /// also forgotten at once on every post and delete. `0` means until
-    /// then (right for a single process; keep it short when several
-    /// processes share the database without an invalidation bus).
-    #[arg(long, env = "BOARD_MESSAGES_CACHE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub messages_cache_timeout: Duration,
+    /// also forgotten at once on every post and delete, in every process.
+    /// Default: `5s` with an in-process or shared cache (other processes
+    /// sharing the database without an invalidation bus see a post within
+    /// it), `1h` with a tiered cache (`tiered+redis://`), whose bus makes
+    /// invalidation synchronous across the fleet. `0` means until forgotten.
+    #[arg(long, env = "BOARD_MESSAGES_CACHE_TIMEOUT", value_parser = parse_duration)]
+    pub messages_cache_timeout: Option<Duration>,
+
+    /// How long one user's own messages are cached (`user_messages`, the
+    /// `/my` page); forgotten whenever that user posts or deletes.
+    #[arg(long, env = "BOARD_MY_MESSAGES_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
+    pub my_messages_cache_timeout: Duration,
 
     /// How long a looked-up session is cached (`load_session`).
     #[arg(long, env = "BOARD_SESSION_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
@@ -187,7 +197,8 @@ impl Settings {
             max_image_side: 12_000,
             page_size: 50,
             user_cache_timeout: Duration::from_secs(600),
-            messages_cache_timeout: Duration::from_secs(5),
+            messages_cache_timeout: None,
+            my_messages_cache_timeout: Duration::from_secs(600),
             session_cache_timeout: Duration::from_secs(600),
             session_lifetime: Duration::from_secs(14 * 86_400),
             request_timeout: Duration::from_secs(30),

@@ -171,6 +171,30 @@ fn config_error(error: memocache::Error) -> StartupError {
     StartupError::Config(format!("{error:#}"))
 }
 
+/// `all_messages`' timeout when none is given.
+pub const MESSAGES_CACHE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `all_messages`' timeout with a tiered cache when none is given: its bus
+/// makes every forget synchronous across the fleet, so the timeout need
+/// not bound staleness.
+pub const TIERED_MESSAGES_CACHE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The `--messages-cache-timeout` given, or the default for `cache`'s kind.
+fn messages_timeout(settings: &Settings, cache: &Cache) -> Duration {
+    settings.messages_cache_timeout.unwrap_or_else(|| {
+        if is_tiered(cache) {
+            TIERED_MESSAGES_CACHE_TIMEOUT
+        } else {
+            MESSAGES_CACHE_TIMEOUT
+        }
+    })
+}
+
+/// Whether `cache` keeps an in-process L1 coherent through a bus.
+pub fn is_tiered(cache: &Cache) -> bool {
+    matches!(cache.config().store, memocache::StoreConfig::Tiered { .. })
+}
+
 /// Builds the state the router runs on.
 ///
 /// # Errors
@@ -186,7 +210,7 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     })?;
     let media = crate::media::open(&settings.media_url)
         .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
-    let messages_timeout = settings.messages_cache_timeout;
+    let messages_timeout = messages_timeout(settings, &cache);
     // Renderings are keyed by list generation, so they are never stale; the
     // timeout only bounds how long renderings of replaced lists use memory.
     let rendering_timeout = if messages_timeout.is_zero() {
@@ -205,6 +229,10 @@ pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
             .map_err(config_error)?,
         all_messages: Memo::builder("all_messages")
             .timeout(messages_timeout)
+            .build(&cache)
+            .map_err(config_error)?,
+        user_messages: Memo::builder("user_messages")
+            .timeout(settings.my_messages_cache_timeout)
             .build(&cache)
             .map_err(config_error)?,
         // Keyed by list generation, so it is never stale; the timeout only

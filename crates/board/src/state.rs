@@ -10,7 +10,7 @@ use crate::auth::Session;
 use crate::auth::csrf::CsrfKey;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::error::AppError;
-use crate::listing::MessageList;
+use crate::listing::{MessageList, MessageView};
 use crate::media::MediaStore;
 use crate::store::{Stores, User};
 use crate::views::{GzipPage, ListFragment, RenderedPage};
@@ -23,6 +23,9 @@ pub struct Memos {
     pub load_session: Memo<str, Option<Arc<Session>>>,
     /// `all_messages()`: the scanned, sorted message list with image URLs.
     pub all_messages: Memo<(), MessageList>,
+    /// `user_messages(user_id)`: one user's messages, newest first, for
+    /// `/my`; forgotten whenever that user posts or deletes.
+    pub user_messages: Memo<str, Vec<MessageView>>,
     /// One rendered page of the home page's list, by (list generation, page).
     pub home_page: Memo<(u64, u32), RenderedPage>,
     /// The same page whole and gzipped, as visitors get it.
@@ -139,6 +142,26 @@ impl AppState {
             .await?)
     }
 
+    /// `user_messages(user_id)`: one user's messages, newest first, with
+    /// image URLs.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn user_messages(&self, user_id: &str) -> Result<Arc<Vec<MessageView>>, AppError> {
+        let store = &self.stores.messages;
+        let base = &self.media_base;
+        Ok(self
+            .memos
+            .user_messages
+            .get_or_try_load(user_id, || async move {
+                store
+                    .by_user(user_id)
+                    .await
+                    .map(|mine| MessageList::build(mine, base).messages)
+            })
+            .await?)
+    }
+
     /// Page `page` (1-based) of the home page's list, rendered once per
     /// list; `None` past the last page.
     ///
@@ -177,10 +200,17 @@ impl AppState {
         Ok(Some(rendered))
     }
 
-    /// `delete_memoized(get_all_messages)`: after a post or a delete.
-    pub async fn messages_changed(&self) {
-        self.memos.all_messages.forget_all().await;
-        self.memos.home_page.forget_all().await;
-        self.memos.home_page_gzip.forget_all().await;
+    /// `delete_memoized(get_all_messages)` and
+    /// `delete_memoized(user_messages, user_id)`: after `user_id` posted or
+    /// deleted a message. With a tiered cache every process has dropped
+    /// the old values when this returns.
+    pub async fn messages_changed(&self, user_id: &str) {
+        let memos = &self.memos;
+        tokio::join!(
+            memos.all_messages.forget_all(),
+            memos.home_page.forget_all(),
+            memos.home_page_gzip.forget_all(),
+            memos.user_messages.forget(user_id),
+        );
     }
 }

@@ -358,7 +358,7 @@ async fn account(
     AuthUser(auth): AuthUser,
     IncomingFlash(flash): IncomingFlash,
 ) -> Result<Response, AppError> {
-    let count = state.messages().await?.by_user(&auth.user.id).count();
+    let count = state.user_messages(&auth.user.id).await?.len();
     account_page(&auth, count, flash, &[], StatusCode::OK)
 }
 
@@ -387,7 +387,7 @@ async fn change_password(
         errors.push("The two new passwords differ.".into());
     }
     let (Some(new), true) = (new, errors.is_empty()) else {
-        let count = state.messages().await?.by_user(&auth.user.id).count();
+        let count = state.user_messages(&auth.user.id).await?.len();
         return account_page(
             &auth,
             count,

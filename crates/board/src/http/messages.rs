@@ -227,7 +227,7 @@ async fn save(
         return Err(e.into());
     }
     // `cache.delete_memoized(get_all_messages)`
-    state.messages_changed().await;
+    state.messages_changed(&auth.user.id).await;
     tracing::info!(id = %message.id, user = %auth.user.username, "message posted");
     Ok(redirect_with(
         "/",
@@ -275,7 +275,7 @@ async fn delete(
         ));
     }
     state.stores.messages.delete(&message.id).await?;
-    state.messages_changed().await;
+    state.messages_changed(&auth.user.id).await;
     for name in [&message.image, &message.thumbnail] {
         if let Some(name) = MediaName::parse(name) {
             if let Err(e) = state.media.delete(&name).await {

@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: database calls per table and
-//! operation, and the counters of every memo.
+//! operation, and the counters of every memo; `/healthz` for load balancers
+//! and fleet scripts.
 
 use std::fmt::Write as _;
 
@@ -12,7 +13,30 @@ use axum::routing::get;
 use crate::state::AppState;
 
 pub(super) fn router() -> axum::Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+}
+
+/// `{"status":"ok","cache":"tiered","l1_in_sync":true}`: always 200 while
+/// the board serves (a stale bus only makes it read through to Redis and
+/// the database); `l1_in_sync` tells whether the in-process tier is trusted.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let kind = if crate::startup::is_tiered(&state.cache) {
+        "tiered"
+    } else {
+        "local"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!(
+            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{}}}\n",
+            state.cache.l1_in_sync()
+        ),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -36,6 +60,15 @@ pub(super) fn exposition(state: &AppState) -> String {
             "board_db_calls_total{{table=\"{table}\",operation=\"{operation}\"}} {n}"
         );
     }
+    out.push_str(
+        "# HELP memocache_l1_in_sync 1 while the in-process tier is trusted (the bus is in sync).\n",
+    );
+    out.push_str("# TYPE memocache_l1_in_sync gauge\n");
+    let _ = writeln!(
+        out,
+        "memocache_l1_in_sync {}",
+        u8::from(state.cache.l1_in_sync())
+    );
     let memos = state.cache.memo_stats();
     let mut family =
         |name: &str, kind: &str, help: &str, value: &dyn Fn(&memocache::MemoStats) -> String| {

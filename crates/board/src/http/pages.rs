@@ -157,10 +157,10 @@ async fn my_messages(
     AuthUser(auth): AuthUser,
     IncomingFlash(flash): IncomingFlash,
 ) -> Result<Response, AppError> {
-    let list = state.messages().await?;
+    let mine = state.user_messages(&auth.user.id).await?;
     render(&MyPage {
         layout: Layout::new("My messages", Some(&auth), flash),
-        messages: list.by_user(&auth.user.id).collect(),
+        messages: mine.iter().collect(),
     })
 }
 

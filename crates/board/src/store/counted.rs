@@ -127,6 +127,10 @@ impl<S: MessageStore + ?Sized> MessageStore for Counted<S> {
         self.calls.bump("messages", "scan");
         self.inner.all().await
     }
+    async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>> {
+        self.calls.bump("messages", "by_user");
+        self.inner.by_user(user_id).await
+    }
     async fn get(&self, id: &str) -> StoreResult<Option<Message>> {
         self.calls.bump("messages", "get");
         self.inner.get(id).await

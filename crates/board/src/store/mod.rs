@@ -121,6 +121,8 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn insert(&self, message: &Message) -> StoreResult<()>;
     /// Every message (a full scan, as the original's `messages_table.scan()`).
     async fn all(&self) -> StoreResult<Vec<Message>>;
+    /// The messages of one user (any order): what `/my` shows.
+    async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>>;
     /// One message.
     async fn get(&self, id: &str) -> StoreResult<Option<Message>>;
     /// Removes one message; true if it was there.

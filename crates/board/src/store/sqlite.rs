@@ -39,7 +39,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE users (
         thumbnail   TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
-    CREATE INDEX messages_by_time ON messages(created_at);"];
+    CREATE INDEX messages_by_time ON messages(created_at);",
+    // `/my` reads one user's messages (the `user_messages` memo).
+    "CREATE INDEX messages_by_user ON messages(user_id, created_at);"];
 
 /// A SQLite database holding all three tables.
 pub struct Sqlite {
@@ -64,10 +66,10 @@ impl Sqlite {
         }
         let mut conn = Connection::open(path).map_err(|e| e.to_string())?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
+            "PRAGMA busy_timeout = 5000;
+             PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA foreign_keys = ON;",
         )
         .map_err(|e| e.to_string())?;
         migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
@@ -94,15 +96,19 @@ impl Sqlite {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let done: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.transaction()?;
+    // Several processes of a fleet may open a fresh file at once: each step
+    // reads the version inside a write transaction, so only one applies it.
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let Some(sql) = MIGRATIONS.get(done) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.pragma_update(None, "user_version", done + 1)?;
         tx.commit()?;
-        tracing::info!(version = index + 1, "database migrated");
+        tracing::info!(version = done + 1, "database migrated");
     }
-    Ok(())
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(classify)`
@@ -303,6 +309,18 @@ impl MessageStore for Sqlite {
                 "SELECT id, user_id, author, location, description, image, thumbnail, created_at FROM messages",
             )?;
             stmt.query_map([], message_from)?.collect()
+        })
+        .await
+    }
+
+    async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>> {
+        let user_id = user_id.to_owned();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, user_id, author, location, description, image, thumbnail, created_at
+                 FROM messages WHERE user_id = ?1",
+            )?;
+            stmt.query_map([user_id], message_from)?.collect()
         })
         .await
     }

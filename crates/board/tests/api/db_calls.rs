@@ -11,7 +11,7 @@ use crate::helpers::spawn_with;
 #[tokio::test]
 async fn a_thousand_authenticated_requests_make_no_database_calls() {
     // Messages cached long enough that the run stays within one timeout.
-    let app = spawn_with(|s| s.messages_cache_timeout = Duration::from_secs(600)).await;
+    let app = spawn_with(|s| s.messages_cache_timeout = Some(Duration::from_secs(600))).await;
     app.signed_up("ada").await;
     app.posted("steady").await;
     // Warm up every page once.
@@ -42,22 +42,66 @@ async fn a_thousand_authenticated_requests_make_no_database_calls() {
 }
 
 #[tokio::test]
-async fn with_default_timeouts_user_and_session_reads_stay_at_zero() {
+async fn with_default_timeouts_my_page_makes_no_database_calls() {
+    // Default settings: `all_messages` lives 5 s, but `/my` reads only the
+    // user's own messages (`user_messages`, 600 s, forgotten on their posts).
     let app = spawn_with(|_| {}).await;
     app.signed_up("ada").await;
+    app.posted("mine").await;
     app.get("/my").await;
     let calls = &app.state.stores.calls;
-    let (users, sessions) = (calls.table("users"), calls.table("sessions"));
-    for _ in 0..1000 {
-        assert_eq!(app.get("/my").await.status(), StatusCode::OK);
+    let before = calls.total();
+    for n in 0..1000 {
+        let (status, html) = app.get_text("/my").await;
+        assert_eq!(status, StatusCode::OK);
+        if n == 0 || n == 999 {
+            assert!(html.contains("mine") && html.contains(">ada</a>"), "{html}");
+        }
     }
-    assert_eq!(calls.table("users") - users, 0);
-    assert_eq!(calls.table("sessions") - sessions, 0);
+    assert_eq!(
+        calls.total() - before,
+        0,
+        "database calls: {:?}",
+        calls.snapshot()
+    );
+
+    // A post by the user makes the next `/my` read their messages once.
+    app.posted("second").await;
+    let reads = calls.get("messages", "by_user");
+    let (_, html) = app.get_text("/my").await;
+    assert!(html.contains("second") && html.contains("mine"), "{html}");
+    assert_eq!(calls.get("messages", "by_user"), reads + 1, "one read");
+    let total = calls.total();
+    for _ in 0..10 {
+        app.get("/my").await;
+    }
+    assert_eq!(calls.total(), total, "then cached again");
+}
+
+#[tokio::test]
+async fn another_users_post_leaves_my_page_cached() {
+    let app = spawn_with(|_| {}).await;
+    app.signed_up("ada").await;
+    app.posted("adapost").await;
+    let other = crate::helpers::TestApp {
+        address: app.address.clone(),
+        client: crate::helpers::client(),
+        state: app.state.clone(),
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    other.signed_up("bob").await;
+    app.get("/my").await;
+    let calls = &app.state.stores.calls;
+    let reads = calls.get("messages", "by_user");
+    other.posted("bobpost").await;
+    let (_, html) = app.get_text("/my").await;
+    assert!(html.contains("adapost") && !html.contains("bobpost"), "{html}");
+    assert_eq!(calls.get("messages", "by_user"), reads, "ada's list kept");
 }
 
 #[tokio::test]
 async fn a_post_makes_the_next_home_view_read_the_messages_once() {
-    let app = spawn_with(|s| s.messages_cache_timeout = Duration::from_secs(600)).await;
+    let app = spawn_with(|s| s.messages_cache_timeout = Some(Duration::from_secs(600))).await;
     app.signed_up("ada").await;
     app.get("/").await;
     let calls = &app.state.stores.calls;
