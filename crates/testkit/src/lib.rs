@@ -16,6 +16,7 @@
 //! | server | package | start |
 //! | --- | --- | --- |
 //! | [`RedisServer`] | `redis-server` | [`RedisServer::start`] |
+//! | [`RedisServer`] over TLS | `redis-server`, `openssl` | [`RedisServer::start_tls`] |
 //! | [`RedisCluster`] | `redis-server` (`redis-cli`) | [`RedisCluster::start`] |
 //! | [`MemcachedServer`] | `memcached` | [`MemcachedServer::start`] |
 //! | [`Chromedriver`] | `chromium-driver`, `chromium` | [`Chromedriver::start`] |

@@ -138,3 +138,38 @@ fn logs_are_kept_across_restarts_and_shown_whole_when_short() {
     assert!(process.wait_exit(Duration::from_secs(5)).is_some());
     assert_eq!(process.log(), "first run\nsecond run\n");
 }
+
+#[test]
+fn a_tls_server_speaks_only_tls_and_survives_a_restart() {
+    let mut redis = RedisServer::start_tls();
+    let port = redis.port();
+    assert_eq!(
+        redis.tls_url(),
+        format!("rediss://127.0.0.1:{port}/#insecure")
+    );
+    assert!(redis.tls_cert_path().is_file());
+    let tls_ping = || {
+        Command::new(find_binary("redis-cli", "-"))
+            .args([
+                "--tls",
+                "--insecure",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .arg("PING")
+            .output()
+            .expect("redis-cli")
+            .stdout
+    };
+    assert_eq!(tls_ping().trim_ascii(), b"PONG");
+    // The port is TLS-only: a plain-text PING gets no `+PONG`.
+    assert!(!crate::redis::query(port, &["PING"]).is_ok_and(|r| r == "+PONG"));
+    redis.restart();
+    assert_eq!(redis.port(), port);
+    assert_eq!(tls_ping().trim_ascii(), b"PONG");
+    let pid = redis.pid().expect("running");
+    drop(redis);
+    assert!(!running(pid), "stopped on drop");
+}

@@ -91,15 +91,16 @@ impl redis::aio::ConnectionLike for Conn {
 
 impl RedisStore {
     /// A store on one Redis server: `redis://[user:password@]host[:port][/db]`,
-    /// `redis+unix:///path/to/socket` (or `unix://`), with an optional
-    /// `?timeout_ms=` bounding every command. Does not connect yet.
+    /// `rediss://...` for TLS (the server's certificate is checked against
+    /// the system's trusted roots; a `#insecure` fragment skips that check,
+    /// for self-signed test servers only), `redis+unix:///path/to/socket`
+    /// (or `unix://`), with an optional `?timeout_ms=` bounding every
+    /// command, TLS handshake included. Does not connect yet.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] for a URL the Redis client rejects;
-    /// [`ErrorKind::Unsupported`] for `rediss://` (TLS is not built in).
+    /// [`ErrorKind::Config`] for a URL the Redis client rejects.
     pub fn open(url: &str) -> Result<Self, Error> {
         let (url, timeout) = take_timeout(url)?;
-        refuse_tls(&url)?;
         let client = redis::Client::open(url.as_str())
             .map_err(|e| Error::config(format!("invalid Redis URL `{url}`: {e}")))?;
         Ok(Self {
@@ -112,14 +113,13 @@ impl RedisStore {
     }
 
     /// A store on a Redis Cluster, given some of its nodes as
-    /// `redis://host:port` URLs. Does not connect yet.
+    /// `redis://host:port` URLs, or `rediss://host:port` for TLS (the first
+    /// node's scheme and `#insecure` fragment set it for every node the
+    /// cluster reports). Does not connect yet.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for bad node URLs.
     pub fn open_cluster(nodes: &[String]) -> Result<Self, Error> {
-        for node in nodes {
-            refuse_tls(node)?;
-        }
         let timeout = DEFAULT_TIMEOUT;
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(timeout)
@@ -317,16 +317,6 @@ fn take_timeout(url: &str) -> Result<(String, Duration), Error> {
         parsed.query_pairs_mut().clear().extend_pairs(kept);
     }
     Ok((parsed.to_string(), timeout))
-}
-
-fn refuse_tls(url: &str) -> Result<(), Error> {
-    if url.starts_with("rediss") {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("`{url}`: TLS connections to Redis are not built into this memocache"),
-        ));
-    }
-    Ok(())
 }
 
 /// Escapes the glob characters of `prefix` for `SCAN MATCH`.

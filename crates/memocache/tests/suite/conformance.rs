@@ -1,5 +1,5 @@
-//! One conformance suite, run against every store: memory, null, Redis,
-//! Redis Cluster, Memcached and the filesystem.
+//! One conformance suite, run against every store: memory, null, Redis
+//! (TCP, Unix socket and TLS), Redis Cluster, Memcached and the filesystem.
 //!
 //! Each behaviour is a generic `async fn` taking a [`Fixture`]; the
 //! `conformance!` macro turns the whole list into `#[tokio::test]`s for
@@ -43,8 +43,13 @@ impl Fixture {
 
     /// A cache on this backend with extra URL options (`a=1&b=2`).
     pub(crate) fn cache(&self, options: &str) -> Cache {
-        let separator = if self.base.contains('?') { '&' } else { '?' };
-        let url = format!("{}{separator}timeout=300&{options}", self.base);
+        // Options go before a `#fragment` (`rediss://...#insecure`).
+        let (base, fragment) = match self.base.split_once('#') {
+            Some((base, fragment)) => (base, format!("#{fragment}")),
+            None => (self.base.as_str(), String::new()),
+        };
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}timeout=300&{options}{fragment}");
         Cache::from_url(&url).unwrap_or_else(|e| panic!("cache on {url}: {e}"))
     }
 
@@ -69,6 +74,11 @@ pub(crate) async fn redis() -> Fixture {
 pub(crate) async fn redis_unix() -> Fixture {
     let server = testkit::RedisServer::start();
     Fixture::new(server.unix_url(), Kind::Shared, server)
+}
+
+pub(crate) async fn redis_tls() -> Fixture {
+    let server = testkit::RedisServer::start_tls();
+    Fixture::new(server.tls_url(), Kind::Shared, server)
 }
 
 pub(crate) async fn redis_cluster() -> Fixture {
@@ -552,6 +562,7 @@ conformance!(memory_store, crate::conformance::memory);
 conformance!(null_store, crate::conformance::null);
 conformance!(redis_store, crate::conformance::redis);
 conformance!(redis_unix_store, crate::conformance::redis_unix);
+conformance!(redis_tls_store, crate::conformance::redis_tls);
 conformance!(redis_cluster_store, crate::conformance::redis_cluster);
 conformance!(memcached_store, crate::conformance::memcached);
 conformance!(filesystem_store, crate::conformance::filesystem);

@@ -5,3 +5,4 @@ mod fleet;
 mod low_level;
 mod remote_faults;
 mod tiered;
+mod tls;
