@@ -168,7 +168,7 @@ where
             .await
         {
             Ok((version, bytes)) => {
-                self.shared.observe_version(version);
+                self.shared.adopt_version(version);
                 if let Some(value) = bytes.and_then(|b| self.decode(&b)) {
                     self.shared.stats.bump(Counter::HitRemote);
                     return Ok(value);
@@ -409,7 +409,7 @@ where
         match store.incr(&self.version_key(), 1).await {
             Ok(version) => {
                 let version = u64::try_from(version).unwrap_or_default();
-                self.shared.observe_version(version);
+                self.shared.adopt_version(version);
                 let memo = self.shared.name.to_string();
                 self.cache
                     .publish(&Invalidation::Memo { memo, version })
@@ -459,7 +459,7 @@ where
                 return None;
             }
         };
-        self.shared.observe_version(version);
+        self.shared.adopt_version(version);
         Some(version)
     }
 

@@ -67,6 +67,32 @@ impl<V: CacheValue> MemoShared<V> {
         self.version.fetch_max(version, Ordering::AcqRel);
         self.version_known.store(true, Ordering::Release);
     }
+
+    /// Takes the version read from the shared store, which holds the truth.
+    /// Versions only grow, so one lower than ours means the store lost its
+    /// data (a restart without persistence) or never saw a bump we made
+    /// while it was unreachable: our L1 entries and our version no longer
+    /// match anyone else's, so drop both and follow the store.
+    fn adopt_version(&self, stored: u64) {
+        if stored >= self.version.load(Ordering::Acquire) {
+            self.observe_version(stored);
+            return;
+        }
+        tracing::warn!(
+            memo = %self.name,
+            stored,
+            ours = self.version.load(Ordering::Acquire),
+            "shared store's memo version went back; clearing the L1 and following it"
+        );
+        match &self.table {
+            Some(table) => self.flights.invalidate_all(|| {
+                table.clear();
+                self.version.store(stored, Ordering::Release);
+            }),
+            None => self.version.store(stored, Ordering::Release),
+        }
+        self.version_known.store(true, Ordering::Release);
+    }
 }
 
 impl<V: CacheValue> MemoControl for MemoShared<V> {
@@ -84,6 +110,11 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
     fn clear_local(&self) {
         if let Some(table) = &self.table {
             self.flights.invalidate_all(|| table.clear());
+        }
+        if self.shared_store {
+            // Whatever made us clear may have changed the store's version
+            // too: read it again before trusting the L1.
+            self.version_known.store(false, Ordering::Release);
         }
     }
 

@@ -190,3 +190,37 @@ async fn redis_restart_clears_l1_instead_of_trusting_it() {
     );
     drop(a);
 }
+
+/// Regression: memo versions live in Redis, and each process mirrors them.
+/// After Redis restarts empty, versions start again from 0; a process that
+/// kept its old, higher mirror would file new values under keys no later
+/// `forget_all` reaches. A version read lower than the mirror must clear
+/// the L1 and be adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_follow_a_redis_that_restarted_empty() {
+    let mut server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 300), tiered(&server, 300));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let ma = Memo::<(), String>::builder("all").build(&a).expect("memo");
+    let mb = Memo::<(), String>::builder("all").build(&b).expect("memo");
+    let db = Source::default();
+    assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-1");
+    ma.forget_all().await;
+    ma.forget_all().await;
+    assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-2");
+    assert_eq!(mb.version(), 2);
+    server.stop();
+    out_of_sync(&b).await;
+    server.restart();
+    in_sync(&a).await;
+    in_sync(&b).await;
+    assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-3");
+    assert_eq!(mb.version(), 0, "B follows the store's version");
+    ma.forget_all().await;
+    assert_eq!(
+        *mb.get_or_load(&(), db.load("list")).await,
+        "list-4",
+        "a forget_all after the restart reaches B"
+    );
+}
