@@ -16,7 +16,8 @@ use super::{
 
 /// Schema changes, applied in order; `PRAGMA user_version` records how many
 /// have run.
-const MIGRATIONS: &[&str] = &["CREATE TABLE users (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE users (
         id            TEXT PRIMARY KEY,
         username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
         password_hash TEXT NOT NULL,
@@ -41,7 +42,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE users (
     );
     CREATE INDEX messages_by_time ON messages(created_at);",
     // `/my` reads one user's messages (the `user_messages` memo).
-    "CREATE INDEX messages_by_user ON messages(user_id, created_at);"];
+    "CREATE INDEX messages_by_user ON messages(user_id, created_at);",
+];
 
 /// A SQLite database holding all three tables.
 pub struct Sqlite {

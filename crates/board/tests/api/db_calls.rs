@@ -95,7 +95,10 @@ async fn another_users_post_leaves_my_page_cached() {
     let reads = calls.get("messages", "by_user");
     other.posted("bobpost").await;
     let (_, html) = app.get_text("/my").await;
-    assert!(html.contains("adapost") && !html.contains("bobpost"), "{html}");
+    assert!(
+        html.contains("adapost") && !html.contains("bobpost"),
+        "{html}"
+    );
     assert_eq!(calls.get("messages", "by_user"), reads, "ada's list kept");
 }
 
