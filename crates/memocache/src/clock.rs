@@ -13,15 +13,24 @@ use std::time::{Duration, Instant};
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
 /// A millisecond clock used for expiry.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Clock {
     manual: Option<Arc<AtomicU64>>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::coarse()
+    }
 }
 
 impl Clock {
     /// The coarse process clock (the default): cheap to read, at most about
     /// one millisecond behind real time.
     pub fn coarse() -> Self {
+        // Every cache is built with a clock: the ticker runs before any
+        // lookup reads it.
+        let _ = origin();
         Self { manual: None }
     }
 
@@ -54,10 +63,7 @@ impl Clock {
     /// For the rare checks that must not run late (bus trust).
     pub(crate) fn precise_now_ms(&self) -> u64 {
         match &self.manual {
-            None => {
-                let ticker = TICKER.get_or_init(start_ticker);
-                duration_ms(ticker.origin.elapsed()) + 1
-            }
+            None => duration_ms(origin().elapsed()) + 1,
             Some(now) => now.load(Ordering::Acquire),
         }
     }
@@ -76,34 +82,32 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-struct Ticker {
-    origin: Instant,
-    now_ms: AtomicU64,
-}
+/// The coarse clock's reading: milliseconds since [`origin`], plus one so
+/// that a deadline of zero is always in the past. Read on every hit, so it
+/// is a plain static: no initialisation check on the way.
+static NOW_MS: AtomicU64 = AtomicU64::new(1);
 
-static TICKER: OnceLock<&'static Ticker> = OnceLock::new();
+/// When the coarse clock started; set once with the ticker thread.
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
 
 #[inline]
 fn coarse_now_ms() -> u64 {
-    TICKER
-        .get_or_init(start_ticker)
-        .now_ms
-        .load(Ordering::Relaxed)
+    NOW_MS.load(Ordering::Relaxed)
 }
 
-fn start_ticker() -> &'static Ticker {
-    let ticker: &'static Ticker = Box::leak(Box::new(Ticker {
-        origin: Instant::now(),
-        // Start at one so that a deadline of zero is always in the past.
-        now_ms: AtomicU64::new(1),
-    }));
+/// The origin, starting the ticker thread on first use.
+fn origin() -> Instant {
+    *ORIGIN.get_or_init(start_ticker)
+}
+
+fn start_ticker() -> Instant {
+    let origin = Instant::now();
     let spawned = std::thread::Builder::new()
         .name("memocache-clock".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(TICK);
-                let elapsed = duration_ms(ticker.origin.elapsed()) + 1;
-                ticker.now_ms.store(elapsed, Ordering::Relaxed);
+                NOW_MS.store(duration_ms(origin.elapsed()) + 1, Ordering::Relaxed);
             }
         });
     if let Err(error) = spawned {
@@ -111,7 +115,7 @@ fn start_ticker() -> &'static Ticker {
         // expire; that is a broken process, not a cache miss.
         panic!("memocache: cannot start the clock thread: {error}");
     }
-    ticker
+    origin
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ impl KeyHash {
     #[inline]
     pub fn of<K: Serialize + ?Sized>(key: &K) -> Result<Self, Error> {
         // Most keys (ids, short names, small tuples) fit on the stack.
-        let mut buffer = [0u8; 48];
+        let mut buffer = [0u8; 32];
         match postcard::to_slice(key, &mut buffer) {
             Ok(bytes) => Ok(Self(xxh3_128(bytes))),
             Err(error) => Self::of_large(key, error),

@@ -21,6 +21,9 @@ use crate::value::CacheValue;
 
 mod load;
 
+use futures_util::future::Either;
+use load::Probe;
+
 /// What every handle of one memo on one cache shares.
 pub(crate) struct MemoShared<V> {
     name: Arc<str>,
@@ -321,13 +324,16 @@ where
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = V> + 'a,
     {
-        let probe = self.probe(key);
-        async move {
-            let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
-            match self.finish(probe, load).await {
-                Ok(value) => value,
-                Err(never) => match *never {},
-            }
+        match self.probe(key) {
+            // A hit is a ready future: no state machine to build or poll.
+            Probe::Hit(value) => Either::Left(std::future::ready(value)),
+            probe => Either::Right(async move {
+                let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
+                match self.finish(probe, load).await {
+                    Ok(value) => value,
+                    Err(never) => match *never {},
+                }
+            }),
         }
     }
 
@@ -347,8 +353,10 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        let probe = self.probe(key);
-        self.finish(probe, load)
+        match self.probe(key) {
+            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+            probe => Either::Right(self.finish(probe, load)),
+        }
     }
 
     /// [`Memo::get_or_try_load`] with a key given as any value that
@@ -366,8 +374,10 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        let probe = self.probe(key);
-        self.finish(probe, load)
+        match self.probe(key) {
+            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+            probe => Either::Right(self.finish(probe, load)),
+        }
     }
 
     /// Blocking [`Memo::get_or_load`], for plain (non-async) functions.
