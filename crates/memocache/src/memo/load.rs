@@ -56,7 +56,9 @@ const LEASE_POLL: Duration = Duration::from_millis(2);
 /// What the shared store said about a missing key.
 enum Claim<V> {
     /// A value another process stored.
-    Found(Arc<V>),
+    /// A value another process stored, and how long the store keeps it
+    /// (`None`: unknown or forever).
+    Found(Arc<V>, Option<Duration>),
     /// The right to load and store: our lease token.
     Lease(Vec<u8>),
     /// Neither (the store is down, or the wait ran out): load, do not store.
@@ -265,9 +267,14 @@ where
         E: Send + Sync + 'static,
     {
         let lease = match self.claim(route).await {
-            Claim::Found(value) => {
+            Claim::Found(value, remaining) => {
                 self.shared.stats.bump(Counter::HitRemote);
-                self.complete(route, completion, &value, true);
+                // The L1 copy must not outlive the shared one.
+                let lifetime = match (remaining, self.lifetime) {
+                    (Some(left), Some(ours)) => Some(left.min(ours)),
+                    (left, ours) => left.or(ours),
+                };
+                self.complete(route, completion, &value, true, lifetime);
                 return Ok(value);
             }
             Claim::Lease(token) => Some(token),
@@ -283,7 +290,7 @@ where
                 self.shared.stats.bump(Counter::Load);
                 let value = Arc::new(value);
                 let keep = self.cache_none || !is_none(&*value);
-                let current = self.complete(route, completion, &value, keep);
+                let current = self.complete(route, completion, &value, keep, self.lifetime);
                 if let (true, Some(remote_key), Some(token)) = (current, &route.remote_key, &lease)
                 {
                     self.fill(remote_key, token, &value, keep).await;
@@ -306,7 +313,8 @@ where
     }
 
     /// Publishes `value` to the flight's waiters and, if the flight was not
-    /// invalidated meanwhile and `keep`, stores it in the L1. Returns
+    /// invalidated meanwhile and `keep`, stores it in the L1 for `lifetime`
+    /// (`None`: until evicted or invalidated). Returns
     /// whether the flight was still current.
     fn complete(
         &self,
@@ -314,10 +322,11 @@ where
         completion: Completion<'_, V>,
         value: &Arc<V>,
         keep: bool,
+        lifetime: Option<Duration>,
     ) -> bool {
         let store = |v: &Arc<V>| {
             if let (true, true, Some(table)) = (keep, route.use_l1, &self.shared.table) {
-                let expires_at = self.cache.inner.clock.deadline(self.lifetime);
+                let expires_at = self.cache.inner.clock.deadline(lifetime);
                 table.insert(route.key, Arc::clone(v), expires_at);
             }
         };
@@ -474,11 +483,11 @@ where
         let deadline = Instant::now() + self.cache.config().lease_wait;
         let mut waited = false;
         loop {
-            match store.get(remote_key).await {
-                Ok(Some(bytes)) if codec::is_lease(&bytes) => {}
-                Ok(Some(bytes)) => {
+            match store.get_with_ttl(remote_key).await {
+                Ok(Some((bytes, _))) if codec::is_lease(&bytes) => {}
+                Ok(Some((bytes, remaining))) => {
                     if let Some(value) = self.decode(&bytes) {
-                        return Claim::Found(value);
+                        return Claim::Found(value, remaining);
                     }
                     // Undecodable (another type, corrupt): replace it.
                     let _ = store.delete(remote_key).await;

@@ -189,6 +189,13 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
     /// Stores `value` only if `key` holds nothing; true if stored.
     async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, Error>;
 
+    /// The bytes under `key` and how long the store keeps them (`None` when
+    /// forever or unknown). Redis answers both in one round trip; the
+    /// default knows no expiry.
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>, Error> {
+        Ok(self.get(key).await?.map(|bytes| (bytes, None)))
+    }
+
     /// Claims `key` for one loader of the fleet: stores `token` there for
     /// `ttl` if the key holds nothing. True if this caller got the lease.
     async fn lease(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, Error> {

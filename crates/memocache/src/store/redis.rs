@@ -365,6 +365,15 @@ impl RemoteStore for RedisStore {
         self.query("GET", redis::cmd("GET").arg(key)).await
     }
 
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>, Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let (bytes, ttl_ms): (Option<Vec<u8>>, i64) = self.query_pipe("GET+PTTL", &pipe).await?;
+        // PTTL: -1 no expiry, -2 no key (gone between the two: still ours).
+        let ttl = u64::try_from(ttl_ms).ok().map(Duration::from_millis);
+        Ok(bytes.map(|bytes| (bytes, ttl)))
+    }
+
     async fn fill(
         &self,
         key: &str,

@@ -224,3 +224,38 @@ async fn versions_follow_a_redis_that_restarted_empty() {
         "a forget_all after the restart reaches B"
     );
 }
+
+/// An L1 copy never outlives the L2 entry it was read from: B reads A's
+/// value half-way through its 1 s timeout, and must not serve it after the
+/// L2 entry expired. (Redis keeps real time, so this test does too, with
+/// generous margins around the 1 s timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_copies_expire_with_their_l2_entry() {
+    let server = testkit::RedisServer::start();
+    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+    in_sync(&a).await;
+    in_sync(&b).await;
+    let ma = Memo::<u32, String>::builder("ttl")
+        .timeout(Duration::from_secs(1))
+        .build(&a)
+        .expect("memo");
+    let mb = Memo::<u32, String>::builder("ttl")
+        .timeout(Duration::from_secs(1))
+        .build(&b)
+        .expect("memo");
+    let db = Source::default();
+    let stored_at = tokio::time::Instant::now();
+    assert_eq!(*ma.get_or_load(&1, db.load("v")).await, "v-1");
+    tokio::time::sleep_until(stored_at + Duration::from_millis(500)).await;
+    // B's first read learns the version; its second fills its L1 from L2.
+    assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
+    assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
+    assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
+    assert!(mb.stats().hits_local >= 1, "{:?}", mb.stats());
+    tokio::time::sleep_until(stored_at + Duration::from_millis(1_300)).await;
+    assert_eq!(
+        *mb.get_or_load(&1, db.load("v")).await,
+        "v-2",
+        "B's L1 copy expired with A's L2 entry"
+    );
+}
