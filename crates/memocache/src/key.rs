@@ -25,7 +25,13 @@ impl KeyHash {
     /// non-string keys is fine, but a custom implementation may refuse).
     #[inline]
     pub fn of<K: Serialize + ?Sized>(key: &K) -> Result<Self, Error> {
-        // Most keys (ids, short names, small tuples) fit on the stack.
+        // Keys that are one integer or one string (most ids and names) are
+        // encoded here, byte for byte as postcard would, without its
+        // machinery; anything else goes through postcard.
+        let mut scalar = Scalar::default();
+        if key.serialize(&mut scalar).is_ok() {
+            return Ok(Self(xxh3_128(scalar.bytes())));
+        }
         let mut buffer = [0u8; 32];
         match postcard::to_slice(key, &mut buffer) {
             Ok(bytes) => Ok(Self(xxh3_128(bytes))),
@@ -58,6 +64,166 @@ impl KeyHash {
         }
         let mixed = splitmix64(version);
         Self(self.0 ^ (u128::from(mixed) << 64 | u128::from(splitmix64(mixed))))
+    }
+}
+
+/// postcard's encoding of a lone integer or short string, on the stack.
+struct Scalar {
+    buffer: [u8; 40],
+    len: usize,
+}
+
+impl Default for Scalar {
+    #[inline]
+    fn default() -> Self {
+        Self {
+            buffer: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+/// Not a scalar (or too long for [`Scalar`]): use postcard.
+#[derive(Debug)]
+struct NotScalar;
+
+impl std::fmt::Display for NotScalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a scalar key")
+    }
+}
+
+impl std::error::Error for NotScalar {}
+
+impl serde::ser::Error for NotScalar {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotScalar
+    }
+}
+
+impl Scalar {
+    fn bytes(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+
+    #[inline]
+    fn varint(&mut self, mut n: u64) -> Result<(), NotScalar> {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            let slot = self.buffer.get_mut(self.len).ok_or(NotScalar)?;
+            self.len += 1;
+            if n == 0 {
+                *slot = byte;
+                return Ok(());
+            }
+            *slot = byte | 0x80;
+        }
+    }
+
+    #[inline]
+    fn zigzag(&mut self, n: i64) -> Result<(), NotScalar> {
+        self.varint(((n << 1) ^ (n >> 63)) as u64)
+    }
+}
+
+macro_rules! not_scalar {
+    ($($method:ident($($ty:ty),*) -> $ret:ty;)*) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<$ret, NotScalar> { Err(NotScalar) })*
+    };
+}
+
+impl serde::Serializer for &mut Scalar {
+    type Ok = ();
+    type Error = NotScalar;
+    type SerializeSeq = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTuple = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotScalar>;
+    type SerializeMap = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotScalar>;
+
+    #[inline]
+    fn serialize_u64(self, v: u64) -> Result<(), NotScalar> {
+        self.varint(v)
+    }
+    #[inline]
+    fn serialize_u32(self, v: u32) -> Result<(), NotScalar> {
+        self.varint(u64::from(v))
+    }
+    #[inline]
+    fn serialize_u16(self, v: u16) -> Result<(), NotScalar> {
+        self.varint(u64::from(v))
+    }
+    #[inline]
+    fn serialize_i64(self, v: i64) -> Result<(), NotScalar> {
+        self.zigzag(v)
+    }
+    #[inline]
+    fn serialize_i32(self, v: i32) -> Result<(), NotScalar> {
+        self.zigzag(i64::from(v))
+    }
+    #[inline]
+    fn serialize_i16(self, v: i16) -> Result<(), NotScalar> {
+        self.zigzag(i64::from(v))
+    }
+    #[inline]
+    fn serialize_str(self, v: &str) -> Result<(), NotScalar> {
+        self.varint(v.len() as u64)?;
+        let end = self.len + v.len();
+        let slot = self.buffer.get_mut(self.len..end).ok_or(NotScalar)?;
+        slot.copy_from_slice(v.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+    #[inline]
+    fn serialize_unit(self) -> Result<(), NotScalar> {
+        Ok(())
+    }
+
+    not_scalar! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_u8(u8) -> ();
+        serialize_i128(i128) -> ();
+        serialize_u128(u128) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
     }
 }
 
@@ -123,6 +289,37 @@ mod tests {
             memo_key("board:", "load_user", 3, cases[0].1),
             format!("board:load_user:3:{}", cases[0].1)
         );
+    }
+
+    /// The scalar fast path must give exactly postcard's bytes.
+    #[test]
+    fn scalar_keys_hash_as_postcard_encodes_them() {
+        fn via_postcard<K: Serialize + ?Sized>(key: &K) -> KeyHash {
+            KeyHash(xxh3_128(&postcard::to_allocvec(key).expect("encode")))
+        }
+        for n in [0_u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX] {
+            assert_eq!(KeyHash::of(&n).expect("hash"), via_postcard(&n), "{n}");
+        }
+        for n in [0_i64, -1, 1, -64, 64, i64::MIN, i64::MAX] {
+            assert_eq!(KeyHash::of(&n).expect("hash"), via_postcard(&n), "{n}");
+            let small = n as i32;
+            assert_eq!(KeyHash::of(&small).expect("hash"), via_postcard(&small));
+            let short = n as i16;
+            assert_eq!(KeyHash::of(&short).expect("hash"), via_postcard(&short));
+        }
+        for n in [0_u32, 200, u32::MAX] {
+            assert_eq!(KeyHash::of(&n).expect("hash"), via_postcard(&n));
+            let short = n as u16;
+            assert_eq!(KeyHash::of(&short).expect("hash"), via_postcard(&short));
+        }
+        for text in ["", "alice", "ünïcödé", &"x".repeat(39), &"y".repeat(200)] {
+            assert_eq!(
+                KeyHash::of(text).expect("hash"),
+                via_postcard(text),
+                "{text}"
+            );
+        }
+        assert_eq!(KeyHash::of(&()).expect("hash"), via_postcard(&()));
     }
 
     #[test]
