@@ -1,7 +1,7 @@
 //! Debian's `chromedriver` (package `chromium-driver`) on a free loopback
 //! port, plus the flags headless Chromium needs on these machines.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -156,48 +156,8 @@ fn ready(port: u16) -> bool {
     })
 }
 
-/// One HTTP/1.1 request to 127.0.0.1:`port`, returning the status code and
-/// the body. The body is read by `Content-Length`: chromedriver keeps the
-/// connection open despite answering `Connection: close`.
+/// One HTTP/1.1 request with a JSON body to chromedriver on `port`.
 fn http(port: u16, method: &str, path: &str, body: &str) -> io::Result<(u16, String)> {
-    let mut stream = ports::connect(port)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad HTTP response: {what}"),
-        )
-    };
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| bad(&line))?;
-    let mut content_length = 0;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(bad("headers cut short"));
-        }
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                content_length = value.trim().parse().map_err(|_| bad(header))?;
-            }
-        }
-    }
-    let mut body = vec![0; content_length];
-    reader.read_exact(&mut body)?;
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let json = [("Content-Type", "application/json")];
+    crate::http::request(port, method, path, &json, body)
 }

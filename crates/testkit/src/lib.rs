@@ -20,30 +20,43 @@
 //! | [`RedisCluster`] | `redis-server` (`redis-cli`) | [`RedisCluster::start`] |
 //! | [`MemcachedServer`] | `memcached` | [`MemcachedServer::start`] |
 //! | [`Chromedriver`] | `chromium-driver`, `chromium` | [`Chromedriver::start`] |
+//! | [`Dynalite`] (DynamoDB) | npm `dynalite` on `nodejs` | [`Dynalite::start`] |
+//! | [`S3Server`] (S3) | npm `s3rver` on `nodejs` | [`S3Server::start`] |
 //!
-//! Room is left for more servers in the same shape (a `Server` from the
-//! private `process` module plus a launch function and a readiness probe):
-//! a `dynalite` module (DynamoDB on Node, from npm) and an S3-compatible
-//! server module are expected next.
+//! The npm servers are pinned in `tools/node/package-lock.json` and installed
+//! into `tools/node/node_modules` (by `npm ci --prefix tools/node`, which
+//! `scripts/install-test-deps` runs); `DYNALITE_BIN` / `S3RVER_BIN` override
+//! where they are found, and `PATH` is the last resort.
 //!
-//! Prefer one server per test (they start in milliseconds). A server kept in
-//! a `static` is never dropped, so its process would outlive the test binary.
+//! More servers fit the same shape: a `Server` from the private `process`
+//! module plus a launch function and a readiness probe.
+//!
+//! Prefer one server per test: the native ones start in tens of
+//! milliseconds, the Node ones in a few hundred (about 0.15–0.3 s for
+//! dynalite, 0.2–0.5 s for s3rver, mostly Node loading its modules). A
+//! server kept in a `static` is never dropped, so its process would outlive
+//! the test binary.
 //!
 //! Linux-only in practice: ownership of a port and the process tree are read
 //! from `/proc`.
 
 mod chromedriver;
 mod cluster;
+mod dynalite;
+mod http;
 mod memcached;
 mod ports;
 mod process;
 mod redis;
+mod s3;
 
 pub use chromedriver::Chromedriver;
 pub use cluster::RedisCluster;
+pub use dynalite::Dynalite;
 pub use memcached::MemcachedServer;
 pub use ports::{free_port, wait_for_port};
 pub use redis::RedisServer;
+pub use s3::S3Server;
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,9 @@
 //! server with its output in a log file, probing readiness, retrying a start
 //! whose port was lost to a race, and killing everything on stop.
 
+use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -21,21 +23,94 @@ const SAME_PORT_RETRY_FOR: Duration = Duration::from_secs(5);
 /// How much of a log's end goes into a panic message.
 const LOG_TAIL_BYTES: usize = 16 * 1024;
 
+/// Advice printed when a server from npm (`tools/node`) is missing.
+pub(crate) const NPM_INSTALL: &str = "run scripts/install-test-deps (npm ci --prefix tools/node)";
+/// Advice printed when Node.js, which runs the npm servers, is missing.
+const NODE_INSTALL: &str = "apt-get install -y nodejs npm";
+
 /// The absolute path of `name`, searched on `PATH` and then in the usual
 /// system directories; panics with `install` as advice when it is missing.
 pub(crate) fn find_binary(name: &str, install: &str) -> PathBuf {
+    search_path(name).unwrap_or_else(|| {
+        panic!(
+            "{name} not found on PATH: install it with `{install}` \
+             (scripts/install-test-deps does this; scripts/test runs it)"
+        )
+    })
+}
+
+/// `name` on `PATH` or in the usual system directories, if it is there.
+fn search_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let system = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from);
     std::env::split_paths(&path)
         .chain(system)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found on PATH: install it with `{install}` \
-                 (scripts/install-test-deps does this; scripts/test runs it)"
-            )
-        })
+}
+
+/// The workspace's own npm tools: `tools/node/node_modules/.bin`, installed
+/// from the committed `tools/node/package-lock.json`.
+pub(crate) fn node_tools_bin_dir() -> PathBuf {
+    // testkit lives in `<workspace>/crates/testkit`.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/node/node_modules/.bin")
+}
+
+/// The absolute path of the npm-installed server `name`, looked up in order
+/// as the path in the environment variable `env_var`, in
+/// [`node_tools_bin_dir`], then on `PATH`; panics with install advice when
+/// it is missing (or `env_var` names no file). If it is a Node script, also
+/// panics unless `node` itself is installed.
+pub(crate) fn find_node_binary(name: &str, env_var: &str) -> PathBuf {
+    let binary = locate_node_binary(
+        name,
+        env_var,
+        std::env::var_os(env_var),
+        &node_tools_bin_dir(),
+    );
+    // `#!/usr/bin/env node` would fail only at spawn, five times over.
+    if is_node_script(&binary) {
+        let _ = find_binary("node", NODE_INSTALL);
+    }
+    binary
+}
+
+/// [`find_node_binary`]'s lookup, given the value of `env_var` and the
+/// workspace's npm `bin_dir`.
+pub(crate) fn locate_node_binary(
+    name: &str,
+    env_var: &str,
+    env_value: Option<OsString>,
+    bin_dir: &Path,
+) -> PathBuf {
+    if let Some(path) = env_value.filter(|v| !v.is_empty()).map(PathBuf::from) {
+        assert!(
+            path.is_file(),
+            "{env_var}={} is not a file: unset it, or {NPM_INSTALL}",
+            path.display()
+        );
+        return path;
+    }
+    let local = bin_dir.join(name);
+    if local.is_file() {
+        return local;
+    }
+    search_path(name).unwrap_or_else(|| {
+        panic!(
+            "{name} not found (not in ${env_var}, {}, or on PATH): {NPM_INSTALL}",
+            local.display()
+        )
+    })
+}
+
+/// Whether `path` starts with a `#!` line that runs `node`.
+fn is_node_script(path: &Path) -> bool {
+    let mut head = [0; 128];
+    let n = fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let first_line = head[..n].split(|&b| b == b'\n').next().unwrap_or_default();
+    first_line.starts_with(b"#!") && String::from_utf8_lossy(first_line).contains("node")
 }
 
 /// Why a start attempt failed.

@@ -10,7 +10,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::ports::{free_port, owns_listener};
-use crate::process::{Failure, ServerProcess, find_binary, temp_dir};
+use crate::process::{
+    Failure, ServerProcess, find_binary, locate_node_binary, node_tools_bin_dir, temp_dir,
+};
 use crate::redis::RedisServer;
 
 fn running(pid: u32) -> bool {
@@ -35,6 +37,58 @@ fn a_missing_binary_panics_with_install_advice() {
 #[test]
 fn finds_binaries_on_path() {
     assert!(find_binary("sh", "-").is_absolute());
+}
+
+#[test]
+#[should_panic(expected = "run scripts/install-test-deps (npm ci --prefix tools/node)")]
+fn a_missing_npm_server_panics_with_install_advice() {
+    let empty = temp_dir("unit");
+    let _ = locate_node_binary("no-such-npm-server-xyz", "NO_SUCH_BIN", None, empty.path());
+}
+
+#[test]
+#[should_panic(expected = "NO_SUCH_BIN=/nonexistent/dynalite is not a file")]
+fn an_npm_server_override_must_exist() {
+    let empty = temp_dir("unit");
+    let _ = locate_node_binary(
+        "dynalite",
+        "NO_SUCH_BIN",
+        Some("/nonexistent/dynalite".into()),
+        empty.path(),
+    );
+}
+
+#[test]
+fn npm_servers_are_found_by_override_then_workspace_then_path() {
+    let bin_dir = temp_dir("unit");
+    let local = bin_dir.path().join("sh");
+    std::fs::write(&local, "#!/bin/sh\n").unwrap();
+    let other = temp_dir("unit");
+    let overridden = other.path().join("custom");
+    std::fs::write(&overridden, "#!/bin/sh\n").unwrap();
+
+    let find = |env_value: Option<&Path>, dir: &Path| {
+        locate_node_binary("sh", "SH_BIN", env_value.map(Into::into), dir)
+    };
+    assert_eq!(find(Some(&overridden), bin_dir.path()), overridden);
+    assert_eq!(
+        find(Some(Path::new("")), bin_dir.path()),
+        local,
+        "empty = unset"
+    );
+    assert_eq!(find(None, bin_dir.path()), local);
+    assert_eq!(find(None, other.path()), find_binary("sh", "-"));
+}
+
+#[test]
+fn the_workspace_npm_bin_dir_is_under_tools_node() {
+    let dir = node_tools_bin_dir();
+    assert!(
+        dir.join("../../package.json").is_file(),
+        "{} has no tools/node/package.json above it",
+        dir.display()
+    );
+    assert!(dir.ends_with("tools/node/node_modules/.bin"));
 }
 
 #[test]

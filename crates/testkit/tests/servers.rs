@@ -6,7 +6,10 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use testkit::{Chromedriver, MemcachedServer, RedisCluster, RedisServer, free_port, wait_for_port};
+use testkit::{
+    Chromedriver, Dynalite, MemcachedServer, RedisCluster, RedisServer, S3Server, free_port,
+    wait_for_port,
+};
 
 /// Sends raw bytes and reads one CRLF-terminated reply line.
 fn roundtrip(stream: impl Read + Write, request: &str) -> String {
@@ -229,17 +232,33 @@ fn memcached_sets_gets_and_restarts_on_the_same_port() {
     assert!(!alive(pid), "memcached {pid} still running after drop");
 }
 
-/// One raw HTTP/1.1 request; returns the status code and body.
+/// One raw HTTP/1.1 request with a JSON body; returns the status code and body.
 fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let json = [("Content-Type", "application/json")];
+    http_with(url, method, path, &json, body)
+}
+
+/// One raw HTTP/1.1 request with extra `headers`; returns the status code and body.
+fn http_with(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     let mut stream = tcp(port);
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         {headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -333,4 +352,136 @@ fn chromedriver_is_ready_and_drives_headless_chromium() {
         gone_soon(browser_pid),
         "chromium {browser_pid} still running after drop"
     );
+}
+
+/// A DynamoDB `ListTables` call (dynalite checks the form of the signature,
+/// not its value).
+fn list_tables(endpoint: &str) -> (u16, String) {
+    let headers = [
+        ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+        ("Content-Type", "application/x-amz-json-1.0"),
+        (
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=x",
+        ),
+        ("X-Amz-Date", "20260101T000000Z"),
+    ];
+    http_with(endpoint, "POST", "/", &headers, "{}")
+}
+
+/// Whether `pid` has left `/proc` altogether (killed and reaped).
+fn reaped(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn dynalite_answers_dynamodb_and_restarts_on_the_same_port() {
+    let mut dynamo = Dynalite::start();
+    let port = dynamo.port();
+    assert_eq!(dynamo.endpoint(), format!("http://127.0.0.1:{port}"));
+    let (status, body) = list_tables(&dynamo.endpoint());
+    assert_eq!(status, 200, "{body}\n--- log ---\n{}", dynamo.log());
+    assert_eq!(body, r#"{"TableNames":[]}"#);
+    assert!(format!("{dynamo:?}").contains(&port.to_string()));
+
+    let first_pid = dynamo.pid().unwrap();
+    dynamo.stop();
+    assert_eq!(dynamo.pid(), None);
+    assert!(
+        reaped(first_pid),
+        "dynalite {first_pid} still running after stop"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still answers"
+    );
+    dynamo.stop(); // idempotent
+
+    dynamo.restart();
+    assert_eq!(dynamo.port(), port);
+    assert_ne!(dynamo.pid(), Some(first_pid));
+    assert_eq!(list_tables(&dynamo.endpoint()).0, 200);
+
+    // Restarting a running server replaces it in place too.
+    let second_pid = dynamo.pid().unwrap();
+    dynamo.restart();
+    assert!(reaped(second_pid));
+    assert_eq!(list_tables(&dynamo.endpoint()).0, 200);
+
+    let pid = dynamo.pid().unwrap();
+    drop(dynamo);
+    assert!(reaped(pid), "dynalite {pid} still running after drop");
+}
+
+#[test]
+fn s3rver_serves_its_bucket_and_keeps_objects_across_a_restart() {
+    let mut s3 = S3Server::start();
+    let port = s3.port();
+    let endpoint = s3.endpoint();
+    assert_eq!(endpoint, format!("http://127.0.0.1:{port}"));
+    assert_eq!(s3.bucket(), "board");
+    assert_eq!(
+        (s3.access_key_id(), s3.secret_access_key()),
+        ("S3RVER", "S3RVER")
+    );
+    let (status, body) = http_with(&endpoint, "GET", "/board", &[], "");
+    assert_eq!(status, 200, "{body}\n--- log ---\n{}", s3.log());
+    assert!(body.starts_with("<?xml"), "{body}");
+    assert!(body.contains("<Name>board</Name>"), "{body}");
+    assert!(format!("{s3:?}").contains(&port.to_string()));
+
+    // Anonymous path-style writes are accepted.
+    let (status, body) = http_with(&endpoint, "PUT", "/board/greeting", &[], "hello");
+    assert_eq!(status, 200, "{body}");
+
+    let first_pid = s3.pid().unwrap();
+    s3.stop();
+    assert_eq!(s3.pid(), None);
+    assert!(
+        reaped(first_pid),
+        "s3rver {first_pid} still running after stop"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still answers"
+    );
+
+    s3.restart();
+    assert_eq!(s3.port(), port);
+    assert_eq!(
+        http_with(&endpoint, "GET", "/board/greeting", &[], ""),
+        (200, "hello".to_owned()),
+        "objects are on disk and survive a restart"
+    );
+
+    let pid = s3.pid().unwrap();
+    drop(s3);
+    assert!(reaped(pid), "s3rver {pid} still running after drop");
+}
+
+#[test]
+fn parallel_node_servers_get_distinct_ports() {
+    let (dynamos, s3s): (Vec<Dynalite>, Vec<S3Server>) = thread::scope(|s| {
+        let dynamos: Vec<_> = (0..3).map(|_| s.spawn(Dynalite::start)).collect();
+        let s3s: Vec<_> = (0..3).map(|_| s.spawn(S3Server::start)).collect();
+        (
+            dynamos.into_iter().map(|h| h.join().unwrap()).collect(),
+            s3s.into_iter().map(|h| h.join().unwrap()).collect(),
+        )
+    });
+    let mut ports: Vec<u16> = dynamos
+        .iter()
+        .map(Dynalite::port)
+        .chain(s3s.iter().map(S3Server::port))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 6);
+    for dynamo in &dynamos {
+        assert_eq!(list_tables(&dynamo.endpoint()).0, 200);
+    }
+    for s3 in &s3s {
+        assert_eq!(http_with(&s3.endpoint(), "GET", "/board", &[], "").0, 200);
+    }
 }
