@@ -326,14 +326,18 @@ where
     {
         match self.probe(key) {
             // A hit is a ready future: no state machine to build or poll.
+            // The miss path is boxed so the future stays two words wide:
+            // callers move it (into `.await` state, `now_or_never`), and a
+            // future holding the whole load state costs a large memcpy on
+            // every hit.
             Probe::Hit(value) => Either::Left(std::future::ready(value)),
-            probe => Either::Right(async move {
+            probe => Either::Right(Box::pin(async move {
                 let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
                 match self.finish(probe, load).await {
                     Ok(value) => value,
                     Err(never) => match *never {},
                 }
-            }),
+            })),
         }
     }
 
@@ -355,7 +359,7 @@ where
     {
         match self.probe(key) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
-            probe => Either::Right(self.finish(probe, load)),
+            probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
     }
 
@@ -376,7 +380,7 @@ where
     {
         match self.probe(key) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
-            probe => Either::Right(self.finish(probe, load)),
+            probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
     }
 
