@@ -41,8 +41,17 @@ pub struct Settings {
     )]
     pub database_url: String,
 
-    /// Where images are kept: `file://DIR` (a relative path is relative to
-    /// the working directory).
+    /// Where images are kept: `file://DIR` or a plain path (a relative path
+    /// is relative to the working directory), or, in a build with
+    /// `--features aws`, `s3://BUCKET/PREFIX?endpoint=URL&region=REGION`
+    /// (objects `PREFIX/NAME`, stored with their Content-Type and
+    /// `Cache-Control: public, max-age=31536000, immutable`). With
+    /// `endpoint=` (a local S3-compatible server, e.g.
+    /// `endpoint=http://127.0.0.1:9000`) requests are path-style, the
+    /// credentials are AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY if set, else
+    /// `S3RVER`/`S3RVER`, and the instance-metadata service is never asked.
+    /// Without it, AWS S3 configured from the AWS_* environment and its
+    /// usual credential chain. `region` defaults to us-east-1.
     #[arg(long, env = "BOARD_MEDIA_URL", default_value = "file://data/media")]
     pub media_url: String,
 

@@ -1,11 +1,18 @@
-//! Where images live, behind [`MediaStore`] (a local directory by default;
-//! object stores for fleets slot in by URL), and the names they live under.
+//! Where images live, behind [`MediaStore`], and the names they live under.
+//!
+//! One implementation, [`ObjectMedia`], covers every backend through the
+//! `object_store` crate: a local directory (`file://DIR`, the default) and,
+//! with the `aws` feature, S3 or an S3-compatible server (`s3://BUCKET/PREFIX`)
+//! for fleets of boards that share their images.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 
 /// Kinds of image the board accepts, recognised by content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +116,8 @@ impl MediaName {
 /// A store of image files.
 #[async_trait]
 pub trait MediaStore: Send + Sync + 'static {
-    /// Stores `bytes` under `name`.
+    /// Stores `bytes` under `name`, replacing what was there; readers see
+    /// either the old or the new image, never part of one.
     async fn put(&self, name: &MediaName, bytes: Bytes) -> std::io::Result<()>;
     /// The bytes under `name`, if any.
     async fn get(&self, name: &MediaName) -> std::io::Result<Option<Bytes>>;
@@ -117,16 +125,44 @@ pub trait MediaStore: Send + Sync + 'static {
     async fn delete(&self, name: &MediaName) -> std::io::Result<()>;
 }
 
-/// Opens the media store named by `url`: `file://DIR` or a plain path.
+/// `Cache-Control` stored with every image where the backend keeps headers
+/// (S3), so a CDN or browser reading the bucket directly caches it for good:
+/// names are random and never reused, so an image never changes. The board's
+/// own `/media/NAME` route answers with the same value.
+pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// Opens the media store named by `url`:
+///
+/// - `file://DIR` or a plain path: files in `DIR` (created if missing; a
+///   relative path is relative to the working directory);
+/// - `s3://BUCKET/PREFIX?endpoint=URL&region=REGION` (with the `aws`
+///   feature): objects `PREFIX/NAME` in `BUCKET`. With `endpoint=` (an
+///   S3-compatible server such as MinIO or s3rver) requests are path-style,
+///   plain HTTP is allowed only for an `http://` endpoint, and the
+///   credentials are `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` from the
+///   environment, or `S3RVER`/`S3RVER` when neither is set; never the
+///   instance-metadata service. Without `endpoint=`, AWS itself, configured
+///   from the `AWS_*` environment as `object_store`'s
+///   `AmazonS3Builder::from_env` reads it (including its credential chain).
+///   `region` defaults to `us-east-1`.
 ///
 /// # Errors
-/// A message for unknown schemes or a directory that cannot be created.
+/// A message for unknown schemes, malformed S3 URLs, S3 URLs in a build
+/// without the `aws` feature, or a directory that cannot be created.
 pub fn open(url: &str) -> Result<Arc<dyn MediaStore>, String> {
+    if url.starts_with("s3://") {
+        return open_s3(url);
+    }
     let path = if let Some(path) = url.strip_prefix("file://") {
         path
     } else if url.contains("://") {
         return Err(format!(
-            "unsupported media URL `{url}` (this build knows file://DIR)"
+            "unsupported media URL `{url}` (this build knows file://DIR{})",
+            if cfg!(feature = "aws") {
+                " and s3://BUCKET/PREFIX"
+            } else {
+                ""
+            }
         ));
     } else {
         url
@@ -137,37 +173,230 @@ pub fn open(url: &str) -> Result<Arc<dyn MediaStore>, String> {
     let dir = PathBuf::from(path);
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create media directory {}: {e}", dir.display()))?;
-    Ok(Arc::new(LocalDir { dir }))
+    // `LocalFileSystem` writes to a staging file beside the target and
+    // renames it into place, so readers never see half an image.
+    let local = LocalFileSystem::new_with_prefix(&dir)
+        .map_err(|e| format!("cannot use media directory {}: {e}", dir.display()))?;
+    Ok(Arc::new(ObjectMedia {
+        store: Arc::new(local),
+        prefix: ObjectPath::default(),
+        // `LocalFileSystem::put_opts` refuses attributes (NotImplemented);
+        // the board's `/media/` route supplies the headers instead.
+        attributes: false,
+        describe: format!("media directory {}", dir.display()),
+    }))
 }
 
-/// Images as files in one directory.
+#[cfg(not(feature = "aws"))]
+fn open_s3(_url: &str) -> Result<Arc<dyn MediaStore>, String> {
+    Err("this build has no S3 support; rebuild with `--features aws`".into())
+}
+
+#[cfg(feature = "aws")]
+fn open_s3(url: &str) -> Result<Arc<dyn MediaStore>, String> {
+    s3::open(url)
+}
+
+/// Images in an [`ObjectStore`]: under `prefix`, each object named by its
+/// [`MediaName`].
 #[derive(Debug)]
-pub struct LocalDir {
-    dir: PathBuf,
+pub struct ObjectMedia {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// Whether the backend keeps `Content-Type` and `Cache-Control`.
+    attributes: bool,
+    /// For error messages: which store this is.
+    describe: String,
+}
+
+impl ObjectMedia {
+    fn location(&self, name: &MediaName) -> ObjectPath {
+        // A generated name is one safe path segment: hex, `_thumb`, a dot
+        // and an extension.
+        self.prefix.clone().join(name.as_str())
+    }
+
+    fn error(&self, action: &str, name: &MediaName, error: &object_store::Error) -> std::io::Error {
+        let kind = match error {
+            object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => std::io::ErrorKind::PermissionDenied,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(
+            kind,
+            format!(
+                "{}: cannot {action} {}: {error}",
+                self.describe,
+                name.as_str()
+            ),
+        )
+    }
 }
 
 #[async_trait]
-impl MediaStore for LocalDir {
+impl MediaStore for ObjectMedia {
     async fn put(&self, name: &MediaName, bytes: Bytes) -> std::io::Result<()> {
-        // Write then rename, so a reader never sees half a file.
-        let final_path = self.dir.join(name.as_str());
-        let temp = self.dir.join(format!(".{}.partial", name.as_str()));
-        tokio::fs::write(&temp, &bytes).await?;
-        tokio::fs::rename(&temp, &final_path).await
+        let mut options = PutOptions::default();
+        if self.attributes {
+            let mut attributes = Attributes::new();
+            attributes.insert(Attribute::ContentType, name.kind().content_type().into());
+            attributes.insert(Attribute::CacheControl, CACHE_CONTROL.into());
+            options.attributes = attributes;
+        }
+        self.store
+            .put_opts(&self.location(name), PutPayload::from(bytes), options)
+            .await
+            .map(drop)
+            .map_err(|e| self.error("store", name, &e))
     }
 
     async fn get(&self, name: &MediaName) -> std::io::Result<Option<Bytes>> {
-        match tokio::fs::read(self.dir.join(name.as_str())).await {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let found = match self.store.get(&self.location(name)).await {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error("read", name, &e)),
+        };
+        match found.bytes().await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("read", name, &e)),
         }
     }
 
     async fn delete(&self, name: &MediaName) -> std::io::Result<()> {
-        match tokio::fs::remove_file(self.dir.join(name.as_str())).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        match self.store.delete(&self.location(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", name, &e)),
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+mod s3 {
+    //! `s3://BUCKET/PREFIX?endpoint=…&region=…`.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use object_store::aws::AmazonS3Builder;
+    use object_store::path::Path as ObjectPath;
+    use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+    use super::{MediaStore, ObjectMedia};
+
+    /// Credentials for a local S3-compatible server when the environment
+    /// names none (s3rver's defaults; MinIO and others accept any pair
+    /// they were started with).
+    const DUMMY_KEY: &str = "S3RVER";
+
+    pub(super) fn open(raw: &str) -> Result<Arc<dyn MediaStore>, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("media URL `{raw}`: {e}"))?;
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("media URL `{raw}` names no bucket (s3://BUCKET/PREFIX)"))?
+            .to_owned();
+        if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
+            return Err(format!(
+                "media URL `{raw}`: put the server in `?endpoint=`, and credentials in \
+                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+            ));
+        }
+        let prefix = url.path().trim_matches('/');
+        let prefix = ObjectPath::parse(prefix)
+            .map_err(|e| format!("media URL `{raw}`: bad prefix `{prefix}`: {e}"))?;
+        let (mut endpoint, mut region) = (None, None);
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "endpoint" => endpoint = Some(value.into_owned()),
+                "region" => region = Some(value.into_owned()),
+                other => {
+                    return Err(format!(
+                        "media URL `{raw}`: unknown parameter `{other}` (known: endpoint, region)"
+                    ));
+                }
+            }
+        }
+
+        let builder = match &endpoint {
+            Some(endpoint) => {
+                let allow_http = if endpoint.starts_with("http://") {
+                    true
+                } else if endpoint.starts_with("https://") {
+                    false
+                } else {
+                    return Err(format!(
+                        "media URL `{raw}`: endpoint `{endpoint}` is not an http:// or https:// URL"
+                    ));
+                };
+                let (key, secret) = credentials()?;
+                // Static credentials always, so the instance-metadata
+                // service is never asked; nothing else from the `AWS_*`
+                // environment either.
+                AmazonS3Builder::new()
+                    .with_endpoint(endpoint)
+                    .with_virtual_hosted_style_request(false)
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret)
+                    .with_client_options(client_options().with_allow_http(allow_http))
+            }
+            None => AmazonS3Builder::from_env().with_client_options(client_options()),
+        };
+        let mut builder = builder.with_bucket_name(&bucket).with_retry(retry_config());
+        if let Some(region) = region {
+            builder = builder.with_region(region);
+        } else if endpoint.is_some() {
+            builder = builder.with_region("us-east-1");
+        }
+        let store = builder
+            .build()
+            .map_err(|e| format!("media URL `{raw}`: {e}"))?;
+        let describe = match &endpoint {
+            Some(endpoint) => format!("S3 bucket {bucket} at {endpoint}"),
+            None => format!("S3 bucket {bucket}"),
+        };
+        Ok(Arc::new(ObjectMedia {
+            store: Arc::new(store),
+            prefix,
+            attributes: true,
+            describe,
+        }))
+    }
+
+    /// The key pair for an `endpoint=` server.
+    fn credentials() -> Result<(String, String), String> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key), Some(secret)) => Ok((key, secret)),
+            (None, None) => Ok((DUMMY_KEY.into(), DUMMY_KEY.into())),
+            _ => Err("set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither".into()),
+        }
+    }
+
+    /// Timeouts that make a dead endpoint an error within seconds: a
+    /// connect gives up after 2 s, a connection that goes silent (a hung
+    /// server) after 5 s without a byte, and a whole request (images up to
+    /// the upload limit) after 30 s.
+    fn client_options() -> ClientOptions {
+        ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_read_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(30))
+    }
+
+    /// A few quick retries for transient errors (connection resets, 5xx,
+    /// SlowDown), none started more than 4 s after the first attempt, so a
+    /// request on a dead or hung endpoint fails within about 6 s.
+    fn retry_config() -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                base: 2.0,
+            },
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(4),
         }
     }
 }
