@@ -23,6 +23,9 @@ pub enum Command {
     Serve(Box<Settings>),
     /// Fill a board with sample users and messages with generated images.
     Demo(DemoArgs),
+    /// Create or update the database's tables (DynamoDB: tables and
+    /// indexes, waiting until they are active; SQLite: migrates the file).
+    Migrate(MigrateArgs),
 }
 
 /// Everything the server can be told.
@@ -33,7 +36,15 @@ pub struct Settings {
     pub address: SocketAddr,
 
     /// Where users, sessions and messages are kept: `sqlite://PATH` (created
-    /// and migrated on start) or `sqlite::memory:`.
+    /// and migrated on start) or `sqlite::memory:`; in builds with the `aws`
+    /// feature also `dynamodb://REGION?endpoint=URL&prefix=board_` (tables
+    /// `{prefix}users`, `{prefix}sessions`, `{prefix}messages`, made by
+    /// `board migrate`; `prefix` defaults to `board_`). Without `endpoint`
+    /// it talks to AWS with the standard credential chain (environment,
+    /// profile, web identity, container or instance role); with one (a
+    /// local emulator such as `endpoint=http://127.0.0.1:8000`) it signs
+    /// with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` if set, else
+    /// `local`/`local`, and never asks instance metadata.
     #[arg(
         long,
         env = "BOARD_DATABASE_URL",
@@ -176,6 +187,18 @@ pub struct DemoArgs {
         hide_env_values = true
     )]
     pub password: String,
+}
+
+/// `board migrate`: which database to bring up to date.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database, as for `serve` (`sqlite://PATH` or `dynamodb://REGION?…`).
+    #[arg(
+        long,
+        env = "BOARD_DATABASE_URL",
+        default_value = "sqlite://data/board.sqlite"
+    )]
+    pub database_url: String,
 }
 
 impl Settings {

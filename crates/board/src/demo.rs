@@ -52,7 +52,9 @@ const DESCRIPTIONS: &[&str] = &[
 /// A message when the stores cannot be opened, the board is not empty, or
 /// writing fails.
 pub async fn run(args: &DemoArgs) -> Result<String, String> {
-    let stores = Stores::open(&args.database_url).map_err(|e| e.to_string())?;
+    let stores = Stores::open(&args.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
     let media = media::open(&args.media_url)?;
     let existing = stores.users.count().await.map_err(|e| e.to_string())?;
     if existing > 0 {

@@ -1,4 +1,5 @@
-//! `board`: serve the message board, or fill it with demo data.
+//! `board`: serve the message board, fill it with demo data, or create its
+//! tables (`board migrate`).
 
 use std::process::ExitCode;
 
@@ -18,6 +19,16 @@ async fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("board demo: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Migrate(args)) => match board::store::migrate(&args.database_url).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("board migrate: {error}");
                 ExitCode::FAILURE
             }
         },

@@ -57,7 +57,7 @@ impl Application {
     /// # Errors
     /// See [`StartupError`].
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let state = build_state(settings)?;
+        let state = build_state(settings).await?;
         if settings.demo {
             crate::demo::fill_if_empty(&state.stores, &state.media)
                 .await
@@ -199,15 +199,17 @@ pub fn is_tiered(cache: &Cache) -> bool {
 ///
 /// # Errors
 /// See [`StartupError`].
-pub fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
+pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let media_base = media_base(settings)?;
     let secret = secret(settings)?;
     let cache = Cache::from_url(&settings.cache_url)
         .map_err(|e| StartupError::Config(format!("--cache-url: {e}")))?;
-    let stores = Stores::open(&settings.database_url).map_err(|e| match e {
-        crate::store::OpenError::Url(m) => StartupError::Config(format!("--database-url: {m}")),
-        crate::store::OpenError::Database(m) => StartupError::Storage(m),
-    })?;
+    let stores = Stores::open(&settings.database_url)
+        .await
+        .map_err(|e| match e {
+            crate::store::OpenError::Url(m) => StartupError::Config(format!("--database-url: {m}")),
+            crate::store::OpenError::Database(m) => StartupError::Storage(m),
+        })?;
     let media = crate::media::open(&settings.media_url)
         .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
     let messages_timeout = messages_timeout(settings, &cache);

@@ -1,10 +1,13 @@
 //! Where users, sessions and messages live, behind one trait each so that
-//! other databases (DynamoDB for fleets) slot in by URL.
+//! other databases slot in by URL: SQLite ([`sqlite`]) embedded, DynamoDB
+//! (`dynamo`, with the `aws` feature) for fleets.
 //!
 //! Every store a [`Stores`] hands out is wrapped in [`counted`], which
 //! counts calls per table and operation for `/metrics` and for tests.
 
 pub mod counted;
+#[cfg(feature = "aws")]
+pub mod dynamo;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -119,9 +122,11 @@ pub trait SessionStore: Send + Sync + 'static {
 pub trait MessageStore: Send + Sync + 'static {
     /// Adds a message.
     async fn insert(&self, message: &Message) -> StoreResult<()>;
-    /// Every message (a full scan, as the original's `messages_table.scan()`).
+    /// Every message (the original's `messages_table.scan()`), in no
+    /// promised order: SQLite gives insertion order, DynamoDB newest first.
     async fn all(&self) -> StoreResult<Vec<Message>>;
-    /// The messages of one user (any order): what `/my` shows.
+    /// The messages of one user (any order; DynamoDB gives newest first):
+    /// what `/my` shows.
     async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>>;
     /// One message.
     async fn get(&self, id: &str) -> StoreResult<Option<Message>>;
@@ -143,35 +148,106 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Opens (creating and migrating if needed) the database at `url`:
-    /// `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`.
+    /// Opens the database at `url`: `sqlite://PATH`, `sqlite:PATH` or
+    /// `sqlite::memory:` (created and migrated if needed), or, in builds
+    /// with the `aws` feature, `dynamodb://REGION?endpoint=URL&prefix=P`
+    /// (whose tables [`migrate`] must have made).
     ///
     /// # Errors
     /// [`OpenError::Url`] for an unknown or malformed URL,
     /// [`OpenError::Database`] when the database cannot be opened.
-    pub fn open(url: &str) -> Result<Self, OpenError> {
-        let db = if let Some(rest) = url.strip_prefix("sqlite:") {
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        match Backend::parse(url)? {
+            Backend::Sqlite(path) => {
+                let db = open_sqlite(url, &path).await?;
+                Ok(Self::counted(Arc::new(db)))
+            }
+            #[cfg(feature = "aws")]
+            Backend::Dynamo => {
+                let db = dynamo::Dynamo::open(url).await?;
+                Ok(Self::counted(Arc::new(db)))
+            }
+        }
+    }
+
+    /// Wraps one database holding all three tables in counters.
+    fn counted<D: UserStore + SessionStore + MessageStore>(db: Arc<D>) -> Self {
+        let calls = DbCalls::default();
+        Self {
+            users: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
+            sessions: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
+            messages: Arc::new(counted::Counted::new(db, calls.clone())),
+            calls,
+        }
+    }
+}
+
+/// Brings the database at `url` up to date: for `dynamodb://`, creates the
+/// missing tables and indexes and waits until they are active; for
+/// `sqlite://`, opens the file, which migrates it. Idempotent. Returns what
+/// was done, for people.
+///
+/// # Errors
+/// As [`Stores::open`].
+pub async fn migrate(url: &str) -> Result<String, OpenError> {
+    match Backend::parse(url)? {
+        Backend::Sqlite(path) => {
+            drop(open_sqlite(url, &path).await?);
+            Ok(format!(
+                "SQLite database {path} is up to date (it migrates itself on open)"
+            ))
+        }
+        #[cfg(feature = "aws")]
+        Backend::Dynamo => dynamo::migrate(url).await,
+    }
+}
+
+/// The kind of database a URL names.
+enum Backend {
+    /// A SQLite file (or `:memory:`).
+    Sqlite(String),
+    /// DynamoDB; the URL is parsed by [`dynamo::DynamoUrl`].
+    #[cfg(feature = "aws")]
+    Dynamo,
+}
+
+impl Backend {
+    fn parse(url: &str) -> Result<Self, OpenError> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
                 return Err(OpenError::Url(format!(
                     "`{url}` names no file (try sqlite://data/board.sqlite)"
                 )));
             }
-            sqlite::Sqlite::open(path).map_err(|e| OpenError::Database(format!("{url}: {e}")))?
-        } else {
+            return Ok(Self::Sqlite(path.to_owned()));
+        }
+        if url.starts_with("dynamodb:") {
+            #[cfg(feature = "aws")]
+            return Ok(Self::Dynamo);
+            #[cfg(not(feature = "aws"))]
             return Err(OpenError::Url(format!(
-                "unsupported database URL `{url}` (this build knows sqlite://PATH and sqlite::memory:)"
+                "`{url}`: this build has no DynamoDB support; rebuild with `--features aws`"
             )));
-        };
-        let calls = DbCalls::default();
-        let db = Arc::new(db);
-        Ok(Self {
-            users: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
-            sessions: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
-            messages: Arc::new(counted::Counted::new(db, calls.clone())),
-            calls,
-        })
+        }
+        Err(OpenError::Url(format!(
+            "unsupported database URL `{url}` (this build knows sqlite://PATH, sqlite::memory:{})",
+            if cfg!(feature = "aws") {
+                " and dynamodb://REGION?endpoint=URL&prefix=board_"
+            } else {
+                ""
+            }
+        )))
     }
+}
+
+/// Opens (and migrates) a SQLite file off the async threads.
+async fn open_sqlite(url: &str, path: &str) -> Result<sqlite::Sqlite, OpenError> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || sqlite::Sqlite::open(&owned))
+        .await
+        .map_err(|e| OpenError::Database(format!("{url}: opening failed: {e}")))?
+        .map_err(|e| OpenError::Database(format!("{url}: {e}")))
 }
 
 /// Why a store could not be opened.

@@ -1,0 +1,499 @@
+//! DynamoDB, for fleets: `dynamodb://REGION?endpoint=URL&prefix=board_`.
+//!
+//! # Tables
+//!
+//! | table | key | indexes |
+//! | --- | --- | --- |
+//! | `{prefix}users` | `id` (S) | none |
+//! | `{prefix}sessions` | `token_hash` (S) | `by_user`: `user_id` (S), keys only |
+//! | `{prefix}messages` | `message_id` (S) | `by_time`: `feed` (S) + `created_at` (N); `by_user`: `user_id` (S) + `created_at` (N); both project everything |
+//!
+//! **Unique names without transactions** (dynalite has no
+//! `TransactWriteItems`): a user's name is claimed first by a *claim item*
+//! in `users` whose `id` is `username#` + the name in ASCII lower case (the
+//! same folding as SQLite's `NOCASE`), written with
+//! `attribute_not_exists(id)`; the claim holds the owner's `user_id`. The
+//! user item is written second and the claim is deleted again if that
+//! fails. [`credentials`](super::UserStore::credentials) reads the claim,
+//! then the user: two strongly consistent `GetItem`s, no index. Claim items
+//! are the only items in `users` with a `user_id` attribute, which is how
+//! [`count`](super::UserStore::count) leaves them out.
+//!
+//! **Listing**: every message carries `feed = "all"`, the partition key of
+//! the `by_time` index, so "newest first" is one `Query` with
+//! `ScanIndexForward=false`. The trade-off: every message lands in one index
+//! partition, which caps that index at one partition's throughput (about
+//! 1,000 writes/s); a board far past that would shard the feed
+//! (`all#0`..`all#N`) and merge N queries. `/my` queries `by_user`.
+//! Index reads are eventually consistent on AWS (dynalite is immediate).
+//!
+//! Every `Query` and `Scan` follows `LastEvaluatedKey` to the end.
+//!
+//! # Credentials and failures
+//!
+//! With `endpoint=` (a local emulator) the client signs with
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` when set, else `local`/`local`,
+//! and never touches the default credential chain (no instance-metadata
+//! probing). Without it the standard AWS chain applies. Calls use the SDK's
+//! standard retry (5 attempts, exponential backoff with jitter) with a
+//! 2 s attempt and 10 s operation timeout, so a dead endpoint fails in
+//! bounded time.
+
+mod items;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableDescription, TableStatus,
+};
+
+use super::{OpenError, StoreError};
+
+/// Attempts per call (the first plus retries).
+const MAX_ATTEMPTS: u32 = 5;
+/// Longest a single HTTP attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a call may take, retries and backoff included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `board migrate` waits for a table and its indexes to be active.
+const ACTIVE_WAIT: Duration = Duration::from_secs(300);
+/// The default table-name prefix.
+const DEFAULT_PREFIX: &str = "board_";
+
+/// Where the tables are, parsed from a `dynamodb://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoUrl {
+    /// AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// An endpoint to use instead of AWS's (a local emulator).
+    pub endpoint: Option<String>,
+    /// Prepended to every table name.
+    pub prefix: String,
+}
+
+impl DynamoUrl {
+    /// Parses `dynamodb://REGION?endpoint=http://127.0.0.1:8000&prefix=board_`.
+    ///
+    /// # Errors
+    /// [`OpenError::Url`] naming what is wrong.
+    pub fn parse(url: &str) -> Result<Self, OpenError> {
+        let bad = |why: &str| {
+            OpenError::Url(format!(
+                "`{url}`: {why} (expected dynamodb://REGION?endpoint=http://127.0.0.1:8000&prefix=board_)"
+            ))
+        };
+        let rest = url
+            .strip_prefix("dynamodb://")
+            .ok_or_else(|| bad("not a dynamodb:// URL"))?;
+        let (region, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let region = region.strip_suffix('/').unwrap_or(region);
+        if region.is_empty() {
+            return Err(bad("no region"));
+        }
+        if !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(bad(&format!(
+                "`{region}` is not a region such as eu-west-1"
+            )));
+        }
+        let mut endpoint = None;
+        let mut prefix = DEFAULT_PREFIX.to_owned();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "endpoint" => {
+                    let parsed = url::Url::parse(&value)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                        .ok_or_else(|| bad(&format!("endpoint `{value}` is not an http(s) URL")))?;
+                    endpoint = Some(parsed.as_str().trim_end_matches('/').to_owned());
+                }
+                "prefix" => {
+                    if !value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                        || value.len() > 200
+                    {
+                        return Err(bad(&format!(
+                            "prefix `{value}` may only hold letters, digits, _ - and ."
+                        )));
+                    }
+                    prefix = value.into_owned();
+                }
+                other => return Err(bad(&format!("unknown parameter `{other}`"))),
+            }
+        }
+        Ok(Self {
+            region: region.to_owned(),
+            endpoint,
+            prefix,
+        })
+    }
+
+    /// The full name of table `name` (`users`, `sessions`, `messages`).
+    pub fn table(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+/// The three tables on DynamoDB; implements every store trait.
+pub struct Dynamo {
+    client: Client,
+    users: String,
+    sessions: String,
+    messages: String,
+}
+
+impl Dynamo {
+    /// Connects to the tables of `url` and checks that they exist.
+    ///
+    /// # Errors
+    /// [`OpenError::Url`] for a malformed URL, [`OpenError::Database`] when a
+    /// table is missing (run `board migrate`) or DynamoDB cannot be reached.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        let parsed = DynamoUrl::parse(url)?;
+        let client = client(&parsed).await;
+        let this = Self {
+            users: parsed.table("users"),
+            sessions: parsed.table("sessions"),
+            messages: parsed.table("messages"),
+            client,
+        };
+        for table in [&this.users, &this.sessions, &this.messages] {
+            if describe(&this.client, table).await?.is_none() {
+                return Err(OpenError::Database(format!(
+                    "table {table} does not exist: run `board migrate --database-url {url}`"
+                )));
+            }
+        }
+        Ok(this)
+    }
+
+    /// The SDK client, for tests and tools.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Builds a client for `url`: static credentials for an endpoint, the
+/// standard chain for AWS; standard retry and bounded timeouts either way.
+async fn client(url: &DynamoUrl) -> Client {
+    let retry = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(ATTEMPT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    let region = Region::new(url.region.clone());
+    if let Some(endpoint) = &url.endpoint {
+        // Built by hand rather than from `aws_config`, so no provider chain
+        // (environment, profile, instance metadata) is ever consulted.
+        let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into());
+        let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "local".into());
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(region)
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new(key, secret, None, None, "board-static"))
+            .retry_config(retry)
+            .timeout_config(timeouts)
+            .build();
+        Client::from_conf(config)
+    } else {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(region)
+            .retry_config(retry)
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        Client::new(&config)
+    }
+}
+
+/// The description of `table`, `None` when it does not exist.
+async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>, OpenError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(out) => Ok(out.table),
+        Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(OpenError::Database(sdk_message(table, "DescribeTable", &e))),
+    }
+}
+
+/// A readable message for a failed call: table, operation, and the
+/// service's code and message (or the transport failure).
+fn sdk_message<E, R>(table: &str, operation: &str, error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error {
+        SdkError::ServiceError(_) => {
+            let code = error.code().unwrap_or("unknown error");
+            let message = error.message().unwrap_or("no message");
+            if code == "ResourceNotFoundException" {
+                format!(
+                    "DynamoDB {operation} on {table}: table {table} does not exist: run `board migrate`"
+                )
+            } else {
+                format!("DynamoDB {operation} on {table}: {code}: {message}")
+            }
+        }
+        SdkError::TimeoutError(_) => format!(
+            "DynamoDB {operation} on {table}: timed out (after up to {MAX_ATTEMPTS} attempts, {} s in all)",
+            OPERATION_TIMEOUT.as_secs()
+        ),
+        other => format!(
+            "DynamoDB {operation} on {table}: {}",
+            DisplayErrorContext(other)
+        ),
+    }
+}
+
+/// [`sdk_message`] as a [`StoreError::Backend`], or [`StoreError::Conflict`]
+/// for a failed condition.
+fn store_error<E, R>(table: &str, operation: &str, error: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if error.code() == Some("ConditionalCheckFailedException") {
+        StoreError::Conflict
+    } else {
+        StoreError::Backend(sdk_message(table, operation, error))
+    }
+}
+
+/// One table's shape: its key and indexes.
+struct TableSpec {
+    name: String,
+    key: &'static str,
+    /// (index name, partition key and type, sort key and type, projection)
+    indexes: Vec<IndexSpec>,
+}
+
+struct IndexSpec {
+    name: &'static str,
+    hash: (&'static str, ScalarAttributeType),
+    range: Option<(&'static str, ScalarAttributeType)>,
+    projection: ProjectionType,
+}
+
+fn specs(url: &DynamoUrl) -> Vec<TableSpec> {
+    vec![
+        TableSpec {
+            name: url.table("users"),
+            key: "id",
+            indexes: vec![],
+        },
+        TableSpec {
+            name: url.table("sessions"),
+            key: "token_hash",
+            indexes: vec![IndexSpec {
+                name: items::SESSIONS_BY_USER,
+                hash: ("user_id", ScalarAttributeType::S),
+                range: None,
+                projection: ProjectionType::KeysOnly,
+            }],
+        },
+        TableSpec {
+            name: url.table("messages"),
+            key: "message_id",
+            indexes: vec![
+                IndexSpec {
+                    name: items::MESSAGES_BY_TIME,
+                    hash: ("feed", ScalarAttributeType::S),
+                    range: Some(("created_at", ScalarAttributeType::N)),
+                    projection: ProjectionType::All,
+                },
+                IndexSpec {
+                    name: items::MESSAGES_BY_USER,
+                    hash: ("user_id", ScalarAttributeType::S),
+                    range: Some(("created_at", ScalarAttributeType::N)),
+                    projection: ProjectionType::All,
+                },
+            ],
+        },
+    ]
+}
+
+fn build_error(e: &impl std::fmt::Display) -> OpenError {
+    OpenError::Database(format!("building a DynamoDB request failed: {e}"))
+}
+
+fn key_element(name: &str, kind: KeyType) -> Result<KeySchemaElement, OpenError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(|e| build_error(&e))
+}
+
+async fn create_table(client: &Client, spec: &TableSpec) -> Result<(), OpenError> {
+    let mut attributes = vec![(spec.key, ScalarAttributeType::S)];
+    let mut indexes = Vec::new();
+    for index in &spec.indexes {
+        let mut keys = vec![key_element(index.hash.0, KeyType::Hash)?];
+        attributes.push(index.hash.clone());
+        if let Some(range) = &index.range {
+            keys.push(key_element(range.0, KeyType::Range)?);
+            attributes.push(range.clone());
+        }
+        indexes.push(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .set_key_schema(Some(keys))
+                .projection(
+                    Projection::builder()
+                        .projection_type(index.projection.clone())
+                        .build(),
+                )
+                .build()
+                .map_err(|e| build_error(&e))?,
+        );
+    }
+    attributes.sort_by_key(|(name, _)| *name);
+    attributes.dedup_by_key(|(name, _)| *name);
+    let definitions = attributes
+        .into_iter()
+        .map(|(name, kind)| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+                .map_err(|e| build_error(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let result = client
+        .create_table()
+        .table_name(&spec.name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key_element(spec.key, KeyType::Hash)?)
+        .set_attribute_definitions(Some(definitions))
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        // Another `board migrate` got there first: wait for it below.
+        Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(OpenError::Database(sdk_message(
+            &spec.name,
+            "CreateTable",
+            &e,
+        ))),
+    }
+}
+
+/// Waits until `spec`'s table and its indexes are `ACTIVE`; fails if an
+/// index is missing (a table made by something else).
+async fn wait_active(client: &Client, spec: &TableSpec) -> Result<(), OpenError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let table = describe(client, &spec.name).await?.ok_or_else(|| {
+            OpenError::Database(format!("table {} vanished while migrating", spec.name))
+        })?;
+        let present = table.global_secondary_indexes();
+        for index in &spec.indexes {
+            if !present.iter().any(|p| p.index_name() == Some(index.name)) {
+                return Err(OpenError::Database(format!(
+                    "table {} exists without the index {}: it was not made by `board migrate`; \
+                     add the index or use another prefix",
+                    spec.name, index.name
+                )));
+            }
+        }
+        let active = table.table_status() == Some(&TableStatus::Active)
+            && present
+                .iter()
+                .all(|p| p.index_status() == Some(&IndexStatus::Active));
+        if active {
+            return Ok(());
+        }
+        if started.elapsed() > ACTIVE_WAIT {
+            return Err(OpenError::Database(format!(
+                "table {} did not become ACTIVE within {} s",
+                spec.name,
+                ACTIVE_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates the tables and indexes of `url` that are missing (on-demand
+/// capacity) and waits until all are `ACTIVE`. Idempotent; says what it did,
+/// one line per table.
+///
+/// # Errors
+/// [`OpenError::Url`] for a malformed URL, [`OpenError::Database`] when
+/// DynamoDB fails or a table exists with the wrong indexes.
+pub async fn migrate(url: &str) -> Result<String, OpenError> {
+    let parsed = DynamoUrl::parse(url)?;
+    let client = client(&parsed).await;
+    let mut report = Vec::new();
+    for spec in specs(&parsed) {
+        if describe(&client, &spec.name).await?.is_some() {
+            wait_active(&client, &spec).await?;
+            report.push(format!("table {} already exists", spec.name));
+        } else {
+            create_table(&client, &spec).await?;
+            wait_active(&client, &spec).await?;
+            let indexes: Vec<_> = spec.indexes.iter().map(|i| i.name).collect();
+            report.push(if indexes.is_empty() {
+                format!("created table {}", spec.name)
+            } else {
+                format!(
+                    "created table {} with index {}",
+                    spec.name,
+                    indexes.join(", ")
+                )
+            });
+        }
+    }
+    Ok(report.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let url = DynamoUrl::parse("dynamodb://eu-west-1").expect("plain");
+        assert_eq!(url.region, "eu-west-1");
+        assert_eq!(url.endpoint, None);
+        assert_eq!(url.table("users"), "board_users");
+        let url =
+            DynamoUrl::parse("dynamodb://us-east-1?endpoint=http://127.0.0.1:8000/&prefix=t1_")
+                .expect("full");
+        assert_eq!(url.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(url.table("messages"), "t1_messages");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        for (url, why) in [
+            ("dynamodb://", "no region"),
+            ("dynamodb://?endpoint=http://x", "no region"),
+            ("dynamodb://EU WEST", "not a region"),
+            (
+                "dynamodb://eu-west-1?endpoint=ftp://x",
+                "not an http(s) URL",
+            ),
+            ("dynamodb://eu-west-1?prefix=a/b", "prefix"),
+            ("dynamodb://eu-west-1?table=x", "unknown parameter `table`"),
+        ] {
+            let Err(OpenError::Url(message)) = DynamoUrl::parse(url) else {
+                panic!("{url} parsed");
+            };
+            assert!(message.contains(why), "{url}: {message}");
+        }
+    }
+}
