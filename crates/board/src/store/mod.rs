@@ -260,3 +260,34 @@ pub enum OpenError {
     #[error("{0}")]
     Database(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamodb_urls_need_the_aws_feature() {
+        let parsed = Backend::parse("dynamodb://eu-west-1");
+        #[cfg(feature = "aws")]
+        assert!(matches!(parsed, Ok(Backend::Dynamo)));
+        #[cfg(not(feature = "aws"))]
+        match parsed {
+            Err(OpenError::Url(message)) => assert!(
+                message
+                    .contains("this build has no DynamoDB support; rebuild with `--features aws`"),
+                "{message}"
+            ),
+            _ => panic!("dynamodb:// accepted without the aws feature"),
+        }
+    }
+
+    #[tokio::test]
+    async fn migrating_sqlite_opens_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("b.sqlite").display());
+        let report = migrate(&url).await.expect("migrate");
+        assert!(report.contains("up to date"), "{report}");
+        Stores::open(&url).await.expect("open");
+        assert!(matches!(migrate("mysql://x").await, Err(OpenError::Url(_))));
+    }
+}
