@@ -78,7 +78,7 @@ async fn migrate_is_idempotent_and_open_without_tables_says_to_run_it() {
     };
     assert!(
         message.contains("table mig_users does not exist")
-            && message.contains("board migrate --database-url dynamodb://"),
+            && message.contains("board migrate --database-url 'dynamodb://"),
         "{message}"
     );
 

@@ -169,7 +169,7 @@ impl Dynamo {
         for table in [&this.users, &this.sessions, &this.messages] {
             if describe(&this.client, table).await?.is_none() {
                 return Err(OpenError::Database(format!(
-                    "table {table} does not exist: run `board migrate --database-url {url}`"
+                    "table {table} does not exist: run `board migrate --database-url '{url}'`"
                 )));
             }
         }
