@@ -219,7 +219,7 @@ async fn account_page_shows_name_and_message_count() {
 async fn changing_the_password_checks_the_old_one_and_logs_out_other_devices() {
     let app = spawn_app().await;
     app.signed_up("ada").await;
-    let laptop = app_clone(&app);
+    let laptop = app.another_browser();
     assert_eq!(
         laptop.login("ada", "password123").await.status(),
         StatusCode::SEE_OTHER
@@ -297,16 +297,6 @@ async fn changing_the_password_checks_the_old_one_and_logs_out_other_devices() {
         app.login("ada", "newpassword1").await.status(),
         StatusCode::SEE_OTHER
     );
-}
-
-/// The same running app, seen through another client.
-fn app_clone(app: &crate::helpers::TestApp) -> crate::helpers::TestApp {
-    crate::helpers::TestApp {
-        address: app.address.clone(),
-        client: client(),
-        state: app.state.clone(),
-        dir: tempfile::tempdir().expect("dir"),
-    }
 }
 
 #[tokio::test]

@@ -83,12 +83,7 @@ async fn another_users_post_leaves_my_page_cached() {
     let app = spawn_with(|_| {}).await;
     app.signed_up("ada").await;
     app.posted("adapost").await;
-    let other = crate::helpers::TestApp {
-        address: app.address.clone(),
-        client: crate::helpers::client(),
-        state: app.state.clone(),
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
+    let other = app.another_browser();
     other.signed_up("bob").await;
     app.get("/my").await;
     let calls = &app.state.stores.calls;

@@ -1,17 +1,9 @@
 //! Deleting: only your own, the owner taken from the stored message.
 
+use board::media::MediaName;
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, client, location, media_links, message_ids, spawn_app};
-
-fn second_browser(app: &TestApp) -> TestApp {
-    TestApp {
-        address: app.address.clone(),
-        client: client(),
-        state: app.state.clone(),
-        dir: tempfile::tempdir().expect("dir"),
-    }
-}
+use crate::helpers::{location, media_links, message_ids, spawn_app};
 
 #[tokio::test]
 async fn owners_delete_their_message_and_its_images() {
@@ -41,6 +33,13 @@ async fn owners_delete_their_message_and_its_images() {
         app.get(&format!("/image/{full}")).await.status(),
         StatusCode::NOT_FOUND
     );
+    // Gone from the media store itself (a directory, or S3), not only
+    // hidden by the app: the delete happens in the request, after the row.
+    for name in [&thumb, &full] {
+        let name = MediaName::parse(name).expect("a stored name");
+        let stored = app.state.media.get(&name).await.expect("media store");
+        assert!(stored.is_none(), "{} is still stored", name.as_str());
+    }
 }
 
 #[tokio::test]
@@ -53,7 +52,7 @@ async fn another_users_message_is_forbidden_and_stays() {
         .user_id
         .clone();
 
-    let mallory = second_browser(&app);
+    let mallory = app.another_browser();
     mallory.signed_up("mallory").await;
     // Claiming to be the owner in the form changes nothing.
     let response = mallory

@@ -1,6 +1,7 @@
-//! `spawn_app()` and small generic helpers: a board on a free port with a
-//! fresh SQLite file and media directory, and a cookie-keeping client that
-//! does not follow redirects.
+//! `spawn_app()` and small generic helpers: a board on a free port with
+//! fresh storage of the binary's kind (`crate::STORAGE`: SQLite and a media
+//! directory, or DynamoDB and S3), and a cookie-keeping client that does
+//! not follow redirects.
 
 use std::io::Cursor;
 use std::sync::LazyLock;
@@ -10,6 +11,8 @@ use image::{DynamicImage, ImageFormat, RgbImage};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::{Response, StatusCode, multipart};
 use tempfile::TempDir;
+
+use crate::storage::Backing;
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -21,6 +24,9 @@ pub(crate) struct TestApp {
     pub(crate) address: String,
     pub(crate) client: reqwest::Client,
     pub(crate) state: AppState,
+    /// The storage's servers (kept alive for the test); declared before
+    /// `dir` so they stop before their data directory goes.
+    pub(crate) backing: Backing,
     pub(crate) dir: TempDir,
 }
 
@@ -33,8 +39,9 @@ pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::defaults();
     settings.address = "127.0.0.1:0".parse().expect("address");
-    settings.database_url = format!("sqlite://{}", dir.path().join("board.sqlite").display());
-    settings.media_url = format!("file://{}", dir.path().join("media").display());
+    let backing = crate::STORAGE.provision(dir.path()).await;
+    settings.database_url.clone_from(&backing.database_url);
+    settings.media_url.clone_from(&backing.media_url);
     settings.secret_key = Some("test secret key that is long enough to use".into());
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("app builds");
@@ -45,6 +52,7 @@ pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp
         address,
         client: client(),
         state,
+        backing,
         dir,
     }
 }
@@ -97,6 +105,18 @@ pub(crate) fn location(response: &Response) -> &str {
 }
 
 impl TestApp {
+    /// The same running board seen through another client (another
+    /// browser: its own cookies), sharing this one's storage.
+    pub(crate) fn another_browser(&self) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            client: client(),
+            state: self.state.clone(),
+            backing: Backing::borrowed(&self.backing),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

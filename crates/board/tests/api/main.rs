@@ -1,4 +1,7 @@
 //! HTTP-level tests: the board in-process on a free port, one binary.
+//!
+//! This binary runs them on the embedded storage (SQLite + a directory);
+//! `api_on_aws` runs the same files on DynamoDB + S3.
 
 mod account;
 mod cli;
@@ -9,3 +12,7 @@ mod media;
 mod pages;
 mod posting;
 mod security;
+#[path = "../support/storage.rs"]
+mod storage;
+
+const STORAGE: storage::Storage = storage::Storage::Embedded;

@@ -228,3 +228,74 @@ async fn visitors_who_take_gzip_get_the_same_page_compressed() {
     assert!(mine.headers().get("content-encoding").is_none());
     assert!(mine.text().await.expect("body").contains(">ada</a>"));
 }
+
+/// More messages than one DynamoDB page holds (over 1 MB of items; the
+/// original scanned once and dropped the rest): every message is listed,
+/// newest first, across the board's pages.
+#[tokio::test]
+async fn a_board_bigger_than_one_scan_page_lists_every_message_in_order() {
+    const MESSAGES: usize = 1_200;
+    let app = spawn_with(|s| s.page_size = 200).await;
+    app.signed_up("ada").await;
+    let ada = app
+        .state
+        .stores
+        .users
+        .credentials("ada")
+        .await
+        .expect("credentials")
+        .expect("ada exists")
+        .user;
+    // About 1.1 KB an item: 1,200 of them are 1.3 MB.
+    let description = "A long description that pads the item. ".repeat(25);
+    let mut inserts = tokio::task::JoinSet::new();
+    for i in 0..MESSAGES {
+        let messages = std::sync::Arc::clone(&app.state.stores.messages);
+        let message = board::store::Message {
+            id: format!("{i:032x}"),
+            user_id: ada.id.clone(),
+            author: "Ada".into(),
+            location: "Tallinn".into(),
+            description: description.clone(),
+            image: format!("{i:032x}.jpg"),
+            thumbnail: format!("{i:032x}_thumb.jpg"),
+            created_at: 1_700_000_000_000 + i as i64,
+        };
+        inserts.spawn(async move { messages.insert(&message).await });
+        if inserts.len() >= 16 {
+            inserts
+                .join_next()
+                .await
+                .expect("task")
+                .expect("join")
+                .expect("insert");
+        }
+    }
+    while let Some(done) = inserts.join_next().await {
+        done.expect("join").expect("insert");
+    }
+    app.state.messages_changed(&ada.id).await;
+
+    let mut listed = Vec::new();
+    for page in 1.. {
+        let (status, html) = app.get_text(&format!("/?page={page}")).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "page {page}");
+        let thumbs: Vec<String> = media_links(&html)
+            .into_iter()
+            .filter(|link| link.ends_with("_thumb.jpg"))
+            .collect();
+        if thumbs.is_empty() {
+            break;
+        }
+        listed.extend(thumbs);
+    }
+    let newest_first: Vec<String> = (0..MESSAGES)
+        .rev()
+        .map(|i| format!("{i:032x}_thumb.jpg"))
+        .collect();
+    assert_eq!(listed.len(), MESSAGES, "every message is listed");
+    assert_eq!(listed, newest_first);
+}

@@ -306,12 +306,7 @@ async fn posting_needs_the_session_csrf_token() {
         .await;
     assert_eq!(empty.status(), StatusCode::FORBIDDEN);
     // Another user's token does not work either.
-    let other = crate::helpers::TestApp {
-        address: app.address.clone(),
-        client: crate::helpers::client(),
-        state: app.state.clone(),
-        dir: tempfile::tempdir().expect("dir"),
-    };
+    let other = app.another_browser();
     other.signed_up("bob").await;
     let bobs = other.csrf().await;
     let crossed = app

@@ -1,0 +1,259 @@
+//! The visit itself, run by each storage's test binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use board::{Application, Settings};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use image::{DynamicImage, ImageFormat, RgbImage};
+use serde_json::json;
+use testkit::Chromedriver;
+
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+async fn browser(driver: &Chromedriver, profile: &tempfile::TempDir) -> Client {
+    let mut args: Vec<String> = Chromedriver::chrome_args()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    args.push("--window-size=1200,1000".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "binary": Chromedriver::chromium_binary(), "args": args }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start Chromium: {e}\nchromedriver log:\n{}",
+                driver.log()
+            )
+        })
+}
+
+async fn fill(client: &Client, css: &str, text: &str) {
+    let field = client.find(Locator::Css(css)).await.expect(css);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .expect(css)
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn path_of(client: &Client) -> String {
+    client.current_url().await.expect("url").path().to_owned()
+}
+
+async fn body_text(client: &Client) -> String {
+    client
+        .find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The page's text once it contains `expected` (after a click that
+/// navigates, the old page may still be there for a moment).
+async fn wait_for_text(client: &Client, expected: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        if let Ok(body) = client.find(Locator::Css("body")).await {
+            text = body.text().await.unwrap_or_default();
+            if text.contains(expected) {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never saw {expected:?}; the page says:\n{text}");
+}
+
+/// `naturalWidth` of the first image matching `css`, once it has loaded.
+async fn loaded_width(client: &Client, css: &str) -> u64 {
+    let script = "const img = document.querySelector(arguments[0]);\
+                  return img && img.complete ? img.naturalWidth : -1;";
+    for _ in 0..50 {
+        let width = client
+            .execute(script, vec![json!(css)])
+            .await
+            .expect("script");
+        if let Some(w) = width.as_i64().filter(|w| *w >= 0) {
+            return w as u64;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} never finished loading");
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    let path = match crate::STORAGE {
+        crate::storage::Storage::Embedded => artifacts_dir().join(name),
+        crate::storage::Storage::Aws => artifacts_dir().join(format!("aws-{name}")),
+    };
+    std::fs::write(&path, png).expect("write screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_posts_a_picture_sees_it_deletes_it_and_logs_out() {
+    let driver = tokio::task::spawn_blocking(Chromedriver::start)
+        .await
+        .expect("chromedriver");
+    let profile = Chromedriver::fresh_user_data_dir();
+
+    let dir = tempfile::tempdir().expect("dir");
+    let backing = crate::STORAGE.provision(dir.path()).await;
+    let mut settings = Settings::defaults();
+    settings.address = "127.0.0.1:0".parse().expect("address");
+    settings.database_url.clone_from(&backing.database_url);
+    settings.media_url.clone_from(&backing.media_url);
+    let app = Application::build(&settings).await.expect("board starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+
+    // A real picture file to upload.
+    let picture_path = dir.path().join("harbour.jpg");
+    let picture = RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x / 3) as u8, (y / 2) as u8, 160])
+    });
+    DynamicImage::ImageRgb8(picture)
+        .save_with_format(&picture_path, ImageFormat::Jpeg)
+        .expect("write picture");
+
+    let client = browser(&driver, &profile).await;
+    let result = journey(&client, &base, &picture_path).await;
+    let copied = result.as_ref().ok().cloned();
+    client.close().await.expect("close browser");
+    let copied = copied.unwrap_or_else(|| panic!("{:?}", result.err()));
+
+    // Outside the browser too: the copied cookie is dead on the server.
+    let thief = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = thief
+        .get(format!("{base}/acc"))
+        .header("cookie", format!("board_session={copied}"))
+        .send()
+        .await
+        .expect("GET /acc");
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    assert!(state.stores.messages.all().await.expect("all").is_empty());
+}
+
+/// The whole visit; returns the session cookie copied before logging out.
+async fn journey(client: &Client, base: &str, picture: &std::path::Path) -> Result<String, String> {
+    // Register.
+    client
+        .goto(&format!("{base}/register"))
+        .await
+        .expect("goto");
+    fill(client, "input[name=username]", "ada").await;
+    fill(client, "input[name=password]", "correct horse").await;
+    fill(client, "input[name=confirm]", "correct horse").await;
+    click(client, "form.stack button[type=submit]").await;
+    let home = wait_for_text(client, "Welcome! Your account is ready.").await;
+    assert!(home.contains("ada"));
+
+    // Post a message with a real image file.
+    client.goto(&format!("{base}/post")).await.expect("goto");
+    fill(client, "input[name=author]", "Ada L.").await;
+    fill(client, "input[name=location]", "Tallinn harbour").await;
+    fill(
+        client,
+        "textarea[name=description]",
+        "Boats coming back in at dusk.",
+    )
+    .await;
+    let file = client
+        .find(Locator::Css("input[type=file]"))
+        .await
+        .expect("file input");
+    file.send_keys(&picture.display().to_string())
+        .await
+        .expect("choose file");
+    screenshot(client, "board-post.png").await;
+    click(client, "form.stack button[type=submit]").await;
+
+    // Home: the message with its thumbnail, loaded.
+    let home = wait_for_text(client, "Your message is posted.").await;
+    assert_eq!(path_of(client).await, "/");
+    assert!(home.contains("Boats coming back in at dusk.") && home.contains("in Tallinn harbour"));
+    assert_eq!(
+        loaded_width(client, ".cards img").await,
+        150,
+        "thumbnail on home"
+    );
+    screenshot(client, "board-home.png").await;
+
+    // My messages: the same, with a delete button.
+    client.goto(&format!("{base}/my")).await.expect("goto");
+    wait_for_text(client, "My messages").await;
+    assert_eq!(
+        loaded_width(client, ".cards img").await,
+        150,
+        "thumbnail on /my"
+    );
+    assert!(body_text(client).await.contains("Delete"));
+
+    // Its image page: the full picture.
+    click(client, ".cards a.thumb").await;
+    wait_for_text(client, "Delete this message").await;
+    assert!(path_of(client).await.starts_with("/image/"));
+    assert_eq!(loaded_width(client, ".photo img").await, 640, "full image");
+
+    // Delete it.
+    click(client, "form.delete button").await;
+    let mine = wait_for_text(client, "The message is deleted.").await;
+    assert_eq!(path_of(client).await, "/my");
+    assert!(mine.contains("not posted anything"), "{mine}");
+
+    // Copy the session cookie, then log out.
+    let cookie = client
+        .get_named_cookie("board_session")
+        .await
+        .expect("session cookie");
+    let copied = cookie.value().to_owned();
+    assert!(cookie.http_only().unwrap_or(false), "HttpOnly");
+    click(client, "header form button").await;
+    wait_for_text(client, "You are logged out.").await;
+
+    // Put the copied cookie back: the server has revoked it.
+    // (Through script: the cookie no longer needs to be HttpOnly to be sent.)
+    client
+        .execute(
+            "document.cookie = 'board_session=' + arguments[0] + '; path=/';",
+            vec![json!(copied)],
+        )
+        .await
+        .expect("set cookie");
+    client.goto(&format!("{base}/acc")).await.expect("goto");
+    let at = path_of(client).await;
+    if at != "/login" {
+        return Err(format!("copied cookie still worked: at {at}"));
+    }
+    Ok(copied)
+}
