@@ -1,0 +1,69 @@
+# Shell helpers shared by the board's load scripts (scripts/bench-board,
+# crates/board/bench/*-measure). Source it; it defines functions only.
+#
+#   free_port                      a free TCP port on 127.0.0.1
+#   wait_http URL [TRIES]          until URL answers 2xx (0.1 s apart)
+#   login BASE USER PASSWORD JAR   logs in through the form; prints the
+#                                  session cookie's value
+#   db_calls BASE                  board_db_calls_total summed, from /metrics
+#   wrk_run FILE URL SECONDS [wrk args...]
+#                                  one wrk run (WRK_THREADS, WRK_CONNECTIONS),
+#                                  appends "rps p50 p99 dbcalls/s" to FILE
+#                                  (db calls read from DB_BASE if set)
+#   report LABEL FILE              the median-rps run of FILE on one line
+#   median FILE                    median of the first column
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() {
+  local url=$1 tries=${2:-100}
+  for _ in $(seq "$tries"); do
+    curl -sf -o /dev/null "$url" && return 0
+    sleep 0.1
+  done
+  echo "no answer from $url" >&2
+  return 1
+}
+
+login() {
+  local base=$1 user=$2 password=$3 jar=$4 csrf session
+  csrf=$(curl -s -c "$jar" -b "$jar" "$base/login" | grep -o 'name="csrf" value="[0-9a-f]*"' | head -1 | sed 's/.*value="//; s/"$//')
+  curl -s -o /dev/null -c "$jar" -b "$jar" --data-urlencode "csrf=$csrf" \
+    -d "username=$user" -d "password=$password" "$base/login"
+  session=$(awk '$6 == "board_session" { print $7 }' "$jar")
+  [[ -n $session ]] || { echo "login as $user at $base failed" >&2; return 1; }
+  echo "$session"
+}
+
+db_calls() {
+  curl -s "$1/metrics" | awk '/^board_db_calls_total/ { s += $2 } END { print s + 0 }'
+}
+
+wrk_run() {
+  local file=$1 url=$2 seconds=$3 before=0 after=0 out
+  shift 3
+  [[ -n ${DB_BASE:-} ]] && before=$(db_calls "$DB_BASE")
+  out=$(wrk -t"${WRK_THREADS:-2}" -c"${WRK_CONNECTIONS:-64}" -d"${seconds}s" --latency "$@" "$url")
+  [[ -n ${DB_BASE:-} ]] && after=$(db_calls "$DB_BASE")
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+    grep -E 'Non-2xx|Socket errors' <<<"$out" >&2
+  fi
+  awk -v a="$after" -v b="$before" -v s="$seconds" '
+    /^Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = $2 }
+    $1 == "99%" { p99 = $2 }
+    END { printf "%s %s %s %.2f\n", rps, p50, p99, (a - b) / s }' <<<"$out" >>"$file"
+}
+
+report() {
+  local label=$1 file=$2
+  sort -n "$file" | awk -v label="$label" '{ line[NR] = $0 } END {
+    split(line[int((NR + 1) / 2)], f, " ")
+    printf "%-34s %10s req/s   p50 %-9s p99 %-9s db calls/s %s   (median of %d)\n", label, f[1], f[2], f[3], f[4], NR }'
+}
+
+median() {
+  sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
