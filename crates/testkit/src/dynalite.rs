@@ -44,8 +44,25 @@ impl Dynalite {
     /// within 10 s; the message includes its log.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// As [`Dynalite::start`], but keeping the tables in a LevelDB
+    /// directory of the server's own (`--path`), so that they survive
+    /// [`Dynalite::stop`] and [`Dynalite::restart`]: for outage tests that
+    /// check nothing stored is lost. Somewhat slower than in memory.
+    ///
+    /// # Panics
+    ///
+    /// As [`Dynalite::start`].
+    #[must_use]
+    pub fn start_on_disk() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(on_disk: bool) -> Self {
         let binary = find_node_binary("dynalite", ENV_VAR);
-        let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir));
+        let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir, on_disk));
         Self {
             server: Server::start("dynalite", ports::free_port, launch),
         }
@@ -109,7 +126,12 @@ impl std::fmt::Debug for Dynalite {
     }
 }
 
-fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartError> {
+fn launch(
+    binary: &Path,
+    port: u16,
+    dir: &Path,
+    on_disk: bool,
+) -> Result<ServerProcess, StartError> {
     let mut command = Command::new(binary);
     command
         .current_dir(dir)
@@ -117,6 +139,9 @@ fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartEr
         .args(["--createTableMs", "0"])
         .args(["--deleteTableMs", "0"])
         .args(["--updateTableMs", "0"]);
+    if on_disk {
+        command.arg("--path").arg(dir.join("data"));
+    }
     ServerProcess::launch(&mut command, &dir.join("dynalite.log"), port, list_tables)
 }
 

@@ -354,11 +354,17 @@ fn chromedriver_is_ready_and_drives_headless_chromium() {
     );
 }
 
-/// A DynamoDB `ListTables` call (dynalite checks the form of the signature,
-/// not its value).
+/// A DynamoDB `ListTables` call.
 fn list_tables(endpoint: &str) -> (u16, String) {
+    dynamo_call(endpoint, "ListTables", "{}")
+}
+
+/// A DynamoDB call of `operation` (dynalite checks the form of the
+/// signature, not its value).
+fn dynamo_call(endpoint: &str, operation: &str, body: &str) -> (u16, String) {
+    let target = format!("DynamoDB_20120810.{operation}");
     let headers = [
-        ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+        ("X-Amz-Target", target.as_str()),
         ("Content-Type", "application/x-amz-json-1.0"),
         (
             "Authorization",
@@ -367,7 +373,7 @@ fn list_tables(endpoint: &str) -> (u16, String) {
         ),
         ("X-Amz-Date", "20260101T000000Z"),
     ];
-    http_with(endpoint, "POST", "/", &headers, "{}")
+    http_with(endpoint, "POST", "/", &headers, body)
 }
 
 /// Whether `pid` has left `/proc` altogether (killed and reaped).
@@ -412,6 +418,19 @@ fn dynalite_answers_dynamodb_and_restarts_on_the_same_port() {
     let pid = dynamo.pid().unwrap();
     drop(dynamo);
     assert!(reaped(pid), "dynalite {pid} still running after drop");
+}
+
+#[test]
+fn dynalite_on_disk_keeps_its_tables_across_a_restart() {
+    let mut dynamo = Dynalite::start_on_disk();
+    let table = r#"{"TableName":"kept","AttributeDefinitions":[{"AttributeName":"id","AttributeType":"S"}],"KeySchema":[{"AttributeName":"id","KeyType":"HASH"}],"BillingMode":"PAY_PER_REQUEST"}"#;
+    let (status, body) = dynamo_call(&dynamo.endpoint(), "CreateTable", table);
+    assert_eq!(status, 200, "{body}\n--- log ---\n{}", dynamo.log());
+
+    dynamo.restart();
+    let (status, body) = list_tables(&dynamo.endpoint());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"TableNames":["kept"]}"#);
 }
 
 #[test]
