@@ -79,7 +79,10 @@ impl AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The database did not answer (after the store's own retries):
+            // a temporary condition, not a bug in the request.
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -101,7 +104,11 @@ impl AppError {
                 "Too many attempts",
                 format!("Too many failed logins. Please wait up to {minutes} minutes and try again."),
             ),
-            Self::Store(_) | Self::Internal(_) => (
+            Self::Store(_) => (
+                "Try again in a moment",
+                "The board's database is not answering right now, so this request was not carried out. Everything already posted is safe; please try again in a moment.".into(),
+            ),
+            Self::Internal(_) => (
                 "Something went wrong",
                 "The board could not complete this request. Please try again in a moment.".into(),
             ),

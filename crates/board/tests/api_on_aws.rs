@@ -1,6 +1,8 @@
 //! The HTTP suite (`tests/api/`) again, with the board on DynamoDB
 //! (dynalite) and S3 (s3rver) instead of SQLite and a directory. The
-//! command-line tests (`api/cli.rs`) run the binary on SQLite only.
+//! command-line tests (`api/cli.rs`) run the binary on SQLite only; the
+//! outage test (`api/outage.rs`) runs here only, where the database is a
+//! server that can be stopped.
 
 #[path = "api/account.rs"]
 mod account;
@@ -12,6 +14,8 @@ mod delete;
 mod helpers;
 #[path = "api/media.rs"]
 mod media;
+#[path = "api/outage.rs"]
+mod outage;
 #[path = "api/pages.rs"]
 mod pages;
 #[path = "api/posting.rs"]

@@ -35,11 +35,21 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    LazyLock::force(&TRACING);
     let dir = tempfile::tempdir().expect("temp dir");
+    let backing = crate::STORAGE.provision(dir.path()).await;
+    spawn_on(backing, dir, configure).await
+}
+
+/// A board on the given storage (for tests that need control of its
+/// servers), `dir` its temporary directory.
+pub(crate) async fn spawn_on(
+    backing: Backing,
+    dir: TempDir,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    LazyLock::force(&TRACING);
     let mut settings = Settings::defaults();
     settings.address = "127.0.0.1:0".parse().expect("address");
-    let backing = crate::STORAGE.provision(dir.path()).await;
     settings.database_url.clone_from(&backing.database_url);
     settings.media_url.clone_from(&backing.media_url);
     settings.secret_key = Some("test secret key that is long enough to use".into());

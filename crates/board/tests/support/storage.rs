@@ -34,6 +34,46 @@ pub struct Backing {
 }
 
 impl Backing {
+    /// DynamoDB (dynalite; its tables on disk when `on_disk`, so that they
+    /// survive a restart) and S3 (s3rver) of their own, tables migrated.
+    #[allow(unreachable_pub)]
+    pub async fn aws(on_disk: bool) -> Backing {
+        // Both are Node programs that take a few hundred milliseconds to
+        // load: start them side by side.
+        let (dynamo, s3) = std::thread::scope(|scope| {
+            let s3 = scope.spawn(S3Server::start);
+            let dynamo = if on_disk {
+                Dynalite::start_on_disk()
+            } else {
+                Dynalite::start()
+            };
+            (dynamo, s3.join().expect("S3 server thread"))
+        });
+        let database_url = format!(
+            "dynamodb://us-east-1?endpoint={}&prefix=test_",
+            dynamo.endpoint()
+        );
+        let media_url = format!(
+            "s3://{}/media?endpoint={}&region=us-east-1",
+            s3.bucket(),
+            s3.endpoint()
+        );
+        board::store::migrate(&database_url)
+            .await
+            .unwrap_or_else(|e| panic!("creating tables in dynalite: {e}\n{}", dynamo.log()));
+        Backing {
+            database_url,
+            media_url,
+            _servers: Some((dynamo, s3)),
+        }
+    }
+
+    /// The DynamoDB server, for outage tests; `None` on embedded storage.
+    #[allow(dead_code, unreachable_pub)]
+    pub fn dynalite(&mut self) -> Option<&mut Dynalite> {
+        self._servers.as_mut().map(|(dynamo, _)| dynamo)
+    }
+
     /// The same URLs without owning the servers: for a second client of a
     /// board whose first client keeps them running.
     #[allow(dead_code, unreachable_pub)]
@@ -57,34 +97,7 @@ impl Storage {
                 media_url: format!("file://{}", dir.join("media").display()),
                 _servers: None,
             },
-            Self::Aws => {
-                // Both are Node programs that take a few hundred
-                // milliseconds to load: start them side by side.
-                let (dynamo, s3) = std::thread::scope(|scope| {
-                    let s3 = scope.spawn(S3Server::start);
-                    let dynamo = Dynalite::start();
-                    (dynamo, s3.join().expect("S3 server thread"))
-                });
-                let database_url = format!(
-                    "dynamodb://us-east-1?endpoint={}&prefix=test_",
-                    dynamo.endpoint()
-                );
-                let media_url = format!(
-                    "s3://{}/media?endpoint={}&region=us-east-1",
-                    s3.bucket(),
-                    s3.endpoint()
-                );
-                board::store::migrate(&database_url)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("creating tables in dynalite: {e}\n{}", dynamo.log())
-                    });
-                Backing {
-                    database_url,
-                    media_url,
-                    _servers: Some((dynamo, s3)),
-                }
-            }
+            Self::Aws => Backing::aws(false).await,
         }
     }
 }
