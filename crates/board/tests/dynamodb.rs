@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use board::store::dynamo::Dynamo;
 use board::store::sqlite::Sqlite;
 use board::store::{
@@ -353,10 +354,7 @@ async fn listings_follow_every_page() {
             .index_name(index)
             .key_condition_expression("#k = :v")
             .expression_attribute_names("#k", key)
-            .expression_attribute_values(
-                ":v",
-                aws_sdk_dynamodb::types::AttributeValue::S(value.into()),
-            )
+            .expression_attribute_values(":v", AttributeValue::S(value.into()))
             .scan_index_forward(false)
             .send()
             .await
@@ -410,4 +408,242 @@ async fn a_dead_endpoint_fails_in_bounded_time() {
         message.contains("dead_messages does not exist") && message.contains("board migrate"),
         "{message}"
     );
+}
+
+/// Watermark `id` of table `table`, read strongly consistently (`None`
+/// when missing).
+async fn watermark(db: &Dynamo, table: &str, id: &str) -> Option<i64> {
+    let out = db
+        .client()
+        .get_item()
+        .table_name(table)
+        .key("message_id", AttributeValue::S(id.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get watermark");
+    match out.item?.get("n") {
+        Some(AttributeValue::N(n)) => Some(n.parse().expect("a number")),
+        other => panic!("watermark {id}: {other:?}"),
+    }
+}
+
+/// Sets watermark `id` to `n`, behind the store's back.
+async fn set_watermark(db: &Dynamo, table: &str, id: &str, n: i64) {
+    db.client()
+        .put_item()
+        .table_name(table)
+        .item("message_id", AttributeValue::S(id.into()))
+        .item("n", AttributeValue::N(n.to_string()))
+        .send()
+        .await
+        .expect("put watermark");
+}
+
+/// Writes `m` as `insert` does but without touching the watermarks: what
+/// the index shows once it catches up with a write already counted.
+async fn put_raw(db: &Dynamo, table: &str, m: &Message) {
+    db.client()
+        .put_item()
+        .table_name(table)
+        .item("message_id", AttributeValue::S(m.id.clone()))
+        .item("feed", AttributeValue::S("all".into()))
+        .item("user_id", AttributeValue::S(m.user_id.clone()))
+        .item("created_at", AttributeValue::N(m.created_at.to_string()))
+        .item("author", AttributeValue::S(m.author.clone()))
+        .item("image", AttributeValue::S(m.image.clone()))
+        .item("thumbnail", AttributeValue::S(m.thumbnail.clone()))
+        .send()
+        .await
+        .expect("raw put");
+}
+
+#[tokio::test]
+async fn watermarks_follow_inserts_and_deletes() {
+    let (_dynamo, url, stores) = migrated("wm_").await;
+    let db = Dynamo::open(&url).await.expect("open");
+    let table = "wm_messages";
+    let messages = &stores.messages;
+    assert_eq!(
+        watermark(&db, table, "count#all").await,
+        Some(0),
+        "migrate made it"
+    );
+    assert_eq!(watermark(&db, table, "count#user#u").await, None);
+
+    for m in [
+        message("m1", "u", 1, "a"),
+        message("m2", "u", 2, "b"),
+        message("m3", "v", 3, "c"),
+    ] {
+        messages.insert(&m).await.expect("insert");
+    }
+    // A refused insert counts nothing.
+    let again = messages.insert(&message("m1", "u", 1, "a")).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(watermark(&db, table, "count#all").await, Some(3));
+    assert_eq!(watermark(&db, table, "count#user#u").await, Some(2));
+    assert_eq!(watermark(&db, table, "count#user#v").await, Some(1));
+
+    assert!(messages.delete("m1").await.expect("delete"));
+    assert!(!messages.delete("m1").await.expect("delete again"));
+    assert!(!messages.delete("missing").await.expect("delete missing"));
+    assert!(!messages.delete("count#all").await.expect("not a message"));
+    assert_eq!(watermark(&db, table, "count#all").await, Some(2));
+    assert_eq!(watermark(&db, table, "count#user#u").await, Some(1));
+    assert_eq!(watermark(&db, table, "count#user#v").await, Some(1));
+
+    // Watermarks are not messages, wherever one looks.
+    let ids: Vec<_> = messages
+        .all()
+        .await
+        .expect("all")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["m3", "m2"]);
+    assert_eq!(messages.by_user("u").await.expect("mine").len(), 1);
+    for id in ["count#all", "count#user#u"] {
+        assert!(messages.get(id).await.expect("get").is_none(), "{id}");
+        assert!(messages.by_user(id).await.expect("by_user").is_empty());
+    }
+
+    // Nothing to correct: migrate says only what it always says.
+    let report = board::store::migrate(&url).await.expect("migrate");
+    assert!(!report.contains("recounted"), "{report}");
+}
+
+/// A table made before watermarks: nothing is counted until `board
+/// migrate` recounts, which also heals a watermark that drifted.
+#[tokio::test]
+async fn migrate_recounts_watermarks() {
+    let (_dynamo, url, stores) = migrated("rc_").await;
+    let db = Dynamo::open(&url).await.expect("open");
+    let table = "rc_messages";
+    db.client()
+        .delete_item()
+        .table_name(table)
+        .key("message_id", AttributeValue::S("count#all".into()))
+        .send()
+        .await
+        .expect("forget the watermark");
+    for m in [
+        message("m1", "u", 1, "a"),
+        message("m2", "u", 2, "b"),
+        message("m3", "v", 3, "c"),
+    ] {
+        stores.messages.insert(&m).await.expect("insert");
+    }
+    assert!(stores.messages.delete("m3").await.expect("delete"));
+    assert_eq!(watermark(&db, table, "count#all").await, None);
+    assert_eq!(watermark(&db, table, "count#user#u").await, None);
+    assert_eq!(watermark(&db, table, "count#user#v").await, None);
+    let started = Instant::now();
+    assert_eq!(stores.messages.all().await.expect("all").len(), 2);
+    assert!(started.elapsed() < Duration::from_millis(500), "unchecked");
+
+    let report = board::store::migrate(&url).await.expect("migrate");
+    assert!(
+        report.ends_with("recounted rc_messages: corrected 2 listing watermarks"),
+        "{report}"
+    );
+    assert_eq!(watermark(&db, table, "count#all").await, Some(2));
+    assert_eq!(watermark(&db, table, "count#user#u").await, Some(2));
+    assert_eq!(watermark(&db, table, "count#user#v").await, None);
+
+    // Drift (a crash between a write and its watermark) is healed.
+    set_watermark(&db, table, "count#all", 7).await;
+    set_watermark(&db, table, "count#user#v", 1).await;
+    let report = board::store::migrate(&url).await.expect("migrate");
+    assert!(
+        report.contains("corrected 2 listing watermarks"),
+        "{report}"
+    );
+    assert_eq!(watermark(&db, table, "count#all").await, Some(2));
+    assert_eq!(watermark(&db, table, "count#user#v").await, Some(0));
+    stores
+        .messages
+        .insert(&message("m4", "v", 4, "d"))
+        .await
+        .expect("insert");
+    assert_eq!(watermark(&db, table, "count#all").await, Some(3));
+    assert_eq!(watermark(&db, table, "count#user#v").await, Some(1));
+}
+
+/// The index "lags": the watermark already counts a message the index does
+/// not show yet. `all()` and `by_user()` wait for it.
+#[tokio::test]
+async fn a_lagging_index_is_waited_for() {
+    let (_dynamo, url, stores) = migrated("lag_").await;
+    let db = Arc::new(Dynamo::open(&url).await.expect("open"));
+    let table = "lag_messages";
+    stores
+        .messages
+        .insert(&message("m1", "u", 1, "a"))
+        .await
+        .expect("insert");
+
+    for (listing, id) in [("all", "count#all"), ("by_user", "count#user#u")] {
+        let n = watermark(&db, table, id).await.expect("watermark");
+        set_watermark(&db, table, "count#all", n + 1).await;
+        set_watermark(&db, table, "count#user#u", n + 1).await;
+        let late = message(&format!("late_{listing}"), "u", 10 + n, "late");
+        let writer = {
+            let (db, late) = (Arc::clone(&db), late.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                put_raw(&db, table, &late).await;
+            })
+        };
+        let started = Instant::now();
+        let listed = if listing == "all" {
+            stores.messages.all().await
+        } else {
+            stores.messages.by_user("u").await
+        }
+        .expect("listing");
+        let took = started.elapsed();
+        writer.await.expect("writer");
+        assert_eq!(
+            listed.first().map(|m| m.id.as_str()),
+            Some(late.id.as_str())
+        );
+        assert_eq!(listed.len(), usize::try_from(n + 1).expect("small"));
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(5),
+            "{listing} took {took:?}"
+        );
+    }
+}
+
+/// A watermark that never matches (drift) costs the wait, not an error or
+/// a hang: the listing is what the index has.
+#[tokio::test]
+async fn a_watermark_that_never_matches_gives_up_after_the_budget() {
+    let (_dynamo, url, stores) = migrated("drift_").await;
+    let db = Dynamo::open(&url).await.expect("open");
+    let table = "drift_messages";
+    stores
+        .messages
+        .insert(&message("m1", "u", 1, "a"))
+        .await
+        .expect("insert");
+    set_watermark(&db, table, "count#all", 5).await;
+    set_watermark(&db, table, "count#user#u", 0).await;
+
+    for listing in ["all", "by_user"] {
+        let started = Instant::now();
+        let listed = if listing == "all" {
+            stores.messages.all().await
+        } else {
+            stores.messages.by_user("u").await
+        }
+        .expect("listing");
+        let took = started.elapsed();
+        assert_eq!(listed.len(), 1, "{listing}");
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+            "{listing} took {took:?}"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 
+use super::watermark::{WATERMARK, WATERMARK_ALL, user_watermark};
 use super::{Dynamo, store_error};
 use crate::store::{
     Credentials, Message, MessageStore, SessionRecord, SessionStore, StoreError, StoreResult, User,
@@ -24,9 +25,9 @@ pub(super) const FEED: &str = "all";
 /// The `id` prefix of name-claim items in `users`.
 const CLAIM: &str = "username#";
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
-fn s(value: &str) -> AttributeValue {
+pub(super) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
@@ -43,7 +44,7 @@ fn malformed(table: &str, what: &str) -> StoreError {
     StoreError::Backend(format!("malformed item in {table}: {what}"))
 }
 
-fn get_s(item: &Item, table: &str, name: &str) -> StoreResult<String> {
+pub(super) fn get_s(item: &Item, table: &str, name: &str) -> StoreResult<String> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
         _ => Err(malformed(table, &format!("no string `{name}`"))),
@@ -66,7 +67,7 @@ fn put_opt_s(item: &mut Item, name: &str, value: &str) {
     }
 }
 
-fn get_n(item: &Item, table: &str, name: &str) -> StoreResult<i64> {
+pub(super) fn get_n(item: &Item, table: &str, name: &str) -> StoreResult<i64> {
     match item.get(name) {
         Some(AttributeValue::N(value)) => value
             .parse()
@@ -121,7 +122,7 @@ fn newest_first(messages: &mut [Message]) {
     });
 }
 
-fn backend<'a, E, R>(
+pub(super) fn backend<'a, E, R>(
     table: &'a str,
     operation: &'a str,
 ) -> impl Fn(SdkError<E, R>) -> StoreError + 'a
@@ -133,7 +134,12 @@ where
 }
 
 impl Dynamo {
-    async fn get_item(&self, table: &str, key: &str, value: &str) -> StoreResult<Option<Item>> {
+    pub(super) async fn get_item(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<Option<Item>> {
         self.client
             .get_item()
             .table_name(table)
@@ -168,7 +174,11 @@ impl Dynamo {
         let mut messages = Vec::new();
         while let Some(item) = pages.next().await {
             let item = item.map_err(backend(table, "Query"))?;
-            messages.push(message_from(&item, table)?);
+            let message = message_from(&item, table)?;
+            // Watermarks have no index keys, so are never here; guarded anyway.
+            if !message.id.starts_with(WATERMARK) {
+                messages.push(message);
+            }
         }
         newest_first(&mut messages);
         Ok(messages)
@@ -387,6 +397,12 @@ impl SessionStore for Dynamo {
 impl MessageStore for Dynamo {
     async fn insert(&self, message: &Message) -> StoreResult<()> {
         let table = &self.messages;
+        if message.id.starts_with(WATERMARK) {
+            return Err(StoreError::Backend(format!(
+                "`{}` is a watermark id, not a message id",
+                message.id
+            )));
+        }
         self.client
             .put_item()
             .table_name(table)
@@ -394,20 +410,29 @@ impl MessageStore for Dynamo {
             .condition_expression("attribute_not_exists(message_id)")
             .send()
             .await
-            .map(drop)
-            .map_err(backend(table, "PutItem"))
+            .map_err(backend(table, "PutItem"))?;
+        self.move_watermarks(&message.user_id, 1).await;
+        Ok(())
     }
 
     async fn all(&self) -> StoreResult<Vec<Message>> {
-        self.query_messages(MESSAGES_BY_TIME, "feed", FEED).await
+        self.checked(WATERMARK_ALL, || {
+            self.query_messages(MESSAGES_BY_TIME, "feed", FEED)
+        })
+        .await
     }
 
     async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>> {
-        self.query_messages(MESSAGES_BY_USER, "user_id", user_id)
-            .await
+        self.checked(&user_watermark(user_id), || {
+            self.query_messages(MESSAGES_BY_USER, "user_id", user_id)
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<Message>> {
+        if id.starts_with(WATERMARK) {
+            return Ok(None);
+        }
         self.get_item(&self.messages, "message_id", id)
             .await?
             .map(|item| message_from(&item, &self.messages))
@@ -416,14 +441,25 @@ impl MessageStore for Dynamo {
 
     async fn delete(&self, id: &str) -> StoreResult<bool> {
         let table = &self.messages;
-        self.client
+        if id.starts_with(WATERMARK) {
+            return Ok(false);
+        }
+        let out = self
+            .client
             .delete_item()
             .table_name(table)
             .key("message_id", s(id))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map(|out| out.attributes.is_some())
-            .map_err(backend(table, "DeleteItem"))
+            .map_err(backend(table, "DeleteItem"))?;
+        let Some(old) = out.attributes else {
+            return Ok(false);
+        };
+        match get_s(&old, table, "user_id") {
+            Ok(user_id) => self.move_watermarks(&user_id, -1).await,
+            Err(error) => tracing::error!(%error, id, "deleted a message without a user"),
+        }
+        Ok(true)
     }
 }

@@ -25,7 +25,50 @@
 //! partition, which caps that index at one partition's throughput (about
 //! 1,000 writes/s); a board far past that would shard the feed
 //! (`all#0`..`all#N`) and merge N queries. `/my` queries `by_user`.
-//! Index reads are eventually consistent on AWS (dynalite is immediate).
+//!
+//! # Listing and index lag
+//!
+//! Index reads are eventually consistent on AWS (there is no
+//! `ConsistentRead` on a GSI; dynalite is immediate). Right after a post or
+//! a delete the board drops its cached listing and reloads it through the
+//! index, which may not show the change yet; that stale listing would then
+//! be cached (up to an hour with a tiered cache). So each listing has a
+//! **watermark**: an item in `messages` itself, `message_id = "count#all"`
+//! and `"count#user#<user_id>"`, whose number `n` is how many messages the
+//! listing holds, read with `ConsistentRead`. It has no `feed`, `user_id`
+//! or `created_at`, so no index holds it, and `get`/`delete` refuse
+//! `count#` ids (message ids are 32 hex digits).
+//!
+//! - `insert` writes the message, then `ADD n :1` on `count#all` and on the
+//!   user's watermark (creating it at a user's first message): two more
+//!   `UpdateItem`s. `delete` removes the message with `ALL_OLD` and, only
+//!   if it was there, `ADD n :-1` on both: two more `UpdateItem`s.
+//! - `all`/`by_user` read the watermark (one strongly consistent `GetItem`)
+//!   and query the index; when the count differs they wait 20, 40, 80 ms…
+//!   (1 s of waiting in all, 7 attempts) and read both again, then give up, log a warning and
+//!   return what the index has: a message missing for a while is better
+//!   than an error page. Reading the watermark again on every attempt
+//!   means a write racing the listing costs one retry, not the whole wait.
+//! - `board migrate` recounts every watermark from a strongly consistent
+//!   `Scan` of `messages` and writes those that differ: it creates them on
+//!   a new table and on tables made before watermarks existed, and it heals
+//!   drift. Until `count#all` exists (an older table not migrated since)
+//!   writes leave all watermarks alone and listings are not checked: a
+//!   missing watermark means "unknown", never a wrong count.
+//!
+//! Limits: a count is not content, so an insert and a delete that are both
+//! still missing from the index (one message absent, a deleted one still
+//! listed) keep the count equal and go unnoticed. The message and its
+//! watermarks are separate writes, not a transaction (dynalite has no
+//! `TransactWriteItems`): a crash or a failed `UpdateItem` between them
+//! (logged as an error, not returned, since the message itself was
+//! written) leaves a watermark off by one, and until `board migrate`
+//! recounts, that listing waits its full second on every uncached load and
+//! logs that the index lags. The recount itself races live writes (run it
+//! again on a quiet board if it reports corrections twice). Every watermark
+//! update of the whole board hits one item, `count#all`: fine for a board,
+//! about 1,000 writes/s at most, the same ceiling as the `by_time`
+//! partition.
 //!
 //! Every `Query` and `Scan` follows `LastEvaluatedKey` to the end.
 //!
@@ -40,6 +83,7 @@
 //! bounded time.
 
 mod items;
+mod watermark;
 
 use std::time::Duration;
 
@@ -438,10 +482,12 @@ pub async fn migrate(url: &str) -> Result<String, OpenError> {
     let parsed = DynamoUrl::parse(url)?;
     let client = client(&parsed).await;
     let mut report = Vec::new();
+    let mut messages_existed = false;
     for spec in specs(&parsed) {
         if describe(&client, &spec.name).await?.is_some() {
             wait_active(&client, &spec).await?;
             report.push(format!("table {} already exists", spec.name));
+            messages_existed |= spec.name == parsed.table("messages");
         } else {
             create_table(&client, &spec).await?;
             wait_active(&client, &spec).await?;
@@ -456,6 +502,25 @@ pub async fn migrate(url: &str) -> Result<String, OpenError> {
                 )
             });
         }
+    }
+    // Bring the listing watermarks up to date (creating them on a new or
+    // older table, correcting any drift); only a correction is reported.
+    let db = Dynamo {
+        users: parsed.table("users"),
+        sessions: parsed.table("sessions"),
+        messages: parsed.table("messages"),
+        client,
+    };
+    let written = db.recount().await.map_err(|e| match e {
+        StoreError::Backend(message) => OpenError::Database(message),
+        other => OpenError::Database(other.to_string()),
+    })?;
+    if messages_existed && written > 0 {
+        report.push(format!(
+            "recounted {}: corrected {written} listing watermark{}",
+            db.messages,
+            if written == 1 { "" } else { "s" }
+        ));
     }
     Ok(report.join("\n"))
 }
