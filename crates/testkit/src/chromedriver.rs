@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::ports;
-use crate::process::{self, Launcher, Server, ServerProcess, StartError, find_binary};
+use crate::process::{self, Server, ServerProcess, StartError, find_binary, server_handle};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const INSTALL: &str = "apt-get install -y --no-install-recommends chromium chromium-driver";
@@ -54,34 +53,15 @@ impl Chromedriver {
             "{CHROMIUM} not found: install it with `{INSTALL}` \
              (scripts/install-test-deps does this; scripts/test runs it)"
         );
-        let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir));
         Self {
-            server: Server::start("chromedriver", ports::free_port, launch),
+            server: Server::start_binary("chromedriver", binary, launch),
         }
-    }
-
-    /// The TCP port on 127.0.0.1.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.server.port()
     }
 
     /// `http://127.0.0.1:PORT`, the WebDriver endpoint (no trailing slash).
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port())
-    }
-
-    /// chromedriver's process id, or `None` once stopped.
-    #[must_use]
-    pub fn pid(&self) -> Option<u32> {
-        self.server.pid()
-    }
-
-    /// The end of chromedriver's log (its stdout and stderr).
-    #[must_use]
-    pub fn log(&self) -> String {
-        self.server.log()
     }
 
     /// The Chromium executable to name as `goog:chromeOptions.binary`.
@@ -134,14 +114,12 @@ impl Drop for Chromedriver {
     }
 }
 
-impl std::fmt::Debug for Chromedriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chromedriver")
-            .field("port", &self.port())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
+server_handle!(Chromedriver {
+    port: "The TCP port on 127.0.0.1.",
+    pid: "chromedriver's process id, or `None` once stopped.",
+    log: "The end of chromedriver's log (its stdout and stderr).",
+    debug: [],
+});
 
 fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartError> {
     let mut command = Command::new(binary);

@@ -6,7 +6,9 @@ use std::process::Command;
 
 use crate::http;
 use crate::ports;
-use crate::process::{Launcher, Server, ServerProcess, StartError, find_node_binary};
+use crate::process::{
+    Launcher, Server, ServerProcess, StartError, find_node_binary, server_handle,
+};
 
 /// The environment variable that overrides where `dynalite` is found.
 const ENV_VAR: &str = "DYNALITE_BIN";
@@ -68,63 +70,23 @@ impl Dynalite {
         }
     }
 
-    /// The TCP port on 127.0.0.1; it stays the same across restarts.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
     /// `http://127.0.0.1:PORT`, the DynamoDB endpoint URL (no trailing slash).
     #[must_use]
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port())
     }
-
-    /// The server's process id (the `node` running dynalite), or `None`
-    /// while stopped.
-    #[must_use]
-    pub fn pid(&self) -> Option<u32> {
-        self.server.pid()
-    }
-
-    /// The end of the server's log (its stdout and stderr).
-    #[must_use]
-    pub fn log(&self) -> String {
-        self.server.log()
-    }
-
-    /// Kills the server and waits for it, keeping the port number.
-    /// Does nothing if already stopped.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts the server again on the same port, stopping it first if it is
-    /// running, retrying briefly while the port is not yet free. It keeps its
-    /// data in memory, so it comes back **without tables**.
-    ///
-    /// # Panics
-    ///
-    /// If it cannot get its port back or does not become ready.
-    pub fn restart(&mut self) {
-        self.server.restart();
-    }
 }
 
-impl Drop for Dynalite {
-    fn drop(&mut self) {
-        self.server.stop();
-    }
-}
-
-impl std::fmt::Debug for Dynalite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dynalite")
-            .field("port", &self.port())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
+server_handle!(Dynalite {
+    pid: "The server's process id (the `node` running dynalite), or `None` \
+          while stopped.",
+    stop: "Kills the server and waits for it, keeping the port number. \
+           Does nothing if already stopped.",
+    restart: "Starts the server again on the same port, stopping it first if \
+              it is running, retrying briefly while the port is not yet free. \
+              It keeps its data in memory, so it comes back **without tables**.",
+    debug: [],
+});
 
 fn launch(
     binary: &Path,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::ports;
-use crate::process::{Launcher, Server, ServerProcess, StartError, find_binary};
+use crate::process::{Server, ServerProcess, StartError, find_binary, server_handle};
 
 /// A real `memcached` bound to 127.0.0.1 on a free port (TCP only, 64 MB),
 /// with its own temporary directory holding its log.
@@ -31,16 +31,9 @@ impl MemcachedServer {
     #[must_use]
     pub fn start() -> Self {
         let binary = find_binary("memcached", "apt-get install -y memcached");
-        let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir));
         Self {
-            server: Server::start("memcached", ports::free_port, launch),
+            server: Server::start_binary("memcached", binary, launch),
         }
-    }
-
-    /// The TCP port on 127.0.0.1; it stays the same across restarts.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.server.port()
     }
 
     /// `memcached://127.0.0.1:PORT`.
@@ -48,50 +41,17 @@ impl MemcachedServer {
     pub fn url(&self) -> String {
         format!("memcached://127.0.0.1:{}", self.port())
     }
-
-    /// The server's process id, or `None` while stopped.
-    #[must_use]
-    pub fn pid(&self) -> Option<u32> {
-        self.server.pid()
-    }
-
-    /// The end of the server's log (its stdout and stderr).
-    #[must_use]
-    pub fn log(&self) -> String {
-        self.server.log()
-    }
-
-    /// Kills the server and waits for it, keeping the port number.
-    /// Does nothing if already stopped.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts the server again (empty) on the same port, stopping it first
-    /// if it is running, retrying briefly while the port is not yet free.
-    ///
-    /// # Panics
-    ///
-    /// If it cannot get its port back or does not become ready.
-    pub fn restart(&mut self) {
-        self.server.restart();
-    }
 }
 
-impl Drop for MemcachedServer {
-    fn drop(&mut self) {
-        self.server.stop();
-    }
-}
-
-impl std::fmt::Debug for MemcachedServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemcachedServer")
-            .field("port", &self.port())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
+server_handle!(MemcachedServer {
+    pid: "The server's process id, or `None` while stopped.",
+    stop: "Kills the server and waits for it, keeping the port number. \
+           Does nothing if already stopped.",
+    restart: "Starts the server again (empty) on the same port, stopping it \
+              first if it is running, retrying briefly while the port is not \
+              yet free.",
+    debug: [],
+});
 
 fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartError> {
     let mut command = Command::new(binary);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::ports::{POLL_INTERVAL, owns_listener};
+use crate::ports::{POLL_INTERVAL, free_port, owns_listener};
 
 /// How long a freshly spawned server gets to answer its readiness probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -431,6 +431,20 @@ impl Server {
         }
     }
 
+    /// Starts `what` as [`Server::start`] does on a free port, launching
+    /// `binary` with `launch(binary, port, dir)`.
+    pub(crate) fn start_binary(
+        what: &'static str,
+        binary: PathBuf,
+        launch: fn(&Path, u16, &Path) -> Result<ServerProcess, StartError>,
+    ) -> Self {
+        Self::start(
+            what,
+            free_port,
+            Box::new(move |port, dir| launch(&binary, port, dir)),
+        )
+    }
+
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
@@ -463,3 +477,99 @@ impl Server {
         self.process = start_on_same_port(self.what, port, || (self.launch)(port, dir));
     }
 }
+
+/// Writes the public methods that only forward to a handle's `server:
+/// Server` field, with the docs users see, and a `Debug` showing the port,
+/// the pid and the `debug` fields (read by methods of the same name).
+///
+/// - `Name { port: "..", pid: "..", log: "..", debug: [..] }`: `port`, `pid`,
+///   `log` and `Debug`, for a server that stops in its own way (it writes
+///   its own `stop` and `Drop`).
+/// - `Name { pid: "..", stop: "..", restart: "..", debug: [..] }`: also
+///   `stop`, `restart` (whose docs get the `# Panics` section appended) and a
+///   `Drop` that stops the server; `port` and `log` get the usual docs.
+macro_rules! server_handle {
+    (
+        $name:ident {
+            port: $port:literal,
+            pid: $pid:literal,
+            log: $log:literal,
+            debug: [$($field:ident),*] $(,)?
+        }
+    ) => {
+        $crate::process::server_handle!(@with $name, $port, $pid, $log, [$($field),*], {});
+    };
+    (
+        $name:ident {
+            pid: $pid:literal,
+            stop: $stop:literal,
+            restart: $restart:literal,
+            debug: [$($field:ident),*] $(,)?
+        }
+    ) => {
+        $crate::process::server_handle!(
+            @with $name,
+            "The TCP port on 127.0.0.1; it stays the same across restarts.",
+            $pid,
+            "The end of the server's log (its stdout and stderr).",
+            [$($field),*],
+            {
+                #[doc = $stop]
+                pub fn stop(&mut self) {
+                    self.server.stop();
+                }
+
+                #[doc = concat!(
+                    $restart,
+                    "\n\n# Panics\n\nIf it cannot get its port back or does not become ready.",
+                )]
+                pub fn restart(&mut self) {
+                    self.server.restart();
+                }
+            }
+        );
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.server.stop();
+            }
+        }
+    };
+    (@with $name:ident, $port:literal, $pid:literal, $log:literal, [$($field:ident),*], {
+        $($more:item)*
+    }) => {
+        impl $name {
+            #[doc = $port]
+            #[must_use]
+            pub fn port(&self) -> u16 {
+                self.server.port()
+            }
+
+            #[doc = $pid]
+            #[must_use]
+            pub fn pid(&self) -> Option<u32> {
+                self.server.pid()
+            }
+
+            #[doc = $log]
+            #[must_use]
+            pub fn log(&self) -> String {
+                self.server.log()
+            }
+
+            $($more)*
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("port", &self.port())
+                    .field("pid", &self.pid())
+                    $(.field(stringify!($field), &self.$field()))*
+                    .finish()
+            }
+        }
+    };
+}
+
+pub(crate) use server_handle;

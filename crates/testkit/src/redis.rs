@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::ports;
-use crate::process::{self, Launcher, Server, ServerProcess, find_binary};
+use crate::process::{self, Launcher, Server, ServerProcess, find_binary, server_handle};
 
 /// Advice printed when `redis-server` or `redis-cli` is missing.
 pub(crate) const INSTALL: &str = "apt-get install -y redis-server";
@@ -85,12 +85,6 @@ impl RedisServer {
         }
     }
 
-    /// The TCP port on 127.0.0.1; it stays the same across restarts.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
     /// `redis://127.0.0.1:PORT/`.
     #[must_use]
     pub fn url(&self) -> String {
@@ -124,57 +118,23 @@ impl RedisServer {
         format!("redis+unix://{}", self.unix_socket_path().display())
     }
 
-    /// The server's process id, or `None` while stopped.
-    #[must_use]
-    pub fn pid(&self) -> Option<u32> {
-        self.server.pid()
-    }
-
     /// The server's own temporary directory (its working directory).
     #[must_use]
     pub fn dir(&self) -> &Path {
         self.server.dir()
     }
-
-    /// The end of the server's log (its stdout and stderr).
-    #[must_use]
-    pub fn log(&self) -> String {
-        self.server.log()
-    }
-
-    /// Kills the server and waits for it, keeping the port number and the
-    /// directory so that [`restart`](Self::restart) can bring it back.
-    /// Does nothing if already stopped.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts the server again on the same port (stopping it first if it is
-    /// running), retrying for a few seconds while the port is not yet free.
-    ///
-    /// # Panics
-    ///
-    /// If it cannot get its port back or does not become ready.
-    pub fn restart(&mut self) {
-        self.server.restart();
-    }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.server.stop();
-    }
-}
-
-impl std::fmt::Debug for RedisServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisServer")
-            .field("port", &self.port())
-            .field("pid", &self.pid())
-            .field("dir", &self.dir())
-            .finish()
-    }
-}
+server_handle!(RedisServer {
+    pid: "The server's process id, or `None` while stopped.",
+    stop: "Kills the server and waits for it, keeping the port number and the \
+           directory so that [`restart`](Self::restart) can bring it back. \
+           Does nothing if already stopped.",
+    restart: "Starts the server again on the same port (stopping it first if \
+              it is running), retrying for a few seconds while the port is not \
+              yet free.",
+    debug: [dir],
+});
 
 fn launch(
     binary: &Path,

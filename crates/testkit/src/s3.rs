@@ -5,8 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::http;
-use crate::ports;
-use crate::process::{Launcher, Server, ServerProcess, StartError, find_node_binary};
+use crate::process::{Server, ServerProcess, StartError, find_node_binary, server_handle};
 
 /// The environment variable that overrides where `s3rver` is found.
 const ENV_VAR: &str = "S3RVER_BIN";
@@ -53,16 +52,9 @@ impl S3Server {
     #[must_use]
     pub fn start() -> Self {
         let binary = find_node_binary("s3rver", ENV_VAR);
-        let launch: Launcher = Box::new(move |port, dir| launch(&binary, port, dir));
         Self {
-            server: Server::start("s3rver", ports::free_port, launch),
+            server: Server::start_binary("s3rver", binary, launch),
         }
-    }
-
-    /// The TCP port on 127.0.0.1; it stays the same across restarts.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.server.port()
     }
 
     /// `http://127.0.0.1:PORT`, the S3 endpoint URL (no trailing slash);
@@ -89,53 +81,19 @@ impl S3Server {
     pub fn secret_access_key(&self) -> &str {
         SECRET_ACCESS_KEY
     }
-
-    /// The server's process id (the `node` running s3rver), or `None` while
-    /// stopped.
-    #[must_use]
-    pub fn pid(&self) -> Option<u32> {
-        self.server.pid()
-    }
-
-    /// The end of the server's log (its stdout and stderr).
-    #[must_use]
-    pub fn log(&self) -> String {
-        self.server.log()
-    }
-
-    /// Kills the server and waits for it, keeping the port number and the
-    /// stored objects. Does nothing if already stopped.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts the server again on the same port, stopping it first if it is
-    /// running, retrying briefly while the port is not yet free. Objects are
-    /// on disk, so it comes back **with** the bucket's contents.
-    ///
-    /// # Panics
-    ///
-    /// If it cannot get its port back or does not become ready.
-    pub fn restart(&mut self) {
-        self.server.restart();
-    }
 }
 
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.server.stop();
-    }
-}
-
-impl std::fmt::Debug for S3Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Server")
-            .field("port", &self.port())
-            .field("pid", &self.pid())
-            .field("bucket", &BUCKET)
-            .finish()
-    }
-}
+server_handle!(S3Server {
+    pid: "The server's process id (the `node` running s3rver), or `None` while \
+          stopped.",
+    stop: "Kills the server and waits for it, keeping the port number and the \
+           stored objects. Does nothing if already stopped.",
+    restart: "Starts the server again on the same port, stopping it first if \
+              it is running, retrying briefly while the port is not yet free. \
+              Objects are on disk, so it comes back **with** the bucket's \
+              contents.",
+    debug: [bucket],
+});
 
 fn launch(binary: &Path, port: u16, dir: &Path) -> Result<ServerProcess, StartError> {
     let mut command = Command::new(binary);

@@ -51,6 +51,73 @@ fn gone_soon(pid: u32) -> bool {
     true
 }
 
+/// Whether `pid` has left `/proc` altogether (killed and reaped).
+fn reaped(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What [`assert_stops_and_restarts`] needs of a server handle.
+trait Restartable {
+    fn port(&self) -> u16;
+    fn pid(&self) -> Option<u32>;
+    fn stop(&mut self);
+    fn restart(&mut self);
+}
+
+macro_rules! restartable {
+    ($($server:ty),*) => {$(
+        impl Restartable for $server {
+            fn port(&self) -> u16 {
+                <$server>::port(self)
+            }
+            fn pid(&self) -> Option<u32> {
+                <$server>::pid(self)
+            }
+            fn stop(&mut self) {
+                <$server>::stop(self);
+            }
+            fn restart(&mut self) {
+                <$server>::restart(self);
+            }
+        }
+    )*};
+}
+
+restartable!(RedisServer, MemcachedServer, Dynalite, S3Server);
+
+/// Stops `server`: its process is killed and reaped, its port no longer
+/// answers, and stopping again does nothing. Restarts it on the same port as
+/// a new process that `answers`; then restarts it while running, which
+/// replaces it in place.
+fn assert_stops_and_restarts<S: Restartable>(
+    server: &mut S,
+    what: &str,
+    answers: impl Fn(&S) -> bool,
+) {
+    let port = server.port();
+    for stop_first in [true, false] {
+        let old_pid = server.pid().unwrap();
+        if stop_first {
+            server.stop();
+            assert_eq!(server.pid(), None);
+            assert!(reaped(old_pid), "{what} {old_pid} still running after stop");
+            assert!(
+                TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "port {port} still answers"
+            );
+            server.stop(); // idempotent
+        }
+        server.restart();
+        assert_eq!(server.port(), port);
+        assert_ne!(server.pid(), Some(old_pid));
+        assert!(
+            reaped(old_pid),
+            "{what} {old_pid} still running after restart"
+        );
+        assert!(answers(server), "{what} does not answer after a restart");
+    }
+}
+
 #[test]
 fn free_port_and_wait_for_port() {
     let port = free_port();
@@ -86,33 +153,12 @@ fn redis_answers_over_tcp_and_unix_socket() {
 #[test]
 fn redis_stops_and_restarts_on_the_same_port() {
     let mut redis = RedisServer::start();
-    let port = redis.port();
-    let first_pid = redis.pid().unwrap();
-
-    redis.stop();
-    assert_eq!(redis.pid(), None);
-    assert!(
-        !alive(first_pid),
-        "redis-server {first_pid} still running after stop"
-    );
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
-    redis.stop(); // idempotent
-
-    redis.restart();
-    assert_eq!(redis.port(), port);
-    assert_ne!(redis.pid(), Some(first_pid));
-    assert_eq!(roundtrip(tcp(port), "PING\r\n"), "+PONG");
+    assert_eq!(roundtrip(tcp(redis.port()), "SET k v\r\n"), "+OK");
+    assert_stops_and_restarts(&mut redis, "redis-server", |redis| {
+        roundtrip(tcp(redis.port()), "PING\r\n") == "+PONG"
+    });
     // No persistence: the restarted server starts empty.
-    assert_eq!(roundtrip(tcp(port), "DBSIZE\r\n"), ":0");
-
-    // Restarting a running server replaces it in place too.
-    let second_pid = redis.pid().unwrap();
-    redis.restart();
-    assert!(!alive(second_pid));
-    assert_eq!(roundtrip(tcp(port), "PING\r\n"), "+PONG");
+    assert_eq!(roundtrip(tcp(redis.port()), "DBSIZE\r\n"), ":0");
 }
 
 #[test]
@@ -217,10 +263,9 @@ fn memcached_sets_gets_and_restarts_on_the_same_port() {
     }
     assert_eq!(reply, "STORED\r\nVALUE k 0 5\r\nhello\r\nEND\r\n");
 
-    let pid = memcached.pid().unwrap();
-    memcached.restart();
-    assert!(!alive(pid));
-    assert_eq!(memcached.port(), port);
+    assert_stops_and_restarts(&mut memcached, "memcached", |memcached| {
+        roundtrip(tcp(memcached.port()), "version\r\n").starts_with("VERSION ")
+    });
     assert_eq!(
         roundtrip(tcp(port), "get k\r\n"),
         "END",
@@ -376,11 +421,6 @@ fn dynamo_call(endpoint: &str, operation: &str, body: &str) -> (u16, String) {
     http_with(endpoint, "POST", "/", &headers, body)
 }
 
-/// Whether `pid` has left `/proc` altogether (killed and reaped).
-fn reaped(pid: u32) -> bool {
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
 #[test]
 fn dynalite_answers_dynamodb_and_restarts_on_the_same_port() {
     let mut dynamo = Dynalite::start();
@@ -391,29 +431,9 @@ fn dynalite_answers_dynamodb_and_restarts_on_the_same_port() {
     assert_eq!(body, r#"{"TableNames":[]}"#);
     assert!(format!("{dynamo:?}").contains(&port.to_string()));
 
-    let first_pid = dynamo.pid().unwrap();
-    dynamo.stop();
-    assert_eq!(dynamo.pid(), None);
-    assert!(
-        reaped(first_pid),
-        "dynalite {first_pid} still running after stop"
-    );
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
-    dynamo.stop(); // idempotent
-
-    dynamo.restart();
-    assert_eq!(dynamo.port(), port);
-    assert_ne!(dynamo.pid(), Some(first_pid));
-    assert_eq!(list_tables(&dynamo.endpoint()).0, 200);
-
-    // Restarting a running server replaces it in place too.
-    let second_pid = dynamo.pid().unwrap();
-    dynamo.restart();
-    assert!(reaped(second_pid));
-    assert_eq!(list_tables(&dynamo.endpoint()).0, 200);
+    assert_stops_and_restarts(&mut dynamo, "dynalite", |dynamo| {
+        list_tables(&dynamo.endpoint()).0 == 200
+    });
 
     let pid = dynamo.pid().unwrap();
     drop(dynamo);
@@ -454,20 +474,9 @@ fn s3rver_serves_its_bucket_and_keeps_objects_across_a_restart() {
     let (status, body) = http_with(&endpoint, "PUT", "/board/greeting", &[], "hello");
     assert_eq!(status, 200, "{body}");
 
-    let first_pid = s3.pid().unwrap();
-    s3.stop();
-    assert_eq!(s3.pid(), None);
-    assert!(
-        reaped(first_pid),
-        "s3rver {first_pid} still running after stop"
-    );
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
-
-    s3.restart();
-    assert_eq!(s3.port(), port);
+    assert_stops_and_restarts(&mut s3, "s3rver", |s3| {
+        http_with(&s3.endpoint(), "GET", "/board", &[], "").0 == 200
+    });
     assert_eq!(
         http_with(&endpoint, "GET", "/board/greeting", &[], ""),
         (200, "hello".to_owned()),
