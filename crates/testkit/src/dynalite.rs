@@ -84,7 +84,7 @@ server_handle!(Dynalite {
            Does nothing if already stopped.",
     restart: "Starts the server again on the same port, stopping it first if \
               it is running, retrying briefly while the port is not yet free. \
-              It keeps its data in memory, so it comes back **without tables**.",
+              Started with [`Dynalite::start`] (in memory) it comes back **without tables**; with [`Dynalite::start_on_disk`] it keeps them.",
     debug: [],
 });
 
