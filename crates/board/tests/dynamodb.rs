@@ -42,6 +42,18 @@ fn user(id: &str, name: &str) -> User {
     }
 }
 
+/// A SQLite database in memory (the reference behaviour) with users `u`
+/// (ada) and `v` (bob), whom its foreign keys require.
+async fn sqlite_with_ada_and_bob() -> Sqlite {
+    let sqlite = Sqlite::open(":memory:").expect("sqlite");
+    for (id, name) in [("u", "ada"), ("v", "bob")] {
+        UserStore::create(&sqlite, &user(id, name), "h")
+            .await
+            .expect("user");
+    }
+    sqlite
+}
+
 fn message(id: &str, user_id: &str, created_at: i64, description: &str) -> Message {
     Message {
         id: id.into(),
@@ -185,13 +197,7 @@ async fn users_match_sqlite() {
 #[tokio::test]
 async fn sessions_match_sqlite() {
     let (_dynamo, _url, stores) = migrated("sess_").await;
-    let sqlite = Sqlite::open(":memory:").expect("sqlite");
-    UserStore::create(&sqlite, &user("u", "ada"), "h")
-        .await
-        .expect("user");
-    UserStore::create(&sqlite, &user("v", "bob"), "h")
-        .await
-        .expect("user");
+    let sqlite = sqlite_with_ada_and_bob().await;
     let sessions = &stores.sessions;
     for store in [sessions.as_ref(), &sqlite as &dyn SessionStore] {
         for (hash, user_id) in [("s1", "u"), ("s2", "u"), ("s3", "u"), ("t1", "v")] {
@@ -240,13 +246,7 @@ async fn sessions_match_sqlite() {
 #[tokio::test]
 async fn messages_match_sqlite() {
     let (_dynamo, _url, stores) = migrated("msg_").await;
-    let sqlite = Sqlite::open(":memory:").expect("sqlite");
-    UserStore::create(&sqlite, &user("u", "ada"), "h")
-        .await
-        .expect("user");
-    UserStore::create(&sqlite, &user("v", "bob"), "h")
-        .await
-        .expect("user");
+    let sqlite = sqlite_with_ada_and_bob().await;
     let dynamo = &stores.messages;
     // Two pairs share a time: ties are ordered by id.
     let all = [
