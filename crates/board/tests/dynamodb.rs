@@ -243,6 +243,101 @@ async fn sessions_match_sqlite() {
     assert!(sessions.get("s2").await.expect("get").is_none());
 }
 
+/// The hashes in user `id`'s session set, sorted.
+async fn session_set(db: &Dynamo, table: &str, id: &str) -> Vec<String> {
+    let out = db
+        .client()
+        .get_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(id.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get user");
+    let mut set = match out.item.and_then(|mut item| item.remove("sessions")) {
+        Some(AttributeValue::Ss(set)) => set,
+        None => Vec::new(),
+        Some(other) => panic!("sessions of {id}: {other:?}"),
+    };
+    set.sort();
+    set
+}
+
+/// "Log out everywhere" must not depend on the `by_user` index, which lags
+/// on AWS: a session the index does not show yet is still found through
+/// the user's strongly consistent session set, and removed.
+#[tokio::test]
+async fn logging_out_everywhere_reaches_sessions_the_index_does_not_show() {
+    let (_dynamo, url, stores) = migrated("lag_").await;
+    let db = Dynamo::open(&url).await.expect("open");
+    stores
+        .users
+        .create(&user("u", "ada"), "h")
+        .await
+        .expect("user");
+    let sessions = &stores.sessions;
+    for hash in ["s1", "s2"] {
+        let record = SessionRecord {
+            token_hash: hash.into(),
+            user_id: "u".into(),
+            created_at: 5,
+            expires_at: 10,
+        };
+        sessions.create(&record).await.expect("session");
+    }
+    assert_eq!(session_set(&db, "lag_users", "u").await, ["s1", "s2"]);
+    sessions.delete("s1").await.expect("delete");
+    assert_eq!(session_set(&db, "lag_users", "u").await, ["s2"]);
+
+    // A session as the index would show it before catching up: the item
+    // without `user_id` (so the sparse index leaves it out), listed in the
+    // user's set as `create` leaves it.
+    db.client()
+        .put_item()
+        .table_name("lag_sessions")
+        .item("token_hash", AttributeValue::S("unindexed".into()))
+        .item("created_at", AttributeValue::N("5".into()))
+        .item("expires_at", AttributeValue::N("10".into()))
+        .send()
+        .await
+        .expect("raw put");
+    db.client()
+        .update_item()
+        .table_name("lag_users")
+        .key("id", AttributeValue::S("u".into()))
+        .update_expression("ADD sessions :s")
+        .expression_attribute_values(":s", AttributeValue::Ss(vec!["unindexed".into()]))
+        .send()
+        .await
+        .expect("raw add");
+
+    let mut removed = sessions.delete_for_user("u", None).await.expect("delete");
+    removed.sort();
+    assert_eq!(removed, ["s2", "unindexed"]);
+    assert!(session_set(&db, "lag_users", "u").await.is_empty());
+    let left = db
+        .client()
+        .get_item()
+        .table_name("lag_sessions")
+        .key("token_hash", AttributeValue::S("unindexed".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get");
+    assert!(left.item.is_none(), "the unindexed session is gone");
+
+    // A session of a user who does not exist creates no user item.
+    let stray = SessionRecord {
+        token_hash: "stray".into(),
+        user_id: "nobody".into(),
+        created_at: 5,
+        expires_at: 10,
+    };
+    sessions.create(&stray).await.expect("session");
+    assert!(stores.users.get("nobody").await.expect("get").is_none());
+    assert_eq!(stores.users.count().await.expect("count"), 1);
+}
+
 #[tokio::test]
 async fn messages_match_sqlite() {
     let (_dynamo, _url, stores) = migrated("msg_").await;

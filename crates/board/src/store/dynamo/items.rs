@@ -1,6 +1,6 @@
 //! The store traits on DynamoDB items: conversions and calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -322,8 +322,10 @@ impl SessionStore for Dynamo {
             .condition_expression("attribute_not_exists(token_hash)")
             .send()
             .await
-            .map(drop)
-            .map_err(backend(table, "PutItem"))
+            .map_err(backend(table, "PutItem"))?;
+        self.track_sessions(&session.user_id, vec![session.token_hash.clone()], true)
+            .await;
+        Ok(())
     }
 
     async fn get(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
@@ -343,14 +345,22 @@ impl SessionStore for Dynamo {
 
     async fn delete(&self, token_hash: &str) -> StoreResult<()> {
         let table = &self.sessions;
-        self.client
+        let old = self
+            .client
             .delete_item()
             .table_name(table)
             .key("token_hash", s(token_hash))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map(drop)
-            .map_err(backend(table, "DeleteItem"))
+            .map_err(backend(table, "DeleteItem"))?;
+        if let Some(AttributeValue::S(user_id)) =
+            old.attributes.as_ref().and_then(|a| a.get("user_id"))
+        {
+            self.track_sessions(user_id, vec![token_hash.to_owned()], false)
+                .await;
+        }
+        Ok(())
     }
 
     async fn delete_for_user(&self, user_id: &str, keep: Option<&str>) -> StoreResult<Vec<String>> {
@@ -365,31 +375,84 @@ impl SessionStore for Dynamo {
             .into_paginator()
             .items()
             .send();
-        let mut hashes = Vec::new();
+        // The user's session set (strongly consistent) and the index
+        // (which may lag, but also knows sessions made before the set).
+        let mut hashes: BTreeSet<String> = self
+            .get_item(&self.users, "id", user_id)
+            .await?
+            .and_then(|mut item| match item.remove(SESSION_SET) {
+                Some(AttributeValue::Ss(set)) => Some(set),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         while let Some(item) = pages.next().await {
             let item = item.map_err(backend(table, "Query"))?;
-            let hash = get_s(&item, table, "token_hash")?;
-            if Some(hash.as_str()) != keep {
-                hashes.push(hash);
-            }
+            hashes.insert(get_s(&item, table, "token_hash")?);
+        }
+        if let Some(keep) = keep {
+            hashes.remove(keep);
         }
         let mut removed = Vec::with_capacity(hashes.len());
-        for hash in hashes {
+        for hash in &hashes {
             // Only what was still there counts as removed.
             let out = self
                 .client
                 .delete_item()
                 .table_name(table)
-                .key("token_hash", s(&hash))
+                .key("token_hash", s(hash))
                 .return_values(ReturnValue::AllOld)
                 .send()
                 .await
                 .map_err(backend(table, "DeleteItem"))?;
             if out.attributes.is_some() {
-                removed.push(hash);
+                removed.push(hash.clone());
             }
         }
+        self.track_sessions(user_id, hashes.into_iter().collect(), false)
+            .await;
         Ok(removed)
+    }
+}
+
+/// The attribute of a user item listing the hashes of the user's sessions.
+const SESSION_SET: &str = "sessions";
+
+impl Dynamo {
+    /// Adds (`add`) or removes `hashes` in the user's session set: a
+    /// strongly consistent record of a user's sessions, which the
+    /// `by_user` index (eventually consistent on AWS) cannot be, so that
+    /// "log out everywhere" also reaches a session made a moment before.
+    /// String-set `ADD`/`DELETE` are atomic, so concurrent logins do not
+    /// lose each other's entries. Best effort: a failure is logged, and
+    /// the index still finds the session later.
+    async fn track_sessions(&self, user_id: &str, hashes: Vec<String>, add: bool) {
+        if hashes.is_empty() {
+            return;
+        }
+        let table = &self.users;
+        let expression = if add {
+            format!("ADD {SESSION_SET} :s")
+        } else {
+            format!("DELETE {SESSION_SET} :s")
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("id", s(user_id))
+            .update_expression(expression)
+            // Only on a user item: never creates an item for a stray id.
+            .condition_expression("attribute_exists(username)")
+            .expression_attribute_values(":s", AttributeValue::Ss(hashes))
+            .send()
+            .await
+            .map_err(backend(table, "UpdateItem (session set)"));
+        match result {
+            Ok(_) | Err(StoreError::Conflict) => {}
+            Err(error) => tracing::warn!(%error, user_id, "session set not updated"),
+        }
     }
 }
 

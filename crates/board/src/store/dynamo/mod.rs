@@ -19,6 +19,12 @@
 //! are the only items in `users` with a `user_id` attribute, which is how
 //! [`count`](super::UserStore::count) leaves them out.
 //!
+//! **Sessions** are found by user through the `by_user` index and, because
+//! that index lags on AWS, also through a string set `sessions` on the user
+//! item (atomic `ADD`/`DELETE` on login and logout, read with
+//! `ConsistentRead`): "log out everywhere" reaches a session made a moment
+//! before, which the index alone might not show yet.
+//!
 //! **Listing**: every message carries `feed = "all"`, the partition key of
 //! the `by_time` index, so "newest first" is one `Query` with
 //! `ScanIndexForward=false`. The trade-off: every message lands in one index
