@@ -2,6 +2,7 @@
 //! every store call compared with SQLite's answers, pagination past 1 MB,
 //! and a dead endpoint. Each test has its own server and table prefix.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -243,18 +244,29 @@ async fn sessions_match_sqlite() {
     assert!(sessions.get("s2").await.expect("get").is_none());
 }
 
-/// The hashes in user `id`'s session set, sorted.
-async fn session_set(db: &Dynamo, table: &str, id: &str) -> Vec<String> {
-    let out = db
-        .client()
+/// Item `key = value` of `table`, read strongly consistently behind the
+/// store's back.
+async fn raw_item(
+    db: &Dynamo,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Option<HashMap<String, AttributeValue>> {
+    db.client()
         .get_item()
         .table_name(table)
-        .key("id", AttributeValue::S(id.into()))
+        .key(key, AttributeValue::S(value.into()))
         .consistent_read(true)
         .send()
         .await
-        .expect("get user");
-    let mut set = match out.item.and_then(|mut item| item.remove("sessions")) {
+        .unwrap_or_else(|e| panic!("get {key} = {value} from {table}: {e}"))
+        .item
+}
+
+/// The hashes in user `id`'s session set, sorted.
+async fn session_set(db: &Dynamo, table: &str, id: &str) -> Vec<String> {
+    let item = raw_item(db, table, "id", id).await;
+    let mut set = match item.and_then(|mut item| item.remove("sessions")) {
         Some(AttributeValue::Ss(set)) => set,
         None => Vec::new(),
         Some(other) => panic!("sessions of {id}: {other:?}"),
@@ -315,16 +327,8 @@ async fn logging_out_everywhere_reaches_sessions_the_index_does_not_show() {
     removed.sort();
     assert_eq!(removed, ["s2", "unindexed"]);
     assert!(session_set(&db, "lag_users", "u").await.is_empty());
-    let left = db
-        .client()
-        .get_item()
-        .table_name("lag_sessions")
-        .key("token_hash", AttributeValue::S("unindexed".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("get");
-    assert!(left.item.is_none(), "the unindexed session is gone");
+    let left = raw_item(&db, "lag_sessions", "token_hash", "unindexed").await;
+    assert!(left.is_none(), "the unindexed session is gone");
 
     // A session of a user who does not exist creates no user item.
     let stray = SessionRecord {
@@ -508,16 +512,7 @@ async fn a_dead_endpoint_fails_in_bounded_time() {
 /// Watermark `id` of table `table`, read strongly consistently (`None`
 /// when missing).
 async fn watermark(db: &Dynamo, table: &str, id: &str) -> Option<i64> {
-    let out = db
-        .client()
-        .get_item()
-        .table_name(table)
-        .key("message_id", AttributeValue::S(id.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("get watermark");
-    match out.item?.get("n") {
+    match raw_item(db, table, "message_id", id).await?.get("n") {
         Some(AttributeValue::N(n)) => Some(n.parse().expect("a number")),
         other => panic!("watermark {id}: {other:?}"),
     }
