@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Credentials, Message, MessageStore, SessionRecord, SessionStore, StoreResult, User, UserStore,
+    Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore, StoreResult,
+    User, UserStore,
 };
 
 /// Database calls made so far, per (table, operation). Cheap to clone.
@@ -122,6 +123,33 @@ impl<S: MessageStore + ?Sized> MessageStore for Counted<S> {
     async fn insert(&self, message: &Message) -> StoreResult<()> {
         self.calls.bump("messages", "insert");
         self.inner.insert(message).await
+    }
+    async fn insert_many(&self, messages: &[Message]) -> StoreResult<()> {
+        self.calls.bump("messages", "insert_many");
+        self.inner.insert_many(messages).await
+    }
+    async fn page(
+        &self,
+        listing: &Listing,
+        bound: &Bound,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        self.calls.bump(
+            "messages",
+            match listing {
+                Listing::All => "page",
+                Listing::User(_) => "user_page",
+            },
+        );
+        self.inner.page(listing, bound, limit).await
+    }
+    async fn count(&self, listing: &Listing) -> StoreResult<u64> {
+        self.calls.bump("messages", "count");
+        self.inner.count(listing).await
+    }
+    async fn by_image(&self, image: &str) -> StoreResult<Option<Message>> {
+        self.calls.bump("messages", "by_image");
+        self.inner.by_image(image).await
     }
     async fn all(&self) -> StoreResult<Vec<Message>> {
         self.calls.bump("messages", "scan");

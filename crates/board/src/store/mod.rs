@@ -117,16 +117,74 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete_for_user(&self, user_id: &str, keep: Option<&str>) -> StoreResult<Vec<String>>;
 }
 
+/// One newest-first listing: every message (the home page) or one user's
+/// (`/my`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Listing {
+    /// Every message.
+    All,
+    /// The messages of the user with this id.
+    User(String),
+}
+
+/// A place in a listing: the sort key of one message. Listings are ordered
+/// by `created_at` descending, ties by `id` descending (SQLite; DynamoDB
+/// keeps its index's own order among equal times and resumes from the
+/// message itself, so a page boundary inside a tie loses nothing there
+/// either). The message need not exist any more: a place stays valid after
+/// its message is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// `created_at` of the message, Unix milliseconds.
+    pub created_at: i64,
+    /// Its id.
+    pub id: String,
+}
+
+impl Position {
+    /// The place of `message`.
+    pub fn of(message: &Message) -> Self {
+        Self {
+            created_at: message.created_at,
+            id: message.id.clone(),
+        }
+    }
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Bound {
+    /// The newest messages.
+    Newest,
+    /// Messages older than (after, in listing order) this place.
+    Older(Position),
+    /// Messages newer than (before, in listing order) this place: the page
+    /// that precedes it. Still returned newest first.
+    Newer(Position),
+}
+
 /// The `messages` table.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
     /// Adds a message.
     async fn insert(&self, message: &Message) -> StoreResult<()>;
-    /// Every message (the original's `messages_table.scan()`), in no
-    /// promised order: SQLite gives insertion order, DynamoDB newest first.
+    /// Adds many messages in as few round trips as the database allows
+    /// (one SQLite transaction; DynamoDB `BatchWriteItem`s of 25), for
+    /// `board demo` and tools. Counters move as for [`insert`](Self::insert).
+    async fn insert_many(&self, messages: &[Message]) -> StoreResult<()>;
+    /// One page of `listing`: at most `limit` messages from `bound`, newest
+    /// first. Reads only what it returns (an index range, never a scan).
+    async fn page(&self, listing: &Listing, bound: &Bound, limit: u32)
+    -> StoreResult<Vec<Message>>;
+    /// How many messages `listing` holds: a counter kept with every write,
+    /// never a count of rows.
+    async fn count(&self, listing: &Listing) -> StoreResult<u64>;
+    /// The message whose full image is named `image`.
+    async fn by_image(&self, image: &str) -> StoreResult<Option<Message>>;
+    /// Every message, in no promised order: a whole-table read for tools,
+    /// tests and migrations only; no page calls it.
     async fn all(&self) -> StoreResult<Vec<Message>>;
-    /// The messages of one user (any order; DynamoDB gives newest first):
-    /// what `/my` shows.
+    /// Every message of one user, newest first: for tools and tests only.
     async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>>;
     /// One message.
     async fn get(&self, id: &str) -> StoreResult<Option<Message>>;

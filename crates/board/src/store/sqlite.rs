@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Credentials, Message, MessageStore, SessionRecord, SessionStore, StoreError, StoreResult, User,
-    UserStore,
+    Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore, StoreError,
+    StoreResult, User, UserStore,
 };
 
 /// Schema changes, applied in order; `PRAGMA user_version` records how many
@@ -43,7 +43,36 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_by_time ON messages(created_at);",
     // `/my` reads one user's messages (the `user_messages` memo).
     "CREATE INDEX messages_by_user ON messages(user_id, created_at);",
+    // Pages instead of tables: keyset pagination on (created_at, id) for
+    // both listings, the image page by image name, and listing sizes as
+    // counters kept by triggers, so that no page reads more rows than it
+    // shows, whatever inserts the rows (the board, `board demo`, or a
+    // person with the sqlite3 shell). Seeding the counters is the one
+    // whole-table read, once, here.
+    "DROP INDEX messages_by_time;
+    DROP INDEX messages_by_user;
+    CREATE INDEX messages_page ON messages(created_at, id);
+    CREATE INDEX messages_user_page ON messages(user_id, created_at, id);
+    CREATE INDEX messages_by_image ON messages(image);
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        n    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters (name, n) SELECT 'all', COUNT(*) FROM messages;
+    INSERT INTO counters (name, n)
+        SELECT 'user:' || user_id, COUNT(*) FROM messages GROUP BY user_id;
+    CREATE TRIGGER messages_counted_in AFTER INSERT ON messages BEGIN
+        INSERT INTO counters (name, n) VALUES ('all', 1), ('user:' || NEW.user_id, 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER messages_counted_out AFTER DELETE ON messages BEGIN
+        UPDATE counters SET n = n - 1 WHERE name IN ('all', 'user:' || OLD.user_id);
+    END;",
 ];
+
+/// The columns of a message, in [`message_from`]'s order.
+const MESSAGE_COLUMNS: &str =
+    "id, user_id, author, location, description, image, thumbnail, created_at";
 
 /// A SQLite database holding all three tables.
 pub struct Sqlite {
@@ -305,6 +334,70 @@ impl MessageStore for Sqlite {
         .await
     }
 
+    async fn insert_many(&self, messages: &[Message]) -> StoreResult<()> {
+        let batch = messages.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO messages (id, user_id, author, location, description, image, thumbnail, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for m in &batch {
+                    stmt.execute(params![
+                        m.id,
+                        m.user_id,
+                        m.author,
+                        m.location,
+                        m.description,
+                        m.image,
+                        m.thumbnail,
+                        m.created_at
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn page(
+        &self,
+        listing: &Listing,
+        bound: &Bound,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let (listing, bound) = (listing.clone(), bound.clone());
+        self.call(move |c| page(c, &listing, &bound, limit)).await
+    }
+
+    async fn count(&self, listing: &Listing) -> StoreResult<u64> {
+        let name = match listing {
+            Listing::All => "all".to_owned(),
+            Listing::User(id) => format!("user:{id}"),
+        };
+        self.call(move |c| {
+            c.query_row("SELECT n FROM counters WHERE name = ?1", [name], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|n| u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn by_image(&self, image: &str) -> StoreResult<Option<Message>> {
+        let image = image.to_owned();
+        self.call(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE image = ?1"
+            ))?
+            .query_row([image], message_from)
+            .optional()
+        })
+        .await
+    }
+
     async fn all(&self) -> StoreResult<Vec<Message>> {
         self.call(|c| {
             let mut stmt = c.prepare_cached(
@@ -320,7 +413,7 @@ impl MessageStore for Sqlite {
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, user_id, author, location, description, image, thumbnail, created_at
-                 FROM messages WHERE user_id = ?1",
+                 FROM messages WHERE user_id = ?1 ORDER BY created_at DESC, id DESC",
             )?;
             stmt.query_map([user_id], message_from)?.collect()
         })
@@ -349,6 +442,45 @@ impl MessageStore for Sqlite {
         })
         .await
     }
+}
+
+/// One page of `listing` from `bound`: an index range of at most `limit`
+/// rows (see the `messages_page` and `messages_user_page` indexes).
+fn page(
+    c: &Connection,
+    listing: &Listing,
+    bound: &Bound,
+    limit: u32,
+) -> rusqlite::Result<Vec<Message>> {
+    let (user, filter) = match listing {
+        Listing::All => (None, ""),
+        Listing::User(id) => (Some(id.as_str()), "user_id = :user AND "),
+    };
+    let (range, order, place) = match bound {
+        Bound::Newest => ("1", "DESC", None),
+        Bound::Older(p) => ("(created_at, id) < (:at, :id)", "DESC", Some(p)),
+        Bound::Newer(p) => ("(created_at, id) > (:at, :id)", "ASC", Some(p)),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {filter}{range} \
+         ORDER BY created_at {order}, id {order} LIMIT :limit"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut args: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":limit", &limit)];
+    if let Some(user) = &user {
+        args.push((":user", user));
+    }
+    if let Some(p) = place {
+        args.push((":at", &p.created_at));
+        args.push((":id", &p.id));
+    }
+    let mut rows = stmt
+        .query_map(args.as_slice(), message_from)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if matches!(bound, Bound::Newer(_)) {
+        rows.reverse();
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
