@@ -98,7 +98,9 @@ pub struct Settings {
     #[arg(long, env = "BOARD_MAX_IMAGE_SIDE", default_value_t = 12_000)]
     pub max_image_side: u32,
 
-    /// Messages per page on the home page.
+    /// Messages per page on the home page and `/my`. Each page is read
+    /// and cached on its own (one index range of this many rows), so the
+    /// cost of a view does not grow with the number of messages.
     #[arg(long, env = "BOARD_PAGE_SIZE", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
@@ -108,8 +110,9 @@ pub struct Settings {
     #[arg(long, env = "BOARD_USER_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
     pub user_cache_timeout: Duration,
 
-    /// How long the list of all messages is cached (`all_messages`); it is
-    /// also forgotten at once on every post and delete, in every process.
+    /// How long pages of the home listing are cached (`all_messages`, one
+    /// value per page), with listing counts and image pages; they are also
+    /// forgotten at once on every post and delete, in every process.
     /// Default: `5s` with an in-process or shared cache (other processes
     /// sharing the database without an invalidation bus see a post within
     /// it), `1h` with a tiered cache (`tiered+redis://`), whose bus makes
@@ -117,8 +120,9 @@ pub struct Settings {
     #[arg(long, env = "BOARD_MESSAGES_CACHE_TIMEOUT", value_parser = parse_duration)]
     pub messages_cache_timeout: Option<Duration>,
 
-    /// How long one user's own messages are cached (`user_messages`, the
-    /// `/my` page); forgotten whenever that user posts or deletes.
+    /// How long the first page of one user's own messages is cached
+    /// (`user_messages`, the `/my` page); forgotten whenever that user
+    /// posts or deletes.
     #[arg(long, env = "BOARD_MY_MESSAGES_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
     pub my_messages_cache_timeout: Duration,
 
@@ -176,7 +180,7 @@ pub struct DemoArgs {
     pub users: u32,
 
     /// Number of messages, spread over the users.
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub messages: u32,
 
     /// Password of every demo user.

@@ -2,12 +2,18 @@
 //! not an empty page (`board demo`, or `board serve --demo`).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::SecretString;
 
 use bytes::Bytes;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 
+use crate::auth::csrf::CsrfKey;
 use crate::auth::{self, password};
 use crate::config::DemoArgs;
+use crate::data::{CursorKey, Data, DataSettings};
 use crate::images;
 use crate::media::{self, MediaName, MediaStore};
 use crate::store::{Message, Stores, User};
@@ -46,6 +52,14 @@ const DESCRIPTIONS: &[&str] = &[
     "Late train, empty platform, neon reflections.",
 ];
 
+/// Messages written per batch (one SQLite transaction; 40 DynamoDB
+/// `BatchWriteItem`s).
+const BATCH: usize = 1000;
+
+/// Distinct pictures at most: demo messages beyond this share them (a
+/// million generated JPEGs would take longer than the rows).
+const PICTURES: u32 = 64;
+
 /// Fills the board at the URLs of `args`, which must have no users yet.
 ///
 /// # Errors
@@ -56,44 +70,70 @@ pub async fn run(args: &DemoArgs) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     let media = media::open(&args.media_url)?;
-    let existing = stores.users.count().await.map_err(|e| e.to_string())?;
+    // A tool's own handle: no cache of its own to keep (a serving fleet's
+    // caches time out, or are flushed by restarting it).
+    let data = tool_data(stores, media)?;
+    let existing = data.user_count().await.map_err(|e| e.to_string())?;
     if existing > 0 {
         return Err(format!(
             "the board at {} already has {existing} users; demo fills only a fresh board",
             args.database_url
         ));
     }
-    fill(&stores, &media, args.users, args.messages, &args.password).await?;
+    let started = std::time::Instant::now();
+    fill(&data, args.users, args.messages, &args.password).await?;
     Ok(format!(
-        "Added {} users (demo1 … demo{}, password `{}`) and {} messages to {}.",
-        args.users, args.users, args.password, args.messages, args.database_url
+        "Added {} users (demo1 … demo{}, password `{}`) and {} messages to {} in {:.1} s.",
+        args.users,
+        args.users,
+        args.password,
+        args.messages,
+        args.database_url,
+        started.elapsed().as_secs_f64()
     ))
+}
+
+fn tool_data(stores: Stores, media: Arc<dyn MediaStore>) -> Result<Data, String> {
+    let secret = SecretString::from(auth::random_hex(32));
+    let cache = memocache::Cache::from_url("null://").map_err(|e| e.to_string())?;
+    let settings = DataSettings {
+        page_size: 50,
+        media_base: "/media/".into(),
+        user_timeout: Duration::ZERO,
+        session_timeout: Duration::ZERO,
+        messages_timeout: Duration::ZERO,
+        my_messages_timeout: Duration::ZERO,
+    };
+    Data::new(
+        stores,
+        media,
+        &cache,
+        CsrfKey::new(&secret),
+        CursorKey::new(&secret),
+        settings,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Adds 8 users and 24 messages if the board has no users.
 ///
 /// # Errors
 /// When writing fails.
-pub async fn fill_if_empty(stores: &Stores, media: &Arc<dyn MediaStore>) -> Result<(), String> {
-    if stores.users.count().await.map_err(|e| e.to_string())? == 0 {
-        fill(stores, media, 8, 24, "demo-password").await?;
+pub async fn fill_if_empty(data: &Data) -> Result<(), String> {
+    if data.user_count().await.map_err(|e| e.to_string())? == 0 {
+        fill(data, 8, 24, "demo-password").await?;
         tracing::info!("demo data added: users demo1 … demo8, password `demo-password`");
     }
     Ok(())
 }
 
 /// Adds `users` users (`demo1`, …) with `password` and `messages` messages
-/// spread over them, each with a generated picture, oldest first.
+/// spread over them, oldest first, in batches, with a progress bar on a
+/// terminal. Up to 64 pictures are generated; further messages share them.
 ///
 /// # Errors
 /// When writing fails.
-pub async fn fill(
-    stores: &Stores,
-    media: &Arc<dyn MediaStore>,
-    users: u32,
-    messages: u32,
-    password: &str,
-) -> Result<(), String> {
+pub async fn fill(data: &Data, users: u32, messages: u32, password: &str) -> Result<(), String> {
     // One hash for all: demo accounts share the password anyway, and this
     // keeps a 50-user demo quick.
     let pw = password.to_owned();
@@ -108,21 +148,21 @@ pub async fn fill(
             username: format!("demo{n}"),
             created_at: now - i64::from(messages + 1) * 7 * 60_000,
         };
-        stores
-            .users
-            .create(&user, &hash)
+        data.register(&user, &hash)
             .await
             .map_err(|e| e.to_string())?;
         made.push(user);
     }
-    for i in 0..messages {
-        let Some(user) = made.get(i as usize % made.len().max(1)) else {
-            break;
-        };
+    if made.is_empty() {
+        return Ok(());
+    }
+    let mut pictures = Vec::new();
+    for i in 0..messages.min(PICTURES) {
         let (jpeg, thumb, kind, thumb_kind) = tokio::task::spawn_blocking(move || picture(i))
             .await
             .map_err(|e| e.to_string())??;
         let (full, small) = MediaName::fresh_pair(kind, thumb_kind);
+        let media = data.media();
         media
             .put(&full, Bytes::from(jpeg))
             .await
@@ -131,8 +171,31 @@ pub async fn fill(
             .put(&small, Bytes::from(thumb))
             .await
             .map_err(|e| e.to_string())?;
+        pictures.push((full, small));
+    }
+    let progress = ProgressBar::new(u64::from(messages)).with_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} messages, {per_sec}, {eta} left",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    progress.set_message("demo");
+    let mut batch = Vec::with_capacity(BATCH);
+    // Spread over the last `messages` × 7 minutes, but never more than
+    // 7 minutes apart and never in the future.
+    let step = if messages > 0 {
+        (7 * 60_000)
+            .min(10 * 365 * 86_400_000 / i64::from(messages))
+            .max(1)
+    } else {
+        1
+    };
+    for i in 0..messages {
         let idx = i as usize;
-        let message = Message {
+        let user = &made[idx % made.len()];
+        let (full, small) = &pictures[idx % pictures.len()];
+        batch.push(Message {
             id: auth::random_hex(16),
             user_id: user.id.clone(),
             author: user.username.clone(),
@@ -140,14 +203,15 @@ pub async fn fill(
             description: DESCRIPTIONS[(idx * 7 + idx / 3) % DESCRIPTIONS.len()].to_owned(),
             image: full.as_str().to_owned(),
             thumbnail: small.as_str().to_owned(),
-            created_at: now - i64::from(messages - i) * 7 * 60_000,
-        };
-        stores
-            .messages
-            .insert(&message)
-            .await
-            .map_err(|e| e.to_string())?;
+            created_at: now - i64::from(messages - i) * step,
+        });
+        if batch.len() == BATCH || i + 1 == messages {
+            data.insert_many(&batch).await.map_err(|e| e.to_string())?;
+            progress.inc(batch.len() as u64);
+            batch.clear();
+        }
     }
+    progress.finish_and_clear();
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::data::DataError;
 use crate::store::StoreError;
 use crate::views::ErrorPage;
 
@@ -54,6 +55,26 @@ impl From<StoreError> for AppError {
 impl From<std::sync::Arc<StoreError>> for AppError {
     fn from(error: std::sync::Arc<StoreError>) -> Self {
         Self::Store(error.to_string())
+    }
+}
+
+impl From<DataError> for AppError {
+    fn from(error: DataError) -> Self {
+        match error {
+            DataError::Store(e) => Self::Store(e.to_string()),
+            DataError::SharedStore(e) => Self::Store(e.to_string()),
+            DataError::Media(e) => Self::Internal(format!("media: {e}")),
+            DataError::NotFound => Self::NotFound,
+            DataError::NotOwner => Self::Forbidden("You can only delete your own messages."),
+            DataError::NameTaken => {
+                Self::BadRequest("That user name is taken. Please choose another.".into())
+            }
+            DataError::BadCursor(_) => Self::BadRequest(
+                "That page link is damaged or was not made by this board. \
+                 Start again from the first page."
+                    .into(),
+            ),
+        }
     }
 }
 

@@ -7,11 +7,13 @@
 //!
 //! Layout: [`config`] (flags and `BOARD_*` variables), [`startup`] (build,
 //! bind, serve), [`http`] (routes), [`auth`] (sessions, CSRF, passwords),
-//! [`store`] and [`media`] (the tables and images behind traits), [`state`]
-//! (the memos), [`views`] (templates).
+//! [`store`] and [`media`] (the tables and images behind traits), [`data`]
+//! (every memo, and every write with the forgets it causes), [`state`]
+//! (what handlers share), [`views`] (templates).
 
 pub mod auth;
 pub mod config;
+pub mod data;
 pub mod demo;
 pub mod domain;
 pub mod error;

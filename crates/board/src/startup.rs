@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use memocache::{Cache, Memo};
+use memocache::Cache;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::auth::csrf::CsrfKey;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::config::Settings;
-use crate::state::{AppState, Inner, Limits, Memos};
+use crate::data::{CursorKey, Data, DataSettings};
+use crate::state::{AppState, Inner, Limits, is_tiered};
 use crate::store::Stores;
 
 /// Why the board could not start.
@@ -59,7 +60,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let state = build_state(settings).await?;
         if settings.demo {
-            crate::demo::fill_if_empty(&state.stores, &state.media)
+            crate::demo::fill_if_empty(&state.data)
                 .await
                 .map_err(StartupError::Storage)?;
         }
@@ -190,11 +191,6 @@ fn messages_timeout(settings: &Settings, cache: &Cache) -> Duration {
     })
 }
 
-/// Whether `cache` keeps an in-process L1 coherent through a bus.
-pub fn is_tiered(cache: &Cache) -> bool {
-    matches!(cache.config().store, memocache::StoreConfig::Tiered { .. })
-}
-
 /// Builds the state the router runs on.
 ///
 /// # Errors
@@ -212,42 +208,23 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         })?;
     let media = crate::media::open(&settings.media_url)
         .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
-    let messages_timeout = messages_timeout(settings, &cache);
-    // Renderings are keyed by list generation, so they are never stale; the
-    // timeout only bounds how long renderings of replaced lists use memory.
-    let rendering_timeout = if messages_timeout.is_zero() {
-        Duration::from_secs(60)
-    } else {
-        messages_timeout
-    };
-    let memos = Memos {
-        load_user: Memo::builder("load_user")
-            .timeout(settings.user_cache_timeout)
-            .build(&cache)
-            .map_err(config_error)?,
-        load_session: Memo::builder("load_session")
-            .timeout(settings.session_cache_timeout)
-            .build(&cache)
-            .map_err(config_error)?,
-        all_messages: Memo::builder("all_messages")
-            .timeout(messages_timeout)
-            .build(&cache)
-            .map_err(config_error)?,
-        user_messages: Memo::builder("user_messages")
-            .timeout(settings.my_messages_cache_timeout)
-            .build(&cache)
-            .map_err(config_error)?,
-        // Keyed by list generation, so it is never stale; the timeout only
-        // bounds how long renderings of replaced lists take up memory.
-        home_page: Memo::builder("home_page")
-            .timeout(rendering_timeout)
-            .build(&cache)
-            .map_err(config_error)?,
-        home_page_gzip: Memo::builder("home_page_gzip")
-            .timeout(rendering_timeout)
-            .build(&cache)
-            .map_err(config_error)?,
-    };
+    let csrf = CsrfKey::new(&secret);
+    let data = Data::new(
+        stores,
+        media,
+        &cache,
+        csrf.clone(),
+        CursorKey::new(&secret),
+        DataSettings {
+            page_size: settings.page_size,
+            media_base: media_base.clone(),
+            user_timeout: settings.user_cache_timeout,
+            session_timeout: settings.session_cache_timeout,
+            messages_timeout: messages_timeout(settings, &cache),
+            my_messages_timeout: settings.my_messages_cache_timeout,
+        },
+    )
+    .map_err(config_error)?;
     let limiter = LoginLimiter::new(
         cache.clone(),
         settings.login_failures_per_account,
@@ -255,19 +232,16 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         settings.login_window,
     );
     Ok(AppState::new(Inner {
-        stores,
-        media,
-        csrf: CsrfKey::new(&secret),
+        data,
+        csrf,
         limiter,
         limits: Limits {
-            page_size: settings.page_size,
             upload_limit: settings.upload_limit,
             max_image_side: settings.max_image_side,
             session_lifetime: settings.session_lifetime,
             secure_cookies: settings.secure_cookies,
         },
         media_base,
-        memos,
         cache,
     }))
 }

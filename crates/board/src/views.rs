@@ -1,12 +1,8 @@
 //! Page templates (askama, compiled in) and the data each page shows.
 
 use askama::Template;
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
-use crate::auth::extract::AuthContext;
-use crate::error::AppError;
+use crate::auth::session::AuthContext;
 use crate::listing::MessageView;
 use crate::store::User;
 
@@ -117,62 +113,23 @@ impl<'a> Layout<'a> {
     }
 }
 
-/// Renders `template` as an HTML response.
-///
-/// # Errors
-/// When rendering fails.
-pub fn render<T: Template>(template: &T) -> Result<Response, AppError> {
-    Ok(Html(template.render()?).into_response())
-}
-
-/// Renders `template` with `status`.
-///
-/// # Errors
-/// When rendering fails.
-pub fn render_with<T: Template>(
-    status: axum::http::StatusCode,
-    template: &T,
-) -> Result<Response, AppError> {
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        template.render()?,
-    )
-        .into_response())
-}
-
-/// One page of the home page's message list, rendered once per list and
-/// page (the `home_page` memo) and spliced into each request's frame.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RenderedPage {
-    /// The HTML of the list and its page links.
-    pub html: String,
-    /// Pages in all.
-    pub pages: u32,
-    /// The memo key it is cached under: (list generation, page).
-    pub key: (u64, u32),
-}
-
-/// A whole page as visitors (not logged in, no notice) get it, gzipped once
-/// per rendering: the frame is the same for every visitor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GzipPage {
-    /// The gzip-compressed HTML.
-    pub bytes: Vec<u8>,
-}
-
-/// The list fragment of the home page.
+/// The list of one page of messages with its links to newer and older
+/// pages: the part of `/` and `/my` that is the same for every viewer.
 #[derive(Template)]
 #[template(path = "list.html")]
 pub struct ListFragment<'a> {
     /// Messages of this page.
     pub messages: &'a [MessageView],
-    /// 1-based page number.
-    pub page: u32,
-    /// Pages in all.
-    pub pages: u32,
-    /// Messages in all.
-    pub total: usize,
+    /// The path the page links go to (`/` or `/my`).
+    pub path: &'a str,
+    /// Token of the older page.
+    pub older: Option<&'a str>,
+    /// Token of the newer page (`None` on the first page).
+    pub newer: Option<&'a str>,
+    /// Whether this is the first page (then "newer" links to `path`).
+    pub first: bool,
+    /// The CSRF token for delete buttons; empty: no delete buttons.
+    pub delete_csrf: &'a str,
 }
 
 /// `/`.
@@ -181,7 +138,7 @@ pub struct ListFragment<'a> {
 pub struct HomePage<'a> {
     /// Frame.
     pub layout: Layout<'a>,
-    /// The cached list fragment.
+    /// The rendered list fragment.
     pub list: &'a str,
 }
 
@@ -191,8 +148,8 @@ pub struct HomePage<'a> {
 pub struct MyPage<'a> {
     /// Frame.
     pub layout: Layout<'a>,
-    /// The user's messages, newest first.
-    pub messages: Vec<&'a MessageView>,
+    /// The rendered list fragment.
+    pub list: &'a str,
 }
 
 /// `/image/{name}`.
@@ -269,7 +226,7 @@ pub struct AccountPage<'a> {
     /// Since when.
     pub member_since: &'a str,
     /// How many messages they have.
-    pub message_count: usize,
+    pub message_count: u64,
     /// Problems with the password form.
     pub errors: &'a [String],
 }

@@ -1,26 +1,15 @@
 //! Extractors: who is logged in ([`MaybeAuthUser`], [`AuthUser`]) and forms
 //! whose CSRF token is checked before the handler runs ([`CsrfForm`]).
 
-use std::sync::Arc;
-
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::csrf::{self, ANON_COOKIE};
-use super::session::{self, SESSION_COOKIE, Session};
+pub use super::session::AuthContext;
+use super::session::{self, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::User;
-
-/// A logged-in user and their session.
-#[derive(Debug, Clone)]
-pub struct AuthContext {
-    /// The user (from `load_user`).
-    pub user: Arc<User>,
-    /// The session (from `load_session`).
-    pub session: Arc<Session>,
-}
 
 /// The user if logged in.
 #[derive(Debug, Clone)]
@@ -51,21 +40,8 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<AuthConte
 }
 
 async fn lookup(state: &AppState, token_hash: &str) -> Result<Option<AuthContext>, AppError> {
-    let Some(session) = state.session(token_hash).await? else {
-        return Ok(None);
-    };
-    if session.expires_at <= super::now_ms() {
-        // Expired: remove it so the table does not grow, and forget it.
-        if let Err(error) = state.stores.sessions.delete(token_hash).await {
-            tracing::warn!(%error, "expired session not removed");
-        }
-        state.memos.load_session.forget(token_hash).await;
-        return Ok(None);
-    }
-    let Some(user) = state.user(&session.user_id).await? else {
-        return Ok(None);
-    };
-    Ok(Some(AuthContext { user, session }))
+    let found = state.data.session(token_hash, super::now_ms()).await?;
+    Ok(found.map(|(session, user)| AuthContext { user, session }))
 }
 
 impl FromRequestParts<AppState> for MaybeAuthUser {

@@ -1,10 +1,13 @@
 //! Sessions: a random 256-bit token in an HttpOnly cookie; the server keeps
 //! only its SHA-256, and looks it up through the `load_session` memo.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
+
+use crate::store::User;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "board_session";
@@ -20,6 +23,15 @@ pub struct Session {
     pub csrf: String,
     /// Unix milliseconds after which the session is void.
     pub expires_at: i64,
+}
+
+/// A logged-in user and their session.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    /// The user (from `load_user`).
+    pub user: Arc<User>,
+    /// The session (from `load_session`).
+    pub session: Arc<Session>,
 }
 
 /// A fresh session token (256 random bits, hex).

@@ -1,7 +1,5 @@
 //! Register, log in, log out, and the account page.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,16 +8,18 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{ClientIp, IncomingFlash, redirect_with, secure};
+use super::{render, render_with};
 use crate::auth::csrf::ANON_COOKIE;
 use crate::auth::extract::AuthContext;
-use crate::auth::session::{self, SESSION_COOKIE, Session, clear_cookie, set_cookie};
+use crate::auth::session::{self, SESSION_COOKIE, clear_cookie, set_cookie};
 use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf, MaybeAuthUser, password};
+use crate::data::DataError;
 use crate::domain::{Password, Username};
 use crate::error::AppError;
 use crate::listing::format_time;
 use crate::state::AppState;
-use crate::store::{SessionRecord, StoreError, User};
-use crate::views::{AccountPage, Flash, Layout, LoginPage, LogoutPage, render, render_with};
+use crate::store::{Listing, User};
+use crate::views::{AccountPage, Flash, Layout, LoginPage, LogoutPage};
 
 pub(super) fn router() -> axum::Router<AppState> {
     Router::new()
@@ -161,42 +161,24 @@ async fn login_form(
     credentials_page(&state, &headers, false, "", &errors, StatusCode::OK)
 }
 
-/// Starts a session for `user`: stores its hash, primes the memos so the
-/// next request reads nothing, and returns the cookie.
+/// Starts a session for `user` (stored, memos primed so the next request
+/// reads nothing) and returns the cookie.
 async fn start_session(
     state: &AppState,
     user: User,
     secure: bool,
 ) -> Result<HeaderValue, AppError> {
     let token = session::new_token();
-    let token_hash = auth_mod::sha256_hex(&token);
-    let now = auth_mod::now_ms();
     let lifetime = state.limits.session_lifetime;
-    let expires_at = now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
-    let record = SessionRecord {
-        token_hash: token_hash.clone(),
-        user_id: user.id.clone(),
-        created_at: now,
-        expires_at,
-    };
-    state.stores.sessions.create(&record).await?;
-    let session = Session {
-        csrf: state.csrf.for_session(&token_hash),
-        token_hash: token_hash.clone(),
-        user_id: user.id.clone(),
-        expires_at,
-    };
     state
-        .memos
-        .load_session
-        .set(&token_hash, Some(Arc::new(session)))
-        .await;
-    let user_id = user.id.clone();
-    state
-        .memos
-        .load_user
-        .set(&user_id, Some(Arc::new(user)))
-        .await;
+        .data
+        .start_session(
+            user,
+            auth_mod::sha256_hex(&token),
+            auth_mod::now_ms(),
+            lifetime,
+        )
+        .await?;
     Ok(set_cookie(SESSION_COOKIE, &token, Some(lifetime), secure))
 }
 
@@ -233,9 +215,9 @@ async fn register(
         username: username.as_str().to_owned(),
         created_at: auth_mod::now_ms(),
     };
-    match state.stores.users.create(&user, &hash).await {
+    match state.data.register(&user, &hash).await {
         Ok(()) => {}
-        Err(StoreError::Conflict) => {
+        Err(DataError::NameTaken) => {
             let errors = ["That user name is taken. Please choose another.".to_owned()];
             return credentials_page(
                 &state,
@@ -266,7 +248,7 @@ async fn login(
         return Err(AppError::TooManyAttempts { minutes });
     }
     let found = if Username::parse(name).is_ok() {
-        state.stores.users.credentials(name).await?
+        state.data.credentials(name).await?
     } else {
         None
     };
@@ -303,30 +285,18 @@ async fn logout_form(
     })
 }
 
-/// Revokes the session on the server: the row goes, and so do the cached
-/// copies of the session and the user (`delete_memoized(load_user, id)`).
-async fn end_session(state: &AppState, auth: &AuthContext) -> Result<(), AppError> {
-    state
-        .stores
-        .sessions
-        .delete(&auth.session.token_hash)
-        .await?;
-    state
-        .memos
-        .load_session
-        .forget(&auth.session.token_hash)
-        .await;
-    state.memos.load_user.forget(&auth.user.id).await;
-    Ok(())
-}
-
 async fn logout(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
     headers: HeaderMap,
     CsrfForm(_form): CsrfForm<LogoutForm>,
 ) -> Result<Response, AppError> {
-    end_session(&state, &auth).await?;
+    // Revokes the session on the server: the row goes, and so do the
+    // cached copies of the session and the user.
+    state
+        .data
+        .end_session(&auth.session.token_hash, &auth.user.id)
+        .await?;
     tracing::info!(user = %auth.user.username, "logged out");
     let secure = secure(&state, &headers);
     let clear = clear_cookie(SESSION_COOKIE, secure);
@@ -335,7 +305,7 @@ async fn logout(
 
 fn account_page(
     auth: &AuthContext,
-    message_count: usize,
+    message_count: u64,
     flash: Option<Flash>,
     errors: &[String],
     status: StatusCode,
@@ -358,7 +328,10 @@ async fn account(
     AuthUser(auth): AuthUser,
     IncomingFlash(flash): IncomingFlash,
 ) -> Result<Response, AppError> {
-    let count = state.user_messages(&auth.user.id).await?.len();
+    let count = state
+        .data
+        .message_count(&Listing::User(auth.user.id.clone()))
+        .await?;
     account_page(&auth, count, flash, &[], StatusCode::OK)
 }
 
@@ -375,7 +348,7 @@ async fn change_password(
         return Err(AppError::TooManyAttempts { minutes });
     }
     let mut errors = Vec::new();
-    let hash = state.stores.users.password_hash(&auth.user.id).await?;
+    let hash = state.data.password_hash(&auth.user.id).await?;
     if !password::verify(&form.current, hash).await {
         state.limiter.failed(name, ip).await;
         errors.push("The current password is wrong.".to_owned());
@@ -387,7 +360,10 @@ async fn change_password(
         errors.push("The two new passwords differ.".into());
     }
     let (Some(new), true) = (new, errors.is_empty()) else {
-        let count = state.user_messages(&auth.user.id).await?.len();
+        let count = state
+            .data
+            .message_count(&Listing::User(auth.user.id.clone()))
+            .await?;
         return account_page(
             &auth,
             count,
@@ -397,22 +373,12 @@ async fn change_password(
         );
     };
     let hash = password::hash(&new).await.map_err(AppError::Internal)?;
-    state
-        .stores
-        .users
-        .set_password(&auth.user.id, &hash)
-        .await?;
-    state.memos.load_user.forget(&auth.user.id).await;
     // Other devices must log in again with the new password.
-    let removed = state
-        .stores
-        .sessions
-        .delete_for_user(&auth.user.id, Some(&auth.session.token_hash))
+    let revoked = state
+        .data
+        .change_password(&auth.user.id, &hash, &auth.session.token_hash)
         .await?;
-    for token_hash in &removed {
-        state.memos.load_session.forget(token_hash.as_str()).await;
-    }
-    tracing::info!(user = %auth.user.username, revoked = removed.len(), "password changed");
+    tracing::info!(user = %auth.user.username, revoked, "password changed");
     Ok(redirect_with(
         "/acc",
         Flash::PasswordChanged,

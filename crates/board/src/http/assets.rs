@@ -100,7 +100,12 @@ async fn media(
         )
             .into_response());
     }
-    let bytes = state.media.get(&name).await?.ok_or(AppError::NotFound)?;
+    let bytes = state
+        .data
+        .media()
+        .get(&name)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok((
         [
             (

@@ -9,16 +9,16 @@ use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
+use super::render_with;
 use super::{IncomingFlash, redirect_with, secure};
 use crate::auth::extract::{AuthContext, verify};
 use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf};
+use crate::data::{DataError, NewMessage};
 use crate::domain::{Author, Description, Location};
 use crate::error::{AppError, human_size};
 use crate::images;
-use crate::media::MediaName;
 use crate::state::AppState;
-use crate::store::Message;
-use crate::views::{Flash, Layout, PostFormValues, PostPage, render_with};
+use crate::views::{Flash, Layout, PostFormValues, PostPage};
 
 /// Longest text field accepted in the multipart form, in bytes.
 const TEXT_FIELD_LIMIT: usize = 16 * 1024;
@@ -205,29 +205,16 @@ async fn save(
         );
     };
 
-    let (full, thumb) = MediaName::fresh_pair(processed.kind, processed.thumb_kind);
-    state.media.put(&full, image).await?;
-    state
-        .media
-        .put(&thumb, Bytes::from(processed.thumbnail))
-        .await?;
-    let message = Message {
-        id: auth_mod::random_hex(16),
+    let new = NewMessage {
         user_id: auth.user.id.clone(),
         author: author.into_inner(),
         location: location.into_inner(),
         description: description.into_inner(),
-        image: full.as_str().to_owned(),
-        thumbnail: thumb.as_str().to_owned(),
-        created_at: auth_mod::now_ms(),
+        image: (processed.kind, image),
+        thumbnail: (processed.thumb_kind, Bytes::from(processed.thumbnail)),
     };
-    if let Err(e) = state.stores.messages.insert(&message).await {
-        let _ = state.media.delete(&full).await;
-        let _ = state.media.delete(&thumb).await;
-        return Err(e.into());
-    }
-    // `cache.delete_memoized(get_all_messages)`
-    state.messages_changed(&auth.user.id).await;
+    // `cache.delete_memoized(get_all_messages)` happens inside.
+    let message = state.data.post(new, auth_mod::now_ms()).await?;
     tracing::info!(id = %message.id, user = %auth.user.username, "message posted");
     Ok(redirect_with(
         "/",
@@ -262,27 +249,13 @@ async fn delete(
         return Err(AppError::NotFound);
     }
     // The owner comes from the stored message, never from the form.
-    let message = state
-        .stores
-        .messages
-        .get(&form.id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if message.user_id != auth.user.id {
-        tracing::warn!(id = %message.id, user = %auth.user.username, "refused to delete another user's message");
-        return Err(AppError::Forbidden(
-            "You can only delete your own messages.",
-        ));
-    }
-    state.stores.messages.delete(&message.id).await?;
-    state.messages_changed(&auth.user.id).await;
-    for name in [&message.image, &message.thumbnail] {
-        if let Some(name) = MediaName::parse(name) {
-            if let Err(e) = state.media.delete(&name).await {
-                tracing::warn!(error = %e, name = name.as_str(), "image not removed");
-            }
+    let message = match state.data.delete_message(&form.id, &auth.user.id).await {
+        Err(DataError::NotOwner) => {
+            tracing::warn!(id = %form.id, user = %auth.user.username, "refused to delete another user's message");
+            return Err(DataError::NotOwner.into());
         }
-    }
+        other => other?,
+    };
     tracing::info!(id = %message.id, user = %auth.user.username, "message deleted");
     Ok(redirect_with(
         "/my",

@@ -22,7 +22,7 @@ pub(super) fn router() -> axum::Router<AppState> {
 /// the board serves (a stale bus only makes it read through to Redis and
 /// the database); `l1_in_sync` tells whether the in-process tier is trusted.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let kind = if crate::startup::is_tiered(&state.cache) {
+    let kind = if crate::state::is_tiered(&state.cache) {
         "tiered"
     } else {
         "local"
@@ -54,7 +54,7 @@ pub(super) fn exposition(state: &AppState) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str("# HELP board_db_calls_total Database calls by table and operation.\n");
     out.push_str("# TYPE board_db_calls_total counter\n");
-    for (table, operation, n) in state.stores.calls.snapshot() {
+    for (table, operation, n) in state.data.stores().calls.snapshot() {
         let _ = writeln!(
             out,
             "board_db_calls_total{{table=\"{table}\",operation=\"{operation}\"}} {n}"

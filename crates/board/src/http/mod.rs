@@ -11,11 +11,12 @@ mod pages;
 
 use std::net::{IpAddr, SocketAddr};
 
+use askama::Template;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -96,6 +97,30 @@ fn content_security_policy(media_base: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
 }
 
+/// Renders `template` as an HTML response.
+///
+/// # Errors
+/// When rendering fails.
+pub fn render<T: Template>(template: &T) -> Result<Response, AppError> {
+    Ok(Html(template.render()?).into_response())
+}
+
+/// Renders `template` with `status`.
+///
+/// # Errors
+/// When rendering fails.
+pub fn render_with<T: Template>(
+    status: axum::http::StatusCode,
+    template: &T,
+) -> Result<Response, AppError> {
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        template.render()?,
+    )
+        .into_response())
+}
+
 /// Whether cookies of this response should be `Secure`.
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     state.limits.secure_cookies
@@ -133,6 +158,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Handlers go through the data layer: none reaches into the stores or
+    /// the memos (only `/metrics` reads their counters, and the media
+    /// route serves files).
+    #[test]
+    fn handlers_never_touch_stores_or_memos() {
+        let handlers = [
+            ("account.rs", include_str!("account.rs")),
+            ("messages.rs", include_str!("messages.rs")),
+            ("pages.rs", include_str!("pages.rs")),
+            ("flash.rs", include_str!("flash.rs")),
+            ("assets.rs", include_str!("assets.rs")),
+            ("mod.rs", include_str!("mod.rs")),
+            ("extract.rs", include_str!("../auth/extract.rs")),
+        ];
+        for (file, source) in handlers {
+            let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+            for reach in [".stores", ".memos", "Memo::", "StoreError"] {
+                assert!(!code.contains(reach), "{file} uses `{reach}`");
+            }
+        }
+    }
 
     #[test]
     fn csp_names_the_cdn_origin_only_when_absolute() {

@@ -16,12 +16,13 @@ use flate2::write::GzEncoder;
 use super::chunks::Chunks;
 
 use super::IncomingFlash;
-use crate::auth::extract::AuthContext;
+use super::render;
 use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::data::FeedPage;
 use crate::error::AppError;
 use crate::media::MediaName;
 use crate::state::AppState;
-use crate::views::{Flash, GzipPage, HomePage, ImagePage, Layout, MyPage, RenderedPage, render};
+use crate::views::{HomePage, ImagePage, Layout, ListFragment, MyPage};
 
 pub(super) fn router() -> axum::Router<AppState> {
     Router::new()
@@ -30,19 +31,55 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/image/{name}", get(image))
 }
 
-/// The `page` query parameter: 1 when absent.
-fn page_number(query: Option<&str>) -> Result<u32, AppError> {
-    let Some(query) = query else { return Ok(1) };
-    match url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "page") {
-        None => Ok(1),
-        Some((_, value)) => value
-            .parse::<u32>()
-            .ok()
-            .filter(|&p| p >= 1)
-            .ok_or_else(|| {
-                AppError::BadRequest("The page number must be a whole number from 1.".into())
-            }),
+/// The `cursor` query parameter, if any.
+fn cursor(query: Option<&str>) -> Option<String> {
+    let query = query?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A home-page list rendered once per cached page: the fragment for
+/// logged-in frames, and the whole page as visitors without a session or
+/// a notice get it, plain and gzipped.
+struct RenderedHome {
+    list: Bytes,
+    page: Bytes,
+    gzip: Bytes,
+}
+
+/// The renderings of `page`, made on first use and kept with the cached
+/// page (so a page is rendered and compressed once per process and
+/// version, not per request).
+fn rendered(page: &FeedPage) -> Result<Arc<RenderedHome>, AppError> {
+    if let Some(done) = page.view.get().and_then(|v| Arc::clone(v).downcast().ok()) {
+        return Ok(done);
     }
+    let list = ListFragment {
+        messages: &page.messages,
+        path: "/",
+        older: page.older.as_deref(),
+        newer: page.newer.as_deref(),
+        first: page.first,
+        delete_csrf: "",
+    }
+    .render()?;
+    let whole = HomePage {
+        layout: Layout::new("All messages", None, None),
+        list: &list,
+    }
+    .render()?;
+    let gzip = gzip(whole.as_bytes())?;
+    let made: Arc<dyn std::any::Any + Send + Sync> = Arc::new(RenderedHome {
+        list: Bytes::from(list),
+        page: Bytes::from(whole),
+        gzip: Bytes::from(gzip),
+    });
+    // Another request may have rendered it meanwhile: either copy serves.
+    let kept = page.view.get_or_init(|| made);
+    Arc::clone(kept)
+        .downcast()
+        .map_err(|_| AppError::Internal("home rendering of another type".into()))
 }
 
 async fn home(
@@ -52,27 +89,21 @@ async fn home(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let page = page_number(query.as_deref())?;
-    let list = state.home_page(page).await?.ok_or(AppError::NotFound)?;
+    let bound = state.data.bound(cursor(query.as_deref()).as_deref())?;
+    let page = state.data.feed_page(&bound).await?;
+    let rendered = rendered(&page)?;
     let vary = (header::VARY, HeaderValue::from_static("Accept-Encoding"));
     let html = (
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if auth.is_none() && flash.is_none() && accepts_gzip(&headers) {
-        // Every visitor gets the same page: compress it once per rendering.
-        let gzipped = state
-            .memos
-            .home_page_gzip
-            .get_or_try_load(&list.key, || async {
-                let page = frame(None, None, &list)?;
-                gzip(page.as_bytes()).map(|bytes| GzipPage { bytes })
-            })
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let body = Chunks::new([Bytes::from_owner(SharedGzip(gzipped))]);
-        let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        return Ok(([html, vary, encoding], Body::new(body)).into_response());
+    if auth.is_none() && flash.is_none() {
+        // Every visitor gets the same page: sent from the cache, no copy.
+        if accepts_gzip(&headers) {
+            let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            return Ok(([html, vary, encoding], rendered.gzip.clone()).into_response());
+        }
+        return Ok(([html, vary], rendered.page.clone()).into_response());
     }
     // The frame is rendered per request (it names the user); the list is
     // shared, and sent from the cache without being copied.
@@ -86,23 +117,10 @@ async fn home(
         .ok_or_else(|| AppError::Internal("home frame lost its list marker".into()))?;
     let body = Chunks::new([
         Bytes::copy_from_slice(top.as_bytes()),
-        Bytes::from_owner(SharedHtml(list)),
+        rendered.list.clone(),
         Bytes::copy_from_slice(bottom.as_bytes()),
     ]);
     Ok(([html, vary], Body::new(body)).into_response())
-}
-
-/// The whole home page for `auth` with `flash`, as one string.
-fn frame(
-    auth: Option<&AuthContext>,
-    flash: Option<Flash>,
-    list: &RenderedPage,
-) -> Result<String, AppError> {
-    Ok(HomePage {
-        layout: Layout::new("All messages", auth, flash),
-        list: &list.html,
-    }
-    .render()?)
 }
 
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, AppError> {
@@ -131,36 +149,29 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-/// A cached gzipped page as the bytes of a response body.
-struct SharedGzip(Arc<GzipPage>);
-
-impl AsRef<[u8]> for SharedGzip {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.bytes
-    }
-}
-
 /// Where the list goes in the rendered frame.
 const LIST_MARKER: &str = "<!--board:list-->";
-
-/// A cached page's HTML as the bytes of a response body.
-struct SharedHtml(Arc<RenderedPage>);
-
-impl AsRef<[u8]> for SharedHtml {
-    fn as_ref(&self) -> &[u8] {
-        self.0.html.as_bytes()
-    }
-}
 
 async fn my_messages(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
     IncomingFlash(flash): IncomingFlash,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let mine = state.user_messages(&auth.user.id).await?;
+    let bound = state.data.bound(cursor(query.as_deref()).as_deref())?;
+    let page = state.data.user_page(&auth.user.id, &bound).await?;
+    let list = ListFragment {
+        messages: &page.messages,
+        path: "/my",
+        older: page.older.as_deref(),
+        newer: page.newer.as_deref(),
+        first: page.first,
+        delete_csrf: &auth.session.csrf,
+    }
+    .render()?;
     render(&MyPage {
         layout: Layout::new("My messages", Some(&auth), flash),
-        messages: mine.iter().collect(),
+        list: &list,
     })
 }
 
@@ -171,14 +182,17 @@ async fn image(
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     let name = MediaName::parse(&name).ok_or(AppError::NotFound)?;
-    let list = state.messages().await?;
-    let m = list.by_image(name.as_str()).ok_or(AppError::NotFound)?;
+    let m = state
+        .data
+        .image_message(&name)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let own = auth
         .as_ref()
         .is_some_and(|a| a.user.id == m.message.user_id);
     render(&ImagePage {
         layout: Layout::new("Picture", auth.as_ref(), flash),
-        m,
+        m: &m,
         own,
     })
 }
@@ -205,13 +219,10 @@ mod tests {
     }
 
     #[test]
-    fn page_numbers() {
-        assert_eq!(page_number(None).ok(), Some(1));
-        assert_eq!(page_number(Some("page=3")).ok(), Some(3));
-        assert_eq!(page_number(Some("x=1&page=2")).ok(), Some(2));
-        assert_eq!(page_number(Some("other=1")).ok(), Some(1));
-        assert!(page_number(Some("page=0")).is_err());
-        assert!(page_number(Some("page=-1")).is_err());
-        assert!(page_number(Some("page=abc")).is_err());
+    fn cursors_from_the_query() {
+        assert_eq!(cursor(None), None);
+        assert_eq!(cursor(Some("cursor=ab12")).as_deref(), Some("ab12"));
+        assert_eq!(cursor(Some("x=1&cursor=cd")).as_deref(), Some("cd"));
+        assert_eq!(cursor(Some("other=1")), None);
     }
 }

@@ -48,7 +48,10 @@ async fn register_refuses_bad_input_and_keeps_the_name() {
         assert!(html.contains(expected), "{name}: {html}");
         assert!(!html.contains("<b>ada"), "escaped");
     }
-    assert_eq!(app.state.stores.users.count().await.expect("count"), 0);
+    assert_eq!(
+        app.state.data.stores().users.count().await.expect("count"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -364,7 +367,10 @@ async fn login_and_register_forms_need_their_csrf_cookie_and_token() {
             .expect("body")
             .contains("Form expired")
     );
-    assert_eq!(app.state.stores.users.count().await.expect("count"), 0);
+    assert_eq!(
+        app.state.data.stores().users.count().await.expect("count"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -385,7 +391,8 @@ async fn expired_sessions_stop_working_and_are_removed() {
     let hash = board::auth::sha256_hex(&token);
     assert!(
         app.state
-            .stores
+            .data
+            .stores()
             .sessions
             .get(&hash)
             .await

@@ -1,6 +1,6 @@
 //! Counting database calls: sessions and users come from memos, so an
 //! authenticated view in steady state reads nothing; a post makes the next
-//! home view scan the messages exactly once.
+//! home view read one page of messages exactly once.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ async fn a_thousand_authenticated_requests_make_no_database_calls() {
     for path in ["/", "/my", "/acc", "/post"] {
         assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
     }
-    let calls = &app.state.stores.calls;
+    let calls = &app.state.data.stores().calls;
     let (users, sessions, total) = (calls.table("users"), calls.table("sessions"), calls.total());
     for n in 0..1000 {
         let path = ["/", "/my", "/acc", "/post"][n % 4];
@@ -49,7 +49,7 @@ async fn with_default_timeouts_my_page_makes_no_database_calls() {
     app.signed_up("ada").await;
     app.posted("mine").await;
     app.get("/my").await;
-    let calls = &app.state.stores.calls;
+    let calls = &app.state.data.stores().calls;
     let before = calls.total();
     for n in 0..1000 {
         let (status, html) = app.get_text("/my").await;
@@ -67,10 +67,10 @@ async fn with_default_timeouts_my_page_makes_no_database_calls() {
 
     // A post by the user makes the next `/my` read their messages once.
     app.posted("second").await;
-    let reads = calls.get("messages", "by_user");
+    let reads = calls.get("messages", "user_page");
     let (_, html) = app.get_text("/my").await;
     assert!(html.contains("second") && html.contains("mine"), "{html}");
-    assert_eq!(calls.get("messages", "by_user"), reads + 1, "one read");
+    assert_eq!(calls.get("messages", "user_page"), reads + 1, "one read");
     let total = calls.total();
     for _ in 0..10 {
         app.get("/my").await;
@@ -86,15 +86,15 @@ async fn another_users_post_leaves_my_page_cached() {
     let other = app.another_browser();
     other.signed_up("bob").await;
     app.get("/my").await;
-    let calls = &app.state.stores.calls;
-    let reads = calls.get("messages", "by_user");
+    let calls = &app.state.data.stores().calls;
+    let reads = calls.get("messages", "user_page");
     other.posted("bobpost").await;
     let (_, html) = app.get_text("/my").await;
     assert!(
         html.contains("adapost") && !html.contains("bobpost"),
         "{html}"
     );
-    assert_eq!(calls.get("messages", "by_user"), reads, "ada's list kept");
+    assert_eq!(calls.get("messages", "user_page"), reads, "ada's list kept");
 }
 
 #[tokio::test]
@@ -102,27 +102,27 @@ async fn a_post_makes_the_next_home_view_read_the_messages_once() {
     let app = spawn_with(|s| s.messages_cache_timeout = Some(Duration::from_secs(600))).await;
     app.signed_up("ada").await;
     app.get("/").await;
-    let calls = &app.state.stores.calls;
-    let scans = calls.get("messages", "scan");
+    let calls = &app.state.data.stores().calls;
+    let scans = calls.get("messages", "page");
     app.get("/").await;
-    assert_eq!(calls.get("messages", "scan"), scans, "cached");
+    assert_eq!(calls.get("messages", "page"), scans, "cached");
     app.posted("fresh").await;
     let (_, html) = app.get_text("/").await;
     assert!(html.contains("fresh"), "the post shows at once");
     assert_eq!(
-        calls.get("messages", "scan"),
+        calls.get("messages", "page"),
         scans + 1,
-        "one scan after the post"
+        "one page query after the post"
     );
     for _ in 0..10 {
         app.get("/").await;
     }
     assert_eq!(
-        calls.get("messages", "scan"),
+        calls.get("messages", "page"),
         scans + 1,
         "then cached again"
     );
-    let stats = app.state.memos.all_messages.stats();
+    let stats = app.state.data.memos().all_messages.stats();
     assert!(stats.invalidations >= 1 && stats.hits() >= 10, "{stats:?}");
 }
 
@@ -131,7 +131,7 @@ async fn logout_and_password_change_forget_the_cached_user() {
     let app = spawn_with(|_| {}).await;
     app.signed_up("ada").await;
     app.get("/acc").await;
-    let before = app.state.memos.load_user.stats().invalidations;
+    let before = app.state.data.memos().load_user.stats().invalidations;
     app.post(
         "/acc/password",
         &[
@@ -141,7 +141,7 @@ async fn logout_and_password_change_forget_the_cached_user() {
         ],
     )
     .await;
-    let calls = &app.state.stores.calls;
+    let calls = &app.state.data.stores().calls;
     let reads = calls.get("users", "get");
     app.get("/acc").await;
     assert_eq!(
@@ -150,7 +150,7 @@ async fn logout_and_password_change_forget_the_cached_user() {
         "reloaded after the change"
     );
     app.logout().await;
-    assert!(app.state.memos.load_user.stats().invalidations >= before + 2);
+    assert!(app.state.data.memos().load_user.stats().invalidations >= before + 2);
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn with_the_null_cache_everything_works_and_reads_the_database() {
     let app = spawn_with(|s| s.cache_url = "null://".into()).await;
     app.signed_up("ada").await;
     app.posted("uncached").await;
-    let calls = &app.state.stores.calls;
+    let calls = &app.state.data.stores().calls;
     let before = calls.total();
     let (status, html) = app.get_text("/my").await;
     assert_eq!(status, StatusCode::OK);

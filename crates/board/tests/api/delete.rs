@@ -37,7 +37,13 @@ async fn owners_delete_their_message_and_its_images() {
     // hidden by the app: the delete happens in the request, after the row.
     for name in [&thumb, &full] {
         let name = MediaName::parse(name).expect("a stored name");
-        let stored = app.state.media.get(&name).await.expect("media store");
+        let stored = app
+            .state
+            .data
+            .media()
+            .get(&name)
+            .await
+            .expect("media store");
         assert!(stored.is_none(), "{} is still stored", name.as_str());
     }
 }
@@ -48,7 +54,7 @@ async fn another_users_message_is_forbidden_and_stays() {
     app.signed_up("ada").await;
     app.posted("ada's").await;
     let id = message_ids(&app.get_text("/my").await.1).remove(0);
-    let ada_id = app.state.stores.messages.all().await.expect("all")[0]
+    let ada_id = app.state.data.stores().messages.all().await.expect("all")[0]
         .user_id
         .clone();
 
@@ -69,7 +75,17 @@ async fn another_users_message_is_forbidden_and_stays() {
             .expect("body")
             .contains("only delete your own")
     );
-    assert_eq!(app.state.stores.messages.all().await.expect("all").len(), 1);
+    assert_eq!(
+        app.state
+            .data
+            .stores()
+            .messages
+            .all()
+            .await
+            .expect("all")
+            .len(),
+        1
+    );
     assert!(app.get_text("/").await.1.contains("ada&#"));
 }
 
@@ -101,5 +117,15 @@ async fn deleting_needs_the_csrf_token() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let missing = app.post_form("/delete", &[("id", id.as_str())]).await;
     assert_eq!(missing.status(), StatusCode::FORBIDDEN);
-    assert_eq!(app.state.stores.messages.all().await.expect("all").len(), 1);
+    assert_eq!(
+        app.state
+            .data
+            .stores()
+            .messages
+            .all()
+            .await
+            .expect("all")
+            .len(),
+        1
+    );
 }

@@ -40,6 +40,14 @@ async fn home_lists_every_message_newest_first_with_author_location_and_time() {
     assert!(page.contains("second words") && page.contains("Log in"));
 }
 
+/// The `href` of the link with `rel` (`next`: older, `prev`: newer).
+fn link(html: &str, rel: &str) -> Option<String> {
+    let marker = format!("rel=\"{rel}\" href=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
 #[tokio::test]
 async fn home_is_paginated_by_the_configured_page_size() {
     let app = spawn_with(|s| s.page_size = 2).await;
@@ -50,16 +58,76 @@ async fn home_is_paginated_by_the_configured_page_size() {
     let (_, one) = app.get_text("/").await;
     assert!(one.contains("message number 3") && one.contains("message number 2"));
     assert!(!one.contains("message number 1"));
-    assert!(one.contains("href=\"/?page=2\""), "link to older");
-    let (status, two) = app.get_text("/?page=2").await;
+    assert_eq!(link(&one, "prev"), None, "the first page has no newer link");
+    let older = link(&one, "next").expect("link to older");
+    assert!(older.starts_with("/?cursor="), "{older}");
+    let (status, two) = app.get_text(&older).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(two.contains("message number 1") && two.contains("href=\"/?page=1\""));
-    assert_eq!(app.get("/?page=3").await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/?page=0").await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        app.get("/?page=abc").await.status(),
-        StatusCode::BAD_REQUEST
-    );
+    assert!(two.contains("message number 1") && !two.contains("message number 2"));
+    assert_eq!(link(&two, "next"), None, "the last page has no older link");
+    let newer = link(&two, "prev").expect("link to newer");
+    let (_, back) = app.get_text(&newer).await;
+    assert!(back.contains("message number 3") && back.contains("message number 2"));
+    assert_eq!(link(&back, "prev"), None, "back on the first page");
+
+    // Forged, edited and foreign tokens: a clear 400 page, never a 500.
+    let token = older.trim_start_matches("/?cursor=");
+    let mut edited = token.to_owned().into_bytes();
+    edited[3] = if edited[3] == b'0' { b'1' } else { b'0' };
+    let edited = String::from_utf8(edited).expect("hex");
+    for bad in ["zz", "0", edited.as_str(), &"ab".repeat(41)] {
+        let (status, html) = app.get_text(&format!("/?cursor={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(html.contains("page link is damaged"), "{html}");
+    }
+    // A stale link past the oldest message (deleted meanwhile): 404.
+    let ada_messages = app.state.data.stores().messages.all().await.expect("all");
+    let oldest = ada_messages
+        .iter()
+        .find(|m| m.description == "message number 1")
+        .expect("oldest");
+    let response = app.post("/delete", &[("id", oldest.id.as_str())]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, html) = app.get_text(&older).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
+}
+
+/// Posts and deletes between page loads: the older page continues from
+/// the last message shown, so nothing is skipped or shown twice.
+#[tokio::test]
+async fn writes_between_page_loads_skip_nothing_and_repeat_nothing() {
+    let app = spawn_with(|s| s.page_size = 3).await;
+    app.signed_up("ada").await;
+    for n in 1..=7 {
+        app.posted(&format!("msg-{n:02}-end")).await;
+    }
+    let (_, one) = app.get_text("/").await;
+    let older = link(&one, "next").expect("older");
+    // Meanwhile: two new posts and the newest of page one deleted.
+    app.posted("msg-08-end").await;
+    app.posted("msg-09-end").await;
+    let newest = app
+        .state
+        .data
+        .stores()
+        .messages
+        .all()
+        .await
+        .expect("all")
+        .into_iter()
+        .find(|m| m.description == "msg-07-end")
+        .expect("msg 7");
+    app.post("/delete", &[("id", newest.id.as_str())]).await;
+    let (_, two) = app.get_text(&older).await;
+    let shown = |html: &str| -> Vec<String> {
+        html.match_indices("msg-")
+            .map(|(i, _)| html[i..i + 6].to_owned())
+            .collect()
+    };
+    assert_eq!(shown(&one), ["msg-07", "msg-06", "msg-05"]);
+    assert_eq!(shown(&two), ["msg-04", "msg-03", "msg-02"]);
+    let (_, three) = app.get_text(&link(&two, "next").expect("older")).await;
+    assert_eq!(shown(&three), ["msg-01"]);
 }
 
 #[tokio::test]
@@ -149,11 +217,11 @@ async fn metrics_expose_database_calls_and_memo_counters() {
     let (status, text) = app.get_text("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        text.contains("board_db_calls_total{table=\"messages\",operation=\"scan\"} 1"),
+        text.contains("board_db_calls_total{table=\"messages\",operation=\"page\"} 1"),
         "{text}"
     );
     assert!(text.contains("board_db_calls_total{table=\"users\",operation=\"insert\"} 1"));
-    for memo in ["load_user", "all_messages", "load_session", "home_page"] {
+    for memo in ["load_user", "all_messages", "load_session", "user_messages"] {
         assert!(
             text.contains(&format!("memocache_hits_total{{memo=\"{memo}\"}}")),
             "{memo}"
@@ -239,7 +307,8 @@ async fn a_board_bigger_than_one_scan_page_lists_every_message_in_order() {
     app.signed_up("ada").await;
     let ada = app
         .state
-        .stores
+        .data
+        .stores()
         .users
         .credentials("ada")
         .await
@@ -248,10 +317,8 @@ async fn a_board_bigger_than_one_scan_page_lists_every_message_in_order() {
         .user;
     // About 1.1 KB an item: 1,200 of them are 1.3 MB.
     let description = "A long description that pads the item. ".repeat(25);
-    let mut inserts = tokio::task::JoinSet::new();
-    for i in 0..MESSAGES {
-        let messages = std::sync::Arc::clone(&app.state.stores.messages);
-        let message = board::store::Message {
+    let batch: Vec<board::store::Message> = (0..MESSAGES)
+        .map(|i| board::store::Message {
             id: format!("{i:032x}"),
             user_id: ada.id.clone(),
             author: "Ada".into(),
@@ -260,37 +327,21 @@ async fn a_board_bigger_than_one_scan_page_lists_every_message_in_order() {
             image: format!("{i:032x}.jpg"),
             thumbnail: format!("{i:032x}_thumb.jpg"),
             created_at: 1_700_000_000_000 + i as i64,
-        };
-        inserts.spawn(async move { messages.insert(&message).await });
-        if inserts.len() >= 16 {
-            inserts
-                .join_next()
-                .await
-                .expect("task")
-                .expect("join")
-                .expect("insert");
-        }
-    }
-    while let Some(done) = inserts.join_next().await {
-        done.expect("join").expect("insert");
-    }
-    app.state.messages_changed(&ada.id).await;
+        })
+        .collect();
+    app.state.data.insert_many(&batch).await.expect("insert");
 
     let mut listed = Vec::new();
-    for page in 1.. {
-        let (status, html) = app.get_text(&format!("/?page={page}")).await;
-        if status == StatusCode::NOT_FOUND {
-            break;
-        }
-        assert_eq!(status, StatusCode::OK, "page {page}");
-        let thumbs: Vec<String> = media_links(&html)
-            .into_iter()
-            .filter(|link| link.ends_with("_thumb.jpg"))
-            .collect();
-        if thumbs.is_empty() {
-            break;
-        }
-        listed.extend(thumbs);
+    let mut next = Some("/".to_owned());
+    while let Some(url) = next {
+        let (status, html) = app.get_text(&url).await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+        listed.extend(
+            media_links(&html)
+                .into_iter()
+                .filter(|link| link.ends_with("_thumb.jpg")),
+        );
+        next = link(&html, "next");
     }
     let newest_first: Vec<String> = (0..MESSAGES)
         .rev()

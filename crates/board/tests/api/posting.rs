@@ -92,7 +92,8 @@ async fn html_tags_are_stripped_from_every_text_field() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let message = app
         .state
-        .stores
+        .data
+        .stores()
         .messages
         .all()
         .await
@@ -213,7 +214,8 @@ async fn refused_forms_keep_what_was_typed() {
     }
     assert!(
         app.state
-            .stores
+            .data
+            .stores()
             .messages
             .all()
             .await
@@ -258,7 +260,8 @@ async fn images_over_the_upload_limit_get_a_clear_page_and_keep_the_text() {
     );
     assert!(
         app.state
-            .stores
+            .data
+            .stores()
             .messages
             .all()
             .await
@@ -315,7 +318,8 @@ async fn posting_needs_the_session_csrf_token() {
     assert_eq!(crossed.status(), StatusCode::FORBIDDEN);
     assert!(
         app.state
-            .stores
+            .data
+            .stores()
             .messages
             .all()
             .await

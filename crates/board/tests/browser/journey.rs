@@ -129,9 +129,35 @@ async fn a_visitor_posts_a_picture_sees_it_deletes_it_and_logs_out() {
     settings.address = "127.0.0.1:0".parse().expect("address");
     settings.database_url.clone_from(&backing.database_url);
     settings.media_url.clone_from(&backing.media_url);
+    settings.page_size = 2;
     let app = Application::build(&settings).await.expect("board starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
+    // Three older messages by someone else, so the home page has a second
+    // page once Ada has posted.
+    let bob = board::store::User {
+        id: "b".repeat(32),
+        username: "bob".into(),
+        created_at: 1,
+    };
+    state.data.register(&bob, "not a hash").await.expect("bob");
+    let older: Vec<board::store::Message> = (1..=3)
+        .map(|i| board::store::Message {
+            id: format!("{i:032x}"),
+            user_id: bob.id.clone(),
+            author: "Bob".into(),
+            location: String::new(),
+            description: format!("Older message {i}"),
+            image: format!("{i:032x}.jpg"),
+            thumbnail: format!("{i:032x}_thumb.jpg"),
+            created_at: 1_700_000_000_000 + i,
+        })
+        .collect();
+    state
+        .data
+        .insert_many(&older)
+        .await
+        .expect("older messages");
     tokio::spawn(app.run_until_stopped());
 
     // A real picture file to upload.
@@ -161,7 +187,9 @@ async fn a_visitor_posts_a_picture_sees_it_deletes_it_and_logs_out() {
         .await
         .expect("GET /acc");
     assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
-    assert!(state.stores.messages.all().await.expect("all").is_empty());
+    let left = state.data.stores().messages.all().await.expect("all");
+    assert!(left.iter().all(|m| m.user_id == "b".repeat(32)), "{left:?}");
+    assert_eq!(left.len(), 3);
 }
 
 /// The whole visit; returns the session cookie copied before logging out.
@@ -208,6 +236,19 @@ async fn journey(client: &Client, base: &str, picture: &std::path::Path) -> Resu
         "thumbnail on home"
     );
     screenshot(client, "board-home.png").await;
+
+    // Two per page: Bob's newest is here, his older ones behind "Older".
+    assert!(home.contains("Older message 3") && !home.contains("Older message 2"));
+    click(client, "nav.pages a[rel=next]").await;
+    let second = wait_for_text(client, "Older message 2").await;
+    assert!(second.contains("Older message 1") && !second.contains("Boats coming back"));
+    let url = client.current_url().await.expect("url");
+    assert!(
+        url.query().is_some_and(|q| q.starts_with("cursor=")),
+        "{url}"
+    );
+    click(client, "nav.pages a[rel=prev]").await;
+    wait_for_text(client, "Boats coming back in at dusk.").await;
 
     // My messages: the same, with a delete button.
     client.goto(&format!("{base}/my")).await.expect("goto");

@@ -1,0 +1,681 @@
+//! The data layer: every read-through memo of the board and every write
+//! together with the invalidations it causes. Handlers call [`Data`]; they
+//! never reach into stores, media or memos, so a new handler cannot forget
+//! to forget.
+//!
+//! # Memos
+//!
+//! | memo | key | value | forgotten by |
+//! | --- | --- | --- | --- |
+//! | `load_user` | user id | the user | logout, password change |
+//! | `load_session` | token hash | the session | logout, expiry, password change (other sessions) |
+//! | `all_messages` | page bound | one page of the home listing | every post and delete (`forget_all`, O(1)) |
+//! | `user_messages` | user id | the first page of `/my` | that user's posts and deletes |
+//! | `user_pages` | (user id, bound) | a deeper page of `/my` | every post and delete (`forget_all`) |
+//! | `message_count` | listing | its size (a counter) | posts and deletes in it |
+//! | `image_message` | image name | the message of `/image/{name}` | the delete (and post) of that message |
+//!
+//! No cached value grows with the number of messages: a page holds at most
+//! `page_size` messages, and loading one reads one index range of
+//! `page_size + 1` rows ([`MessageStore::page`]). With a tiered cache every
+//! forget reaches every process before the write returns, and memo leases
+//! make one process load each page per change, fleet-wide.
+//!
+//! The table of writes and what each forgets is checked by the tests at
+//! the end of this module, one test per write.
+
+mod cursor;
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use memocache::{Cache, Memo};
+use serde::{Deserialize, Serialize};
+
+pub use cursor::{BadCursor, CursorKey};
+
+use crate::auth::Session;
+use crate::auth::csrf::CsrfKey;
+use crate::listing::{MessageView, set_images_url};
+use crate::media::{ImageKind, MediaName, MediaStore};
+use crate::store::{
+    Bound, Credentials, Listing, Message, Position, SessionRecord, StoreError, Stores, User,
+};
+
+/// What the data layer could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The database failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The database failed for a shared load (every waiter gets it).
+    #[error("{0}")]
+    SharedStore(#[from] Arc<StoreError>),
+    /// The media store failed.
+    #[error("media: {0}")]
+    Media(String),
+    /// No such message (or page).
+    #[error("not found")]
+    NotFound,
+    /// The message belongs to someone else.
+    #[error("not the owner")]
+    NotOwner,
+    /// A user name is taken.
+    #[error("name taken")]
+    NameTaken,
+    /// A page link was edited or made elsewhere.
+    #[error(transparent)]
+    BadCursor(#[from] BadCursor),
+}
+
+/// Settings the data layer needs.
+#[derive(Debug, Clone)]
+pub struct DataSettings {
+    /// Messages per page.
+    pub page_size: u32,
+    /// Prefix of image URLs: `/media/` or a CDN's base URL.
+    pub media_base: String,
+    /// `load_user` timeout.
+    pub user_timeout: Duration,
+    /// `load_session` timeout.
+    pub session_timeout: Duration,
+    /// `all_messages`, `user_pages`, `message_count` and `image_message`
+    /// timeout.
+    pub messages_timeout: Duration,
+    /// `user_messages` (first page of `/my`) timeout.
+    pub my_messages_timeout: Duration,
+}
+
+/// The memos, by the names the original used where it had them.
+pub struct Memos {
+    /// `load_user(user_id)`: runs on every authenticated request.
+    pub load_user: Memo<str, Option<Arc<User>>>,
+    /// `load_session(token_hash)`: so a session costs no database read.
+    pub load_session: Memo<str, Option<Arc<Session>>>,
+    /// `all_messages(bound)`: one page of the home listing.
+    pub all_messages: Memo<Bound, FeedPage>,
+    /// `user_messages(user_id)`: the first page of `/my`.
+    pub user_messages: Memo<str, FeedPage>,
+    /// `user_pages(user_id, bound)`: deeper pages of `/my`.
+    pub user_pages: Memo<(String, Bound), FeedPage>,
+    /// `message_count(listing)`: how many messages a listing holds.
+    pub message_count: Memo<Listing, u64>,
+    /// `image_message(image)`: the message of one image page.
+    pub image_message: Memo<str, Option<MessageView>>,
+}
+
+impl Memos {
+    fn build(cache: &Cache, settings: &DataSettings) -> Result<Self, memocache::Error> {
+        let messages = settings.messages_timeout;
+        Ok(Self {
+            load_user: Memo::builder("load_user")
+                .timeout(settings.user_timeout)
+                .build(cache)?,
+            load_session: Memo::builder("load_session")
+                .timeout(settings.session_timeout)
+                .build(cache)?,
+            all_messages: Memo::builder("all_messages")
+                .timeout(messages)
+                .build(cache)?,
+            user_messages: Memo::builder("user_messages")
+                .timeout(settings.my_messages_timeout)
+                .build(cache)?,
+            user_pages: Memo::builder("user_pages").timeout(messages).build(cache)?,
+            message_count: Memo::builder("message_count")
+                .timeout(messages)
+                .build(cache)?,
+            image_message: Memo::builder("image_message")
+                .timeout(messages)
+                .build(cache)?,
+        })
+    }
+
+    /// Every memo's name with its counters, for `/metrics` and tests.
+    pub fn stats(&self) -> Vec<(&str, memocache::MemoStats)> {
+        vec![
+            (self.load_user.name(), self.load_user.stats()),
+            (self.load_session.name(), self.load_session.stats()),
+            (self.all_messages.name(), self.all_messages.stats()),
+            (self.user_messages.name(), self.user_messages.stats()),
+            (self.user_pages.name(), self.user_pages.stats()),
+            (self.message_count.name(), self.message_count.stats()),
+            (self.image_message.name(), self.image_message.stats()),
+        ]
+    }
+}
+
+/// One page of a listing, newest first, with the tokens of its neighbours.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FeedPage {
+    /// The messages shown.
+    pub messages: Vec<MessageView>,
+    /// Token of the next older page, if there are older messages.
+    pub older: Option<String>,
+    /// Token of the next newer page; `None` on the first page.
+    pub newer: Option<String>,
+    /// Whether this is the newest page.
+    pub first: bool,
+    /// A slot the view layer may fill once per cached page (a rendering),
+    /// so that a page cached in process is rendered once, not per request.
+    /// Never stored in a shared cache.
+    #[serde(skip)]
+    pub view: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl FeedPage {
+    /// True for the newest page.
+    pub fn is_first(&self) -> bool {
+        self.first
+    }
+}
+
+/// A message to post, with its checked image and thumbnail.
+#[derive(Debug)]
+pub struct NewMessage {
+    /// The poster.
+    pub user_id: String,
+    /// Signed by.
+    pub author: String,
+    /// Where (may be empty).
+    pub location: String,
+    /// What it says.
+    pub description: String,
+    /// The full image as it is to be stored, and its kind.
+    pub image: (ImageKind, Bytes),
+    /// The thumbnail and its kind.
+    pub thumbnail: (ImageKind, Bytes),
+}
+
+/// The board's data: stores, media and memos behind one handle.
+pub struct Data {
+    stores: Stores,
+    media: Arc<dyn MediaStore>,
+    memos: Memos,
+    csrf: CsrfKey,
+    cursors: CursorKey,
+    settings: DataSettings,
+}
+
+impl Data {
+    /// Builds the memos on `cache` around the stores.
+    ///
+    /// # Errors
+    /// When a memo cannot be built on `cache` (a name taken by other types).
+    pub fn new(
+        stores: Stores,
+        media: Arc<dyn MediaStore>,
+        cache: &Cache,
+        csrf: CsrfKey,
+        cursors: CursorKey,
+        settings: DataSettings,
+    ) -> Result<Self, memocache::Error> {
+        Ok(Self {
+            memos: Memos::build(cache, &settings)?,
+            stores,
+            media,
+            csrf,
+            cursors,
+            settings,
+        })
+    }
+
+    /// The stores, for tools, metrics and tests; handlers use the methods.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// The memos, for metrics and tests; handlers use the methods.
+    pub fn memos(&self) -> &Memos {
+        &self.memos
+    }
+
+    /// The media store, for serving files and tools.
+    pub fn media(&self) -> &Arc<dyn MediaStore> {
+        &self.media
+    }
+
+    /// Messages per page.
+    pub fn page_size(&self) -> u32 {
+        self.settings.page_size
+    }
+
+    // ---- users and sessions ----
+
+    /// `load_user(id)`: the user, from the cache or the `users` table.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn user(&self, id: &str) -> Result<Option<Arc<User>>, DataError> {
+        let users = &self.stores.users;
+        let found = self
+            .memos
+            .load_user
+            .get_or_try_load(id, || async move {
+                users.get(id).await.map(|u| u.map(Arc::new))
+            })
+            .await?;
+        Ok(Option::clone(&found))
+    }
+
+    /// The live session whose token hashes to `token_hash` and its user:
+    /// `load_session` then `load_user`, no database read when both are
+    /// cached. An expired session is removed (row and memo).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Arc<Session>, Arc<User>)>, DataError> {
+        let sessions = &self.stores.sessions;
+        let csrf = &self.csrf;
+        let found = self
+            .memos
+            .load_session
+            .get_or_try_load(token_hash, || async move {
+                let record = sessions.get(token_hash).await?;
+                Ok::<_, StoreError>(record.map(|r| {
+                    Arc::new(Session {
+                        csrf: csrf.for_session(&r.token_hash),
+                        token_hash: r.token_hash,
+                        user_id: r.user_id,
+                        expires_at: r.expires_at,
+                    })
+                }))
+            })
+            .await?;
+        let Some(session) = Option::clone(&found) else {
+            return Ok(None);
+        };
+        if session.expires_at <= now_ms {
+            // Expired: remove it so the table does not grow, and forget it.
+            if let Err(error) = self.stores.sessions.delete(token_hash).await {
+                tracing::warn!(%error, "expired session not removed");
+            }
+            self.memos.load_session.forget(token_hash).await;
+            return Ok(None);
+        }
+        let Some(user) = self.user(&session.user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((session, user)))
+    }
+
+    /// Stores a new session for `user` and primes both memos, so the next
+    /// request reads nothing. Returns the session.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn start_session(
+        &self,
+        user: User,
+        token_hash: String,
+        now_ms: i64,
+        lifetime: Duration,
+    ) -> Result<Arc<Session>, DataError> {
+        let expires_at =
+            now_ms.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
+        let record = SessionRecord {
+            token_hash: token_hash.clone(),
+            user_id: user.id.clone(),
+            created_at: now_ms,
+            expires_at,
+        };
+        self.stores.sessions.create(&record).await?;
+        let session = Arc::new(Session {
+            csrf: self.csrf.for_session(&token_hash),
+            token_hash: token_hash.clone(),
+            user_id: user.id.clone(),
+            expires_at,
+        });
+        self.memos
+            .load_session
+            .set(&token_hash, Some(Arc::clone(&session)))
+            .await;
+        let user_id = user.id.clone();
+        self.memos
+            .load_user
+            .set(&user_id, Some(Arc::new(user)))
+            .await;
+        Ok(session)
+    }
+
+    /// Revokes a session on the server: the row goes, and so do the cached
+    /// copies of the session and the user (`delete_memoized(load_user, id)`).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn end_session(&self, token_hash: &str, user_id: &str) -> Result<(), DataError> {
+        self.stores.sessions.delete(token_hash).await?;
+        self.memos.load_session.forget(token_hash).await;
+        self.memos.load_user.forget(user_id).await;
+        Ok(())
+    }
+
+    /// Adds a user.
+    ///
+    /// # Errors
+    /// [`DataError::NameTaken`] when the name is taken (any case).
+    pub async fn register(&self, user: &User, password_hash: &str) -> Result<(), DataError> {
+        match self.stores.users.create(user, password_hash).await {
+            Ok(()) => {
+                // A lookup of this id before it existed may have cached None.
+                self.memos.load_user.forget(&user.id).await;
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Err(DataError::NameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user named `username` (any case) with the password hash; never
+    /// cached.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, DataError> {
+        Ok(self.stores.users.credentials(username).await?)
+    }
+
+    /// The password hash of user `id`; never cached.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn password_hash(&self, id: &str) -> Result<Option<String>, DataError> {
+        Ok(self.stores.users.password_hash(id).await?)
+    }
+
+    /// Replaces the password of `user_id` and revokes every other session
+    /// of theirs (row and memo). Returns how many were revoked.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: &str,
+    ) -> Result<usize, DataError> {
+        self.stores
+            .users
+            .set_password(user_id, password_hash)
+            .await?;
+        self.memos.load_user.forget(user_id).await;
+        let removed = self
+            .stores
+            .sessions
+            .delete_for_user(user_id, Some(keep_session))
+            .await?;
+        for token_hash in &removed {
+            self.memos.load_session.forget(token_hash.as_str()).await;
+        }
+        Ok(removed.len())
+    }
+
+    /// Number of users (`board demo` checks the board is fresh).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn user_count(&self) -> Result<u64, DataError> {
+        Ok(self.stores.users.count().await?)
+    }
+
+    // ---- messages ----
+
+    /// The bound a page token names; `None` for the first page.
+    ///
+    /// # Errors
+    /// [`DataError::BadCursor`] for a token this board did not make.
+    pub fn bound(&self, token: Option<&str>) -> Result<Bound, DataError> {
+        match token {
+            None | Some("") => Ok(Bound::Newest),
+            Some(token) => Ok(self.cursors.open(token)?),
+        }
+    }
+
+    /// One page of the home listing (`all_messages(bound)`).
+    ///
+    /// # Errors
+    /// [`DataError::NotFound`] for a page past the oldest message; when the
+    /// database fails.
+    pub async fn feed_page(&self, bound: &Bound) -> Result<Arc<FeedPage>, DataError> {
+        let page = self
+            .memos
+            .all_messages
+            .get_or_try_load(bound, || self.load_page(Listing::All, bound.clone()))
+            .await?;
+        found(page)
+    }
+
+    /// One page of `user_id`'s messages (`/my`): the first page from
+    /// `user_messages(user_id)`, deeper ones from `user_pages`.
+    ///
+    /// # Errors
+    /// As [`Data::feed_page`].
+    pub async fn user_page(
+        &self,
+        user_id: &str,
+        bound: &Bound,
+    ) -> Result<Arc<FeedPage>, DataError> {
+        let listing = Listing::User(user_id.to_owned());
+        let page = if *bound == Bound::Newest {
+            self.memos
+                .user_messages
+                .get_or_try_load(user_id, || self.load_page(listing, Bound::Newest))
+                .await?
+        } else {
+            self.memos
+                .user_pages
+                .get_or_try_load(&(user_id.to_owned(), bound.clone()), || {
+                    self.load_page(listing, bound.clone())
+                })
+                .await?
+        };
+        found(page)
+    }
+
+    /// How many messages `listing` holds (`message_count(listing)`).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn message_count(&self, listing: &Listing) -> Result<u64, DataError> {
+        let store = &self.stores.messages;
+        Ok(*self
+            .memos
+            .message_count
+            .get_or_try_load(listing, || store.count(listing))
+            .await?)
+    }
+
+    /// The message whose full image is `image` (`image_message(image)`).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn image_message(&self, image: &MediaName) -> Result<Option<MessageView>, DataError> {
+        let store = &self.stores.messages;
+        let base = &self.settings.media_base;
+        let name = image.as_str();
+        let found = self
+            .memos
+            .image_message
+            .get_or_try_load(name, || async move {
+                Ok::<_, StoreError>(store.by_image(name).await?.map(|m| set_images_url(m, base)))
+            })
+            .await?;
+        Ok(Option::clone(&found))
+    }
+
+    /// Reads one page: `page_size + 1` rows of one index range, the extra
+    /// row only telling whether the page has a neighbour that way.
+    async fn load_page(&self, listing: Listing, bound: Bound) -> Result<FeedPage, StoreError> {
+        let size = self.settings.page_size.max(1) as usize;
+        let limit = self.settings.page_size.max(1).saturating_add(1);
+        let mut rows = self.stores.messages.page(&listing, &bound, limit).await?;
+        let (older_exists, newer_exists) = match &bound {
+            Bound::Newest => {
+                let more = rows.len() > size;
+                rows.truncate(size);
+                (more, false)
+            }
+            Bound::Older(_) => {
+                let more = rows.len() > size;
+                rows.truncate(size);
+                (more, true)
+            }
+            Bound::Newer(_) => {
+                if rows.len() <= size {
+                    // Nothing newer than these: this is the first page,
+                    // shown whole (as page one, not a short page).
+                    return Box::pin(self.load_page(listing, Bound::Newest)).await;
+                }
+                // Newest first, so the extra row is the first one.
+                rows.remove(0);
+                (true, true)
+            }
+        };
+        let older = older_exists
+            .then(|| rows.last())
+            .flatten()
+            .and_then(|m| self.cursors.seal(&Bound::Older(Position::of(m))));
+        let newer = newer_exists
+            .then(|| rows.first())
+            .flatten()
+            .and_then(|m| self.cursors.seal(&Bound::Newer(Position::of(m))));
+        let base = &self.settings.media_base;
+        Ok(FeedPage {
+            messages: rows.into_iter().map(|m| set_images_url(m, base)).collect(),
+            older,
+            newer,
+            first: bound == Bound::Newest,
+            view: OnceLock::new(),
+        })
+    }
+
+    /// Posts a message: stores the image and thumbnail, then the row, and
+    /// forgets every cached value the new message changes. If the row
+    /// cannot be written the files are removed again.
+    ///
+    /// # Errors
+    /// When the media store or the database fails (nothing is posted).
+    pub async fn post(&self, new: NewMessage, now_ms: i64) -> Result<Message, DataError> {
+        let (full, thumb) = MediaName::fresh_pair(new.image.0, new.thumbnail.0);
+        self.media
+            .put(&full, new.image.1)
+            .await
+            .map_err(|e| DataError::Media(e.to_string()))?;
+        if let Err(e) = self.media.put(&thumb, new.thumbnail.1).await {
+            self.remove_files(&[&full]).await;
+            return Err(DataError::Media(e.to_string()));
+        }
+        let message = Message {
+            id: crate::auth::random_hex(16),
+            user_id: new.user_id,
+            author: new.author,
+            location: new.location,
+            description: new.description,
+            image: full.as_str().to_owned(),
+            thumbnail: thumb.as_str().to_owned(),
+            created_at: now_ms,
+        };
+        if let Err(e) = self.stores.messages.insert(&message).await {
+            self.remove_files(&[&full, &thumb]).await;
+            return Err(e.into());
+        }
+        self.messages_changed(&message).await;
+        Ok(message)
+    }
+
+    /// Deletes message `id` if `user_id` owns it (checked against the
+    /// stored owner, never the request), forgets what it changes, then
+    /// removes its files.
+    ///
+    /// # Errors
+    /// [`DataError::NotFound`], [`DataError::NotOwner`], or a database
+    /// failure (nothing deleted).
+    pub async fn delete_message(&self, id: &str, user_id: &str) -> Result<Message, DataError> {
+        let message = self
+            .stores
+            .messages
+            .get(id)
+            .await?
+            .ok_or(DataError::NotFound)?;
+        if message.user_id != user_id {
+            return Err(DataError::NotOwner);
+        }
+        self.stores.messages.delete(&message.id).await?;
+        self.messages_changed(&message).await;
+        // Demo messages share pictures: keep files another message shows.
+        if self
+            .stores
+            .messages
+            .by_image(&message.image)
+            .await?
+            .is_some()
+        {
+            return Ok(message);
+        }
+        let names: Vec<MediaName> = [&message.image, &message.thumbnail]
+            .into_iter()
+            .filter_map(|n| MediaName::parse(n))
+            .collect();
+        self.remove_files(&names.iter().collect::<Vec<_>>()).await;
+        Ok(message)
+    }
+
+    /// Adds many messages at once (`board demo`), then forgets as a post
+    /// would, once.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn insert_many(&self, messages: &[Message]) -> Result<(), DataError> {
+        self.stores.messages.insert_many(messages).await?;
+        self.memos.all_messages.forget_all().await;
+        self.memos.user_pages.forget_all().await;
+        self.memos.message_count.forget_all().await;
+        let mut users: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        for user in users {
+            self.memos.user_messages.forget(user).await;
+        }
+        Ok(())
+    }
+
+    /// `delete_memoized(...)` of everything `message`'s arrival or
+    /// departure changes. With a tiered cache every process has dropped
+    /// the old values when this returns.
+    async fn messages_changed(&self, message: &Message) {
+        let memos = &self.memos;
+        let mine = Listing::User(message.user_id.clone());
+        tokio::join!(
+            memos.all_messages.forget_all(),
+            memos.user_pages.forget_all(),
+            memos.user_messages.forget(&message.user_id),
+            memos.message_count.forget(&Listing::All),
+            memos.message_count.forget(&mine),
+            memos.image_message.forget(&message.image),
+        );
+    }
+
+    async fn remove_files(&self, names: &[&MediaName]) {
+        for name in names {
+            if let Err(error) = self.media.delete(name).await {
+                tracing::warn!(%error, name = name.as_str(), "image not removed");
+            }
+        }
+    }
+}
+
+/// A loaded page, or `NotFound` when a token led past the oldest message.
+fn found(page: Arc<FeedPage>) -> Result<Arc<FeedPage>, DataError> {
+    if page.messages.is_empty() && !page.is_first() {
+        return Err(DataError::NotFound);
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests;
