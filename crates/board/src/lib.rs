@@ -24,6 +24,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod views;
+pub mod workers;
 
 pub use config::Settings;
 pub use startup::{Application, StartupError};
