@@ -106,9 +106,10 @@ impl Pool {
             .map_err(|_| busy())?;
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            // Held until the work ends, even if the request is gone.
-            let _permit = permit;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            // Held until the work ends, even if the request is gone; given
+            // back before the answer, so the caller sees it free again.
+            drop(permit);
             let _ = done.send(outcome);
         });
         let lost = || AppError::Internal(format!("{} worker gone", self.name));
