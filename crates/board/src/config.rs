@@ -94,8 +94,9 @@ pub struct Settings {
     #[arg(long, env = "BOARD_UPLOAD_LIMIT", default_value = "10MiB", value_parser = parse_size)]
     pub upload_limit: u64,
 
-    /// Largest width or height of an image, in pixels (decode bombs).
-    #[arg(long, env = "BOARD_MAX_IMAGE_SIDE", default_value_t = 12_000)]
+    /// Largest width or height of an uploaded image, in pixels (decode
+    /// bombs); a 5600² RGBA image fits the default `--decode-memory`.
+    #[arg(long, env = "BOARD_MAX_IMAGE_SIDE", default_value_t = 5_600)]
     pub max_image_side: u32,
 
     /// Messages per page on the home page and `/my`. Each page is read
@@ -158,6 +159,28 @@ pub struct Settings {
     /// Fill an empty board with sample users and messages before serving.
     #[arg(long, env = "BOARD_DEMO")]
     pub demo: bool,
+
+    // Bounded work (issue 12): memory-hungry jobs run in pools of permits.
+    /// Password hashes computed at once (about 19 MiB each); default: the
+    /// number of CPUs.
+    #[arg(long, env = "BOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub hash_concurrency: Option<u32>,
+    /// Images decoded at once (each up to `--decode-memory`); default: the
+    /// number of CPUs.
+    #[arg(long, env = "BOARD_DECODE_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub decode_concurrency: Option<u32>,
+    /// How long a request waits for a free hashing or decoding worker
+    /// before it is answered 503 "busy" with `Retry-After`.
+    #[arg(long, env = "BOARD_BUSY_WAIT", default_value = "2s", value_parser = parse_duration)]
+    pub busy_wait: Duration,
+    /// Memory one image decode may use, judged from the header before any
+    /// pixel is decoded (pixels × bytes per pixel × the format's overhead).
+    #[arg(long, env = "BOARD_DECODE_MEMORY", default_value = "128MiB", value_parser = parse_size)]
+    pub decode_memory: u64,
+    /// Longest side of a stored image; larger uploads are scaled down.
+    #[arg(long, env = "BOARD_MAX_STORED_SIDE", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(150..=65_535))]
+    pub max_stored_side: u32,
 }
 
 /// `board demo`: where to put the sample data and how much.
@@ -230,7 +253,7 @@ impl Settings {
             cache_url: "memory://?capacity=10000".into(),
             secret_key: None,
             upload_limit: 10 * 1024 * 1024,
-            max_image_side: 12_000,
+            max_image_side: 5_600,
             page_size: 50,
             user_cache_timeout: Duration::from_secs(600),
             messages_cache_timeout: None,
@@ -243,6 +266,11 @@ impl Settings {
             login_window: Duration::from_secs(15 * 60),
             secure_cookies: false,
             demo: false,
+            hash_concurrency: None,
+            decode_concurrency: None,
+            busy_wait: Duration::from_secs(2),
+            decode_memory: 128 << 20,
+            max_stored_side: 2048,
         }
     }
 }
@@ -348,5 +376,13 @@ mod tests {
         assert_eq!(parsed.page_size, defaults.page_size);
         assert_eq!(parsed.upload_limit, defaults.upload_limit);
         assert_eq!(parsed.user_cache_timeout, defaults.user_cache_timeout);
+        assert_eq!(parsed.max_image_side, defaults.max_image_side);
+        assert_eq!(parsed.busy_wait, defaults.busy_wait);
+        assert_eq!(parsed.decode_memory, defaults.decode_memory);
+        assert_eq!(parsed.max_stored_side, defaults.max_stored_side);
+        assert_eq!(parsed.hash_concurrency, None);
+        // A max-side RGBA image fits one decode's budget.
+        let side = u64::from(defaults.max_image_side);
+        assert!(side * side * 4 <= defaults.decode_memory);
     }
 }

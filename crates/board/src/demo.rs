@@ -253,7 +253,8 @@ fn picture(seed: u32) -> Result<Picture, String> {
     });
     let bytes = images::encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)
         .map_err(|e| e.to_string())?;
-    let processed = images::process(&bytes, 4096).map_err(|e| e.to_string())?;
+    let processed =
+        images::process(&bytes, &images::Rules::with_max_side(4096)).map_err(|e| e.to_string())?;
     Ok((
         bytes,
         processed.thumbnail,

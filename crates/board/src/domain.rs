@@ -1,12 +1,18 @@
 //! Values a user types, parsed once into types that cannot hold bad input.
 //!
-//! Text fields lose their HTML tags (as the original board did with its
-//! tag-stripping filter) and control characters, are trimmed, and must fit a
-//! length limit; everything is still escaped when a page is rendered.
+//! Text fields lose their control characters and invisible characters
+//! (bidirectional overrides and isolates, zero-width spaces and joiners,
+//! soft hyphens, every `Default_Ignorable_Code_Point`), are put in Unicode
+//! normal form C, lose their HTML tags (as the original board did with its
+//! tag-stripping filter), are trimmed, and must fit a length limit;
+//! everything is still escaped when a page is rendered. So text cannot
+//! reverse what follows it on the page, hide a tag from the tag filter
+//! (`<\u{200B}b>`), or look filled while showing nothing.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 /// Why a value was refused, in words for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,15 +59,61 @@ fn strip_once(input: &str) -> String {
     out
 }
 
-/// Tags stripped, control characters removed (newlines kept if
-/// `multiline`), whitespace trimmed.
+/// Characters that change how text around them is shown, or show nothing
+/// themselves: `Default_Ignorable_Code_Point` (Unicode 16; it includes the
+/// bidi embeddings, overrides, isolates and marks, U+200B–U+200F, U+2060–
+/// U+206F, U+FEFF, U+00AD, U+061C, variation selectors, tag characters and
+/// Hangul fillers) and the interlinear annotation controls.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// Control and invisible characters removed (newlines kept if
+/// `multiline`), tags stripped, NFC, whitespace trimmed. Removal comes
+/// first so an invisible character cannot hide a tag from the filter;
+/// NFC after stripping, which can bring a base and its accent together.
 fn clean(input: &str, multiline: bool) -> String {
-    let stripped = strip_tags(input);
-    let cleaned: String = stripped
+    let visible: String = input
         .chars()
-        .filter(|&c| !c.is_control() || (multiline && c == '\n'))
+        .filter(|&c| !is_invisible(c) && (!c.is_control() || (multiline && c == '\n')))
         .collect();
-    cleaned.trim().to_owned()
+    let normal: String = strip_tags(&visible).nfc().collect();
+    normal.trim().to_owned()
+}
+
+/// `clean`, refusing text that was only invisible characters (and spaces):
+/// it would look filled in the form and show nothing on the page.
+fn clean_visible(field: &str, input: &str, multiline: bool) -> Result<String, Invalid> {
+    let cleaned = clean(input, multiline);
+    let had_hidden = input
+        .chars()
+        .any(|c| is_invisible(c) || (c.is_control() && !c.is_whitespace()));
+    if cleaned.is_empty() && had_hidden {
+        return Err(Invalid(format!(
+            "The {} has no visible characters.",
+            field.to_lowercase()
+        )));
+    }
+    Ok(cleaned)
 }
 
 fn bounded(field: &str, value: String, min: usize, max: usize) -> Result<String, Invalid> {
@@ -96,7 +148,7 @@ macro_rules! text_newtype {
             /// # Errors
             /// When the cleaned text is empty (if required) or too long.
             pub fn parse(input: &str) -> Result<Self, Invalid> {
-                bounded($field, clean(input, $multiline), $min, $max).map(Self)
+                bounded($field, clean_visible($field, input, $multiline)?, $min, $max).map(Self)
             }
 
             /// The text.
@@ -247,7 +299,69 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_bidi_characters_are_removed() {
+        // An override that would show "exe.txt" for "txt.exe", isolates,
+        // marks, zero-width spaces and joiners, BOM, soft hyphen.
+        assert_eq!(
+            Description::parse("report\u{202E}txt.exe\u{202C} \u{2066}x\u{2069}\u{200E}\u{061C}")
+                .map(Description::into_inner),
+            Ok("reporttxt.exe x".into())
+        );
+        assert_eq!(
+            Author::parse("A\u{200B}d\u{200C}a\u{200D}\u{2060}\u{FEFF}\u{00AD}")
+                .map(Author::into_inner),
+            Ok("Ada".into())
+        );
+        // An invisible character does not hide a tag from the filter.
+        assert_eq!(
+            Author::parse("<\u{200B}b>Ada").map(Author::into_inner),
+            Ok("Ada".into())
+        );
+    }
+
+    #[test]
+    fn text_is_nfc() {
+        // "e" + combining acute becomes one "é"; the limit counts it once.
+        assert_eq!(
+            Location::parse("Cafe\u{301}").map(Location::into_inner),
+            Ok("Caf\u{E9}".into())
+        );
+        let decomposed = "e\u{301}".repeat(60);
+        assert_eq!(
+            Author::parse(&decomposed).map(|a| a.as_str().chars().count()),
+            Ok(60)
+        );
+    }
+
+    #[test]
+    fn only_invisible_text_is_refused_with_a_clear_message() {
+        assert_eq!(
+            Description::parse("\u{200B}\u{200B} \u{202E}"),
+            Err(Invalid("The description has no visible characters.".into()))
+        );
+        assert_eq!(
+            Author::parse("\u{3164}"),
+            Err(Invalid("The author has no visible characters.".into()))
+        );
+        assert_eq!(
+            Location::parse("\u{FEFF}"),
+            Err(Invalid("The location has no visible characters.".into()))
+        );
+        // Plain emptiness keeps its own messages.
+        assert_eq!(
+            Author::parse("   "),
+            Err(Invalid("Author is required.".into()))
+        );
+        assert_eq!(
+            Location::parse(" ").map(Location::into_inner),
+            Ok(String::new())
+        );
+    }
+
+    #[test]
     fn usernames_and_passwords() {
+        assert!(Username::parse("ad\u{200B}a").is_err());
+        assert!(Username::parse("\u{202E}ada").is_err());
         assert!(Username::parse("ada").is_ok());
         assert!(Username::parse("ad").is_err());
         assert!(Username::parse("ada lovelace").is_err());
@@ -278,6 +392,33 @@ mod tests {
                 prop_assert!(!d.as_str().is_empty());
                 prop_assert!(d.as_str().chars().count() <= Description::MAX);
             }
+        }
+
+        #[test]
+        fn parsed_text_has_nothing_invisible_and_is_nfc(
+            input in "[a-z<> \\n\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2066}-\u{2069}\u{FEFF}\u{AD}\u{301}\u{E9}\u{7}]{0,80}"
+        ) {
+            for parsed in [
+                Description::parse(&input).map(Description::into_inner),
+                Author::parse(&input).map(Author::into_inner),
+                Location::parse(&input).map(Location::into_inner),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                prop_assert!(!parsed.chars().any(|c| is_invisible(c) || (c.is_control() && c != '\n')));
+                prop_assert!(unicode_normalization::is_nfc(&parsed));
+                prop_assert_eq!(parsed.trim(), parsed.as_str());
+            }
+        }
+
+        #[test]
+        fn text_with_any_visible_character_is_not_refused_as_invisible(
+            visible in "[a-zA-Z0-9]{1,20}",
+            hidden in "[\u{200B}-\u{200D}\u{202A}-\u{202E}\u{2060}\u{FEFF}]{0,10}",
+        ) {
+            let input = format!("{hidden}{visible}{hidden}");
+            prop_assert_eq!(Description::parse(&input).map(Description::into_inner), Ok(visible));
         }
     }
 }

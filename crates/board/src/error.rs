@@ -1,7 +1,7 @@
 //! One error type for every handler. Users see a clean page with a status
 //! and a sentence; internals (database messages) go to the log only.
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::data::DataError;
@@ -32,11 +32,26 @@ pub enum AppError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// The form's text fields together are larger than allowed.
+    #[error("form text too large")]
+    TextTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// Too many failed logins.
     #[error("too many login attempts")]
     TooManyAttempts {
         /// Minutes until the window ends at the latest.
         minutes: u64,
+    },
+    /// Every worker of a bounded pool (password hashing, image decoding)
+    /// stayed busy for the whole wait: try again shortly.
+    #[error("busy: no free {pool} worker")]
+    Busy {
+        /// Which pool was full, for the log.
+        pool: &'static str,
+        /// Seconds the client is asked to wait (`Retry-After`).
+        retry_after: u64,
     },
     /// The database failed.
     #[error("store: {0}")]
@@ -98,11 +113,11 @@ impl AppError {
             Self::LoginRequired => StatusCode::SEE_OTHER,
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::TextTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The database did not answer (after the store's own retries):
             // a temporary condition, not a bug in the request.
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,9 +136,17 @@ impl AppError {
                 "File too large",
                 format!("Images may be at most {}. Please choose a smaller one.", human_size(*limit)),
             ),
+            Self::TextTooLarge { limit } => (
+                "Form too large",
+                format!("The text of this form may be at most {} in all.", human_size(*limit)),
+            ),
             Self::TooManyAttempts { minutes } => (
                 "Too many attempts",
                 format!("Too many failed logins. Please wait up to {minutes} minutes and try again."),
+            ),
+            Self::Busy { .. } => (
+                "Busy",
+                "The board is busy, please try again in a moment.".into(),
             ),
             Self::Store(_) => (
                 "Try again in a moment",
@@ -143,7 +166,14 @@ impl IntoResponse for AppError {
             return Redirect::to("/login").into_response();
         }
         let status = self.status();
-        if status.is_server_error() {
+        let retry_after = match self {
+            Self::Busy { retry_after, .. } => Some(retry_after.max(1)),
+            _ => None,
+        };
+        if retry_after.is_some() {
+            // Expected under load; the pool's size is the remedy, not a bug.
+            tracing::warn!(error = %self, "request refused");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::info!(error = %self, "request refused");
@@ -154,7 +184,7 @@ impl IntoResponse for AppError {
             status: status.as_u16(),
             message: &message,
         };
-        match askama::Template::render(&page) {
+        let mut response = match askama::Template::render(&page) {
             Ok(body) => (
                 status,
                 [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -162,7 +192,13 @@ impl IntoResponse for AppError {
             )
                 .into_response(),
             Err(_) => (status, message).into_response(),
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response
     }
 }
 

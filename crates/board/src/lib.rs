@@ -26,6 +26,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod views;
+pub mod workers;
 
 pub use config::Settings;
 pub use startup::{Application, StartupError};

@@ -123,6 +123,10 @@ pub trait MediaStore: Send + Sync + 'static {
     async fn get(&self, name: &MediaName) -> std::io::Result<Option<Bytes>>;
     /// Removes `name` (no error if it is already gone).
     async fn delete(&self, name: &MediaName) -> std::io::Result<()>;
+    /// Whether `name` is stored, without reading it.
+    async fn exists(&self, name: &MediaName) -> std::io::Result<bool> {
+        Ok(self.get(name).await?.is_some())
+    }
 }
 
 /// `Cache-Control` stored with every image where the backend keeps headers
@@ -261,6 +265,14 @@ impl MediaStore for ObjectMedia {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error("read", name, &e)),
+        }
+    }
+
+    async fn exists(&self, name: &MediaName) -> std::io::Result<bool> {
+        match self.store.head(&self.location(name)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("look up", name, &e)),
         }
     }
 

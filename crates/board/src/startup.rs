@@ -2,6 +2,7 @@
 //! bind the listener (port 0 allowed), then serve until stopped.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,8 +14,10 @@ use crate::auth::csrf::CsrfKey;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::config::Settings;
 use crate::data::{CursorKey, Data, DataSettings};
+use crate::images::Rules;
 use crate::state::{AppState, Inner, Limits, is_tiered};
 use crate::store::Stores;
+use crate::workers::Workers;
 
 /// Why the board could not start.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +194,21 @@ fn messages_timeout(settings: &Settings, cache: &Cache) -> Duration {
     })
 }
 
+/// The hashing and decoding pools, sized by the settings or the machine.
+fn workers(settings: &Settings) -> Workers {
+    let size = |n: Option<u32>| n.map_or_else(crate::workers::default_size, |n| n as usize);
+    Workers::new(
+        size(settings.hash_concurrency),
+        size(settings.decode_concurrency),
+        settings.busy_wait,
+        Rules {
+            max_side: settings.max_image_side,
+            decode_memory: settings.decode_memory,
+            max_stored_side: settings.max_stored_side,
+        },
+    )
+}
+
 /// Builds the state the router runs on.
 ///
 /// # Errors
@@ -243,5 +261,6 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         },
         media_base,
         cache,
+        workers: Arc::new(workers(settings)),
     }))
 }

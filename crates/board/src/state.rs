@@ -43,6 +43,8 @@ pub struct Inner {
     pub limits: Limits,
     /// Prefix of image URLs: `/media/` or the configured base URL.
     pub media_base: String,
+    /// The bounded pools for password hashing and image decoding.
+    pub workers: Arc<crate::workers::Workers>,
 }
 
 impl Deref for AppState {

@@ -1,9 +1,11 @@
 //! The HTTP suite (`tests/api/`) again, with the board on DynamoDB
 //! (dynalite) and S3 (s3rver) instead of SQLite and a directory. The
-//! command-line tests (`api/cli.rs`) run the binary on SQLite only; the
-//! outage test (`api/outage.rs`) runs here only, where the database is a
-//! server that can be stopped.
+//! command-line and bomb tests (`api/cli.rs`, `api/bombs.rs`) run the
+//! binary on SQLite only; the outage test (`api/outage.rs`) runs here only,
+//! where the database is a server that can be stopped.
 
+#[path = "api/abuse.rs"]
+mod abuse;
 #[path = "api/account.rs"]
 mod account;
 #[path = "api/db_calls.rs"]

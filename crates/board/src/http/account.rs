@@ -207,9 +207,7 @@ async fn register(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
-    let hash = password::hash(&password)
-        .await
-        .map_err(AppError::Internal)?;
+    let hash = password::hash(&state.workers.hashing, &password).await?;
     let user = User {
         id: auth_mod::random_hex(16),
         username: username.as_str().to_owned(),
@@ -256,7 +254,7 @@ async fn login(
         Some(c) => (Some(c.user), Some(c.password_hash)),
         None => (None, None),
     };
-    let matched = password::verify(&form.password, hash).await;
+    let matched = password::verify(&state.workers.hashing, &form.password, hash).await?;
     let Some(user) = user.filter(|_| matched) else {
         state.limiter.failed(name, ip).await;
         let errors = ["Wrong user name or password.".to_owned()];
@@ -349,7 +347,7 @@ async fn change_password(
     }
     let mut errors = Vec::new();
     let hash = state.data.password_hash(&auth.user.id).await?;
-    if !password::verify(&form.current, hash).await {
+    if !password::verify(&state.workers.hashing, &form.current, hash).await? {
         state.limiter.failed(name, ip).await;
         errors.push("The current password is wrong.".to_owned());
     }
@@ -372,7 +370,7 @@ async fn change_password(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
-    let hash = password::hash(&new).await.map_err(AppError::Internal)?;
+    let hash = password::hash(&state.workers.hashing, &new).await?;
     // Other devices must log in again with the new password.
     let revoked = state
         .data

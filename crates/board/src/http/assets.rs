@@ -93,7 +93,9 @@ async fn media(
     let etag_header =
         HeaderValue::from_str(&etag).map_err(|e| AppError::Internal(e.to_string()))?;
     let cache = HeaderValue::from_static(IMMUTABLE);
-    if not_modified(&headers, &etag) {
+    // A 304 says "what you have is still this name's image": only true if
+    // there is one (a deleted image's name must not stay valid in caches).
+    if not_modified(&headers, &etag) && state.data.media().exists(&name).await? {
         return Ok((
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag_header), (header::CACHE_CONTROL, cache)],

@@ -16,12 +16,20 @@ use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf};
 use crate::data::{DataError, NewMessage};
 use crate::domain::{Author, Description, Location};
 use crate::error::{AppError, human_size};
-use crate::images;
 use crate::state::AppState;
 use crate::views::{Flash, Layout, PostFormValues, PostPage};
 
 /// Longest text field accepted in the multipart form, in bytes.
 const TEXT_FIELD_LIMIT: usize = 16 * 1024;
+
+/// All text fields of one form together, in bytes: the form has three
+/// short fields and a token, so this is generous, and it bounds what one
+/// request can stream at the board besides its image.
+const TEXT_TOTAL_LIMIT: usize = 64 * 1024;
+
+/// Parts of one form: csrf, author, location, description and image, and
+/// room for a browser's extras.
+const FIELD_LIMIT: usize = 16;
 
 pub(super) fn router() -> axum::Router<AppState> {
     Router::new()
@@ -82,7 +90,14 @@ async fn read_form(
     let bad = |e: axum::extract::multipart::MultipartError| AppError::BadRequest(e.body_text());
     let mut upload = Upload::default();
     let mut seen: u64 = 0;
+    let (mut fields, mut text_total) = (0_usize, 0_usize);
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        fields += 1;
+        if fields > FIELD_LIMIT {
+            return Err(AppError::BadRequest(format!(
+                "The form has too many fields (at most {FIELD_LIMIT})."
+            )));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         if name == "image" {
             let mut buf = BytesMut::new();
@@ -107,6 +122,12 @@ async fn read_form(
         let mut text = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
             seen += chunk.len() as u64;
+            text_total += chunk.len();
+            if text_total > TEXT_TOTAL_LIMIT {
+                return Err(AppError::TextTooLarge {
+                    limit: TEXT_TOTAL_LIMIT as u64,
+                });
+            }
             if text.len() + chunk.len() > TEXT_FIELD_LIMIT {
                 return Err(AppError::BadRequest(format!(
                     "The field `{name}` is too long."
@@ -179,13 +200,7 @@ async fn save(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
-    let max_side = state.limits.max_image_side;
-    let checked = {
-        let image = image.clone();
-        tokio::task::spawn_blocking(move || images::process(&image, max_side))
-            .await
-            .map_err(|e| AppError::Internal(format!("image task: {e}")))?
-    };
+    let checked = state.workers.process_image(image).await?;
     let processed = match checked {
         Ok(p) => Some(p),
         Err(e) => {
@@ -210,7 +225,7 @@ async fn save(
         author: author.into_inner(),
         location: location.into_inner(),
         description: description.into_inner(),
-        image: (processed.kind, image),
+        image: (processed.kind, Bytes::from(processed.full)),
         thumbnail: (processed.thumb_kind, Bytes::from(processed.thumbnail)),
     };
     // `cache.delete_memoized(get_all_messages)` happens inside.

@@ -3,7 +3,9 @@
 //! This binary runs them on the embedded storage (SQLite + a directory);
 //! `api_on_aws` runs the same files on DynamoDB + S3.
 
+mod abuse;
 mod account;
+mod bombs;
 mod cli;
 mod db_calls;
 mod delete;

@@ -65,3 +65,42 @@ async fn names_that_are_not_stored_images_or_try_path_tricks_are_404() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn no_304_for_a_name_that_is_not_stored() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("soon gone").await;
+    let thumb = media_links(&app.get_text("/").await.1).remove(0);
+    let conditional = |name: String| {
+        app.client
+            .get(app.url(&format!("/media/{name}")))
+            .header("if-none-match", format!("\"{name}\""))
+            .send()
+    };
+    // Never stored: a well-formed name and its matching ETag, or `*`.
+    let unknown = "0123456789abcdef0123456789abcdef.png".to_owned();
+    let response = conditional(unknown.clone()).await.expect("GET");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = app
+        .client
+        .get(app.url(&format!("/media/{unknown}")))
+        .header("if-none-match", "*")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // Stored: 304; deleted: 404 again.
+    assert_eq!(
+        conditional(thumb.clone()).await.expect("GET").status(),
+        StatusCode::NOT_MODIFIED
+    );
+    let html = app.get_text("/my").await.1;
+    let id = crate::helpers::message_ids(&html).remove(0);
+    let deleted = app.post("/delete", &[("id", id.as_str())]).await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        conditional(thumb).await.expect("GET").status(),
+        StatusCode::NOT_FOUND
+    );
+}

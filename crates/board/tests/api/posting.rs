@@ -32,9 +32,10 @@ async fn every_accepted_format_is_stored_with_a_150px_thumbnail() {
         ("a.jpg", ImageFormat::Jpeg, "jpg"),
         ("b.jpeg", ImageFormat::Jpeg, "jpg"),
         ("c.png", ImageFormat::Png, "png"),
-        ("d.gif", ImageFormat::Gif, "gif"),
-        ("e.bmp", ImageFormat::Bmp, "bmp"),
-        ("f.webp", ImageFormat::WebP, "webp"),
+        // Stored again as PNG (lossless, alpha kept).
+        ("d.gif", ImageFormat::Gif, "png"),
+        ("e.bmp", ImageFormat::Bmp, "png"),
+        ("f.webp", ImageFormat::WebP, "png"),
     ];
     for (file, format, ext) in formats {
         let response = app
