@@ -45,7 +45,11 @@
 //! a page boundary inside a tie loses and repeats nothing. The start key
 //! is a place in the index, not a lookup: the place of a deleted message
 //! still works (on dynalite, which turns the key into an index-key bound
-//! without reading the item, as on DynamoDB). `all()` and `by_user()`
+//! without reading the item, as on DynamoDB). dynalite orders equal times
+//! by the first 24 bits of an MD5 of `message_id`, so its tie order looks
+//! random (and two ids of one millisecond whose prefixes collide would
+//! share one index slot there: a dynalite quirk, not DynamoDB's).
+//! `all()` and `by_user()`
 //! (tools and tests only) read a whole partition, following
 //! `LastEvaluatedKey` to the end.
 //!
