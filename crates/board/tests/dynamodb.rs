@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use board::store::dynamo::Dynamo;
 use board::store::sqlite::Sqlite;
 use board::store::{
-    Message, MessageStore, OpenError, SessionRecord, SessionStore, StoreError, Stores, User,
-    UserStore,
+    Bound, Listing, Message, MessageStore, OpenError, Position, SessionRecord, SessionStore,
+    StoreError, Stores, User, UserStore,
 };
 use testkit::Dynalite;
 
@@ -660,8 +660,30 @@ async fn migrate_recounts_watermarks() {
     assert_eq!(watermark(&db, table, "count#user#v").await, Some(1));
 }
 
-/// The index "lags": the watermark already counts a message the index does
-/// not show yet. `all()` and `by_user()` wait for it.
+/// Records `field` = `value` on watermark `id` behind the store's back, as
+/// a write would (`last` = `"<created_at>:<id>"`, `gone` = an id).
+async fn set_mark_field(db: &Dynamo, table: &str, id: &str, field: &str, value: &str) {
+    db.client()
+        .update_item()
+        .table_name(table)
+        .key("message_id", AttributeValue::S(id.into()))
+        .update_expression("SET #f = :v")
+        .expression_attribute_names("#f", field)
+        .expression_attribute_values(":v", AttributeValue::S(value.into()))
+        .send()
+        .await
+        .expect("update watermark");
+}
+
+/// Both watermarks a message of user `u` moves.
+const MARKS_OF_U: [&str; 2] = ["count#all", "count#user#u"];
+
+fn listings_of_u() -> [Listing; 2] {
+    [Listing::All, Listing::User("u".into())]
+}
+
+/// The index "lags": the watermark already names a message the index does
+/// not show yet, or still shows a removed one. A first page waits for it.
 #[tokio::test]
 async fn a_lagging_index_is_waited_for() {
     let (_dynamo, url, stores) = migrated("lag_").await;
@@ -673,11 +695,28 @@ async fn a_lagging_index_is_waited_for() {
         .await
         .expect("insert");
 
-    for (listing, id) in [("all", "count#all"), ("by_user", "count#user#u")] {
-        let n = watermark(&db, table, id).await.expect("watermark");
-        set_watermark(&db, table, "count#all", n + 1).await;
-        set_watermark(&db, table, "count#user#u", n + 1).await;
-        let late = message(&format!("late_{listing}"), "u", 10 + n, "late");
+    for (i, listing) in listings_of_u().into_iter().enumerate() {
+        // An addition counted, not yet in the index.
+        let late = message(
+            &format!("late{i}"),
+            "u",
+            10 + i64::try_from(i).expect("small"),
+            "",
+        );
+        // In the table (a strongly consistent read finds it), not yet in
+        // the indexes: the item without its index keys.
+        db.client()
+            .put_item()
+            .table_name(table)
+            .item("message_id", AttributeValue::S(late.id.clone()))
+            .item("created_at", AttributeValue::N(late.created_at.to_string()))
+            .send()
+            .await
+            .expect("raw put");
+        for id in MARKS_OF_U {
+            let last = format!("{}:{}", late.created_at, late.id);
+            set_mark_field(&db, table, id, "last", &last).await;
+        }
         let writer = {
             let (db, late) = (Arc::clone(&db), late.clone());
             tokio::spawn(async move {
@@ -686,54 +725,748 @@ async fn a_lagging_index_is_waited_for() {
             })
         };
         let started = Instant::now();
-        let listed = if listing == "all" {
-            stores.messages.all().await
-        } else {
-            stores.messages.by_user("u").await
-        }
-        .expect("listing");
+        let page = stores
+            .messages
+            .page(&listing, &Bound::Newest, 10)
+            .await
+            .expect("page");
         let took = started.elapsed();
         writer.await.expect("writer");
-        assert_eq!(
-            listed.first().map(|m| m.id.as_str()),
-            Some(late.id.as_str())
-        );
-        assert_eq!(listed.len(), usize::try_from(n + 1).expect("small"));
+        assert_eq!(page.first().map(|m| m.id.as_str()), Some(late.id.as_str()));
         assert!(
-            took >= Duration::from_millis(100) && took < Duration::from_secs(5),
-            "{listing} took {took:?}"
+            took >= Duration::from_millis(100) && took < Duration::from_secs(1),
+            "{listing:?} took {took:?}"
+        );
+
+        // A removal recorded, still in the index.
+        for id in MARKS_OF_U {
+            set_mark_field(&db, table, id, "gone", &late.id).await;
+        }
+        let remover = {
+            let (db, id) = (Arc::clone(&db), late.id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                db.client()
+                    .delete_item()
+                    .table_name(table)
+                    .key("message_id", AttributeValue::S(id))
+                    .send()
+                    .await
+                    .expect("raw delete");
+            })
+        };
+        let started = Instant::now();
+        let page = stores
+            .messages
+            .page(&listing, &Bound::Newest, 10)
+            .await
+            .expect("page");
+        let took = started.elapsed();
+        remover.await.expect("remover");
+        assert!(
+            page.iter().all(|m| m.id != late.id),
+            "{listing:?}: {page:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(1),
+            "{listing:?} took {took:?}"
         );
     }
 }
 
-/// A watermark that never matches (drift) costs the wait, not an error or
-/// a hang: the listing is what the index has.
+/// Pages the index has caught up with cost no wait: the latest addition
+/// on the page, further down a full page, removed again, or removed
+/// before the latest removal (which only the table can tell).
 #[tokio::test]
-async fn a_watermark_that_never_matches_gives_up_after_the_budget() {
+async fn pages_of_a_caught_up_index_do_not_wait() {
+    let (_dynamo, _url, stores) = migrated("nowait_").await;
+    let messages = &stores.messages;
+    for i in 1..=4 {
+        messages
+            .insert(&message(&format!("m{i}"), "u", i, ""))
+            .await
+            .expect("insert");
+    }
+    let quick = |listing: Listing, limit: u32, expected: &'static [&'static str]| {
+        let messages = Arc::clone(messages);
+        async move {
+            let started = Instant::now();
+            let page = messages
+                .page(&listing, &Bound::Newest, limit)
+                .await
+                .expect("page");
+            let took = started.elapsed();
+            let ids: Vec<_> = page.iter().map(|m| m.id.as_str()).collect();
+            assert_eq!(ids, expected, "{listing:?}");
+            assert!(
+                took < Duration::from_millis(300),
+                "{listing:?} took {took:?}"
+            );
+        }
+    };
+    for listing in listings_of_u() {
+        quick(listing, 2, &["m4", "m3"]).await;
+    }
+    // The latest addition removed again (`last` = `gone`).
+    assert!(messages.delete("m4").await.expect("delete"));
+    for listing in listings_of_u() {
+        quick(listing, 2, &["m3", "m2"]).await;
+    }
+    // Another removal since: `last` (m4) is neither on the page nor
+    // `gone`; only the table says it no longer exists.
+    assert!(messages.delete("m1").await.expect("delete"));
+    for listing in listings_of_u() {
+        quick(listing, 5, &["m3", "m2"]).await;
+    }
+}
+
+/// An addition the index never shows (drift, or an item without index
+/// keys) costs the wait, not an error or a hang: the page is what the
+/// index has. Deeper pages are not checked.
+#[tokio::test]
+async fn a_page_the_index_never_catches_up_with_gives_up_after_the_budget() {
     let (_dynamo, url, stores) = migrated("drift_").await;
     let db = Dynamo::open(&url).await.expect("open");
     let table = "drift_messages";
-    stores
-        .messages
-        .insert(&message("m1", "u", 1, "a"))
+    let m1 = message("m1", "u", 1, "a");
+    stores.messages.insert(&m1).await.expect("insert");
+    // In the table, never in an index: no `feed`, no `user_id`.
+    db.client()
+        .put_item()
+        .table_name(table)
+        .item("message_id", AttributeValue::S("ghost".into()))
+        .item("created_at", AttributeValue::N("5".into()))
+        .send()
         .await
-        .expect("insert");
-    set_watermark(&db, table, "count#all", 5).await;
-    set_watermark(&db, table, "count#user#u", 0).await;
+        .expect("raw put");
+    for id in MARKS_OF_U {
+        set_mark_field(&db, table, id, "last", "5:ghost").await;
+    }
 
-    for listing in ["all", "by_user"] {
+    for listing in listings_of_u() {
         let started = Instant::now();
-        let listed = if listing == "all" {
-            stores.messages.all().await
-        } else {
-            stores.messages.by_user("u").await
-        }
-        .expect("listing");
+        let page = stores
+            .messages
+            .page(&listing, &Bound::Newest, 10)
+            .await
+            .expect("page");
         let took = started.elapsed();
-        assert_eq!(listed.len(), 1, "{listing}");
+        assert_eq!(page, std::slice::from_ref(&m1), "{listing:?}");
         assert!(
             took >= Duration::from_secs(1) && took < Duration::from_secs(5),
-            "{listing} took {took:?}"
+            "{listing:?} took {took:?}"
+        );
+
+        let started = Instant::now();
+        let deeper = Bound::Older(Position {
+            created_at: 9,
+            id: "z".into(),
+        });
+        let page = stores
+            .messages
+            .page(&listing, &deeper, 10)
+            .await
+            .expect("page");
+        assert_eq!(page, std::slice::from_ref(&m1));
+        assert!(started.elapsed() < Duration::from_millis(300), "checked");
+    }
+}
+
+/// Every page of `listing` from the newest on, following `Older` from the
+/// last message of each page.
+async fn walk_older(store: &dyn MessageStore, listing: &Listing, size: u32) -> Vec<Vec<Message>> {
+    let mut pages = Vec::new();
+    let mut bound = Bound::Newest;
+    loop {
+        let page = store.page(listing, &bound, size).await.expect("page");
+        assert!(page.len() <= size as usize, "{} > {size}", page.len());
+        let Some(last) = page.last() else {
+            break;
+        };
+        bound = Bound::Older(Position::of(last));
+        pages.push(page);
+    }
+    pages
+}
+
+/// Every page of `listing` before `oldest`, following `Newer` from the
+/// first message of each page, in listing order (newest page first).
+async fn walk_newer(
+    store: &dyn MessageStore,
+    listing: &Listing,
+    oldest: &Message,
+    size: u32,
+) -> Vec<Vec<Message>> {
+    let mut pages = Vec::new();
+    let mut bound = Bound::Newer(Position::of(oldest));
+    loop {
+        let page = store.page(listing, &bound, size).await.expect("page");
+        assert!(page.len() <= size as usize, "{} > {size}", page.len());
+        let Some(first) = page.first() else {
+            break;
+        };
+        bound = Bound::Newer(Position::of(first));
+        pages.push(page);
+    }
+    pages.reverse();
+    pages
+}
+
+fn ids(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.id.as_str()).collect()
+}
+
+/// 23 messages, 7 of them posted in the same millisecond, in pages of 5:
+/// walking `Older` to the end and `Newer` back to the start shows each
+/// message exactly once, newest first, and both walks agree on the order
+/// within the tie (the index's own).
+#[tokio::test]
+async fn pages_cross_ties_without_losing_or_repeating() {
+    let (_dynamo, _url, stores) = migrated("ties_").await;
+    let messages = &stores.messages;
+    let mut all = Vec::new();
+    for i in 0..23_i64 {
+        let at = if (8..15).contains(&i) {
+            500
+        } else {
+            100 + i * 40
+        };
+        let user = if i % 3 == 0 { "v" } else { "u" };
+        all.push(message(&format!("m{i:02}"), user, at, ""));
+    }
+    for m in &all {
+        messages.insert(m).await.expect("insert");
+    }
+
+    for listing in [
+        Listing::All,
+        Listing::User("u".into()),
+        Listing::User("v".into()),
+    ] {
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|m| listing == Listing::All || Listing::User(m.user_id.clone()) == listing)
+            .collect();
+        let older = walk_older(messages.as_ref(), &listing, 5).await;
+        assert!(older[..older.len() - 1].iter().all(|p| p.len() == 5));
+        let walked: Vec<Message> = older.concat();
+        assert_eq!(
+            walked.len(),
+            expected.len(),
+            "{listing:?}: {:?}",
+            ids(&walked)
+        );
+        let mut seen: Vec<_> = ids(&walked);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), expected.len(), "{listing:?}: a message twice");
+        assert!(
+            walked
+                .windows(2)
+                .all(|w| w[0].created_at >= w[1].created_at),
+            "{listing:?}: not newest first: {:?}",
+            ids(&walked)
+        );
+
+        let oldest = walked.last().expect("messages");
+        let newer = walk_newer(messages.as_ref(), &listing, oldest, 5).await;
+        let mut back = newer.concat();
+        back.push(oldest.clone());
+        assert_eq!(
+            ids(&back),
+            ids(&walked),
+            "{listing:?}: Newer walks another way"
+        );
+        // The first page of the walk back ends where the newest page does.
+        assert_eq!(newer.last().map(Vec::len), Some(5));
+    }
+}
+
+/// The order is defined when no two messages share a time: then DynamoDB's
+/// pages are SQLite's, page for page, both ways and per user.
+#[tokio::test]
+async fn pages_match_sqlite_when_times_differ() {
+    let (_dynamo, _url, stores) = migrated("pgsql_").await;
+    let sqlite = sqlite_with_ada_and_bob().await;
+    let batch: Vec<_> = (0..17_i64)
+        .map(|i| {
+            let user = if i % 4 == 1 { "v" } else { "u" };
+            message(&format!("m{i:02}"), user, 1_000 - i * 7, &format!("#{i}"))
+        })
+        .collect();
+    for store in [stores.messages.as_ref(), &sqlite as &dyn MessageStore] {
+        for m in &batch[..9] {
+            store.insert(m).await.expect("insert");
+        }
+        store.insert_many(&batch[9..]).await.expect("insert_many");
+    }
+    for listing in [
+        Listing::All,
+        Listing::User("u".into()),
+        Listing::User("v".into()),
+        Listing::User("nobody".into()),
+    ] {
+        for size in [1, 4, 5, 100] {
+            let dynamo = walk_older(stores.messages.as_ref(), &listing, size).await;
+            let reference = walk_older(&sqlite, &listing, size).await;
+            assert_eq!(dynamo, reference, "{listing:?} in pages of {size}");
+            if let Some(oldest) = reference.last().and_then(|p| p.last()) {
+                let dynamo = walk_newer(stores.messages.as_ref(), &listing, oldest, size).await;
+                let reference = walk_newer(&sqlite, &listing, oldest, size).await;
+                assert_eq!(dynamo, reference, "{listing:?} back in pages of {size}");
+            }
+        }
+        assert_eq!(
+            stores.messages.count(&listing).await.expect("count"),
+            MessageStore::count(&sqlite, &listing).await.expect("count"),
+            "{listing:?}"
         );
     }
+}
+
+/// The place of a deleted message still works as a cursor, both ways.
+#[tokio::test]
+async fn a_deleted_message_still_marks_its_place() {
+    let (_dynamo, _url, stores) = migrated("gone_").await;
+    let messages = &stores.messages;
+    for i in 1..=9 {
+        messages
+            .insert(&message(&format!("m{i}"), "u", i * 10, ""))
+            .await
+            .expect("insert");
+    }
+    // Two share m5's time, to land the place inside a tie as well.
+    messages
+        .insert(&message("m5b", "u", 50, ""))
+        .await
+        .expect("insert");
+    let m5 = messages.get("m5").await.expect("get").expect("m5");
+    let whole = walk_older(messages.as_ref(), &Listing::All, 100)
+        .await
+        .concat();
+    let at = whole.iter().position(|m| m.id == "m5").expect("listed");
+    assert!(messages.delete("m5").await.expect("delete"));
+
+    for listing in listings_of_u() {
+        let place = Position::of(&m5);
+        let older = messages
+            .page(&listing, &Bound::Older(place.clone()), 3)
+            .await
+            .expect("older");
+        let newer = messages
+            .page(&listing, &Bound::Newer(place), 3)
+            .await
+            .expect("newer");
+        assert_eq!(older, whole[at + 1..at + 4], "{listing:?}");
+        assert_eq!(newer, whole[at - 3..at], "{listing:?}");
+    }
+}
+
+/// Posts and deletes between page loads: of the messages that existed
+/// throughout, none is skipped and none shown twice, even when the very
+/// message a page ended on is deleted before the next page is asked for.
+#[tokio::test]
+async fn writes_between_page_loads_lose_and_repeat_nothing() {
+    let (_dynamo, _url, stores) = migrated("churn_").await;
+    let messages = &stores.messages;
+    let seeded: Vec<_> = (0..30_i64)
+        .map(|i| message(&format!("s{i:02}"), "u", 100 + (i / 2) * 10, ""))
+        .collect();
+    messages.insert_many(&seeded).await.expect("seed");
+
+    let mut removed = Vec::new();
+    for (walk, listing) in listings_of_u().into_iter().enumerate() {
+        let mut shown: Vec<String> = Vec::new();
+        let mut bound = Bound::Newest;
+        let mut round = 0_i64;
+        loop {
+            let page = messages.page(&listing, &bound, 4).await.expect("page");
+            let Some(last) = page.last() else {
+                break;
+            };
+            shown.extend(page.iter().map(|m| m.id.clone()));
+            bound = Bound::Older(Position::of(last));
+            // Between loads: a new post, and a delete, alternately of the
+            // message the page ended on and of one further down.
+            round += 1;
+            let post = message(&format!("p{walk}_{round}"), "u", 10_000 + round, "");
+            messages.insert(&post).await.expect("post");
+            let victim = if round % 2 == 1 {
+                Some(last.id.clone())
+            } else {
+                let later = messages.page(&listing, &bound, 3).await.expect("peek");
+                later.get(2).map(|m| m.id.clone())
+            };
+            if let Some(victim) = victim {
+                if messages.delete(&victim).await.expect("delete") {
+                    removed.push(victim);
+                }
+            }
+        }
+        let mut sorted = shown.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            shown.len(),
+            "{listing:?}: shown twice: {shown:?}"
+        );
+        for m in &seeded {
+            assert!(
+                removed.contains(&m.id) || shown.contains(&m.id),
+                "{listing:?}: {} skipped",
+                m.id
+            );
+        }
+        assert!(removed.len() >= 4 * (walk + 1), "{removed:?}");
+    }
+}
+
+#[tokio::test]
+async fn counts_follow_inserts_deletes_and_batches() {
+    let (_dynamo, _url, stores) = migrated("count_").await;
+    let sqlite = sqlite_with_ada_and_bob().await;
+    let u = Listing::User("u".into());
+    let v = Listing::User("v".into());
+    for store in [stores.messages.as_ref(), &sqlite as &dyn MessageStore] {
+        assert_eq!(store.count(&Listing::All).await.expect("count"), 0);
+        assert_eq!(store.count(&u).await.expect("count"), 0);
+        for (id, user) in [("m1", "u"), ("m2", "u"), ("m3", "v")] {
+            store
+                .insert(&message(id, user, 1, ""))
+                .await
+                .expect("insert");
+        }
+        assert!(store.insert(&message("m1", "u", 1, "")).await.is_err());
+        assert!(store.delete("m2").await.expect("delete"));
+        assert!(!store.delete("m2").await.expect("delete again"));
+        let batch: Vec<_> = (0..60_i64)
+            .map(|i| {
+                message(
+                    &format!("b{i:02}"),
+                    ["u", "v"][(i % 3 == 0) as usize],
+                    i,
+                    "",
+                )
+            })
+            .collect();
+        store.insert_many(&batch).await.expect("insert_many");
+        assert_eq!(store.count(&Listing::All).await.expect("count"), 62);
+        assert_eq!(store.count(&u).await.expect("count"), 41);
+        assert_eq!(store.count(&v).await.expect("count"), 21);
+        assert_eq!(
+            store
+                .count(&Listing::User("nobody".into()))
+                .await
+                .expect("count"),
+            0
+        );
+    }
+}
+
+/// 60 messages in one call: `BatchWriteItem`s of 25 (messages and their
+/// aliases), every message listed, counted and found by image.
+#[tokio::test]
+async fn insert_many_writes_sixty_in_batches() {
+    let (_dynamo, url, stores) = migrated("many_").await;
+    let db = Dynamo::open(&url).await.expect("open");
+    let batch: Vec<_> = (0..60_i64)
+        .map(|i| {
+            message(
+                &format!("b{i:02}"),
+                ["u", "v"][(i % 4 == 0) as usize],
+                i * 3,
+                "",
+            )
+        })
+        .collect();
+    stores
+        .messages
+        .insert_many(&batch)
+        .await
+        .expect("insert_many");
+    assert_eq!(stores.calls.get("messages", "insert_many"), 1);
+
+    let listed = walk_older(stores.messages.as_ref(), &Listing::All, 25).await;
+    assert_eq!(
+        listed.iter().map(Vec::len).collect::<Vec<_>>(),
+        [25, 25, 10]
+    );
+    assert_eq!(listed.concat(), newest_first(batch.clone()));
+    assert_eq!(stores.messages.count(&Listing::All).await.expect("n"), 60);
+    assert_eq!(
+        stores
+            .messages
+            .count(&Listing::User("v".into()))
+            .await
+            .expect("n"),
+        15
+    );
+    for m in [&batch[0], &batch[31], &batch[59]] {
+        assert_eq!(
+            stores
+                .messages
+                .by_image(&m.image)
+                .await
+                .expect("by_image")
+                .as_ref(),
+            Some(m)
+        );
+    }
+    // `last` names the newest of the batch (of the user's, per user).
+    let mark = raw_item(&db, "many_messages", "message_id", "count#all")
+        .await
+        .expect("watermark");
+    assert_eq!(mark.get("last"), Some(&AttributeValue::S("177:b59".into())));
+    let mark = raw_item(&db, "many_messages", "message_id", "count#user#v")
+        .await
+        .expect("watermark");
+    assert_eq!(mark.get("last"), Some(&AttributeValue::S("168:b56".into())));
+    // Nothing for `board migrate` to correct or backfill.
+    let report = board::store::migrate(&url).await.expect("migrate");
+    assert!(
+        !report.contains("recounted") && !report.contains("alias"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn messages_are_found_by_image() {
+    let (_dynamo, url, stores) = migrated("img_").await;
+    let sqlite = sqlite_with_ada_and_bob().await;
+    let db = Dynamo::open(&url).await.expect("open");
+    let table = "img_messages";
+    let m1 = message("m1", "u", 1, "one");
+    for store in [stores.messages.as_ref(), &sqlite as &dyn MessageStore] {
+        store.insert(&m1).await.expect("insert");
+        assert_eq!(
+            store.by_image("m1.jpg").await.expect("by_image"),
+            Some(m1.clone())
+        );
+        assert_eq!(
+            store.by_image("m1_thumb.jpg").await.expect("by_image"),
+            None
+        );
+        assert_eq!(store.by_image("nope.jpg").await.expect("by_image"), None);
+    }
+    let messages = &stores.messages;
+
+    // Aliases are not messages, wherever one looks.
+    assert!(messages.get("image#m1.jpg").await.expect("get").is_none());
+    assert!(!messages.delete("image#m1.jpg").await.expect("delete"));
+    let mut sneaky = message("x", "u", 2, "");
+    sneaky.id = "image#x.jpg".into();
+    assert!(messages.insert(&sneaky).await.is_err());
+    assert!(messages.insert_many(&[sneaky]).await.is_err());
+    assert_eq!(ids(&messages.all().await.expect("all")), ["m1"]);
+    assert_eq!(messages.count(&Listing::All).await.expect("count"), 1);
+    assert!(
+        raw_item(&db, table, "message_id", "image#m1.jpg")
+            .await
+            .is_some()
+    );
+
+    // A second insert of the same id is refused and leaves no stray alias
+    // that would find it by another image.
+    let mut again = m1.clone();
+    again.image = "other.jpg".into();
+    assert!(matches!(
+        messages.insert(&again).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        messages.by_image("other.jpg").await.expect("by_image"),
+        None
+    );
+    assert_eq!(
+        messages.by_image("m1.jpg").await.expect("by_image"),
+        Some(m1.clone())
+    );
+
+    assert!(messages.delete("m1").await.expect("delete"));
+    assert_eq!(messages.by_image("m1.jpg").await.expect("by_image"), None);
+    assert!(
+        raw_item(&db, table, "message_id", "image#m1.jpg")
+            .await
+            .is_none()
+    );
+
+    // Messages stored before aliases existed: `board migrate` backfills.
+    let (m2, m3) = (message("m2", "u", 2, ""), message("m3", "v", 3, ""));
+    put_raw(&db, table, &m2).await;
+    put_raw(&db, table, &m3).await;
+    assert_eq!(messages.by_image("m2.jpg").await.expect("by_image"), None);
+    let report = board::store::migrate(&url).await.expect("migrate");
+    assert!(
+        report.ends_with("backfilled img_messages: wrote 2 image aliases"),
+        "{report}"
+    );
+    for m in [&m2, &m3] {
+        let found = messages.by_image(&m.image).await.expect("by_image");
+        assert_eq!(found.map(|f| f.id), Some(m.id.clone()));
+    }
+    let report = board::store::migrate(&url).await.expect("migrate");
+    assert!(!report.contains("alias"), "{report}");
+}
+
+/// A TCP relay in front of dynalite that keeps every request byte, so a
+/// test can count DynamoDB calls on the wire.
+struct Wiretap {
+    endpoint: String,
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Wiretap {
+    fn start(upstream: &str) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&sent);
+        fn pump(mut from: TcpStream, mut to: TcpStream, log: Option<&std::sync::Mutex<Vec<u8>>>) {
+            let mut buf = [0; 16 * 1024];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                if let Some(log) = log {
+                    log.lock().expect("log").extend_from_slice(&buf[..n]);
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        }
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    break;
+                };
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || pump(client, server, Some(&log)));
+                std::thread::spawn(move || pump(s2, c2, None));
+            }
+        });
+        Self { endpoint, sent }
+    }
+
+    /// What was sent since the last call, as text.
+    fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.sent.lock().expect("log"));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+fn calls_of(sent: &str, operation: &str) -> usize {
+    sent.matches(&format!("DynamoDB_20120810.{operation}"))
+        .count()
+}
+
+/// Raw proof that a page costs one `Query` with `Limit`, whatever its depth
+/// (plus the watermark `GetItem` for the first page), seen on the wire.
+#[tokio::test]
+async fn a_page_is_one_query_with_limit() {
+    let dynamo = Dynalite::start();
+    let tap = Wiretap::start(&dynamo.endpoint());
+    let url = format!(
+        "dynamodb://us-east-1?endpoint={}&prefix=wire_",
+        tap.endpoint
+    );
+    board::store::migrate(&url).await.expect("migrate");
+    let stores = Stores::open(&url).await.expect("open");
+    let batch: Vec<_> = (0..40_i64)
+        .map(|i| message(&format!("m{i:02}"), "u", i, ""))
+        .collect();
+    stores
+        .messages
+        .insert_many(&batch)
+        .await
+        .expect("insert_many");
+    let sent = tap.take();
+    assert_eq!(calls_of(&sent, "BatchWriteItem"), 4, "80 items in 25s");
+
+    let newest = stores
+        .messages
+        .page(&Listing::All, &Bound::Newest, 5)
+        .await
+        .expect("page");
+    let sent = tap.take();
+    assert_eq!(ids(&newest), ["m39", "m38", "m37", "m36", "m35"]);
+    assert_eq!(calls_of(&sent, "Query"), 1, "{sent}");
+    assert_eq!(calls_of(&sent, "GetItem"), 1, "the watermark: {sent}");
+    assert!(sent.contains("\"Limit\":5"), "{sent}");
+
+    let deep = Bound::Older(Position::of(&batch[20]));
+    for listing in listings_of_u() {
+        let page = stores
+            .messages
+            .page(&listing, &deep, 7)
+            .await
+            .expect("page");
+        let sent = tap.take();
+        assert_eq!(
+            ids(&page),
+            ["m19", "m18", "m17", "m16", "m15", "m14", "m13"]
+        );
+        assert_eq!(calls_of(&sent, "Query"), 1, "{sent}");
+        assert_eq!(calls_of(&sent, "GetItem"), 0, "{sent}");
+        assert!(sent.contains("\"Limit\":7") && sent.contains("\"ScanIndexForward\":false"));
+    }
+    let page = stores
+        .messages
+        .page(&Listing::All, &Bound::Newer(Position::of(&batch[20])), 3)
+        .await
+        .expect("page");
+    let sent = tap.take();
+    assert_eq!(ids(&page), ["m23", "m22", "m21"]);
+    assert_eq!(calls_of(&sent, "Query"), 1, "{sent}");
+    assert!(sent.contains("\"Limit\":3") && sent.contains("\"ScanIndexForward\":true"));
+
+    assert_eq!(stores.messages.count(&Listing::All).await.expect("n"), 40);
+    let sent = tap.take();
+    assert_eq!(calls_of(&sent, "GetItem"), 1, "{sent}");
+    assert_eq!(calls_of(&sent, "Query") + calls_of(&sent, "Scan"), 0);
+    assert_eq!(stores.calls.get("messages", "page"), 3);
+    assert_eq!(stores.calls.get("messages", "user_page"), 1);
+}
+
+/// A page cut short by DynamoDB's 1 MB response limit is continued from
+/// `LastEvaluatedKey` until it holds `limit` messages, and no further.
+#[tokio::test]
+async fn a_page_past_one_megabyte_is_completed() {
+    let dynamo = Dynalite::start();
+    let tap = Wiretap::start(&dynamo.endpoint());
+    let url = format!("dynamodb://us-east-1?endpoint={}&prefix=big_", tap.endpoint);
+    board::store::migrate(&url).await.expect("migrate");
+    let stores = Stores::open(&url).await.expect("open");
+    let filler = "x".repeat(100 * 1024);
+    let batch: Vec<_> = (0..30_i64)
+        .map(|i| message(&format!("m{i:02}"), "u", i, &filler))
+        .collect();
+    stores
+        .messages
+        .insert_many(&batch)
+        .await
+        .expect("insert_many");
+    tap.take();
+
+    let page = stores
+        .messages
+        .page(&Listing::All, &Bound::Older(Position::of(&batch[29])), 15)
+        .await
+        .expect("page");
+    let sent = tap.take();
+    assert_eq!(page.len(), 15);
+    assert_eq!(page[0].id, "m28");
+    assert_eq!(page[14].id, "m14");
+    assert_eq!(
+        calls_of(&sent, "Query"),
+        2,
+        "one cut at 1 MB, one more: {sent:.2000}"
+    );
 }

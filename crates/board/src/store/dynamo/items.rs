@@ -6,11 +6,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 
-use super::watermark::{WATERMARK, WATERMARK_ALL, user_watermark};
 use super::{Dynamo, store_error};
 use crate::store::{
-    Credentials, Message, MessageStore, SessionRecord, SessionStore, StoreError, StoreResult, User,
-    UserStore,
+    Credentials, Message, SessionRecord, SessionStore, StoreError, StoreResult, User, UserStore,
 };
 
 /// Index of `sessions` by `user_id`.
@@ -24,6 +22,14 @@ pub(super) const MESSAGES_BY_USER: &str = "by_user";
 pub(super) const FEED: &str = "all";
 /// The `id` prefix of name-claim items in `users`.
 const CLAIM: &str = "username#";
+/// The `message_id` prefix of image-alias items in `messages` (see the
+/// module docs); message ids are 32 hex digits, so none can start with it.
+pub(super) const ALIAS: &str = "image#";
+
+/// The id of the alias item of image `image`.
+pub(super) fn alias_id(image: &str) -> String {
+    format!("{ALIAS}{image}")
+}
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -31,7 +37,7 @@ pub(super) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-fn n(value: i64) -> AttributeValue {
+pub(super) fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -84,7 +90,7 @@ fn user_from(item: &Item, table: &str) -> StoreResult<User> {
     })
 }
 
-fn message_item(m: &Message) -> Item {
+pub(super) fn message_item(m: &Message) -> Item {
     let mut item = Item::from([
         ("message_id".to_owned(), s(&m.id)),
         ("feed".to_owned(), s(FEED)),
@@ -99,7 +105,7 @@ fn message_item(m: &Message) -> Item {
     item
 }
 
-fn message_from(item: &Item, table: &str) -> StoreResult<Message> {
+pub(super) fn message_from(item: &Item, table: &str) -> StoreResult<Message> {
     Ok(Message {
         id: get_s(item, table, "message_id")?,
         user_id: get_s(item, table, "user_id")?,
@@ -114,7 +120,7 @@ fn message_from(item: &Item, table: &str) -> StoreResult<Message> {
 
 /// Newest first, ties by id descending: the order pages show, and the same
 /// every time (items with equal sort keys come back in no set order).
-fn newest_first(messages: &mut [Message]) {
+pub(super) fn newest_first(messages: &mut [Message]) {
     messages.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
@@ -149,39 +155,6 @@ impl Dynamo {
             .await
             .map(|out| out.item)
             .map_err(backend(table, "GetItem"))
-    }
-
-    /// The items of an index query, every page, newest first by sort key.
-    async fn query_messages(
-        &self,
-        index: &str,
-        key: &str,
-        value: &str,
-    ) -> StoreResult<Vec<Message>> {
-        let table = &self.messages;
-        let mut pages = self
-            .client
-            .query()
-            .table_name(table)
-            .index_name(index)
-            .key_condition_expression("#k = :v")
-            .expression_attribute_names("#k", key)
-            .expression_attribute_values(":v", s(value))
-            .scan_index_forward(false)
-            .into_paginator()
-            .items()
-            .send();
-        let mut messages = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(backend(table, "Query"))?;
-            let message = message_from(&item, table)?;
-            // Watermarks have no index keys, so are never here; guarded anyway.
-            if !message.id.starts_with(WATERMARK) {
-                messages.push(message);
-            }
-        }
-        newest_first(&mut messages);
-        Ok(messages)
     }
 }
 
@@ -453,76 +426,5 @@ impl Dynamo {
             Ok(_) | Err(StoreError::Conflict) => {}
             Err(error) => tracing::warn!(%error, user_id, "session set not updated"),
         }
-    }
-}
-
-#[async_trait]
-impl MessageStore for Dynamo {
-    async fn insert(&self, message: &Message) -> StoreResult<()> {
-        let table = &self.messages;
-        if message.id.starts_with(WATERMARK) {
-            return Err(StoreError::Backend(format!(
-                "`{}` is a watermark id, not a message id",
-                message.id
-            )));
-        }
-        self.client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(message_item(message)))
-            .condition_expression("attribute_not_exists(message_id)")
-            .send()
-            .await
-            .map_err(backend(table, "PutItem"))?;
-        self.move_watermarks(&message.user_id, 1).await;
-        Ok(())
-    }
-
-    async fn all(&self) -> StoreResult<Vec<Message>> {
-        self.checked(WATERMARK_ALL, || {
-            self.query_messages(MESSAGES_BY_TIME, "feed", FEED)
-        })
-        .await
-    }
-
-    async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>> {
-        self.checked(&user_watermark(user_id), || {
-            self.query_messages(MESSAGES_BY_USER, "user_id", user_id)
-        })
-        .await
-    }
-
-    async fn get(&self, id: &str) -> StoreResult<Option<Message>> {
-        if id.starts_with(WATERMARK) {
-            return Ok(None);
-        }
-        self.get_item(&self.messages, "message_id", id)
-            .await?
-            .map(|item| message_from(&item, &self.messages))
-            .transpose()
-    }
-
-    async fn delete(&self, id: &str) -> StoreResult<bool> {
-        let table = &self.messages;
-        if id.starts_with(WATERMARK) {
-            return Ok(false);
-        }
-        let out = self
-            .client
-            .delete_item()
-            .table_name(table)
-            .key("message_id", s(id))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(backend(table, "DeleteItem"))?;
-        let Some(old) = out.attributes else {
-            return Ok(false);
-        };
-        match get_s(&old, table, "user_id") {
-            Ok(user_id) => self.move_watermarks(&user_id, -1).await,
-            Err(error) => tracing::error!(%error, id, "deleted a message without a user"),
-        }
-        Ok(true)
     }
 }

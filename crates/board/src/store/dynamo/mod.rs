@@ -25,58 +25,117 @@
 //! `ConsistentRead`): "log out everywhere" reaches a session made a moment
 //! before, which the index alone might not show yet.
 //!
-//! **Listing**: every message carries `feed = "all"`, the partition key of
-//! the `by_time` index, so "newest first" is one `Query` with
-//! `ScanIndexForward=false`. The trade-off: every message lands in one index
-//! partition, which caps that index at one partition's throughput (about
-//! 1,000 writes/s); a board far past that would shard the feed
-//! (`all#0`..`all#N`) and merge N queries. `/my` queries `by_user`.
+//! **Pages**: every message carries `feed = "all"`, the partition key of
+//! the `by_time` index, so a page of the home listing is one `Query` on
+//! `by_time` with `Limit`; `/my` queries `by_user` the same way. The
+//! trade-off: every message lands in one index partition, which caps that
+//! index at one partition's throughput (about 1,000 writes/s); a board far
+//! past that would shard the feed (`all#0`..`all#N`) and merge N queries.
 //!
-//! # Listing and index lag
+//! - `Newest`: `ScanIndexForward=false`, no start key.
+//! - `Older(place)`: `ScanIndexForward=false` from `ExclusiveStartKey`
+//!   `{feed | user_id, created_at, message_id}` of the place.
+//! - `Newer(place)`: `ScanIndexForward=true` from the same key, reversed
+//!   so the page is still newest first.
+//!
+//! A page never reads the pages before it: `LastEvaluatedKey` is followed
+//! only when a 1 MB response stopped short of `Limit`. Among equal
+//! `created_at` the index keeps its own order (not SQLite's "ties by id
+//! descending"), and resuming from a message's full key is exact in it, so
+//! a page boundary inside a tie loses and repeats nothing. The start key
+//! is a place in the index, not a lookup: the place of a deleted message
+//! still works (on dynalite, which turns the key into an index-key bound
+//! without reading the item, as on DynamoDB). dynalite orders equal times
+//! by the first 24 bits of an MD5 of `message_id`, so its tie order looks
+//! random (and two ids of one millisecond whose prefixes collide would
+//! share one index slot there: a dynalite quirk, not DynamoDB's).
+//! `all()` and `by_user()`
+//! (tools and tests only) read a whole partition, following
+//! `LastEvaluatedKey` to the end.
+//!
+//! **Image aliases** (`by_image`, without another index: adding a GSI to a
+//! live table is a slow backfill): next to each message an item
+//! `message_id = "image#<image name>"` whose `target` is the message id.
+//! Like watermarks it has no `feed`, `user_id` or `created_at`, so no index
+//! holds it. `by_image` reads the alias, then the message (two strongly
+//! consistent `GetItem`s), and returns the message only if its image is
+//! still that name, so a stale alias (a message refused or removed
+//! half-way) finds nothing rather than a wrong message. `insert` writes
+//! the alias first, `delete` removes it (only if it still names that
+//! message); `get`, `delete` and `insert` refuse `image#` ids as they
+//! refuse `count#` ones. `board migrate` writes the aliases that messages
+//! stored before aliases existed lack, in the scan that recounts the
+//! watermarks, and reports how many.
+//!
+//! **Batches**: `insert_many` writes messages and their aliases with
+//! `BatchWriteItem`s of 25 items, retrying unprocessed items with backoff
+//! (8 attempts, then an error), and after each batch moves the watermarks
+//! once for every message and once per user. `BatchWriteItem` has no
+//! conditions: unlike `insert`, an id already stored is overwritten (and
+//! counted again). It is for `board demo` and tools, whose ids are fresh.
+//!
+//! # Pages, counts and index lag
 //!
 //! Index reads are eventually consistent on AWS (there is no
 //! `ConsistentRead` on a GSI; dynalite is immediate). Right after a post or
-//! a delete the board drops its cached listing and reloads it through the
-//! index, which may not show the change yet; that stale listing would then
-//! be cached (up to an hour with a tiered cache). So each listing has a
-//! **watermark**: an item in `messages` itself, `message_id = "count#all"`
-//! and `"count#user#<user_id>"`, whose number `n` is how many messages the
-//! listing holds, read with `ConsistentRead`. It has no `feed`, `user_id`
-//! or `created_at`, so no index holds it, and `get`/`delete` refuse
-//! `count#` ids (message ids are 32 hex digits).
+//! a delete the board drops its cached first page and reloads it through
+//! the index, which may not show the change yet; that stale page would then
+//! be cached. So each listing has a **watermark**: an item in `messages`
+//! itself, `message_id = "count#all"` and `"count#user#<user_id>"`, read
+//! with `ConsistentRead`, holding
 //!
-//! - `insert` writes the message, then `ADD n :1` on `count#all` and on the
-//!   user's watermark (creating it at a user's first message): two more
-//!   `UpdateItem`s. `delete` removes the message with `ALL_OLD` and, only
-//!   if it was there, `ADD n :-1` on both: two more `UpdateItem`s.
-//! - `all`/`by_user` read the watermark (one strongly consistent `GetItem`)
-//!   and query the index; when the count differs they wait 20, 40, 80 ms…
-//!   (1 s of waiting in all, 7 attempts) and read both again, then give up, log a warning and
-//!   return what the index has: a message missing for a while is better
-//!   than an error page. Reading the watermark again on every attempt
-//!   means a write racing the listing costs one retry, not the whole wait.
-//! - `board migrate` recounts every watermark from a strongly consistent
-//!   `Scan` of `messages` and writes those that differ: it creates them on
-//!   a new table and on tables made before watermarks existed, and it heals
-//!   drift. Until `count#all` exists (an older table not migrated since)
-//!   writes leave all watermarks alone and listings are not checked: a
-//!   missing watermark means "unknown", never a wrong count.
+//! - `n`, how many messages the listing holds: `count` returns it (0 when
+//!   the watermark is missing), never counting rows;
+//! - `last = "<created_at>:<id>"`, the latest message added;
+//! - `gone`, the id of the latest message removed.
 //!
-//! Limits: a count is not content, so an insert and a delete that are both
-//! still missing from the index (one message absent, a deleted one still
-//! listed) keep the count equal and go unnoticed. The message and its
-//! watermarks are separate writes, not a transaction (dynalite has no
-//! `TransactWriteItems`): a crash or a failed `UpdateItem` between them
+//! It has no `feed`, `user_id` or `created_at`, so no index holds it, and
+//! `get`/`delete` refuse `count#` ids (message ids are 32 hex digits).
+//!
+//! - `insert` writes the image alias and the message, then
+//!   `ADD n :1 SET last = :m` on
+//!   `count#all` and on the user's watermark (creating it at a user's first
+//!   message): two more `UpdateItem`s. `delete` removes the message with
+//!   `ALL_OLD` and, only if it was there, `ADD n :-1 SET gone = :id` on
+//!   both.
+//! - A `Newest` page reads the watermark (one strongly consistent
+//!   `GetItem`), then queries, and accepts the page when it shows the
+//!   latest removal (`gone` is not on it) and the latest addition: `last`
+//!   is on it, or the page is full and its oldest message is newer than
+//!   `last` (so `last` belongs further down), or `last` is `gone`, or,
+//!   asked only when the page cannot tell, `last` no longer exists (one
+//!   more `GetItem`; ids are never reused). Otherwise it waits 20, 40,
+//!   80 ms… (1 s of waiting in all, 7 attempts) and reads both again, then
+//!   gives up, logs a warning and returns what the index has: a message
+//!   missing for a while is better than an error page. Reading the
+//!   watermark again on every attempt means a write racing the page costs
+//!   one retry, not the whole wait.
+//! - `board migrate` recounts every `n` from a strongly consistent `Scan`
+//!   of `messages` and writes those that differ (with `SET`, keeping
+//!   `last` and `gone`): it creates the watermarks on a new table and on
+//!   tables made before watermarks existed, and it heals drift. Until
+//!   `count#all` exists (an older table not migrated since) writes leave
+//!   all watermarks alone, counts are 0 and pages are not checked: a
+//!   missing watermark means "unknown", never a wrong check.
+//!
+//! Limits: only `Newest` pages are checked. A deeper page (`Older`,
+//! `Newer`) is one query, as the index has it; a change there is at most
+//! one write old, and those pages are the ones people reach by following
+//! links from a checked first page. Only the *latest* addition and removal
+//! are recorded: of two writes that are both still missing from the index,
+//! only the later is waited for, and concurrent inserts may leave `last`
+//! naming the older of the two (last write wins). A `last` that ties with
+//! the oldest message of a full page, but falls after it in the index's
+//! order of equal times, cannot be told from a lagging one: that page
+//! waits its full second (on millisecond timestamps, rare). The message
+//! and its watermarks are separate writes, not a transaction (dynalite has
+//! no `TransactWriteItems`): a crash or a failed `UpdateItem` between them
 //! (logged as an error, not returned, since the message itself was
-//! written) leaves a watermark off by one, and until `board migrate`
-//! recounts, that listing waits its full second on every uncached load and
-//! logs that the index lags. The recount itself races live writes (run it
-//! again on a quiet board if it reports corrections twice). Every watermark
-//! update of the whole board hits one item, `count#all`: fine for a board,
-//! about 1,000 writes/s at most, the same ceiling as the `by_time`
-//! partition.
-//!
-//! Every `Query` and `Scan` follows `LastEvaluatedKey` to the end.
+//! written) leaves a count off by one until `board migrate` recounts. The
+//! recount itself races live writes (run it again on a quiet board if it
+//! reports corrections twice). Every watermark update of the whole board
+//! hits one item, `count#all`: fine for a board, about 1,000 writes/s at
+//! most, the same ceiling as the `by_time` partition.
 //!
 //! # Credentials and failures
 //!
@@ -89,6 +148,7 @@
 //! bounded time.
 
 mod items;
+mod messages;
 mod watermark;
 
 use std::time::Duration;
@@ -517,15 +577,25 @@ pub async fn migrate(url: &str) -> Result<String, OpenError> {
         messages: parsed.table("messages"),
         client,
     };
-    let written = db.recount().await.map_err(|e| match e {
+    let done = db.recount().await.map_err(|e| match e {
         StoreError::Backend(message) => OpenError::Database(message),
         other => OpenError::Database(other.to_string()),
     })?;
-    if messages_existed && written > 0 {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if messages_existed && done.watermarks > 0 {
         report.push(format!(
-            "recounted {}: corrected {written} listing watermark{}",
+            "recounted {}: corrected {} listing watermark{}",
             db.messages,
-            if written == 1 { "" } else { "s" }
+            done.watermarks,
+            plural(done.watermarks)
+        ));
+    }
+    if done.aliases > 0 {
+        report.push(format!(
+            "backfilled {}: wrote {} image alias{}",
+            db.messages,
+            done.aliases,
+            if done.aliases == 1 { "" } else { "es" }
         ));
     }
     Ok(report.join("\n"))
