@@ -19,6 +19,8 @@ pub mod http;
 pub mod images;
 pub mod listing;
 pub mod media;
+pub mod net;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store;
