@@ -37,6 +37,9 @@ pub enum AppError {
         /// Minutes until the window ends at the latest.
         minutes: u64,
     },
+    /// Too many registrations from one address.
+    #[error("too many registrations")]
+    TooManyRegistrations,
     /// The database failed.
     #[error("store: {0}")]
     Store(String),
@@ -78,7 +81,9 @@ impl AppError {
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts { .. } | Self::TooManyRegistrations => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             // The database did not answer (after the store's own retries):
             // a temporary condition, not a bug in the request.
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +108,10 @@ impl AppError {
             Self::TooManyAttempts { minutes } => (
                 "Too many attempts",
                 format!("Too many failed logins. Please wait up to {minutes} minutes and try again."),
+            ),
+            Self::TooManyRegistrations => (
+                "Too many attempts",
+                "Too many accounts were registered from your address. Please try again in an hour.".into(),
             ),
             Self::Store(_) => (
                 "Try again in a moment",

@@ -6,9 +6,10 @@
 //! `board serve --help` for every setting.
 //!
 //! Layout: [`config`] (flags and `BOARD_*` variables), [`startup`] (build,
-//! bind, serve), [`http`] (routes), [`auth`] (sessions, CSRF, passwords),
-//! [`store`] and [`media`] (the tables and images behind traits), [`state`]
-//! (the memos), [`views`] (templates).
+//! bind), [`server`] (the accept loop and its connection bounds), [`net`]
+//! (client addresses behind trusted proxies), [`http`] (routes), [`auth`]
+//! (sessions, CSRF, passwords), [`store`] and [`media`] (the tables and
+//! images behind traits), [`state`] (the memos), [`views`] (templates).
 
 pub mod auth;
 pub mod config;

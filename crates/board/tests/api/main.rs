@@ -3,8 +3,10 @@
 //! This binary runs them on the embedded storage (SQLite + a directory);
 //! `api_on_aws` runs the same files on DynamoDB + S3.
 
+mod abuse;
 mod account;
 mod cli;
+mod connections;
 mod db_calls;
 mod delete;
 mod helpers;

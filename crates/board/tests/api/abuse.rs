@@ -1,0 +1,302 @@
+//! The board under abuse (issue 12): password guessing in parallel and
+//! from many addresses, registration floods, and a logout that must hold
+//! in another process with an in-process cache.
+//!
+//! Client addresses other than 127.0.0.1 are simulated the way a reverse
+//! proxy reports them: the board trusts 127.0.0.1 as a proxy
+//! (`--trusted-proxies`) and reads `X-Forwarded-For`. Nothing is sent
+//! anywhere but to the board on loopback.
+
+use std::time::{Duration, Instant};
+
+use board::net::IpNet;
+use reqwest::{Response, StatusCode};
+
+use crate::helpers::{TestApp, spawn_app, spawn_on, spawn_with};
+use crate::storage::Backing;
+
+fn behind_proxy() -> Vec<IpNet> {
+    vec!["127.0.0.1".parse().expect("net")]
+}
+
+/// POSTs `fields` with a valid CSRF token as if from `client_ip` (through
+/// the trusted proxy on 127.0.0.1).
+async fn post_from(
+    app: &TestApp,
+    client_ip: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Response {
+    let token = app.csrf().await;
+    let mut all = vec![("csrf", token.as_str())];
+    all.extend_from_slice(fields);
+    app.client
+        .post(app.url(path))
+        .header("x-forwarded-for", client_ip)
+        .form(&all)
+        .send()
+        .await
+        .expect("POST")
+}
+
+async fn login_from(app: &TestApp, client_ip: &str, password: &str) -> StatusCode {
+    post_from(
+        app,
+        client_ip,
+        "/login",
+        &[("username", "ada"), ("password", password)],
+    )
+    .await
+    .status()
+}
+
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_gets_only_the_allowed_password_checks() {
+    let app = spawn_with(|s| s.login_failures_per_account_address = 5).await;
+    app.signed_up("ada").await;
+    app.logout().await;
+    let token = app.csrf().await;
+    let passwords: Vec<String> = (0..100).map(|n| format!("wrong-guess-{n}")).collect();
+    let (app_ref, token) = (&app, token.as_str());
+    let guesses = passwords.iter().map(|password| {
+        let app = app_ref;
+        async move {
+            app.post_form(
+                "/login",
+                &[("csrf", token), ("username", "ada"), ("password", password)],
+            )
+            .await
+        }
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses)
+        .await
+        .iter()
+        .map(Response::status)
+        .collect();
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 5, "checked and wrong");
+    assert_eq!(
+        count(StatusCode::TOO_MANY_REQUESTS),
+        95,
+        "refused unchecked"
+    );
+    // The right password after the limit is refused without a check too.
+    assert_eq!(
+        app.login("ada", "password123").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(app.metric("board_login_checks_total").await, 5);
+    assert_eq!(app.metric("board_login_refused_total").await, 96);
+}
+
+#[tokio::test]
+async fn a_stranger_failing_elsewhere_does_not_lock_the_owner_out() {
+    let app = spawn_with(|s| {
+        s.trusted_proxies = behind_proxy();
+        s.login_failures_per_account_address = 3;
+    })
+    .await;
+    app.signed_up("ada").await;
+    app.logout().await;
+    let stranger = "203.0.113.9";
+    let owner = "198.51.100.7";
+    let mut refused_after = None;
+    for attempt in 1..=10 {
+        if login_from(&app, stranger, "not-her-password").await == StatusCode::TOO_MANY_REQUESTS {
+            refused_after = Some(attempt);
+            break;
+        }
+    }
+    assert_eq!(refused_after, Some(4), "the stranger's bucket holds 3");
+    // Even the right password is refused from the stranger's address...
+    assert_eq!(
+        login_from(&app, stranger, "password123").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...but the owner, at home, logs in.
+    assert_eq!(
+        login_from(&app, owner, "password123").await,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn guesses_spread_over_addresses_hit_the_account_limit() {
+    let app = spawn_with(|s| {
+        s.trusted_proxies = behind_proxy();
+        s.login_failures_per_account_address = 2;
+        s.login_failures_per_account = 4;
+    })
+    .await;
+    app.signed_up("ada").await;
+    app.logout().await;
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        for _ in 0..2 {
+            assert_eq!(
+                login_from(&app, client, "guess").await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    assert_eq!(
+        login_from(&app, "203.0.113.3", "password123").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the account's own budget is spent"
+    );
+    assert_eq!(app.metric("board_login_checks_total").await, 4);
+}
+
+#[tokio::test]
+async fn a_forged_forwarded_for_is_ignored_without_trusted_proxies() {
+    let app = spawn_with(|s| s.login_failures_per_account_address = 2).await;
+    app.signed_up("ada").await;
+    app.logout().await;
+    // Each guess claims another address; all count for 127.0.0.1.
+    for n in 1..=2 {
+        let claimed = format!("203.0.113.{n}");
+        assert_eq!(
+            login_from(&app, &claimed, "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&app, "203.0.113.3", "password123").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_only_its_own_bucket() {
+    let app = spawn_with(|s| {
+        s.trusted_proxies = behind_proxy();
+        s.login_failures_per_account_address = 2;
+    })
+    .await;
+    app.signed_up("ada").await;
+    app.logout().await;
+    let (home, cafe) = ("198.51.100.7", "198.51.100.8");
+    for client in [home, cafe] {
+        assert_eq!(
+            login_from(&app, client, "typo").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&app, home, "password123").await,
+        StatusCode::SEE_OTHER
+    );
+    app.logout().await;
+    // Home starts afresh: two more tries there.
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&app, home, "typo").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The cafe still holds its failure: one more try, then refused.
+    assert_eq!(
+        login_from(&app, cafe, "typo").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(&app, cafe, "password123").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn registration_floods_are_limited_per_address() {
+    let app = spawn_with(|s| {
+        s.trusted_proxies = behind_proxy();
+        s.registrations_per_address = 3;
+    })
+    .await;
+    let register = |client: &'static str, name: String| {
+        let browser = app.another_browser();
+        async move {
+            let password = "password123";
+            post_from(
+                &browser,
+                client,
+                "/register",
+                &[
+                    ("username", &name),
+                    ("password", password),
+                    ("confirm", password),
+                ],
+            )
+            .await
+        }
+    };
+    for n in 0..3 {
+        let response = register("203.0.113.5", format!("bot{n}")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "registration {n}");
+    }
+    let mut refused = 0;
+    for n in 3..20 {
+        let response = register("203.0.113.5", format!("bot{n}")).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        refused += 1;
+        if n == 3 {
+            let page = response.text().await.expect("body");
+            assert!(page.contains("Too many accounts"), "{page}");
+        }
+    }
+    assert_eq!(
+        app.metric("board_registrations_refused_total").await,
+        refused
+    );
+    // Someone else registers as usual.
+    let other = register("198.51.100.7", "ada".into()).await;
+    assert_eq!(other.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.state
+            .stores
+            .users
+            .credentials("bot3")
+            .await
+            .expect("read")
+            .map(|_| ()),
+        None,
+        "no account behind a refusal"
+    );
+}
+
+#[tokio::test]
+async fn with_an_in_process_cache_a_logout_holds_in_other_processes_within_seconds() {
+    // Two boards on one database, each with its own `memory://` cache, as
+    // two processes behind a load balancer without a shared cache. The
+    // default `--session-cache-timeout` (600 s) is capped at 5 s here.
+    let first = spawn_app().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let second = spawn_on(Backing::borrowed(&first.backing), dir, |_| {}).await;
+    let token = first.signed_up("ada").await;
+    let on_second = |path: &'static str| {
+        let url = second.url(path);
+        let token = token.clone();
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client")
+                .get(url)
+                .header("cookie", format!("board_session={token}"))
+                .send()
+                .await
+                .expect("GET")
+                .status()
+        }
+    };
+    assert_eq!(on_second("/acc").await, StatusCode::OK);
+    first.logout().await;
+    let logged_out = Instant::now();
+    // Bounded: the cap is 5 s; give it 8 before failing.
+    while on_second("/acc").await == StatusCode::OK {
+        assert!(
+            logged_out.elapsed() < Duration::from_secs(8),
+            "the second process still honours the session"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(on_second("/acc").await, StatusCode::SEE_OTHER);
+}
