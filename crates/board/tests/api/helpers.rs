@@ -142,6 +142,7 @@ impl TestApp {
     }
 
     /// The board's TCP address, for raw sockets.
+    #[allow(dead_code)] // connections.rs, which `api_on_aws` does not run
     pub(crate) fn socket_addr(&self) -> std::net::SocketAddr {
         self.address
             .trim_start_matches("http://")
@@ -164,6 +165,7 @@ impl TestApp {
 
     /// The value of the metric line `series` (name and labels) in
     /// `/metrics`; 0 when absent.
+    #[allow(dead_code)] // abuse.rs and connections.rs, not in `api_on_aws`
     pub(crate) async fn metric(&self, series: &str) -> u64 {
         self.metrics()
             .await
