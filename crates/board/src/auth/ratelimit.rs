@@ -14,6 +14,9 @@
 //!   spread over many addresses.
 //! - address (`per_address`, 20): one client guessing many accounts.
 //!
+//! The address bucket is taken first, then the pair, then the account
+//! (see [`LoginLimiter::reserve`]).
+//!
 //! A check that succeeds gives its reservation back to the account and the
 //! address and clears its own account + address bucket; nobody else's.
 //! With `null://` nothing is counted and nothing is limited (documented on
@@ -123,11 +126,12 @@ impl LoginLimiter {
         let keys = Keys::new(username, address);
         let limits = &self.limits;
         let window = limits.window;
-        // The narrowest bucket first: once it is full, the wider ones are
-        // not touched, so one client cannot use up the account's budget.
+        // The address first: a client past its budget makes no new keys
+        // (random user names cannot flood the cache). Then the pair, so a
+        // client refused there never touches the account's budget.
         for (key, limit) in [
-            (&keys.pair, limits.per_account_address),
             (&keys.address, limits.per_address),
+            (&keys.pair, limits.per_account_address),
             (&keys.account, limits.per_account),
         ] {
             if !self.take(key, limit, window).await {
@@ -283,6 +287,17 @@ mod tests {
             limiter.reserve("ada", ip(3)).await.is_none(),
             "account: 3 of 3"
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_past_its_address_budget_makes_no_new_keys() {
+        let limiter = limiter(5, 50, 3);
+        for n in 0..100 {
+            let _ = limiter.reserve(&format!("user{n}"), ip(1)).await;
+        }
+        let probe = Keys::new("user50", ip(1));
+        assert!(!limiter.cache.has(&probe.pair).await.expect("memory"));
+        assert!(!limiter.cache.has(&probe.account).await.expect("memory"));
     }
 
     #[tokio::test]
