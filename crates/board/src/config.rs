@@ -180,9 +180,10 @@ pub struct Settings {
     #[arg(long, env = "BOARD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// Longest time a client may take to send a request's headers (on a
-    /// new connection: from the connection's start), e.g. `10s`;
-    /// slow-header clients (slowloris) are cut off after it.
+    /// Longest time a client may take to send a request's headers, e.g.
+    /// `10s`: on a new connection from its start, on a kept-alive one from
+    /// the request's first byte. Slow-header clients (slowloris) and
+    /// connections that never send a request are closed after it.
     #[arg(long, env = "BOARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub header_read_timeout: Duration,
 
