@@ -5,6 +5,7 @@
 #   wait_http URL [TRIES]          until URL answers 2xx (0.1 s apart)
 #   login BASE USER PASSWORD JAR   logs in through the form; prints the
 #                                  session cookie's value
+#   metrics BASE                   BASE/metrics, with the metrics token
 #   db_calls BASE                  board_db_calls_total summed, from /metrics
 #   wrk_run FILE URL SECONDS [wrk args...]
 #                                  one wrk run (WRK_THREADS, WRK_CONNECTIONS),
@@ -12,6 +13,15 @@
 #                                  (db calls read from DB_BASE if set)
 #   report LABEL FILE              the median-rps run of FILE on one line
 #   median FILE                    median of the first column
+#
+# Sourcing it also exports BOARD_METRICS_TOKEN (a random one unless set), so
+# the boards a script starts serve /metrics to `metrics` and to nobody else.
+
+export BOARD_METRICS_TOKEN=${BOARD_METRICS_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+
+metrics() {
+  curl -s -H "Authorization: Bearer $BOARD_METRICS_TOKEN" "$1/metrics"
+}
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -38,7 +48,7 @@ login() {
 }
 
 db_calls() {
-  curl -s "$1/metrics" | awk '/^board_db_calls_total/ { s += $2 } END { print s + 0 }'
+  metrics "$1" | awk '/^board_db_calls_total/ { s += $2 } END { print s + 0 }'
 }
 
 wrk_run() {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::net::IpNet;
+
 /// `board`: a message board with cached users and messages.
 #[derive(Debug, Parser)]
 #[command(name = "board", version, about, long_about = None)]
@@ -73,7 +75,7 @@ pub struct Settings {
 
     /// The cache every memo and counter lives in: `memory://?capacity=10000`
     /// (in process), `null://` (nothing cached: every view reads the
-    /// database, and login rate limits are off),
+    /// database, and login and registration rate limits are off),
     /// `tiered+redis://127.0.0.1:6379/?l1_capacity=10000` (for a fleet of
     /// boards sharing one database: an in-process L1 kept coherent across
     /// processes through Redis; give every instance the same
@@ -127,7 +129,11 @@ pub struct Settings {
     #[arg(long, env = "BOARD_MY_MESSAGES_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
     pub my_messages_cache_timeout: Duration,
 
-    /// How long a looked-up session is cached (`load_session`).
+    /// How long a looked-up session is cached (`load_session`). With an
+    /// in-process cache (`memory://`) at most `5s`: a logout on another
+    /// process sharing the database cannot reach this one's cache, so the
+    /// timeout is what bounds how long the session still works here. With
+    /// a shared or tiered cache a logout holds everywhere at once.
     #[arg(long, env = "BOARD_SESSION_CACHE_TIMEOUT", default_value = "600s", value_parser = parse_duration)]
     pub session_cache_timeout: Duration,
 
@@ -139,20 +145,85 @@ pub struct Settings {
     #[arg(long, env = "BOARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Failed logins allowed per account within the window.
-    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    /// Password checks allowed per account and client address within the
+    /// login window (also for the current password on `/acc`). Attempts
+    /// are counted before the check, so parallel guesses get no more; a
+    /// stranger elsewhere fills only their own bucket. A successful login
+    /// clears its own bucket.
+    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_failures_per_account_address: u32,
+
+    /// Failed password checks allowed per account within the window, from
+    /// all addresses together (a slower bound on distributed guessing).
+    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub login_failures_per_account: u32,
 
-    /// Failed logins allowed per client address within the window.
-    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 20)]
+    /// Failed password checks allowed per client address within the
+    /// window, for all accounts together.
+    #[arg(long, env = "BOARD_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub login_failures_per_address: u32,
 
     /// The login rate-limit window.
     #[arg(long, env = "BOARD_LOGIN_WINDOW", default_value = "15m", value_parser = parse_duration)]
     pub login_window: Duration,
 
-    /// Mark cookies `Secure` (set it when the board is served over HTTPS;
-    /// it is also done for requests with `X-Forwarded-Proto: https`).
+    /// Accounts that may be registered per client address per hour.
+    #[arg(long, env = "BOARD_REGISTRATIONS_PER_ADDRESS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub registrations_per_address: u32,
+
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are
+    /// believed, comma-separated addresses or CIDR blocks (e.g.
+    /// `127.0.0.1,10.0.0.0/8`). From them the client is the right-most
+    /// address of `X-Forwarded-For` that is not a trusted proxy, and
+    /// `X-Forwarded-Proto: https` turns on HSTS. Their connections are not
+    /// counted against `--max-connections-per-address`. Default: none, so
+    /// the TCP peer is the client and the headers are ignored.
+    #[arg(long, env = "BOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Longest time a client may take to send a request's headers, e.g.
+    /// `10s`: on a new connection from its start, on a kept-alive one from
+    /// the request's first byte. Slow-header clients (slowloris) and
+    /// connections that never send a request are closed after it.
+    #[arg(long, env = "BOARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "BOARD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections open at once; over it new connections are accepted
+    /// and closed at once. Never more than 80% of the process's open-files
+    /// limit (`ulimit -n`), whatever is given.
+    #[arg(long, env = "BOARD_MAX_CONNECTIONS", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most connections open at once from one client address (trusted
+    /// proxies are exempt).
+    #[arg(long, env = "BOARD_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+
+    /// Serve `/metrics` on this separate address (e.g. `127.0.0.1:9100`),
+    /// which serves nothing else. Without it or `--metrics-token`,
+    /// `/metrics` is not served at all.
+    #[arg(long, env = "BOARD_METRICS_ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
+
+    /// Serve `/metrics` on the public address to requests with
+    /// `Authorization: Bearer TOKEN` (at least 16 characters).
+    #[arg(long, env = "BOARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+
+    /// Mark cookies `Secure` and send HSTS (set it when the board is served
+    /// over HTTPS). Cookies are also `Secure` for requests with
+    /// `X-Forwarded-Proto: https`, and HSTS is sent for those that come
+    /// from a `--trusted-proxies` proxy.
     #[arg(long, env = "BOARD_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
@@ -261,9 +332,18 @@ impl Settings {
             session_cache_timeout: Duration::from_secs(600),
             session_lifetime: Duration::from_secs(14 * 86_400),
             request_timeout: Duration::from_secs(30),
-            login_failures_per_account: 5,
+            login_failures_per_account_address: 5,
+            login_failures_per_account: 50,
             login_failures_per_address: 20,
             login_window: Duration::from_secs(15 * 60),
+            registrations_per_address: 10,
+            trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 2048,
+            max_connections_per_address: 256,
+            metrics_address: None,
+            metrics_token: None,
             secure_cookies: false,
             demo: false,
             hash_concurrency: None,
@@ -342,6 +422,20 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{input}` is too long"))
 }
 
+/// [`parse_duration`], refusing `0`.
+///
+/// # Errors
+/// As [`parse_duration`], and for zero.
+pub fn parse_positive_duration(input: &str) -> Result<Duration, String> {
+    parse_duration(input).and_then(|d| {
+        if d.is_zero() {
+            Err("the duration must be more than 0".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +478,20 @@ mod tests {
         // A max-side RGBA image fits one decode's budget.
         let side = u64::from(defaults.max_image_side);
         assert!(side * side * 4 <= defaults.decode_memory);
+        assert_eq!(
+            parsed.login_failures_per_account,
+            defaults.login_failures_per_account
+        );
+        assert_eq!(parsed.header_read_timeout, defaults.header_read_timeout);
+        assert_eq!(parsed.idle_timeout, defaults.idle_timeout);
+        assert_eq!(parsed.max_connections, defaults.max_connections);
+        assert_eq!(
+            parsed.max_connections_per_address,
+            defaults.max_connections_per_address
+        );
+        assert_eq!(
+            parsed.registrations_per_address,
+            defaults.registrations_per_address
+        );
     }
 }

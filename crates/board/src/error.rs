@@ -53,6 +53,9 @@ pub enum AppError {
         /// Seconds the client is asked to wait (`Retry-After`).
         retry_after: u64,
     },
+    /// Too many registrations from one address.
+    #[error("too many registrations")]
+    TooManyRegistrations,
     /// The database failed.
     #[error("store: {0}")]
     Store(String),
@@ -114,7 +117,9 @@ impl AppError {
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } | Self::TextTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts { .. } | Self::TooManyRegistrations => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             // The database did not answer (after the store's own retries):
             // a temporary condition, not a bug in the request.
             Self::Store(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -147,6 +152,10 @@ impl AppError {
             Self::Busy { .. } => (
                 "Busy",
                 "The board is busy, please try again in a moment.".into(),
+            ),
+            Self::TooManyRegistrations => (
+                "Too many attempts",
+                "Too many accounts were registered from your address. Please try again in an hour.".into(),
             ),
             Self::Store(_) => (
                 "Try again in a moment",

@@ -6,10 +6,12 @@
 //! `board serve --help` for every setting.
 //!
 //! Layout: [`config`] (flags and `BOARD_*` variables), [`startup`] (build,
-//! bind, serve), [`http`] (routes), [`auth`] (sessions, CSRF, passwords),
-//! [`store`] and [`media`] (the tables and images behind traits), [`data`]
-//! (every memo, and every write with the forgets it causes), [`state`]
-//! (what handlers share), [`views`] (templates).
+//! bind), [`server`] (the accept loop and its connection bounds), [`net`]
+//! (client addresses behind trusted proxies), [`http`] (routes), [`auth`]
+//! (sessions, CSRF, passwords), [`store`] and [`media`] (the tables and
+//! images behind traits), [`data`] (every memo, and every write with the
+//! forgets it causes), [`state`] (what handlers share), [`views`]
+//! (templates).
 
 pub mod auth;
 pub mod config;
@@ -21,6 +23,8 @@ pub mod http;
 pub mod images;
 pub mod listing;
 pub mod media;
+pub mod net;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store;

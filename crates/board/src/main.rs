@@ -49,6 +49,9 @@ async fn serve(settings: &Settings) -> ExitCode {
         }
     };
     tracing::info!(address = %app.local_addr(), "serving on http://{}", app.local_addr());
+    if let Some(metrics) = app.metrics_addr() {
+        tracing::info!(address = %metrics, "metrics on http://{metrics}/metrics");
+    }
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -11,10 +11,13 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::auth::csrf::CsrfKey;
-use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::ratelimit::{LoginLimiter, LoginLimits};
 use crate::config::Settings;
 use crate::data::{CursorKey, Data, DataSettings};
+use crate::http::Edge;
 use crate::images::Rules;
+use crate::net::TrustedProxies;
+use crate::server::{ConnLimits, ConnStats};
 use crate::state::{AppState, Inner, Limits, is_tiered};
 use crate::store::Stores;
 use crate::workers::Workers;
@@ -53,6 +56,10 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// `--metrics-address`, bound, and its router.
+    metrics: Option<(TcpListener, Router)>,
+    limits: ConnLimits,
+    connections: Arc<ConnStats>,
 }
 
 impl Application {
@@ -67,18 +74,58 @@ impl Application {
                 .await
                 .map_err(StartupError::Storage)?;
         }
-        let listener = TcpListener::bind(settings.address)
-            .await
-            .map_err(|source| StartupError::Bind {
-                address: settings.address,
-                source,
-            })?;
-        let router = crate::http::app(state.clone(), settings.request_timeout);
+        let listener = bind(settings.address).await?;
+        let trusted_proxies = Arc::new(TrustedProxies::new(settings.trusted_proxies.clone()));
+        let metrics_token = match &settings.metrics_token {
+            Some(token) if token.expose_secret().len() < 16 => {
+                return Err(StartupError::Config(
+                    "--metrics-token must be at least 16 characters".into(),
+                ));
+            }
+            token => token.clone().map(Arc::new),
+        };
+        let connections = Arc::new(ConnStats::default());
+        let edge = Edge {
+            request_timeout: settings.request_timeout,
+            trusted_proxies: Arc::clone(&trusted_proxies),
+            metrics_token,
+            connections: Arc::clone(&connections),
+        };
+        let metrics = match settings.metrics_address {
+            Some(address) => Some((
+                bind(address).await?,
+                crate::http::metrics_app(state.clone(), &edge),
+            )),
+            None => None,
+        };
+        let router = crate::http::app(state.clone(), edge);
+        let limits = ConnLimits {
+            header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_connections: crate::server::connection_cap(settings.max_connections),
+            max_per_address: settings.max_connections_per_address as usize,
+            trusted_proxies,
+        };
         Ok(Self {
             listener,
             router,
             state,
+            metrics,
+            limits,
+            connections,
         })
+    }
+
+    /// The address `/metrics` is served on with `--metrics-address`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// The accept loop's counters (open connections, refusals).
+    pub fn connections(&self) -> Arc<ConnStats> {
+        Arc::clone(&self.connections)
     }
 
     /// The port actually bound (useful with port 0).
@@ -103,13 +150,51 @@ impl Application {
     /// # Errors
     /// When accepting connections fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let Self {
+            listener,
+            router,
+            metrics,
+            limits,
+            connections,
+            ..
+        } = self;
+        // The metrics listener is private: same bounds, its own counters.
+        let metrics = metrics.map(|(listener, router)| {
+            crate::server::serve(
+                listener,
+                router,
+                limits.clone(),
+                Arc::default(),
+                until_stopped(),
+            )
+        });
+        let metrics = async move {
+            match metrics {
+                Some(serving) => serving.await,
+                None => Ok(()),
+            }
+        };
+        let public = crate::server::serve(listener, router, limits, connections, until_stopped());
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        };
+        let (public, metrics, ()) = tokio::join!(public, metrics, signal);
+        public.and(metrics)
     }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartupError::Bind { address, source })
 }
 
 async fn shutdown_signal() {
@@ -209,6 +294,24 @@ fn workers(settings: &Settings) -> Workers {
     )
 }
 
+/// Longest `load_session` timeout with a cache other processes cannot
+/// reach (`memory://`): how long a logout elsewhere may go unseen here.
+pub const LOCAL_SESSION_CACHE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `--session-cache-timeout`, at most [`LOCAL_SESSION_CACHE_TIMEOUT`] when
+/// the cache is in-process only: there a logout on another process of the
+/// same database cannot forget this process's copy, so the timeout is what
+/// ends the session here. Shared and tiered caches forget everywhere.
+fn session_timeout(settings: &Settings, cache: &Cache) -> Duration {
+    let configured = settings.session_cache_timeout;
+    let in_process = matches!(cache.config().store, memocache::StoreConfig::Memory { .. });
+    if in_process && (configured.is_zero() || configured > LOCAL_SESSION_CACHE_TIMEOUT) {
+        LOCAL_SESSION_CACHE_TIMEOUT
+    } else {
+        configured
+    }
+}
+
 /// Builds the state the router runs on.
 ///
 /// # Errors
@@ -237,7 +340,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             page_size: settings.page_size,
             media_base: media_base.clone(),
             user_timeout: settings.user_cache_timeout,
-            session_timeout: settings.session_cache_timeout,
+            session_timeout: session_timeout(settings, &cache),
             messages_timeout: messages_timeout(settings, &cache),
             my_messages_timeout: settings.my_messages_cache_timeout,
         },
@@ -245,9 +348,13 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     .map_err(config_error)?;
     let limiter = LoginLimiter::new(
         cache.clone(),
-        settings.login_failures_per_account,
-        settings.login_failures_per_address,
-        settings.login_window,
+        LoginLimits {
+            per_account_address: settings.login_failures_per_account_address,
+            per_account: settings.login_failures_per_account,
+            per_address: settings.login_failures_per_address,
+            window: settings.login_window,
+            registrations_per_address: settings.registrations_per_address,
+        },
     );
     Ok(AppState::new(Inner {
         data,

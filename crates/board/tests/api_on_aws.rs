@@ -1,11 +1,10 @@
 //! The HTTP suite (`tests/api/`) again, with the board on DynamoDB
 //! (dynalite) and S3 (s3rver) instead of SQLite and a directory. The
 //! command-line and bomb tests (`api/cli.rs`, `api/bombs.rs`) run the
-//! binary on SQLite only; the outage test (`api/outage.rs`) runs here only,
+//! binary on SQLite only, and so do the limiter and connection attacks
+//! (`api/abuse.rs`, `api/connections.rs`), which do not depend on storage; the outage test (`api/outage.rs`) runs here only,
 //! where the database is a server that can be stopped.
 
-#[path = "api/abuse.rs"]
-mod abuse;
 #[path = "api/account.rs"]
 mod account;
 #[path = "api/db_calls.rs"]
@@ -26,5 +25,7 @@ mod posting;
 mod security;
 #[path = "support/storage.rs"]
 mod storage;
+#[path = "api/uploads.rs"]
+mod uploads;
 
 const STORAGE: storage::Storage = storage::Storage::Aws;

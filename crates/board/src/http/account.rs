@@ -184,6 +184,7 @@ async fn start_session(
 
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     CsrfForm(form): CsrfForm<RegisterForm>,
 ) -> Result<Response, AppError> {
@@ -207,6 +208,10 @@ async fn register(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
+    // Counted before the hash and the insert, the costly part.
+    if !state.limiter.register(ip).await {
+        return Err(AppError::TooManyRegistrations);
+    }
     let hash = password::hash(&state.workers.hashing, &password).await?;
     let user = User {
         id: auth_mod::random_hex(16),
@@ -241,10 +246,11 @@ async fn login(
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, AppError> {
     let name = form.username.trim();
-    if !state.limiter.allows(name, ip).await {
+    // Reserved before the check: parallel guesses get no more checks.
+    let Some(attempt) = state.limiter.reserve(name, ip).await else {
         let minutes = state.limiter.window().as_secs().div_ceil(60);
         return Err(AppError::TooManyAttempts { minutes });
-    }
+    };
     let found = if Username::parse(name).is_ok() {
         state.data.credentials(name).await?
     } else {
@@ -256,7 +262,7 @@ async fn login(
     };
     let matched = password::verify(&state.workers.hashing, &form.password, hash).await?;
     let Some(user) = user.filter(|_| matched) else {
-        state.limiter.failed(name, ip).await;
+        drop(attempt); // stays counted
         let errors = ["Wrong user name or password.".to_owned()];
         return credentials_page(
             &state,
@@ -267,7 +273,7 @@ async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
-    state.limiter.succeeded(name, ip).await;
+    state.limiter.succeeded(attempt).await;
     tracing::info!(user = %user.username, "logged in");
     let secure = secure(&state, &headers);
     let cookie = start_session(&state, user, secure).await?;
@@ -341,14 +347,15 @@ async fn change_password(
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let name = auth.user.username.as_str();
-    if !state.limiter.allows(name, ip).await {
+    let Some(attempt) = state.limiter.reserve(name, ip).await else {
         let minutes = state.limiter.window().as_secs().div_ceil(60);
         return Err(AppError::TooManyAttempts { minutes });
-    }
+    };
     let mut errors = Vec::new();
     let hash = state.data.password_hash(&auth.user.id).await?;
-    if !password::verify(&state.workers.hashing, &form.current, hash).await? {
-        state.limiter.failed(name, ip).await;
+    if password::verify(&state.workers.hashing, &form.current, hash).await? {
+        state.limiter.succeeded(attempt).await;
+    } else {
         errors.push("The current password is wrong.".to_owned());
     }
     let new = Password::parse(&form.new)

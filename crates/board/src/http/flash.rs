@@ -1,13 +1,14 @@
 //! Flash notices: a cookie naming one of a fixed set of notices, shown on
 //! the next page and then cleared.
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::auth::session::{self, clear_cookie, set_cookie};
+use crate::state::AppState;
 use crate::views::Flash;
 
 const FLASH_COOKIE: &str = "board_flash";
@@ -36,9 +37,15 @@ pub(super) fn set(flash: Flash, secure: bool) -> HeaderValue {
     )
 }
 
-/// Clears the notice once a page has been shown with it.
-pub(super) async fn clear_shown(request: Request, next: Next) -> Response {
+/// Clears the notice once a page has been shown with it (`Secure` like the
+/// cookie that set it).
+pub(super) async fn clear_shown(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let had_flash = session::cookie(request.headers(), FLASH_COOKIE).is_some();
+    let secure = super::secure(&state, request.headers());
     let mut response = next.run(request).await;
     let is_page = response
         .headers()
@@ -53,7 +60,7 @@ pub(super) async fn clear_shown(request: Request, next: Next) -> Response {
         if !sets_flash {
             response
                 .headers_mut()
-                .append(header::SET_COOKIE, clear_cookie(FLASH_COOKIE, false));
+                .append(header::SET_COOKIE, clear_cookie(FLASH_COOKIE, secure));
         }
     }
     response

@@ -1,21 +1,70 @@
 //! `/metrics` in the Prometheus text format: database calls per table and
-//! operation, and the counters of every memo; `/healthz` for load balancers
-//! and fleet scripts.
+//! operation, the counters of every memo, the rate limits and the accept
+//! loop; `/healthz` for load balancers and fleet scripts.
+//!
+//! `/metrics` is not public by default: it is served on the public address
+//! only with `--metrics-token` (as `Authorization: Bearer TOKEN`), and on
+//! its own address with `--metrics-address`; with neither it is a 404.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
+use crate::error::AppError;
+use crate::server::ConnStats;
 use crate::state::AppState;
 
-pub(super) fn router() -> axum::Router<AppState> {
+/// `/healthz`, and `/metrics` for holders of `token` if one is set.
+pub(super) fn router(
+    token: Option<Arc<SecretString>>,
+    connections: Arc<ConnStats>,
+) -> axum::Router<AppState> {
+    let router = Router::new().route("/healthz", get(healthz));
+    let Some(token) = token else {
+        return router;
+    };
+    router.route(
+        "/metrics",
+        get(
+            move |State(state): State<AppState>, headers: HeaderMap| async move {
+                if bearer(&headers).is_some_and(|given| {
+                    bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+                }) {
+                    metrics(&state, &connections)
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::WWW_AUTHENTICATE, "Bearer")],
+                        "/metrics needs Authorization: Bearer with the --metrics-token\n",
+                    )
+                        .into_response()
+                }
+            },
+        ),
+    )
+}
+
+/// The router of `--metrics-address`: `/metrics` and nothing else.
+pub(super) fn admin_router(connections: Arc<ConnStats>) -> axum::Router<AppState> {
     Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route(
+            "/metrics",
+            get(move |State(state): State<AppState>| async move { metrics(&state, &connections) }),
+        )
+        .fallback(|| async { AppError::NotFound })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// `{"status":"ok","cache":"tiered","l1_in_sync":true}`: always 200 while
@@ -39,19 +88,24 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+fn metrics(state: &AppState, connections: &ConnStats) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        exposition(&state),
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        exposition(state, connections),
     )
+        .into_response()
 }
 
 /// The metrics as Prometheus text.
-pub(super) fn exposition(state: &AppState) -> String {
+pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
     let mut out = String::with_capacity(4096);
+    abuse_metrics(&mut out, state, connections);
     out.push_str("# HELP board_db_calls_total Database calls by table and operation.\n");
     out.push_str("# TYPE board_db_calls_total counter\n");
     for (table, operation, n) in state.data.stores().calls.snapshot() {
@@ -127,4 +181,66 @@ pub(super) fn exposition(state: &AppState) -> String {
         &|s| s.store_errors.to_string(),
     );
     out
+}
+
+/// The rate limits' and the accept loop's counters.
+fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
+    let limiter = &state.limiter;
+    let counters: [(&str, &str, &str, u64); 6] = [
+        (
+            "board_login_checks_total",
+            "counter",
+            "Password checks granted by the login limiter (logins and password changes).",
+            limiter.checked(),
+        ),
+        (
+            "board_login_refused_total",
+            "counter",
+            "Login attempts refused by the limiter, without a password check.",
+            limiter.refused(),
+        ),
+        (
+            "board_registrations_refused_total",
+            "counter",
+            "Registrations refused by --registrations-per-address.",
+            limiter.registrations_refused(),
+        ),
+        (
+            "board_connections_open",
+            "gauge",
+            "Connections open now.",
+            connections.open(),
+        ),
+        (
+            "board_connections_accepted_total",
+            "counter",
+            "Connections accepted and served.",
+            connections.accepted(),
+        ),
+        (
+            "board_connections_timed_out_total",
+            "counter",
+            "Connections closed by the header-read or idle deadline.",
+            connections.timed_out(),
+        ),
+    ];
+    for (name, kind, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out.push_str(
+        "# HELP board_connections_refused_total Connections closed at accept, by the cap that was full.\n",
+    );
+    out.push_str("# TYPE board_connections_refused_total counter\n");
+    let _ = writeln!(
+        out,
+        "board_connections_refused_total{{cap=\"total\"}} {}",
+        connections.refused_total()
+    );
+    let _ = writeln!(
+        out,
+        "board_connections_refused_total{{cap=\"per_address\"}} {}",
+        connections.refused_address()
+    );
 }

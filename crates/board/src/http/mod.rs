@@ -1,5 +1,6 @@
 //! The HTTP face: one `router()` per module, merged in [`app`], with the
-//! layers every response gets (request log, security headers, timeout).
+//! layers every response gets (request log, security headers, timeout,
+//! the client's address, the caching policy).
 
 mod account;
 mod assets;
@@ -10,13 +11,17 @@ mod metrics;
 mod pages;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use secrecy::SecretString;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -25,12 +30,46 @@ use tracing::Level;
 
 pub use flash::IncomingFlash;
 
+use crate::auth::csrf::ANON_COOKIE;
+use crate::auth::session::{self, SESSION_COOKIE};
 use crate::error::AppError;
+use crate::net::TrustedProxies;
+use crate::server::ConnStats;
 use crate::state::AppState;
 use crate::views::Flash;
 
+/// What the HTTP layer is told besides the state.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    /// Longest time a request may take before it gets a 408.
+    pub request_timeout: Duration,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// `--metrics-token`: serve `/metrics` publicly to its holders.
+    pub metrics_token: Option<Arc<SecretString>>,
+    /// The accept loop's counters, for `/metrics`.
+    pub connections: Arc<ConnStats>,
+}
+
+impl Edge {
+    /// Defaults: 30 s requests, no proxies, no public `/metrics`.
+    pub fn new(request_timeout: Duration) -> Self {
+        Self {
+            request_timeout,
+            trusted_proxies: Arc::default(),
+            metrics_token: None,
+            connections: Arc::default(),
+        }
+    }
+}
+
+/// The router of `--metrics-address`: `/metrics` only.
+pub fn metrics_app(state: AppState, edge: &Edge) -> Router {
+    metrics::admin_router(Arc::clone(&edge.connections)).with_state(state)
+}
+
 /// The whole board as a router, ready to serve or to call in tests.
-pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
+pub fn app(state: AppState, edge: Edge) -> Router {
     let csp = content_security_policy(&state.media_base);
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -49,27 +88,30 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         ));
-    // Browsers remember to use HTTPS only when the board says it is served
-    // over HTTPS (as Talisman did by default).
-    let hsts = state.limits.secure_cookies.then(|| {
-        SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        )
-    });
+    let client = ClientLayerState {
+        proxies: Arc::clone(&edge.trusted_proxies),
+        hsts_always: state.limits.secure_cookies,
+    };
     Router::new()
         .merge(pages::router())
         .merge(account::router())
         .merge(messages::router())
         .merge(assets::router())
-        .merge(metrics::router())
+        .merge(metrics::router(edge.metrics_token, edge.connections))
         .fallback(|| async { AppError::NotFound })
-        .layer(axum::middleware::from_fn(flash::clear_shown))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            flash::clear_shown,
+        ))
+        .layer(axum::middleware::from_fn(cache_policy))
         .layer(headers)
-        .layer(tower::util::option_layer(hsts))
+        .layer(axum::middleware::from_fn_with_state(
+            client,
+            client_and_https,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
+            edge.request_timeout,
         ))
         .layer(
             TraceLayer::new_for_http()
@@ -139,7 +181,8 @@ fn redirect_with(to: &str, flash: Flash, secure: bool, mut extra: Vec<HeaderValu
     response
 }
 
-/// The client's address (the TCP peer), for rate limits.
+/// The client's address, for rate limits: the TCP peer, or what a trusted
+/// proxy forwarded (see [`crate::net`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
@@ -147,12 +190,82 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        Ok(Self(ip))
+        let resolved = parts.extensions.get::<ClientIp>().copied();
+        Ok(resolved.unwrap_or_else(|| {
+            Self(
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical()),
+            )
+        }))
     }
+}
+
+#[derive(Clone)]
+struct ClientLayerState {
+    proxies: Arc<TrustedProxies>,
+    hsts_always: bool,
+}
+
+/// Resolves the client's address once per request (for [`ClientIp`]) and
+/// sends HSTS when the board is served over HTTPS: always with
+/// `--secure-cookies`, else when a trusted proxy says the request came
+/// over HTTPS (as Talisman did by default).
+async fn client_and_https(
+    axum::extract::State(edge): axum::extract::State<ClientLayerState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let https = edge.hsts_always
+        || peer.is_some_and(|peer| edge.proxies.forwarded_https(peer, request.headers()));
+    if let Some(peer) = peer {
+        let client = edge.proxies.client_ip(peer, request.headers());
+        request.extensions_mut().insert(ClientIp(client));
+    }
+    let mut response = next.run(request).await;
+    if https {
+        response
+            .headers_mut()
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static(
+                "max-age=31536000; includeSubDomains",
+            ));
+    }
+    response
+}
+
+/// Responses made for one browser stay out of shared caches: those to a
+/// request that carries a session (or the anonymous CSRF cookie, whose
+/// token is in the page) and those that set a cookie get
+/// `Cache-Control: private, no-store`. Responses that chose their own
+/// caching (images, assets, health) keep it unless they set a cookie.
+/// Pages whose nav differs by session (`/`, `/image/*`) get
+/// `Vary: Cookie`, so a cache that keeps the anonymous page never hands
+/// it to a logged-in browser.
+async fn cache_policy(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let varies = path == "/" || path.starts_with("/image/");
+    let personal = [SESSION_COOKIE, ANON_COOKIE]
+        .iter()
+        .any(|name| session::cookie(request.headers(), name).is_some_and(session::is_well_formed));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let sets_cookie = headers.contains_key(header::SET_COOKIE);
+    if sets_cookie || (personal && !headers.contains_key(header::CACHE_CONTROL)) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
+    if varies {
+        headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    }
+    response
 }
 
 #[cfg(test)]

@@ -20,8 +20,14 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// The `--metrics-token` every test board gets, so tests can read
+/// `/metrics` (which is not public without one).
+pub(crate) const METRICS_TOKEN: &str = "test metrics token, long enough";
+
 pub(crate) struct TestApp {
     pub(crate) address: String,
+    /// `http://` address of `--metrics-address`, when configured.
+    pub(crate) metrics_address: Option<String>,
     pub(crate) client: reqwest::Client,
     pub(crate) state: AppState,
     /// The storage's servers (kept alive for the test); declared before
@@ -53,13 +59,16 @@ pub(crate) async fn spawn_on(
     settings.database_url.clone_from(&backing.database_url);
     settings.media_url.clone_from(&backing.media_url);
     settings.secret_key = Some("test secret key that is long enough to use".into());
+    settings.metrics_token = Some(METRICS_TOKEN.into());
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         client: client(),
         state,
         backing,
@@ -120,6 +129,7 @@ impl TestApp {
     pub(crate) fn another_browser(&self) -> TestApp {
         TestApp {
             address: self.address.clone(),
+            metrics_address: self.metrics_address.clone(),
             client: client(),
             state: self.state.clone(),
             backing: Backing::borrowed(&self.backing),
@@ -129,6 +139,39 @@ impl TestApp {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// The board's TCP address, for raw sockets.
+    #[allow(dead_code)] // connections.rs, which `api_on_aws` does not run
+    pub(crate) fn socket_addr(&self) -> std::net::SocketAddr {
+        self.address
+            .trim_start_matches("http://")
+            .parse()
+            .expect("socket address")
+    }
+
+    /// `/metrics`, with the test token.
+    pub(crate) async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::OK, "/metrics");
+        response.text().await.expect("body")
+    }
+
+    /// The value of the metric line `series` (name and labels) in
+    /// `/metrics`; 0 when absent.
+    #[allow(dead_code)] // abuse.rs and connections.rs, not in `api_on_aws`
+    pub(crate) async fn metric(&self, series: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |value| value.trim().parse().expect("integer metric"))
     }
 
     pub(crate) async fn get(&self, path: &str) -> Response {

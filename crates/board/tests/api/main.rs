@@ -7,6 +7,7 @@ mod abuse;
 mod account;
 mod bombs;
 mod cli;
+mod connections;
 mod db_calls;
 mod delete;
 mod helpers;
@@ -16,5 +17,6 @@ mod posting;
 mod security;
 #[path = "../support/storage.rs"]
 mod storage;
+mod uploads;
 
 const STORAGE: storage::Storage = storage::Storage::Embedded;

@@ -214,8 +214,7 @@ async fn metrics_expose_database_calls_and_memo_counters() {
     app.signed_up("ada").await;
     app.posted("counted").await;
     app.get("/").await;
-    let (status, text) = app.get_text("/metrics").await;
-    assert_eq!(status, StatusCode::OK);
+    let text = app.metrics().await;
     assert!(
         text.contains("board_db_calls_total{table=\"messages\",operation=\"page\"} 1"),
         "{text}"

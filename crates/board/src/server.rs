@@ -1,0 +1,590 @@
+//! The accept loop: hyper-util's server with per-connection deadlines, a
+//! cap on open connections and a cap per client address.
+//!
+//! Each bound keeps an abusive client from holding a resource forever:
+//!
+//! - **Header read** (`--header-read-timeout`): a new connection must
+//!   deliver its first request head within the timeout from accept, and a
+//!   later request its head within the timeout from its first byte. A
+//!   slowloris client that trickles header lines is closed.
+//! - **Idle** (`--idle-timeout`): a keep-alive connection with no request
+//!   in flight and no bytes coming is closed after it.
+//! - **Total** (`--max-connections`, never over 80% of the open-files
+//!   limit): past it a new connection is accepted and closed at once, so
+//!   the listen backlog drains instead of holding sockets, and `accept`
+//!   never fails for want of file descriptors.
+//! - **Per address** (`--max-connections-per-address`): one client cannot
+//!   take every slot; `--trusted-proxies` are exempt (many clients share
+//!   their address).
+//!
+//! The deadlines are enforced here rather than by hyper's
+//! `header_read_timeout` alone: hyper 1.x starts that clock as soon as an
+//! HTTP/1 connection goes idle (so it would also be the idle timeout), and
+//! hyper-util's auto builder runs no timer while it sniffs HTTP/1 from
+//! HTTP/2. A watchdog per connection sees requests start and end (through
+//! the service and the response body) and bytes arrive (through the
+//! socket), and drops the connection when a deadline passes with nothing
+//! in flight; hyper's own timer stays on as a backstop at header + idle.
+//!
+//! Stopping: accepting ends, every connection is asked to finish (idle ones
+//! close at once, requests in flight complete), and the loop returns once
+//! every connection has given its slot back.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+use crate::net::TrustedProxies;
+
+/// The connection bounds.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Time allowed for a request head (see the module docs).
+    pub header_read_timeout: Duration,
+    /// Time a keep-alive connection may sit idle.
+    pub idle_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Connections open at once per client address.
+    pub max_per_address: usize,
+    /// Peers exempt from the per-address cap.
+    pub trusted_proxies: Arc<TrustedProxies>,
+}
+
+/// Share of the process's open-files limit that connections may use; the
+/// rest is for the database, the cache, media files and logs.
+const FD_SHARE_PERCENT: u64 = 80;
+
+/// `wanted`, lowered to 80% of the open-files limit (`RLIMIT_NOFILE`).
+pub fn connection_cap(wanted: u32) -> usize {
+    let wanted = wanted as usize;
+    match open_files_limit() {
+        Some(limit) => {
+            let cap = usize::try_from(limit.saturating_mul(FD_SHARE_PERCENT) / 100)
+                .unwrap_or(usize::MAX)
+                .max(1);
+            if cap < wanted {
+                tracing::info!(
+                    wanted,
+                    cap,
+                    open_files_limit = limit,
+                    "--max-connections lowered to 80% of the open-files limit"
+                );
+            }
+            wanted.min(cap)
+        }
+        None => wanted,
+    }
+}
+
+#[cfg(unix)]
+fn open_files_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+#[cfg(not(unix))]
+fn open_files_limit() -> Option<u64> {
+    None
+}
+
+/// What the accept loop did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    open: AtomicU64,
+    accepted: AtomicU64,
+    refused_total: AtomicU64,
+    refused_address: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+impl ConnStats {
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+    /// Connections accepted and served.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+    /// Connections closed at once because `--max-connections` were open.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_total.load(Ordering::Relaxed)
+    }
+    /// Connections closed at once because their address had
+    /// `--max-connections-per-address` open.
+    pub fn refused_address(&self) -> u64 {
+        self.refused_address.load(Ordering::Relaxed)
+    }
+    /// Connections closed by the header-read or idle deadline.
+    pub fn timed_out(&self) -> u64 {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown`
+/// completes, then waits for the open connections to finish.
+///
+/// # Errors
+/// None today; `io::Result` for the signature `axum::serve` had.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    stats: Arc<ConnStats>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let addresses = Arc::new(PerAddress::default());
+    let (stop, stopping) = watch::channel(false);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // A backstop only: hyper starts this clock when a connection goes
+        // idle, so it bounds idle + header time (see the module docs).
+        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let timeouts = Timeouts {
+        header: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        // Over a cap the socket is dropped (closed) at once.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            stats.refused_total.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "connection refused: --max-connections open");
+            continue;
+        };
+        let ip = peer.ip().to_canonical();
+        let share = if limits.trusted_proxies.contains(ip) {
+            None
+        } else {
+            match PerAddress::enter(&addresses, ip, limits.max_per_address) {
+                Some(share) => Some(share),
+                None => {
+                    drop(stream);
+                    stats.refused_address.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "connection refused: --max-connections-per-address open");
+                    continue;
+                }
+            }
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let held = Held {
+            _slot: slot,
+            _share: share,
+            stats: Arc::clone(&stats),
+        };
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(connection(
+            Arc::clone(&builder),
+            stream,
+            peer,
+            router.clone(),
+            timeouts,
+            stopping.clone(),
+            held,
+        ));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    // Every connection holds a slot: when all are back, all are done.
+    let _all = slots
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
+    Ok(())
+}
+
+/// Like `axum::serve`: errors of one connection are not the listener's;
+/// anything else (out of file descriptors) waits a moment before trying
+/// again rather than spinning.
+async fn accept_failed(error: &io::Error) {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    idle: Duration,
+}
+
+/// What a connection holds while open: its slot, its address's share, and
+/// its place in the `open` gauge.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _share: Option<AddressShare>,
+    stats: Arc<ConnStats>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    timeouts: Timeouts,
+    mut stopping: watch::Receiver<bool>,
+    held: Held,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let busy = Busy::begin(&activity);
+            let response = router.clone().oneshot(request);
+            // Busy until the body is sent, not only until the handler ends.
+            async move {
+                response
+                    .await
+                    .map(|r| r.map(|body| Tracked { body, _busy: busy }))
+            }
+        })
+    };
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    loop {
+        let deadline = activity.deadline(timeouts);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                break;
+            }
+            () = activity.changed.notified() => {}
+            () = sleep_until(deadline) => {
+                if activity.deadline(timeouts).is_some_and(|d| d <= Instant::now()) {
+                    // Nothing in flight: no request in the router, no body
+                    // being sent. At most a request head is half read, and
+                    // hyper would finish that first on a graceful shutdown,
+                    // so the connection is dropped.
+                    held.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "connection closed: header-read or idle deadline");
+                    break;
+                }
+            }
+            _ = stopping.wait_for(|stop| *stop), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+    drop(held);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When a connection last did something, as its deadlines need it.
+struct Activity {
+    state: Mutex<ActivityState>,
+    changed: Notify,
+}
+
+struct ActivityState {
+    /// Requests in the router now.
+    in_flight: usize,
+    /// Requests ever started on this connection.
+    started: u64,
+    /// Accept, or when the last request in flight ended.
+    idle_since: Instant,
+    /// The first byte read since `idle_since`.
+    reading_since: Option<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(ActivityState {
+                in_flight: 0,
+                started: 0,
+                idle_since: Instant::now(),
+                reading_since: None,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// When to close the connection if nothing changes; `None` while a
+    /// request is in flight.
+    fn deadline(&self, timeouts: Timeouts) -> Option<Instant> {
+        let state = self.state.lock();
+        if state.in_flight > 0 {
+            return None;
+        }
+        Some(match state.reading_since {
+            _ if state.started == 0 => state.idle_since + timeouts.header,
+            None => state.idle_since + timeouts.idle,
+            Some(first_byte) => first_byte + timeouts.header,
+        })
+    }
+
+    fn read(&self) {
+        let mut state = self.state.lock();
+        if state.in_flight == 0 && state.reading_since.is_none() {
+            state.reading_since = Some(Instant::now());
+            drop(state);
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// A request in the router; its drop ends it.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        {
+            let mut state = activity.state.lock();
+            state.in_flight += 1;
+            state.started += 1;
+            state.reading_since = None;
+        }
+        activity.changed.notify_one();
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.in_flight == 0 {
+            state.idle_since = Instant::now();
+            state.reading_since = None;
+        }
+        drop(state);
+        self.0.changed.notify_one();
+    }
+}
+
+/// A response body that keeps its request [`Busy`] until hyper drops it
+/// (sent, or the connection gone).
+struct Tracked {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, telling its [`Activity`] when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn enter(this: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressShare> {
+        let mut open = this.0.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressShare {
+            table: Arc::clone(this),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its address's count.
+struct AddressShare {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressShare {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_their_share_back_when_connections_close() {
+        let table = Arc::new(PerAddress::default());
+        let ip: IpAddr = [127, 0, 0, 2].into();
+        let first = PerAddress::enter(&table, ip, 2).expect("first");
+        let _second = PerAddress::enter(&table, ip, 2).expect("second");
+        assert!(PerAddress::enter(&table, ip, 2).is_none());
+        assert!(PerAddress::enter(&table, [127, 0, 0, 3].into(), 2).is_some());
+        drop(first);
+        assert!(PerAddress::enter(&table, ip, 2).is_some());
+    }
+
+    #[test]
+    fn the_cap_never_exceeds_the_open_files_limit() {
+        let cap = connection_cap(u32::MAX);
+        if let Some(limit) = open_files_limit() {
+            assert!(cap as u64 <= limit * FD_SHARE_PERCENT / 100 || cap == 1);
+        }
+        assert_eq!(connection_cap(1), 1);
+    }
+
+    #[test]
+    fn deadlines_follow_the_connection_state() {
+        let timeouts = Timeouts {
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        };
+        let activity = Arc::new(Activity::new());
+        let accepted = activity.state.lock().idle_since;
+        assert_eq!(
+            activity.deadline(timeouts),
+            Some(accepted + timeouts.header)
+        );
+        // Bytes of the first request do not extend the header deadline.
+        activity.read();
+        assert_eq!(
+            activity.deadline(timeouts),
+            Some(accepted + timeouts.header)
+        );
+        let busy = Busy::begin(&activity);
+        assert_eq!(activity.deadline(timeouts), None, "a request in flight");
+        drop(busy);
+        let idle = activity.state.lock().idle_since;
+        assert_eq!(activity.deadline(timeouts), Some(idle + timeouts.idle));
+        // The next request's first byte starts its header clock; later
+        // bytes do not move it.
+        activity.read();
+        let first_byte = activity.state.lock().reading_since.expect("reading");
+        activity.read();
+        assert_eq!(
+            activity.deadline(timeouts),
+            Some(first_byte + timeouts.header)
+        );
+    }
+}
