@@ -7,6 +7,15 @@ use board::config::{Cli, Command, Settings};
 use board::{Application, telemetry};
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: glibc keeps freed blocks of up to
+/// 32 MiB in per-thread arenas once its dynamic mmap threshold has risen
+/// (every Argon2 hash frees 19 MiB, resizes free up to 16 MiB), so a flood
+/// of logins left the process at 338 MiB although only two hashes ever run
+/// at once; mimalloc returns freed memory to the system within
+/// milliseconds (72 MiB in the same flood). `tests/api/bombs.rs` holds it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,10 +1,9 @@
 //! SQLite, the embedded default: one file, created and migrated on open.
 //!
-//! Calls run on Tokio's blocking pool over one connection in WAL mode; the
-//! caches in front of the stores keep the database off the hot path.
+//! Calls are queued to one connection in WAL mode on a thread of its own;
+//! the caches in front of the stores keep the database off the hot path.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -75,8 +74,14 @@ const MESSAGE_COLUMNS: &str =
     "id, user_id, author, location, description, image, thumbnail, created_at";
 
 /// A SQLite database holding all three tables.
+///
+/// Its one connection lives on a thread of its own, and calls are queued
+/// to it: however many requests ask at once, the database costs one thread
+/// (tokio's blocking pool would start a thread per waiting call, up to
+/// 512, each with its own stack and malloc arena, all waiting on one
+/// connection).
 pub struct Sqlite {
-    conn: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl Sqlite {
@@ -104,9 +109,17 @@ impl Sqlite {
         )
         .map_err(|e| e.to_string())?;
         migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("board-sqlite".into())
+            .spawn(move || {
+                // Ends when the last sender (the store) is dropped.
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| format!("cannot start the database thread: {e}"))?;
+        Ok(Self { jobs })
     }
 
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
@@ -114,17 +127,22 @@ impl Sqlite {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .map_err(|_| StoreError::Backend("connection poisoned".into()))?;
-            f(&mut conn).map_err(classify)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("database task failed: {e}")))?
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+            let _ = done.send(outcome);
+        });
+        let gone = || StoreError::Backend("the database thread is gone".into());
+        self.jobs.send(job).map_err(|_| gone())?;
+        match result.await.map_err(|_| gone())? {
+            Ok(answer) => answer.map_err(classify),
+            Err(_) => Err(StoreError::Backend("a database call panicked".into())),
+        }
     }
 }
+
+/// A call to run on the database thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     // Several processes of a fleet may open a fresh file at once: each step
@@ -531,10 +549,18 @@ mod tests {
 
     /// Every page query is an index range in listing order: no table scan,
     /// no sort, whatever the table's size.
-    #[test]
-    fn pages_are_index_ranges() {
+    #[tokio::test]
+    async fn pages_are_index_ranges() {
         let db = Sqlite::open(":memory:").expect("open");
-        let conn = db.conn.lock().expect("lock");
+        db.call(|conn| {
+            check_plans(conn);
+            Ok(())
+        })
+        .await
+        .expect("plans");
+    }
+
+    fn check_plans(conn: &Connection) {
         let place = Position {
             created_at: 5,
             id: "0".repeat(32),
