@@ -111,6 +111,7 @@
 //! | `filesystem` | yes | the filesystem store |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod breaker;
 pub mod bus;
 mod cache;
 mod clock;
@@ -128,6 +129,7 @@ mod stats;
 pub mod store;
 mod value;
 
+pub use breaker::{BreakerConfig, BreakerState, BreakerStats};
 pub use cache::Cache;
 pub use clock::Clock;
 pub use config::{

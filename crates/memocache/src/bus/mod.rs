@@ -30,6 +30,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::{BreakerConfig, BreakerStats};
 use crate::config::StoreConfig;
 use crate::error::{Error, ErrorKind};
 
@@ -44,12 +45,15 @@ pub use self::redis::RedisBus;
 pub(crate) fn connect(
     config: &StoreConfig,
     prefix: &str,
+    breaker: BreakerConfig,
 ) -> Result<std::sync::Arc<dyn Bus>, Error> {
     match config {
         #[cfg(feature = "redis")]
-        StoreConfig::Redis { url } => Ok(std::sync::Arc::new(RedisBus::new(url, prefix)?)),
+        StoreConfig::Redis { url } => Ok(std::sync::Arc::new(
+            RedisBus::new(url, prefix)?.with_breaker(breaker),
+        )),
         other => {
-            let _ = prefix;
+            let _ = (prefix, breaker);
             Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
@@ -115,4 +119,11 @@ pub trait Bus: Debug + Send + Sync + 'static {
     /// took effect locally and in L2, and processes that miss it stop
     /// trusting their L1 within one heartbeat).
     async fn publish(&self, invalidation: &Invalidation) -> Result<(), Error>;
+
+    /// The bus's breaker, if it has one: open while `publish` skips the
+    /// transport (after a timeout or a burst of failed connections), closed
+    /// again once this process reads the bus (see [`crate::breaker`]).
+    fn breaker_stats(&self) -> Option<BreakerStats> {
+        None
+    }
 }

@@ -15,6 +15,13 @@
 //! - `publish` adds the entry, then waits until every live member's
 //!   acknowledgement reaches its id, or one heartbeat after the entry was
 //!   added, whichever comes first.
+//! - A breaker (see [`crate::breaker`]) opens when a bus command times out:
+//!   until the reader completes a read again, `publish` queues its entry
+//!   at once instead of waiting out a timeout per call, and the reader
+//!   sends the queue first thing after that read. The reader's reconnects
+//!   (backing off up to half a heartbeat) are the breaker's probes. Dropped
+//!   or refused connections do not open it: they fail fast on their own,
+//!   and a bus that is reachable must not be skipped.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +35,8 @@ use redis::{AsyncCommands, Value};
 use tokio::sync::OnceCell;
 
 use super::{Bus, BusSink, Invalidation};
+use crate::breaker::{Breaker, BreakerConfig, BreakerStats};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
 use crate::store::store_error;
 
@@ -53,6 +62,7 @@ pub struct RedisBus {
     /// thing once it is connected again.
     outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
     generation: Arc<AtomicU64>,
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -100,7 +110,33 @@ impl RedisBus {
             publisher: OnceCell::new(),
             outbox: Arc::new(parking_lot::Mutex::new(Vec::new())),
             generation: Arc::new(AtomicU64::new(0)),
+            breaker: Some(Arc::new(Breaker::new(
+                "bus",
+                BreakerConfig::default(),
+                Clock::coarse(),
+            ))),
         })
+    }
+
+    /// Sets the bus's breaker up as `config` says (`enabled: false`: no
+    /// breaker, every publish tries the transport).
+    #[must_use]
+    pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config
+            .enabled
+            .then(|| Arc::new(Breaker::new("bus", config, Clock::coarse())));
+        self
+    }
+
+    /// Feeds a publishing command's outcome to the breaker: a timeout
+    /// opens it.
+    fn record<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let (Some(breaker), Err(error)) = (&self.breaker, &result) {
+            if error.is_timeout() {
+                breaker.trip();
+            }
+        }
+        result
     }
 
     /// This process's member id.
@@ -128,10 +164,11 @@ impl RedisBus {
             .cloned()
     }
 
-    /// Adds one entry; retried once on a dropped connection.
+    /// Adds one entry; retried once on a dropped connection (not after a
+    /// timeout: that would wait it out twice).
     async fn append(&self, conn: &mut ConnectionManager, payload: &[u8]) -> Result<String, Error> {
         match bounded(xadd(conn, &self.stream, &self.id, payload)).await {
-            Err(error) if error.is_store() => {
+            Err(error) if error.is_store() && !error.is_timeout() => {
                 bounded(xadd(conn, &self.stream, &self.id, payload)).await
             }
             other => other,
@@ -167,6 +204,7 @@ impl Bus for RedisBus {
             generation: Arc::clone(&self.generation),
             started_at: self.generation.load(Ordering::Acquire),
             sink,
+            breaker: self.breaker.clone(),
         };
         runtime.spawn(reader.run());
     }
@@ -175,8 +213,15 @@ impl Bus for RedisBus {
         let payload = postcard::to_allocvec(invalidation).map_err(|e| {
             Error::new(ErrorKind::Codec, "cannot encode invalidation").with_source(e)
         })?;
+        if let Some(breaker) = self.breaker.as_ref().filter(|b| b.is_open()) {
+            // The reader sends it once it reads the bus again.
+            breaker.skip();
+            self.outbox.lock().push(payload);
+            return Err(Error::breaker_open("the invalidation bus"));
+        }
         let mut conn = self.publisher().await?;
-        let id = match self.append(&mut conn, &payload).await {
+        let appended = self.append(&mut conn, &payload).await;
+        let id = match self.record(appended) {
             Ok(id) => id,
             Err(error) => {
                 // Sent later by the reader; until then the other processes'
@@ -189,7 +234,7 @@ impl Bus for RedisBus {
         // Measured from the reply: by then Redis has ordered the entry after
         // every read a lagging member completed.
         let deadline = tokio::time::Instant::now() + self.heartbeat + Duration::from_millis(2);
-        let members: Vec<String> = bounded(conn.smembers(&self.members)).await?;
+        let members: Vec<String> = self.record(bounded(conn.smembers(&self.members)).await)?;
         let others: Vec<String> = members.into_iter().filter(|m| *m != self.id).collect();
         if others.is_empty() {
             return Ok(());
@@ -199,7 +244,7 @@ impl Bus for RedisBus {
             .map(|m| format!("{}{m}", self.member_prefix))
             .collect();
         loop {
-            let acks: Vec<Option<String>> = bounded(conn.mget(&keys)).await?;
+            let acks: Vec<Option<String>> = self.record(bounded(conn.mget(&keys)).await)?;
             let pending = acks
                 .iter()
                 .flatten()
@@ -227,6 +272,10 @@ impl Bus for RedisBus {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+
+    fn breaker_stats(&self) -> Option<BreakerStats> {
+        self.breaker.as_ref().map(|b| b.stats())
+    }
 }
 
 /// The task that reads the stream for one process.
@@ -241,6 +290,7 @@ struct Reader {
     generation: Arc<AtomicU64>,
     started_at: u64,
     sink: Weak<dyn BusSink>,
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl Reader {
@@ -252,11 +302,17 @@ impl Reader {
         let mut last: Option<StreamId> = None;
         let mut backoff = RETRY_AFTER;
         while !self.stopped() {
+            if let Some(breaker) = self.breaker.as_ref().filter(|b| b.is_open()) {
+                breaker.count_probe();
+            }
             match self.session(&mut last, &mut backoff).await {
                 Ok(()) => return,
                 Err(error) => {
                     if let Some(sink) = self.sink.upgrade() {
                         sink.distrust(false);
+                    }
+                    if let Some(breaker) = self.breaker.as_ref().filter(|_| error.is_timeout()) {
+                        breaker.trip();
                     }
                     tracing::warn!(%error, "bus: connection lost; L1 bypassed until back in sync");
                     tokio::time::sleep(backoff).await;
@@ -310,7 +366,7 @@ impl Reader {
                 conn.xread_options::<_, _, Option<StreamReadReply>>(&streams, &positions, &options);
             let reply = match tokio::time::timeout(self.heartbeat + COMMAND_TIMEOUT, read).await {
                 Ok(reply) => reply.map_err(|e| store_error("bus read failed", e))?,
-                Err(_) => return Err(store_error("bus read timed out", Timeout)),
+                Err(_) => return Err(store_error("bus read timed out", Timeout).timed_out()),
             };
             let Some(sink) = self.sink.upgrade() else {
                 return Ok(());
@@ -329,6 +385,14 @@ impl Reader {
             let ttl = u64::try_from(self.heartbeat.as_millis()).unwrap_or(2_000);
             let _: () = bounded(conn.pset_ex(&self.member_key, ack, ttl)).await?;
             sink.trust_until(sent_at.saturating_add(ttl));
+            // What `publish` queued while the bus was out (or its breaker
+            // open) goes out now, then publishing goes direct again.
+            if !self.outbox.lock().is_empty() {
+                self.flush_outbox(&mut conn).await?;
+            }
+            if let Some(breaker) = &self.breaker {
+                breaker.close();
+            }
             block = true;
             *backoff = RETRY_AFTER;
         }
@@ -511,7 +575,7 @@ async fn bounded<T>(
     match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(store_error("bus command failed", error)),
-        Err(_) => Err(store_error("bus command timed out", Timeout)),
+        Err(_) => Err(store_error("bus command timed out", Timeout).timed_out()),
     }
 }
 
@@ -524,6 +588,6 @@ async fn bounded_raw<T>(
             Err(store_error("bus command failed", error))
         }
         Ok(result) => Ok(result),
-        Err(_) => Err(store_error("bus command timed out", Timeout)),
+        Err(_) => Err(store_error("bus command timed out", Timeout).timed_out()),
     }
 }
