@@ -18,9 +18,11 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/healthz", get(healthz))
 }
 
-/// `{"status":"ok","cache":"tiered","l1_in_sync":true}`: always 200 while
-/// the board serves (a stale bus only makes it read through to Redis and
-/// the database); `l1_in_sync` tells whether the in-process tier is trusted.
+/// `{"status":"ok","cache":"tiered","l1_in_sync":true,"store_available":true}`:
+/// always 200 while the board serves (a stale bus only makes it read through
+/// to Redis and the database); `l1_in_sync` tells whether the in-process
+/// tier is trusted, `store_available` is false (degraded: served from the
+/// database) while a breaker skips Redis or the bus.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let kind = if crate::startup::is_tiered(&state.cache) {
         "tiered"
@@ -33,8 +35,9 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-store"),
         ],
         format!(
-            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{}}}\n",
-            state.cache.l1_in_sync()
+            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{},\"store_available\":{}}}\n",
+            state.cache.l1_in_sync(),
+            state.cache.store_available()
         ),
     )
 }
