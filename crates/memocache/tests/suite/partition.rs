@@ -215,3 +215,67 @@ async fn a_black_holed_bus_drops_the_process_to_read_through_never_stale() {
     .await
     .expect("within the test limit");
 }
+
+/// Memcached behind a black hole: the same bound as Redis (its command
+/// bound is 1 s), and after healing, when the replies the partition held
+/// arrive, no pooled connection hands one to a later request as its own
+/// answer (async-memcached closes a connection whose operation was
+/// abandoned mid-way; the pool replaces closed connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_memcached_costs_one_timeout_and_mixes_up_no_replies() {
+    tokio::time::timeout(LIMIT, async {
+        let server = testkit::MemcachedServer::start();
+        let proxy = FaultProxy::start(server.port());
+        let query = format!("prefix=p:&probe_ms={PROBE_MS}&probe_max_ms={PROBE_MAX_MS}");
+        let cut = Cache::from_url(&format!("memcached://127.0.0.1:{}?{query}", proxy.port()))
+            .expect("cache");
+        let other = Cache::from_url(&format!("{}?{query}", server.url())).expect("cache");
+        let m_cut = Memo::<u32, String>::builder("user")
+            .build(&cut)
+            .expect("memo");
+        let m_other = Memo::<u32, String>::builder("user")
+            .build(&other)
+            .expect("memo");
+        let db = Source::default();
+        let old = m_cut.get_or_load(&1, db.load()).await;
+        for key in 2..6 {
+            m_cut
+                .get_or_load(&key, || async move { format!("key {key}") })
+                .await;
+        }
+
+        proxy.black_hole();
+        m_other.forget(&1).await;
+        let started = Instant::now();
+        assert_ne!(*m_cut.get_or_load(&1, db.load()).await, *old);
+        let first = started.elapsed();
+        assert!(
+            first < Duration::from_millis(2_500),
+            "one timeout: {first:?}"
+        );
+        assert_eq!(state(cut.store_breaker()), BreakerState::Open);
+        let fifty = fifty_fresh_reads(&m_cut, &db, &old).await;
+        assert!(fifty < Duration::from_secs(1), "50 calls took {fifty:?}");
+
+        proxy.pass_through();
+        until("the breaker closes", Duration::from_secs(3), || {
+            cut.store_available()
+        })
+        .await;
+        for round in 0..3 {
+            for key in 2..6 {
+                let value = m_cut
+                    .get_or_load(&key, || async move { format!("key {key}") })
+                    .await;
+                assert_eq!(
+                    *value,
+                    format!("key {key}"),
+                    "round {round}: another key's reply"
+                );
+            }
+        }
+        assert!(m_cut.stats().hits_remote >= 4, "{:?}", m_cut.stats());
+    })
+    .await
+    .expect("within the test limit");
+}
