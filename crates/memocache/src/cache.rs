@@ -124,7 +124,12 @@ impl Cache {
             StoreConfig::Null => Self::assemble(config, clock, Backend::Null, None, None),
             StoreConfig::Tiered { l1_capacity, l2 } => {
                 let store = crate::store::connect(l2, &config.key_prefix)?;
-                let bus = crate::bus::connect(l2, &config.key_prefix, config.breaker)?;
+                let bus = crate::bus::connect(
+                    l2,
+                    &config.key_prefix,
+                    config.breaker,
+                    config.bus_heartbeat,
+                )?;
                 let l1 = Some(*l1_capacity);
                 Self::assemble(config.clone(), clock, Backend::Remote(store), l1, Some(bus))
             }

@@ -116,6 +116,9 @@ pub struct CacheConfig {
     pub lease_wait: Duration,
     /// The breakers of the shared store and of the bus.
     pub breaker: BreakerConfig,
+    /// The invalidation bus's heartbeat (tiered caches); `None` = the
+    /// bus's default, 2 s.
+    pub bus_heartbeat: Option<Duration>,
 }
 
 /// Default [`CacheConfig::max_value_size`]: 8 MiB.
@@ -138,6 +141,7 @@ impl CacheConfig {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             lease_wait: Duration::from_secs(2),
             breaker: BreakerConfig::default(),
+            bus_heartbeat: None,
         }
     }
 
@@ -204,6 +208,7 @@ impl CacheConfig {
     /// | `memcached://host1:11211,host2:11211` | Memcached |
     /// | `file:///var/cache/app?threshold=500` | one file per key |
     /// | `tiered+redis://host:6379/0?l1_capacity=10000` | in-process L1 in front of Redis |
+    /// | `tiered+redis+cluster://host1:6379,host2:6379` | in-process L1 in front of Redis Cluster |
     ///
     /// Options valid on every URL: `prefix` (key prefix), `timeout` (default
     /// timeout in seconds, `0` = never expire), `strict` (`true` returns store
@@ -218,9 +223,16 @@ impl CacheConfig {
     /// timeout opens it at once). They apply to the store and, in tiered mode,
     /// to the invalidation bus.
     ///
+    /// `heartbeat_ms`: the invalidation bus's heartbeat in tiered mode
+    /// (default 2000; the L1 trust horizon and the longest a `forget` waits
+    /// for an unreachable process).
+    ///
     /// Options of one store: `timeout_ms` (Redis: bound on every command,
-    /// default 1000), `heartbeat_ms` (tiered Redis: the bus heartbeat, default
-    /// 2000), `threshold` (filesystem), `capacity` / `l1_capacity` (entries).
+    /// default 1000), `threshold` (filesystem), `capacity` / `l1_capacity`
+    /// (entries).
+    ///
+    /// `tiered+redis+cluster://host1:6379,host2:6379` keeps the bus on one
+    /// slot of the cluster (see [`RedisBus::new_cluster`](crate::bus::RedisBus::new_cluster)).
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message naming
@@ -253,6 +265,9 @@ impl CacheConfig {
             config.lease_wait = Duration::from_millis(ms);
         }
         config.breaker = parse_breaker(&mut options)?;
+        if let Some(ms) = options.take_parsed::<u64>("heartbeat_ms")? {
+            config.bus_heartbeat = Some(Duration::from_millis(ms));
+        }
         options.finish()?;
         Ok(config)
     }
@@ -401,7 +416,8 @@ fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
         .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
 }
 
-const COMMON_OPTIONS: [&str; 10] = [
+const COMMON_OPTIONS: [&str; 11] = [
+    "heartbeat_ms",
     "prefix",
     "timeout",
     "strict",

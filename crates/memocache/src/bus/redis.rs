@@ -1,4 +1,6 @@
-//! The invalidation bus over Redis Streams.
+//! The invalidation bus over Redis Streams, on one server or on one slot
+//! of a Redis Cluster (every key of the bus carries the hash tag
+//! `{memocache}`, so one node holds and orders them all).
 //!
 //! - Every invalidation is an entry of the stream `{prefix}memocache:bus`
 //!   (`XADD ... MAXLEN ~ 100000`); its id is the sequence number.
@@ -30,6 +32,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use tokio::sync::OnceCell;
@@ -51,13 +55,13 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A [`Bus`] over one Redis server's streams.
 pub struct RedisBus {
-    client: redis::Client,
+    client: Target,
     stream: String,
     members: String,
     member_prefix: String,
     id: String,
     heartbeat: Duration,
-    publisher: OnceCell<ConnectionManager>,
+    publisher: OnceCell<Conn>,
     /// Invalidations that could not be sent; the reader sends them first
     /// thing once it is connected again.
     outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
@@ -100,11 +104,60 @@ impl RedisBus {
         let client = redis::Client::open(url).map_err(|e| {
             Error::new(ErrorKind::Config, format!("bus URL `{url}`")).with_source(e)
         })?;
-        Ok(Self {
+        Ok(Self::assemble(
+            Target::Single(client),
+            prefix,
+            "",
+            heartbeat,
+        ))
+    }
+
+    /// A bus on a Redis Cluster, given some of its nodes as
+    /// `redis://host:port` URLs. Every key of the bus carries the hash tag
+    /// `{memocache}` (after `prefix`), so the stream, the member set and
+    /// the acknowledgements live on one slot: one node orders every
+    /// invalidation, as a single server does. Nothing is contacted until
+    /// [`Bus::start`].
+    ///
+    /// # Errors
+    /// A configuration error for bad node URLs.
+    pub fn new_cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
+        let client = |response: Option<Duration>| {
+            let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+                .connection_timeout(COMMAND_TIMEOUT)
+                .retries(1);
+            let builder = match response {
+                Some(timeout) => builder.response_timeout(timeout),
+                None => builder,
+            };
+            builder.build().map_err(|e| {
+                Error::new(ErrorKind::Config, format!("bus cluster nodes {nodes:?}")).with_source(e)
+            })
+        };
+        let target = Target::Cluster {
+            publisher: Box::new(client(Some(COMMAND_TIMEOUT))?),
+            // The blocking read is bounded by the reader's own timeout.
+            reader: Box::new(client(Some(Duration::from_secs(3600)))?),
+        };
+        Ok(Self::assemble(
+            target,
+            prefix,
+            "{memocache}",
+            DEFAULT_HEARTBEAT,
+        ))
+    }
+
+    fn assemble(client: Target, prefix: &str, tag: &str, heartbeat: Duration) -> Self {
+        let base = if tag.is_empty() {
+            format!("{prefix}memocache")
+        } else {
+            format!("{prefix}{tag}")
+        };
+        Self {
             client,
-            stream: format!("{prefix}memocache:bus"),
-            members: format!("{prefix}memocache:members"),
-            member_prefix: format!("{prefix}memocache:member:"),
+            stream: format!("{base}:bus"),
+            members: format!("{base}:members"),
+            member_prefix: format!("{base}:member:"),
             id: member_id(),
             heartbeat,
             publisher: OnceCell::new(),
@@ -115,7 +168,14 @@ impl RedisBus {
                 BreakerConfig::default(),
                 Clock::coarse(),
             ))),
-        })
+        }
+    }
+
+    /// Sets the heartbeat (at least 10 ms).
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat.max(Duration::from_millis(10));
+        self
     }
 
     /// Sets the bus's breaker up as `config` says (`enabled: false`: no
@@ -150,15 +210,23 @@ impl RedisBus {
     }
 
     /// The publishing connection: a manager that reconnects on its own.
-    async fn publisher(&self) -> Result<ConnectionManager, Error> {
+    async fn publisher(&self) -> Result<Conn, Error> {
         self.publisher
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
-                    .set_response_timeout(Some(COMMAND_TIMEOUT))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|e| store_error("cannot set up the bus connection", e))
+                match &self.client {
+                    Target::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                            .set_response_timeout(Some(COMMAND_TIMEOUT))
+                            .set_number_of_retries(1);
+                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                            .map(Conn::Manager)
+                            .map_err(|e| store_error("cannot set up the bus connection", e))
+                    }
+                    Target::Cluster { publisher, .. } => bounded(publisher.get_async_connection())
+                        .await
+                        .map(Conn::Cluster),
+                }
             })
             .await
             .cloned()
@@ -166,7 +234,7 @@ impl RedisBus {
 
     /// Adds one entry; retried once on a dropped connection (not after a
     /// timeout: that would wait it out twice).
-    async fn append(&self, conn: &mut ConnectionManager, payload: &[u8]) -> Result<String, Error> {
+    async fn append(&self, conn: &mut Conn, payload: &[u8]) -> Result<String, Error> {
         match bounded(xadd(conn, &self.stream, &self.id, payload)).await {
             Err(error) if error.is_store() && !error.is_timeout() => {
                 bounded(xadd(conn, &self.stream, &self.id, payload)).await
@@ -281,7 +349,7 @@ impl Bus for RedisBus {
 /// The task that reads the stream for one process.
 struct Reader {
     outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
-    client: redis::Client,
+    client: Target,
     stream: String,
     members: String,
     member_key: String,
@@ -330,13 +398,20 @@ impl Reader {
     ) -> Result<(), Error> {
         // The blocking read is bounded by our own timeout below, not by the
         // client's default response timeout (500 ms), which it would hit.
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(None);
-        let connect = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
-        let mut conn = bounded(connect).await?;
+        let mut conn = match &self.client {
+            Target::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                    .set_response_timeout(None);
+                let connect = client.get_multiplexed_async_connection_with_config(&config);
+                Conn::Multiplexed(bounded(connect).await?)
+            }
+            // A connection of its own, so the blocking read holds up no
+            // other command.
+            Target::Cluster { reader, .. } => {
+                Conn::Cluster(bounded(reader.get_async_connection()).await?)
+            }
+        };
         let position = self.resume(&mut conn, *last).await?;
         *last = Some(position);
         let _: i64 = bounded(conn.sadd(&self.members, &self.id)).await?;
@@ -399,7 +474,7 @@ impl Reader {
     }
 
     /// Sends the invalidations `publish` could not.
-    async fn flush_outbox(&self, conn: &mut MultiplexedConnection) -> Result<(), Error> {
+    async fn flush_outbox(&self, conn: &mut Conn) -> Result<(), Error> {
         let pending = std::mem::take(&mut *self.outbox.lock());
         for (sent, payload) in pending.iter().enumerate() {
             if let Err(error) = bounded(xadd(conn, &self.stream, &self.id, payload)).await {
@@ -418,11 +493,7 @@ impl Reader {
 
     /// Where to read from after (re)connecting, clearing the L1 if entries
     /// after `last` can no longer be read.
-    async fn resume(
-        &self,
-        conn: &mut MultiplexedConnection,
-        last: Option<StreamId>,
-    ) -> Result<StreamId, Error> {
+    async fn resume(&self, conn: &mut Conn, last: Option<StreamId>) -> Result<StreamId, Error> {
         let newest: StreamRangeReply =
             bounded(conn.xrevrange_count(&self.stream, "+", "-", 1)).await?;
         let newest = newest
@@ -451,10 +522,7 @@ impl Reader {
     }
 
     /// The stream's `max-deleted-entry-id`, or `None` if it does not exist.
-    async fn max_deleted(
-        &self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<Option<StreamId>, Error> {
+    async fn max_deleted(&self, conn: &mut Conn) -> Result<Option<StreamId>, Error> {
         let mut info = redis::cmd("XINFO");
         info.arg("STREAM").arg(&self.stream);
         match bounded_raw(info.query_async::<Value>(conn)).await? {
@@ -472,6 +540,56 @@ impl Reader {
             return None;
         }
         postcard::from_bytes(&bytes_of(map.get("p")?)?).ok()
+    }
+}
+
+/// Where the bus lives.
+#[derive(Clone)]
+enum Target {
+    Single(redis::Client),
+    /// Two clients: the reader's has no response timeout of its own.
+    Cluster {
+        publisher: Box<ClusterClient>,
+        reader: Box<ClusterClient>,
+    },
+}
+
+/// A connection of any kind, cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Manager(ConnectionManager),
+    Multiplexed(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Manager(c) => c.req_packed_command(cmd),
+            Self::Multiplexed(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Manager(c) => c.get_db(),
+            Self::Multiplexed(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
     }
 }
 

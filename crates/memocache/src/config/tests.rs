@@ -97,10 +97,13 @@ fn breaker_options() {
     assert_eq!(
         **l2,
         StoreConfig::Redis {
-            url: "redis://127.0.0.1:6379/0?heartbeat_ms=300".into()
+            url: "redis://127.0.0.1:6379/0".into()
         },
-        "breaker options stay out of the Redis URL"
+        "breaker and bus options stay out of the Redis URL"
     );
+    assert_eq!(c.bus_heartbeat, Some(Duration::from_millis(300)));
+    let cluster = parse("tiered+redis+cluster://127.0.0.1:7000,127.0.0.1:7001?heartbeat_ms=250");
+    assert_eq!(cluster.bus_heartbeat, Some(Duration::from_millis(250)));
     assert!(
         !parse("memcached://127.0.0.1:11211?breaker=off")
             .breaker
