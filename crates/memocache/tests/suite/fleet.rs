@@ -2,8 +2,8 @@
 //! of "Scaling Memcache at Facebook", NSDI 2013), with two `Cache`
 //! instances standing for two processes and loaders the test controls.
 //!
-//! Every behaviour runs on every shared store (Redis, Memcached, the
-//! filesystem): their `fill` replaces a lease with the loaded value
+//! Every behaviour runs on every shared store (Redis, Redis Cluster,
+//! Memcached, the filesystem): their `fill` replaces a lease with the loaded value
 //! atomically (a Lua script, a meta-protocol compare and swap, a compare
 //! and write under the directory lock).
 
@@ -29,6 +29,12 @@ fn redis() -> Fleet {
     let server = testkit::RedisServer::start();
     let (a, b) = pair(&format!("{}?{OPTIONS}&timeout_ms=500", server.url()));
     (Box::new(server), a, b)
+}
+
+fn redis_cluster() -> Fleet {
+    let cluster = testkit::RedisCluster::start(3);
+    let (a, b) = pair(&format!("{}?{OPTIONS}", cluster.url()));
+    (Box::new(cluster), a, b)
 }
 
 fn memcached() -> Fleet {
@@ -68,7 +74,7 @@ macro_rules! fleet_tests {
     )*};
 }
 
-fleet_tests!(redis, memcached, filesystem);
+fleet_tests!(redis, redis_cluster, memcached, filesystem);
 
 type BoxedLoad = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
