@@ -106,6 +106,28 @@ async fn a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe() {
             cut.prometheus_text()
                 .contains("memocache_breaker_open{breaker=\"store\"} 1")
         );
+        // Skipping the store does not skip single-flight: sixteen concurrent
+        // misses of one key read the source once.
+        let loads = Arc::new(AtomicU32::new(0));
+        let concurrent = (0..16).map(|_| {
+            let (memo, loads) = (m_cut.clone(), Arc::clone(&loads));
+            tokio::spawn(async move {
+                memo.get_or_load(&7, || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    "seven".to_string()
+                })
+                .await
+            })
+        });
+        for task in futures::future::join_all(concurrent).await {
+            assert_eq!(*task.expect("task"), "seven");
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "one load for sixteen misses"
+        );
 
         proxy.pass_through();
         // A probe in flight completes as soon as its bytes move; else the
