@@ -110,7 +110,7 @@
 //! suite in `tests/suite`, the rest are unit tests in `src/`).
 //!
 //! - **single-flight**: concurrent misses of one key in one process run one
-//!   load (in-process, before any store is asked).
+//!   load, whether the store answers or not.
 //! - **fleet lease**: concurrent misses in several processes run one load;
 //!   the others wait for its value in the shared store.
 //! - **no stale set**: a load that started before a `forget` (here or in
@@ -125,7 +125,7 @@
 //! | store | single-flight | fleet lease | no stale set | coherent L1 | fail-open | breaker |
 //! |---|---|---|---|---|---|---|
 //! | `memory` | `memo::tests::concurrent_misses_share_one_load` | n/a (one process) | `memo::tests::load_started_before_forget_does_not_store_afterwards` | n/a (the L1 is the store) | n/a | n/a |
-//! | `redis` | as `memory`: one flight per process before any store is asked | `suite::fleet::redis::one_load_for_the_fleet` | `suite::fleet::redis::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::redis_dies_mid_test_and_comes_back` | `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` |
+//! | `redis` | as `memory` (the in-process flight is the same engine on every store), also with the store out: `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` | `suite::fleet::redis::one_load_for_the_fleet` | `suite::fleet::redis::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::redis_dies_mid_test_and_comes_back` | `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` |
 //! | `redis+cluster` | as `memory` | `suite::fleet::redis_cluster::one_load_for_the_fleet` | `suite::fleet::redis_cluster::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | untested | per store, not per node: `breaker::tests`; untested under a fault |
 //! | `memcached` | as `memory` | `suite::fleet::memcached::one_load_for_the_fleet` | `suite::fleet::memcached::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::memcached_dies_and_comes_back` | `suite::partition::a_black_holed_memcached_costs_one_timeout_and_mixes_up_no_replies` |
 //! | `file` | as `memory` | `suite::fleet::filesystem::one_load_for_the_fleet` | `suite::fleet::filesystem::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | n/a (local disk; errors fail open as on every store) | `breaker::tests` (the same wrapper); untested under a fault |
