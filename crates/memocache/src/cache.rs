@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use crate::breaker::{Breaker, BreakerState, BreakerStats, BreakerStore};
 use crate::bus::{Bus, BusSink, Invalidation};
 use crate::clock::Clock;
 use crate::codec;
@@ -69,6 +70,8 @@ pub(crate) struct CacheInner {
     l1_capacity: Option<usize>,
     /// The invalidation bus of a tiered cache.
     bus: Option<Arc<dyn Bus>>,
+    /// The shared store's breaker (the store in `backend` is behind it).
+    breaker: Option<Arc<Breaker>>,
     /// Clock reading until which the in-process tier may be trusted; the
     /// bus renews it. `u64::MAX` when there is no shared store behind it.
     trusted_until: AtomicU64,
@@ -121,7 +124,12 @@ impl Cache {
             StoreConfig::Null => Self::assemble(config, clock, Backend::Null, None, None),
             StoreConfig::Tiered { l1_capacity, l2 } => {
                 let store = crate::store::connect(l2, &config.key_prefix)?;
-                let bus = crate::bus::connect(l2, &config.key_prefix)?;
+                let bus = crate::bus::connect(
+                    l2,
+                    &config.key_prefix,
+                    config.breaker,
+                    config.bus_heartbeat,
+                )?;
                 let l1 = Some(*l1_capacity);
                 Self::assemble(config.clone(), clock, Backend::Remote(store), l1, Some(bus))
             }
@@ -167,6 +175,14 @@ impl Cache {
         l1_capacity: Option<usize>,
         bus: Option<Arc<dyn Bus>>,
     ) -> Self {
+        let (backend, breaker) = match backend {
+            Backend::Remote(store) if config.breaker.enabled => {
+                let breaker = Arc::new(Breaker::new("store", config.breaker, clock.clone()));
+                let guarded = BreakerStore::new(store, Arc::clone(&breaker));
+                (Backend::Remote(Arc::new(guarded)), Some(breaker))
+            }
+            other => (other, None),
+        };
         // With a shared store behind the L1, the L1 is trusted only while
         // the bus vouches for it; alone, it is the truth.
         let trusted_until = match (&backend, &bus) {
@@ -181,6 +197,7 @@ impl Cache {
                 faults: FaultLog::default(),
                 l1_capacity,
                 bus,
+                breaker,
                 trusted_until: AtomicU64::new(trusted_until),
                 memos: Mutex::new(HashMap::new()),
                 sink: Mutex::new(None),
@@ -202,6 +219,34 @@ impl Cache {
     #[inline]
     pub fn l1_in_sync(&self) -> bool {
         self.l1_trusted()
+    }
+
+    /// False while a breaker skips the shared store or the invalidation
+    /// bus (after a timeout or a burst of errors, until a background probe
+    /// gets through; see [`breaker`](crate::breaker)). Requests are still
+    /// served meanwhile, from the source: a health check reports this as
+    /// degraded, not down. Always true without a shared store.
+    ///
+    /// ```
+    /// let cache = memocache::Cache::memory();
+    /// assert!(cache.store_available());
+    /// assert_eq!(cache.store_breaker(), None);
+    /// ```
+    pub fn store_available(&self) -> bool {
+        let open =
+            |stats: Option<BreakerStats>| stats.is_some_and(|s| s.state == BreakerState::Open);
+        !open(self.store_breaker()) && !open(self.bus_breaker())
+    }
+
+    /// The shared store's breaker: state and counters; `None` without a
+    /// shared store or with `breaker=off`.
+    pub fn store_breaker(&self) -> Option<BreakerStats> {
+        self.inner.breaker.as_ref().map(|b| b.stats())
+    }
+
+    /// The invalidation bus's breaker (tiered caches): state and counters.
+    pub fn bus_breaker(&self) -> Option<BreakerStats> {
+        self.inner.bus.as_ref().and_then(|bus| bus.breaker_stats())
     }
 
     /// True while the in-process tier may answer lookups. Checked against

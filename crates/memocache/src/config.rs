@@ -1,24 +1,12 @@
 //! Cache configuration, from code or from a URL.
 //!
-//! | URL | store |
-//! |-----|-------|
-//! | `memory://?capacity=10000` | in-process, typed values, no serialization |
-//! | `null://` | stores nothing: every lookup misses (for tests, or to switch caching off) |
-//! | `redis://host:6379/0`, `rediss://...`, `redis+unix:///path` | Redis |
-//! | `redis+cluster://host1:6379,host2:6379` | Redis Cluster |
-//! | `memcached://host1:11211,host2:11211` | Memcached |
-//! | `file:///var/cache/app?threshold=500` | one file per key |
-//! | `tiered+redis://host:6379/0?l1_capacity=10000` | in-process L1 in front of Redis |
-//!
-//! Options valid on every URL: `prefix` (key prefix), `timeout` (default
-//! timeout in seconds, `0` = never expire), `strict` (`true` returns store
-//! faults instead of failing open), `stall_timeout_ms`, `max_value_size`
-//! (bytes), `lease_wait_ms` (how long to wait for another process's load).
+//! The URL reference is on [`CacheConfig::from_url`], where rustdoc shows it.
 
 use std::time::Duration;
 
 use url::Url;
 
+use crate::breaker::BreakerConfig;
 use crate::error::{Error, Result};
 
 /// Flask-Caching's `CACHE_DEFAULT_TIMEOUT`.
@@ -126,6 +114,11 @@ pub struct CacheConfig {
     /// loading the same key (it holds the key's lease in the shared store)
     /// before it loads the value itself.
     pub lease_wait: Duration,
+    /// The breakers of the shared store and of the bus.
+    pub breaker: BreakerConfig,
+    /// The invalidation bus's heartbeat (tiered caches); `None` = the
+    /// bus's default, 2 s.
+    pub bus_heartbeat: Option<Duration>,
 }
 
 /// Default [`CacheConfig::max_value_size`]: 8 MiB.
@@ -147,6 +140,8 @@ impl CacheConfig {
             stall_timeout: Duration::from_secs(30),
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             lease_wait: Duration::from_secs(2),
+            breaker: BreakerConfig::default(),
+            bus_heartbeat: None,
         }
     }
 
@@ -195,7 +190,49 @@ impl CacheConfig {
         self
     }
 
-    /// Parses a cache URL (see the [module docs](self)).
+    /// Sets how the store's and the bus's breakers behave.
+    #[must_use]
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Parses a cache URL.
+    ///
+    /// | URL | store |
+    /// |-----|-------|
+    /// | `memory://?capacity=10000` | in-process, typed values, no serialization |
+    /// | `null://` | stores nothing: every lookup misses (for tests, or to switch caching off) |
+    /// | `redis://host:6379/0`, `rediss://...`, `redis+unix:///path` | Redis |
+    /// | `redis+cluster://host1:6379,host2:6379` | Redis Cluster |
+    /// | `memcached://host1:11211,host2:11211` | Memcached |
+    /// | `file:///var/cache/app?threshold=500` | one file per key |
+    /// | `tiered+redis://host:6379/0?l1_capacity=10000` | in-process L1 in front of Redis |
+    /// | `tiered+redis+cluster://host1:6379,host2:6379` | in-process L1 in front of Redis Cluster |
+    ///
+    /// Options valid on every URL: `prefix` (key prefix), `timeout` (default
+    /// timeout in seconds, `0` = never expire), `strict` (`true` returns store
+    /// faults instead of failing open), `stall_timeout_ms`, `max_value_size`
+    /// (bytes), `lease_wait_ms` (how long to wait for another process's load).
+    ///
+    /// Breaker options, valid on every URL with a shared store (see
+    /// [`breaker`](crate::breaker)): `breaker` (`on`, the default, or `off`),
+    /// `probe_ms` (first probe after the breaker opens, default 250),
+    /// `probe_max_ms` (longest pause between probes, default 5000),
+    /// `breaker_errors` (store errors in a row that open it, default 3; a
+    /// timeout opens it at once). They apply to the store and, in tiered mode,
+    /// to the invalidation bus.
+    ///
+    /// `heartbeat_ms`: the invalidation bus's heartbeat in tiered mode
+    /// (default 2000; the L1 trust horizon and the longest a `forget` waits
+    /// for an unreachable process).
+    ///
+    /// Options of one store: `timeout_ms` (Redis: bound on every command,
+    /// default 1000), `threshold` (filesystem), `capacity` / `l1_capacity`
+    /// (entries).
+    ///
+    /// `tiered+redis+cluster://host1:6379,host2:6379` keeps the bus on one
+    /// slot of the cluster (see [`RedisBus::new_cluster`](crate::bus::RedisBus::new_cluster)).
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message naming
@@ -227,6 +264,10 @@ impl CacheConfig {
         if let Some(ms) = options.take_parsed::<u64>("lease_wait_ms")? {
             config.lease_wait = Duration::from_millis(ms);
         }
+        config.breaker = parse_breaker(&mut options)?;
+        if let Some(ms) = options.take_parsed::<u64>("heartbeat_ms")? {
+            config.bus_heartbeat = Some(Duration::from_millis(ms));
+        }
         options.finish()?;
         Ok(config)
     }
@@ -237,6 +278,40 @@ impl std::str::FromStr for CacheConfig {
     fn from_str(s: &str) -> Result<Self> {
         Self::from_url(s)
     }
+}
+
+fn parse_breaker(options: &mut Options) -> Result<BreakerConfig> {
+    let mut breaker = BreakerConfig::default();
+    if let Some(raw) = options.take("breaker") {
+        breaker.enabled = match raw.as_str() {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            _ => {
+                return Err(Error::config(format!(
+                    "cache URL `{}`: option `breaker={raw}`: expected `on` or `off`",
+                    options.source
+                )));
+            }
+        };
+    }
+    if let Some(ms) = options.take_parsed::<u64>("probe_ms")? {
+        breaker.probe_interval = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = options.take_parsed::<u64>("probe_max_ms")? {
+        breaker.probe_max = Duration::from_millis(ms.max(1));
+    }
+    if let Some(errors) = options.take_parsed::<u32>("breaker_errors")? {
+        breaker.error_burst = errors.max(1);
+    }
+    if breaker.probe_max < breaker.probe_interval {
+        return Err(Error::config(format!(
+            "cache URL `{}`: `probe_max_ms` ({} ms) is shorter than `probe_ms` ({} ms)",
+            options.source,
+            breaker.probe_max.as_millis(),
+            breaker.probe_interval.as_millis()
+        )));
+    }
+    Ok(breaker)
 }
 
 /// Schemes whose authority is a comma-separated list of servers.
@@ -341,13 +416,18 @@ fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
         .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
 }
 
-const COMMON_OPTIONS: [&str; 6] = [
+const COMMON_OPTIONS: [&str; 11] = [
+    "heartbeat_ms",
     "prefix",
     "timeout",
     "strict",
     "stall_timeout_ms",
     "max_value_size",
     "lease_wait_ms",
+    "breaker",
+    "probe_ms",
+    "probe_max_ms",
+    "breaker_errors",
 ];
 
 /// Query options, consumed one by one so that unknown options are reported.

@@ -31,6 +31,7 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    fault: Fault,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -41,6 +42,7 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            fault: Fault::Other,
             source: None,
         }
     }
@@ -69,9 +71,49 @@ impl Error {
         self.kind == ErrorKind::Store
     }
 
+    /// True when a store (or the bus) gave no answer in time: the mark of
+    /// a silent partition or a stalled server, which opens its breaker at
+    /// once.
+    pub fn is_timeout(&self) -> bool {
+        self.fault == Fault::Timeout
+    }
+
+    /// True when the store was not even asked: its breaker is open after
+    /// a timeout or a burst of connection errors, and a background probe
+    /// will close it (see [`Cache::store_breaker`](crate::Cache::store_breaker)).
+    pub fn is_breaker_open(&self) -> bool {
+        self.fault == Fault::BreakerOpen
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
     }
+
+    /// A store error: no answer within the time limit.
+    pub(crate) fn timed_out(mut self) -> Self {
+        self.fault = Fault::Timeout;
+        self
+    }
+
+    /// A store error: the breaker skipped the call.
+    pub(crate) fn breaker_open(what: &str) -> Self {
+        let mut error = Self::new(
+            ErrorKind::Store,
+            format!(
+                "{what} skipped: its breaker is open (it timed out or failed repeatedly; a probe will close the breaker)"
+            ),
+        );
+        error.fault = Fault::BreakerOpen;
+        error
+    }
+}
+
+/// Which store faults an error stands for, for the breakers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Other,
+    Timeout,
+    BreakerOpen,
 }
 
 impl fmt::Display for Error {

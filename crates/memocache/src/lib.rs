@@ -94,12 +94,43 @@
 //! A cache is built from a URL (see [`CacheConfig::from_url`]):
 //! `memory://` keeps typed values in process; `redis://`,
 //! `redis+cluster://`, `memcached://` and `file://` keep encoded values in
-//! a store shared by every process; `tiered+redis://` keeps an in-process
-//! L1 in front of Redis and keeps every process's L1 coherent through an
-//! invalidation [`bus`]: when `forget` returns, no process serves the old
-//! value. Store faults never fail a memo: the value is loaded from the
-//! source, and the fault is counted ([`MemoStats::store_errors`]) and
-//! logged once per burst.
+//! a store shared by every process; `tiered+redis://` and
+//! `tiered+redis+cluster://` keep an in-process L1 in front of Redis and
+//! keep every process's L1 coherent through an invalidation [`bus`]: when
+//! `forget` returns, no process serves the old value. Store faults never
+//! fail a memo: the value is loaded from the source, and the fault is
+//! counted ([`MemoStats::store_errors`]) and logged once per burst. A
+//! store or bus that times out is skipped by a [`breaker`] until a
+//! background probe gets through, so a silent partition costs one
+//! timeout, not one per request.
+//!
+//! # Guarantees by store
+//!
+//! Each cell names the test that backs it (`suite::` is the integration
+//! suite in `tests/suite`, the rest are unit tests in `src/`).
+//!
+//! - **single-flight**: concurrent misses of one key in one process run one
+//!   load, whether the store answers or not.
+//! - **fleet lease**: concurrent misses in several processes run one load;
+//!   the others wait for its value in the shared store.
+//! - **no stale set**: a load that started before a `forget` (here or in
+//!   another process) never stores its result after the `forget` returned.
+//! - **coherent L1**: after `forget` returns, no process serves the old
+//!   value from its in-process tier.
+//! - **fail-open**: a dead store costs a bounded time per call and the
+//!   value comes from the source.
+//! - **breaker**: a silent (black-holed) store costs one timeout, then
+//!   nothing until a probe closes the breaker.
+//!
+//! | store | single-flight | fleet lease | no stale set | coherent L1 | fail-open | breaker |
+//! |---|---|---|---|---|---|---|
+//! | `memory` | `memo::tests::concurrent_misses_share_one_load` | n/a (one process) | `memo::tests::load_started_before_forget_does_not_store_afterwards` | n/a (the L1 is the store) | n/a | n/a |
+//! | `redis` | as `memory` (the in-process flight is the same engine on every store), also with the store out: `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` | `suite::fleet::redis::one_load_for_the_fleet` | `suite::fleet::redis::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::redis_dies_mid_test_and_comes_back` | `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` |
+//! | `redis+cluster` | as `memory` | `suite::fleet::redis_cluster::one_load_for_the_fleet` | `suite::fleet::redis_cluster::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | untested | per store, not per node: `breaker::tests`; untested under a fault |
+//! | `memcached` | as `memory` | `suite::fleet::memcached::one_load_for_the_fleet` | `suite::fleet::memcached::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::memcached_dies_and_comes_back` | `suite::partition::a_black_holed_memcached_costs_one_timeout_and_mixes_up_no_replies` |
+//! | `file` | as `memory` | `suite::fleet::filesystem::one_load_for_the_fleet` | `suite::fleet::filesystem::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | n/a (local disk; errors fail open as on every store) | `breaker::tests` (the same wrapper); untested under a fault |
+//! | `tiered+redis` | as `memory` | as `redis` | as `redis` | `suite::tiered::single::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::single::killed_bus_connection_never_yields_a_stale_read`, `suite::tiered::redis_restart_clears_l1_instead_of_trusting_it` | `suite::tiered::redis_restart_clears_l1_instead_of_trusting_it` | `suite::partition::a_black_holed_bus_drops_the_process_to_read_through_never_stale` (store and bus) |
+//! | `tiered+redis+cluster` | as `memory` | as `redis+cluster` | as `redis+cluster` | `suite::tiered::cluster::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::cluster::killed_bus_connection_never_yields_a_stale_read` | untested | untested under a fault |
 //!
 //! # Cargo features
 //!
@@ -111,6 +142,7 @@
 //! | `filesystem` | yes | the filesystem store |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod breaker;
 pub mod bus;
 mod cache;
 mod clock;
@@ -128,6 +160,7 @@ mod stats;
 pub mod store;
 mod value;
 
+pub use breaker::{BreakerConfig, BreakerState, BreakerStats};
 pub use cache::Cache;
 pub use clock::Clock;
 pub use config::{

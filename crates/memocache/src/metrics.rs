@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::breaker::{BreakerState, BreakerStats};
 use crate::cache::Cache;
 use crate::stats::MemoStats;
 
@@ -88,7 +89,68 @@ impl Cache {
             "memocache_cache_store_errors_total {}",
             self.store_errors()
         );
+        write_breakers(&mut out, self);
         out
+    }
+}
+
+type BreakerMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&BreakerStats) -> u64,
+);
+
+const BREAKER_METRICS: [BreakerMetric; 5] = [
+    (
+        "memocache_breaker_open",
+        "gauge",
+        "1 while the breaker skips the store or bus (degraded: served from the source).",
+        |s| u64::from(s.state == BreakerState::Open),
+    ),
+    (
+        "memocache_breaker_opened_total",
+        "counter",
+        "Times the breaker opened (a timeout or a burst of errors).",
+        |s| s.opened,
+    ),
+    (
+        "memocache_breaker_closed_total",
+        "counter",
+        "Times a probe closed the breaker.",
+        |s| s.closed,
+    ),
+    (
+        "memocache_breaker_skipped_total",
+        "counter",
+        "Calls skipped while the breaker was open.",
+        |s| s.skipped,
+    ),
+    (
+        "memocache_breaker_probes_total",
+        "counter",
+        "Probes of the store or bus while the breaker was open.",
+        |s| s.probes,
+    ),
+];
+
+/// The store's and the bus's breakers, those the cache has.
+fn write_breakers(out: &mut String, cache: &Cache) {
+    let breakers: Vec<(&str, BreakerStats)> = [
+        ("store", cache.store_breaker()),
+        ("bus", cache.bus_breaker()),
+    ]
+    .into_iter()
+    .filter_map(|(name, stats)| Some((name, stats?)))
+    .collect();
+    if breakers.is_empty() {
+        return;
+    }
+    for (metric, kind, help, read) in BREAKER_METRICS {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+        for (name, stats) in &breakers {
+            let _ = writeln!(out, "{metric}{{breaker=\"{name}\"}} {}", read(stats));
+        }
     }
 }
 
@@ -125,5 +187,22 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+        assert!(!text.contains("breaker"), "no store, no breaker:\n{text}");
+    }
+
+    #[test]
+    fn breakers_are_listed_with_their_state() {
+        let cache = Cache::from_url("redis://127.0.0.1:1/").expect("builds without connecting");
+        let text = cache.prometheus_text();
+        for line in [
+            "# TYPE memocache_breaker_open gauge",
+            "memocache_breaker_open{breaker=\"store\"} 0",
+            "memocache_breaker_opened_total{breaker=\"store\"} 0",
+            "memocache_breaker_probes_total{breaker=\"store\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        let off = Cache::from_url("redis://127.0.0.1:1/?breaker=off").expect("cache");
+        assert!(!off.prometheus_text().contains("breaker"));
     }
 }

@@ -22,6 +22,7 @@
 //! | [`Chromedriver`] | `chromium-driver`, `chromium` | [`Chromedriver::start`] |
 //! | [`Dynalite`] (DynamoDB) | npm `dynalite` on `nodejs` | [`Dynalite::start`] |
 //! | [`S3Server`] (S3) | npm `s3rver` on `nodejs` | [`S3Server::start`] |
+//! | [`FaultProxy`] (network faults) | none | [`FaultProxy::start`] in front of any of them |
 //!
 //! The npm servers are pinned in `tools/node/package-lock.json` and installed
 //! into `tools/node/node_modules` (by `npm ci --prefix tools/node`, which
@@ -47,6 +48,7 @@ mod http;
 mod memcached;
 mod ports;
 mod process;
+mod proxy;
 mod redis;
 mod s3;
 
@@ -55,6 +57,7 @@ pub use cluster::RedisCluster;
 pub use dynalite::Dynalite;
 pub use memcached::MemcachedServer;
 pub use ports::{free_port, wait_for_port};
+pub use proxy::{Fault, FaultProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
 

@@ -67,9 +67,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// `{"status":"ok","cache":"tiered","l1_in_sync":true}`: always 200 while
-/// the board serves (a stale bus only makes it read through to Redis and
-/// the database); `l1_in_sync` tells whether the in-process tier is trusted.
+/// `{"status":"ok","cache":"tiered","l1_in_sync":true,"store_available":true}`:
+/// always 200 while the board serves (a stale bus only makes it read through
+/// to Redis and the database); `l1_in_sync` tells whether the in-process
+/// tier is trusted, `store_available` is false (degraded: served from the
+/// database) while a breaker skips Redis or the bus.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let kind = if crate::state::is_tiered(&state.cache) {
         "tiered"
@@ -82,8 +84,9 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-store"),
         ],
         format!(
-            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{}}}\n",
-            state.cache.l1_in_sync()
+            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{},\"store_available\":{}}}\n",
+            state.cache.l1_in_sync(),
+            state.cache.store_available()
         ),
     )
 }

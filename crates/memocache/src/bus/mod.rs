@@ -30,6 +30,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::{BreakerConfig, BreakerStats};
 use crate::config::StoreConfig;
 use crate::error::{Error, ErrorKind};
 
@@ -40,21 +41,38 @@ mod redis;
 pub use self::redis::RedisBus;
 
 /// Builds the invalidation bus that goes with the shared store `config`
-/// names (Redis Streams for Redis).
+/// names (Redis Streams for Redis, one stream on one slot for Redis
+/// Cluster); `heartbeat` overrides the bus's default.
 pub(crate) fn connect(
     config: &StoreConfig,
     prefix: &str,
+    breaker: BreakerConfig,
+    heartbeat: Option<std::time::Duration>,
 ) -> Result<std::sync::Arc<dyn Bus>, Error> {
     match config {
         #[cfg(feature = "redis")]
-        StoreConfig::Redis { url } => Ok(std::sync::Arc::new(RedisBus::new(url, prefix)?)),
+        StoreConfig::Redis { url } => {
+            let bus = RedisBus::new(url, prefix)?.with_breaker(breaker);
+            Ok(std::sync::Arc::new(match heartbeat {
+                Some(heartbeat) => bus.with_heartbeat(heartbeat),
+                None => bus,
+            }))
+        }
+        #[cfg(feature = "redis")]
+        StoreConfig::RedisCluster { nodes } => {
+            let bus = RedisBus::new_cluster(nodes, prefix)?.with_breaker(breaker);
+            Ok(std::sync::Arc::new(match heartbeat {
+                Some(heartbeat) => bus.with_heartbeat(heartbeat),
+                None => bus,
+            }))
+        }
         other => {
-            let _ = prefix;
+            let _ = (prefix, breaker, heartbeat);
             Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "no invalidation bus for {other:?}: a tiered cache needs a single Redis \
-                     server behind it (feature `redis`)"
+                    "no invalidation bus for {other:?}: a tiered cache needs Redis or Redis \
+                     Cluster behind it (feature `redis`)"
                 ),
             ))
         }
@@ -115,4 +133,11 @@ pub trait Bus: Debug + Send + Sync + 'static {
     /// took effect locally and in L2, and processes that miss it stop
     /// trusting their L1 within one heartbeat).
     async fn publish(&self, invalidation: &Invalidation) -> Result<(), Error>;
+
+    /// The bus's breaker, if it has one: open while `publish` skips the
+    /// transport (after a timeout or a burst of failed connections), closed
+    /// again once this process reads the bus (see [`crate::breaker`]).
+    fn breaker_stats(&self) -> Option<BreakerStats> {
+        None
+    }
 }

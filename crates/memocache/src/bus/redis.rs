@@ -1,4 +1,6 @@
-//! The invalidation bus over Redis Streams.
+//! The invalidation bus over Redis Streams, on one server or on one slot
+//! of a Redis Cluster (every key of the bus carries the hash tag
+//! `{memocache}`, so one node holds and orders them all).
 //!
 //! - Every invalidation is an entry of the stream `{prefix}memocache:bus`
 //!   (`XADD ... MAXLEN ~ 100000`); its id is the sequence number.
@@ -15,6 +17,13 @@
 //! - `publish` adds the entry, then waits until every live member's
 //!   acknowledgement reaches its id, or one heartbeat after the entry was
 //!   added, whichever comes first.
+//! - A breaker (see [`crate::breaker`]) opens when a bus command times out:
+//!   until the reader completes a read again, `publish` queues its entry
+//!   at once instead of waiting out a timeout per call, and the reader
+//!   sends the queue first thing after that read. The reader's reconnects
+//!   (backing off up to half a heartbeat) are the breaker's probes. Dropped
+//!   or refused connections do not open it: they fail fast on their own,
+//!   and a bus that is reachable must not be skipped.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,11 +32,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use tokio::sync::OnceCell;
 
 use super::{Bus, BusSink, Invalidation};
+use crate::breaker::{Breaker, BreakerConfig, BreakerStats};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
 use crate::store::store_error;
 
@@ -42,17 +55,18 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A [`Bus`] over one Redis server's streams.
 pub struct RedisBus {
-    client: redis::Client,
+    client: Target,
     stream: String,
     members: String,
     member_prefix: String,
     id: String,
     heartbeat: Duration,
-    publisher: OnceCell<ConnectionManager>,
+    publisher: OnceCell<Conn>,
     /// Invalidations that could not be sent; the reader sends them first
     /// thing once it is connected again.
     outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
     generation: Arc<AtomicU64>,
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -90,17 +104,99 @@ impl RedisBus {
         let client = redis::Client::open(url).map_err(|e| {
             Error::new(ErrorKind::Config, format!("bus URL `{url}`")).with_source(e)
         })?;
-        Ok(Self {
+        Ok(Self::assemble(
+            Target::Single(client),
+            prefix,
+            "",
+            heartbeat,
+        ))
+    }
+
+    /// A bus on a Redis Cluster, given some of its nodes as
+    /// `redis://host:port` URLs. Every key of the bus carries the hash tag
+    /// `{memocache}` (after `prefix`), so the stream, the member set and
+    /// the acknowledgements live on one slot: one node orders every
+    /// invalidation, as a single server does. Nothing is contacted until
+    /// [`Bus::start`].
+    ///
+    /// # Errors
+    /// A configuration error for bad node URLs.
+    pub fn new_cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
+        let client = |response: Option<Duration>| {
+            let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+                .connection_timeout(COMMAND_TIMEOUT)
+                .retries(1);
+            let builder = match response {
+                Some(timeout) => builder.response_timeout(timeout),
+                None => builder,
+            };
+            builder.build().map_err(|e| {
+                Error::new(ErrorKind::Config, format!("bus cluster nodes {nodes:?}")).with_source(e)
+            })
+        };
+        let target = Target::Cluster {
+            publisher: Box::new(client(Some(COMMAND_TIMEOUT))?),
+            // The blocking read is bounded by the reader's own timeout.
+            reader: Box::new(client(Some(Duration::from_secs(3600)))?),
+        };
+        Ok(Self::assemble(
+            target,
+            prefix,
+            "{memocache}",
+            DEFAULT_HEARTBEAT,
+        ))
+    }
+
+    fn assemble(client: Target, prefix: &str, tag: &str, heartbeat: Duration) -> Self {
+        let base = if tag.is_empty() {
+            format!("{prefix}memocache")
+        } else {
+            format!("{prefix}{tag}")
+        };
+        Self {
             client,
-            stream: format!("{prefix}memocache:bus"),
-            members: format!("{prefix}memocache:members"),
-            member_prefix: format!("{prefix}memocache:member:"),
+            stream: format!("{base}:bus"),
+            members: format!("{base}:members"),
+            member_prefix: format!("{base}:member:"),
             id: member_id(),
             heartbeat,
             publisher: OnceCell::new(),
             outbox: Arc::new(parking_lot::Mutex::new(Vec::new())),
             generation: Arc::new(AtomicU64::new(0)),
-        })
+            breaker: Some(Arc::new(Breaker::new(
+                "bus",
+                BreakerConfig::default(),
+                Clock::coarse(),
+            ))),
+        }
+    }
+
+    /// Sets the heartbeat (at least 10 ms).
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Sets the bus's breaker up as `config` says (`enabled: false`: no
+    /// breaker, every publish tries the transport).
+    #[must_use]
+    pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config
+            .enabled
+            .then(|| Arc::new(Breaker::new("bus", config, Clock::coarse())));
+        self
+    }
+
+    /// Feeds a publishing command's outcome to the breaker: a timeout
+    /// opens it.
+    fn record<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let (Some(breaker), Err(error)) = (&self.breaker, &result) {
+            if error.is_timeout() {
+                breaker.trip();
+            }
+        }
+        result
     }
 
     /// This process's member id.
@@ -114,24 +210,33 @@ impl RedisBus {
     }
 
     /// The publishing connection: a manager that reconnects on its own.
-    async fn publisher(&self) -> Result<ConnectionManager, Error> {
+    async fn publisher(&self) -> Result<Conn, Error> {
         self.publisher
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
-                    .set_response_timeout(Some(COMMAND_TIMEOUT))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|e| store_error("cannot set up the bus connection", e))
+                match &self.client {
+                    Target::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                            .set_response_timeout(Some(COMMAND_TIMEOUT))
+                            .set_number_of_retries(1);
+                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                            .map(Conn::Manager)
+                            .map_err(|e| store_error("cannot set up the bus connection", e))
+                    }
+                    Target::Cluster { publisher, .. } => bounded(publisher.get_async_connection())
+                        .await
+                        .map(Conn::Cluster),
+                }
             })
             .await
             .cloned()
     }
 
-    /// Adds one entry; retried once on a dropped connection.
-    async fn append(&self, conn: &mut ConnectionManager, payload: &[u8]) -> Result<String, Error> {
+    /// Adds one entry; retried once on a dropped connection (not after a
+    /// timeout: that would wait it out twice).
+    async fn append(&self, conn: &mut Conn, payload: &[u8]) -> Result<String, Error> {
         match bounded(xadd(conn, &self.stream, &self.id, payload)).await {
-            Err(error) if error.is_store() => {
+            Err(error) if error.is_store() && !error.is_timeout() => {
                 bounded(xadd(conn, &self.stream, &self.id, payload)).await
             }
             other => other,
@@ -167,6 +272,7 @@ impl Bus for RedisBus {
             generation: Arc::clone(&self.generation),
             started_at: self.generation.load(Ordering::Acquire),
             sink,
+            breaker: self.breaker.clone(),
         };
         runtime.spawn(reader.run());
     }
@@ -175,8 +281,15 @@ impl Bus for RedisBus {
         let payload = postcard::to_allocvec(invalidation).map_err(|e| {
             Error::new(ErrorKind::Codec, "cannot encode invalidation").with_source(e)
         })?;
+        if let Some(breaker) = self.breaker.as_ref().filter(|b| b.is_open()) {
+            // The reader sends it once it reads the bus again.
+            breaker.skip();
+            self.outbox.lock().push(payload);
+            return Err(Error::breaker_open("the invalidation bus"));
+        }
         let mut conn = self.publisher().await?;
-        let id = match self.append(&mut conn, &payload).await {
+        let appended = self.append(&mut conn, &payload).await;
+        let id = match self.record(appended) {
             Ok(id) => id,
             Err(error) => {
                 // Sent later by the reader; until then the other processes'
@@ -189,7 +302,7 @@ impl Bus for RedisBus {
         // Measured from the reply: by then Redis has ordered the entry after
         // every read a lagging member completed.
         let deadline = tokio::time::Instant::now() + self.heartbeat + Duration::from_millis(2);
-        let members: Vec<String> = bounded(conn.smembers(&self.members)).await?;
+        let members: Vec<String> = self.record(bounded(conn.smembers(&self.members)).await)?;
         let others: Vec<String> = members.into_iter().filter(|m| *m != self.id).collect();
         if others.is_empty() {
             return Ok(());
@@ -199,7 +312,7 @@ impl Bus for RedisBus {
             .map(|m| format!("{}{m}", self.member_prefix))
             .collect();
         loop {
-            let acks: Vec<Option<String>> = bounded(conn.mget(&keys)).await?;
+            let acks: Vec<Option<String>> = self.record(bounded(conn.mget(&keys)).await)?;
             let pending = acks
                 .iter()
                 .flatten()
@@ -227,12 +340,16 @@ impl Bus for RedisBus {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+
+    fn breaker_stats(&self) -> Option<BreakerStats> {
+        self.breaker.as_ref().map(|b| b.stats())
+    }
 }
 
 /// The task that reads the stream for one process.
 struct Reader {
     outbox: Arc<parking_lot::Mutex<Vec<Vec<u8>>>>,
-    client: redis::Client,
+    client: Target,
     stream: String,
     members: String,
     member_key: String,
@@ -241,6 +358,7 @@ struct Reader {
     generation: Arc<AtomicU64>,
     started_at: u64,
     sink: Weak<dyn BusSink>,
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl Reader {
@@ -252,11 +370,17 @@ impl Reader {
         let mut last: Option<StreamId> = None;
         let mut backoff = RETRY_AFTER;
         while !self.stopped() {
+            if let Some(breaker) = self.breaker.as_ref().filter(|b| b.is_open()) {
+                breaker.count_probe();
+            }
             match self.session(&mut last, &mut backoff).await {
                 Ok(()) => return,
                 Err(error) => {
                     if let Some(sink) = self.sink.upgrade() {
                         sink.distrust(false);
+                    }
+                    if let Some(breaker) = self.breaker.as_ref().filter(|_| error.is_timeout()) {
+                        breaker.trip();
                     }
                     tracing::warn!(%error, "bus: connection lost; L1 bypassed until back in sync");
                     tokio::time::sleep(backoff).await;
@@ -274,13 +398,20 @@ impl Reader {
     ) -> Result<(), Error> {
         // The blocking read is bounded by our own timeout below, not by the
         // client's default response timeout (500 ms), which it would hit.
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(None);
-        let connect = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
-        let mut conn = bounded(connect).await?;
+        let mut conn = match &self.client {
+            Target::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                    .set_response_timeout(None);
+                let connect = client.get_multiplexed_async_connection_with_config(&config);
+                Conn::Multiplexed(bounded(connect).await?)
+            }
+            // A connection of its own, so the blocking read holds up no
+            // other command.
+            Target::Cluster { reader, .. } => {
+                Conn::Cluster(bounded(reader.get_async_connection()).await?)
+            }
+        };
         let position = self.resume(&mut conn, *last).await?;
         *last = Some(position);
         let _: i64 = bounded(conn.sadd(&self.members, &self.id)).await?;
@@ -310,7 +441,7 @@ impl Reader {
                 conn.xread_options::<_, _, Option<StreamReadReply>>(&streams, &positions, &options);
             let reply = match tokio::time::timeout(self.heartbeat + COMMAND_TIMEOUT, read).await {
                 Ok(reply) => reply.map_err(|e| store_error("bus read failed", e))?,
-                Err(_) => return Err(store_error("bus read timed out", Timeout)),
+                Err(_) => return Err(store_error("bus read timed out", Timeout).timed_out()),
             };
             let Some(sink) = self.sink.upgrade() else {
                 return Ok(());
@@ -329,13 +460,21 @@ impl Reader {
             let ttl = u64::try_from(self.heartbeat.as_millis()).unwrap_or(2_000);
             let _: () = bounded(conn.pset_ex(&self.member_key, ack, ttl)).await?;
             sink.trust_until(sent_at.saturating_add(ttl));
+            // What `publish` queued while the bus was out (or its breaker
+            // open) goes out now, then publishing goes direct again.
+            if !self.outbox.lock().is_empty() {
+                self.flush_outbox(&mut conn).await?;
+            }
+            if let Some(breaker) = &self.breaker {
+                breaker.close();
+            }
             block = true;
             *backoff = RETRY_AFTER;
         }
     }
 
     /// Sends the invalidations `publish` could not.
-    async fn flush_outbox(&self, conn: &mut MultiplexedConnection) -> Result<(), Error> {
+    async fn flush_outbox(&self, conn: &mut Conn) -> Result<(), Error> {
         let pending = std::mem::take(&mut *self.outbox.lock());
         for (sent, payload) in pending.iter().enumerate() {
             if let Err(error) = bounded(xadd(conn, &self.stream, &self.id, payload)).await {
@@ -354,11 +493,7 @@ impl Reader {
 
     /// Where to read from after (re)connecting, clearing the L1 if entries
     /// after `last` can no longer be read.
-    async fn resume(
-        &self,
-        conn: &mut MultiplexedConnection,
-        last: Option<StreamId>,
-    ) -> Result<StreamId, Error> {
+    async fn resume(&self, conn: &mut Conn, last: Option<StreamId>) -> Result<StreamId, Error> {
         let newest: StreamRangeReply =
             bounded(conn.xrevrange_count(&self.stream, "+", "-", 1)).await?;
         let newest = newest
@@ -387,10 +522,7 @@ impl Reader {
     }
 
     /// The stream's `max-deleted-entry-id`, or `None` if it does not exist.
-    async fn max_deleted(
-        &self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<Option<StreamId>, Error> {
+    async fn max_deleted(&self, conn: &mut Conn) -> Result<Option<StreamId>, Error> {
         let mut info = redis::cmd("XINFO");
         info.arg("STREAM").arg(&self.stream);
         match bounded_raw(info.query_async::<Value>(conn)).await? {
@@ -408,6 +540,56 @@ impl Reader {
             return None;
         }
         postcard::from_bytes(&bytes_of(map.get("p")?)?).ok()
+    }
+}
+
+/// Where the bus lives.
+#[derive(Clone)]
+enum Target {
+    Single(redis::Client),
+    /// Two clients: the reader's has no response timeout of its own.
+    Cluster {
+        publisher: Box<ClusterClient>,
+        reader: Box<ClusterClient>,
+    },
+}
+
+/// A connection of any kind, cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Manager(ConnectionManager),
+    Multiplexed(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Manager(c) => c.req_packed_command(cmd),
+            Self::Multiplexed(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Manager(c) => c.get_db(),
+            Self::Multiplexed(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -511,7 +693,7 @@ async fn bounded<T>(
     match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(store_error("bus command failed", error)),
-        Err(_) => Err(store_error("bus command timed out", Timeout)),
+        Err(_) => Err(store_error("bus command timed out", Timeout).timed_out()),
     }
 }
 
@@ -524,6 +706,6 @@ async fn bounded_raw<T>(
             Err(store_error("bus command failed", error))
         }
         Ok(result) => Ok(result),
-        Err(_) => Err(store_error("bus command timed out", Timeout)),
+        Err(_) => Err(store_error("bus command timed out", Timeout).timed_out()),
     }
 }

@@ -79,3 +79,42 @@ fn bad_urls_say_what_is_wrong() {
         assert!(error.to_string().contains(needle), "{url}: {error}");
     }
 }
+
+#[test]
+fn breaker_options() {
+    let c = parse("redis://127.0.0.1:6379/0");
+    assert_eq!(c.breaker, BreakerConfig::default());
+    assert!(c.breaker.enabled);
+    let c = parse(
+        "tiered+redis://127.0.0.1:6379/0?breaker=on&probe_ms=50&probe_max_ms=800&breaker_errors=5&heartbeat_ms=300",
+    );
+    assert_eq!(c.breaker.probe_interval, Duration::from_millis(50));
+    assert_eq!(c.breaker.probe_max, Duration::from_millis(800));
+    assert_eq!(c.breaker.error_burst, 5);
+    let StoreConfig::Tiered { l2, .. } = &c.store else {
+        panic!("tiered: {c:?}");
+    };
+    assert_eq!(
+        **l2,
+        StoreConfig::Redis {
+            url: "redis://127.0.0.1:6379/0".into()
+        },
+        "breaker and bus options stay out of the Redis URL"
+    );
+    assert_eq!(c.bus_heartbeat, Some(Duration::from_millis(300)));
+    let cluster = parse("tiered+redis+cluster://127.0.0.1:7000,127.0.0.1:7001?heartbeat_ms=250");
+    assert_eq!(cluster.bus_heartbeat, Some(Duration::from_millis(250)));
+    assert!(
+        !parse("memcached://127.0.0.1:11211?breaker=off")
+            .breaker
+            .enabled
+    );
+    for bad in [
+        "redis://h/?breaker=maybe",
+        "redis://h/?probe_ms=x",
+        "redis://h/?probe_ms=500&probe_max_ms=100",
+    ] {
+        let error = CacheConfig::from_url(bad).expect_err(bad);
+        assert!(error.is_config(), "{bad}: {error}");
+    }
+}

@@ -130,12 +130,9 @@ where
             }
             Probe::Miss { hash, l1_version } => match self.route(hash, l1_version).await {
                 Some(route) => self.load_through(route, load).await,
-                None => {
-                    // The shared store is down and the version unknown:
-                    // serve from the source, uncached (fail-open).
-                    self.shared.stats.bump(Counter::Miss);
-                    load().await.map(Arc::new).map_err(Arc::new)
-                }
+                // The shared store is down and the version unknown: serve
+                // from the source, uncached (fail-open).
+                None => self.load_uncached(hash, load).await,
             },
         }
     }
@@ -179,14 +176,34 @@ where
             }
             Err(error) => {
                 self.store_fault("get", error);
-                self.shared.stats.bump(Counter::Miss);
-                return load().await.map(Arc::new).map_err(Arc::new);
+                return self.load_uncached(hash, load).await;
             }
         };
         let route = Route {
             key: hash.versioned(version),
             remote_key: Some(format!("{value_prefix}{version}{value_suffix}")),
             use_l1: self.shared.table.is_some() && self.cache.l1_trusted(),
+        };
+        self.load_through(route, load).await
+    }
+
+    /// Loads from the source without storing anything (the shared store is
+    /// out, or skipped by its breaker), still one load per key in this
+    /// process: under load, a store outage must not multiply the database
+    /// reads by the number of concurrent requests. The flight is keyed by
+    /// the locally mirrored version, which a local `forget_all` bumps and a
+    /// local `forget` invalidates, so no caller joins a load that started
+    /// before an invalidation made here.
+    async fn load_uncached<F, Fut, E>(&self, hash: KeyHash, load: F) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let route = Route {
+            key: hash.versioned(self.version()),
+            remote_key: None,
+            use_l1: false,
         };
         self.load_through(route, load).await
     }

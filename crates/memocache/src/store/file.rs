@@ -8,9 +8,11 @@
 //!
 //! Writes go to a temporary file in the same directory that is renamed
 //! over the entry, so readers (in any process) see the old value or the
-//! new one, never part of one. `add` and `incr` read-then-write under an
-//! advisory lock on `.lock` in the directory, so several processes can
-//! share it. When more than `threshold` entries exist, expired entries are
+//! new one, never part of one. Every write (`set`, `add`, `incr`, `fill`,
+//! `delete`, `clear`) runs under an advisory lock on `.lock` in the
+//! directory, so several processes can share it, and `fill` (a lease
+//! replaced by the loaded value) compares and writes atomically: an
+//! invalidation during the load wins. When more than `threshold` entries exist, expired entries are
 //! removed, then the oldest (by modification time) until `threshold`
 //! remain.
 
@@ -329,7 +331,7 @@ impl RemoteStore for FileStore {
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
         let (key, value) = (key.to_owned(), value.to_vec());
         self.blocking("write", move |inner| {
-            inner.write(&key, &value, deadline(ttl))
+            inner.locked(|| inner.write(&key, &value, deadline(ttl)))
         })
         .await
     }
@@ -342,9 +344,11 @@ impl RemoteStore for FileStore {
         let pairs = pairs.to_vec();
         self.blocking("write", move |inner| {
             let expires_at = deadline(ttl);
-            pairs
-                .iter()
-                .try_for_each(|(key, value)| inner.write(key, value, expires_at))
+            inner.locked(|| {
+                pairs
+                    .iter()
+                    .try_for_each(|(key, value)| inner.write(key, value, expires_at))
+            })
         })
         .await
     }
@@ -366,9 +370,31 @@ impl RemoteStore for FileStore {
     async fn delete(&self, key: &str) -> Result<bool, Error> {
         let key = key.to_owned();
         self.blocking("delete", move |inner| {
-            let live = inner.get(&key)?.is_some();
-            let removed = inner.remove(&inner.path(&key))?;
-            Ok(live && removed)
+            inner.locked(|| {
+                let live = inner.get(&key)?.is_some();
+                let removed = inner.remove(&inner.path(&key))?;
+                Ok(live && removed)
+            })
+        })
+        .await
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let (key, token, value) = (key.to_owned(), token.to_vec(), value.to_vec());
+        self.blocking("fill", move |inner| {
+            inner.locked(|| {
+                if inner.get(&key)?.as_deref() != Some(token.as_slice()) {
+                    return Ok(false);
+                }
+                inner.write(&key, &value, deadline(ttl))?;
+                Ok(true)
+            })
         })
         .await
     }
@@ -414,19 +440,21 @@ impl RemoteStore for FileStore {
     async fn clear(&self, prefix: &str) -> Result<(), Error> {
         let prefix = prefix.as_bytes().to_vec();
         self.blocking("clear", move |inner| {
-            let entries = match inner.entries() {
-                Ok(entries) => entries,
-                Err(e) if is_not_found(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            for (path, _) in entries {
-                if let Some(entry) = Inner::read(&path, true)? {
-                    if entry.key.starts_with(&prefix) {
-                        inner.remove(&path)?;
+            inner.locked(|| {
+                let entries = match inner.entries() {
+                    Ok(entries) => entries,
+                    Err(e) if is_not_found(&e) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                for (path, _) in entries {
+                    if let Some(entry) = Inner::read(&path, true)? {
+                        if entry.key.starts_with(&prefix) {
+                            inner.remove(&path)?;
+                        }
                     }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })
         .await
     }

@@ -10,6 +10,8 @@
 //!   under the store's namespace (the cache's key prefix) carries the
 //!   namespace's generation, and clearing bumps it. Other processes see a
 //!   clear within [`GENERATION_REFRESH`].
+//! - `fill` (a lease replaced by the loaded value) is a compare and swap
+//!   of the meta protocol, so an invalidation during the load wins.
 //! - `incr` uses Memcached's `incr` for non-negative steps on non-negative
 //!   counters, and a compare-and-swap loop otherwise, so counters are
 //!   signed 64-bit integers as on the other stores.
@@ -260,6 +262,55 @@ impl MemcachedStore {
                 if only_if_absent { "add" } else { "set" },
                 e,
             )),
+        }
+    }
+
+    /// The lease `token` under `key` replaced by `value`, by compare and
+    /// swap (meta protocol: `mg <key> v c`, then `ms <key> C<cas>`): an
+    /// invalidation that deletes or replaces the lease between the two
+    /// changes the CAS value, and the set is refused.
+    async fn fill_inner(
+        &self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let key = self.key(key).await?;
+        let mut slot = self.slot(self.server(&key)).await?;
+        let client = connected(&mut slot)?;
+        let current = match client.meta_get(&key, false, None, Some(&["v", "c"])).await {
+            Ok(current) => current,
+            Err(e) => return Err(fail(&mut slot, "mg", e)),
+        };
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        if current.data.as_deref() != Some(token) {
+            return Ok(false);
+        }
+        let Some(cas) = current.cas else {
+            return Err(Error::new(
+                ErrorKind::Store,
+                "Memcached returned no CAS value",
+            ));
+        };
+        let cas_flag = format!("C{cas}");
+        let ttl_flag = format!("T{}", exptime(ttl));
+        let mut flags = vec![cas_flag.as_str()];
+        if ttl.is_some() {
+            flags.push(ttl_flag.as_str());
+        }
+        let client = connected(&mut slot)?;
+        match client
+            .meta_set(&key, value, false, None, Some(&flags))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, &Status::Exists) || is_status(&e, &Status::NotFound) => {
+                Ok(false)
+            }
+            Err(e) => Err(fail(&mut slot, "ms", e)),
         }
     }
 
@@ -526,6 +577,21 @@ impl RemoteStore for MemcachedStore {
             "Memcached add",
             self.timeout,
             twice(|| self.store_inner(key, value, ttl, true)),
+        )
+        .await
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        bounded(
+            "Memcached fill",
+            self.timeout,
+            twice(|| self.fill_inner(key, token, value, ttl)),
         )
         .await
     }

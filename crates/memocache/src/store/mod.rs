@@ -116,7 +116,8 @@ async fn bounded<T>(
         Err(elapsed) => Err(store_error(
             format!("{what}: no answer within {} ms", limit.as_millis()),
             elapsed,
-        )),
+        )
+        .timed_out()),
     }
 }
 
@@ -244,6 +245,13 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
     /// Removes every key that starts with `prefix` (all keys if empty),
     /// and nothing else.
     async fn clear(&self, prefix: &str) -> Result<(), Error>;
+
+    /// Checks that the store answers, for the breaker's probe (see
+    /// [`crate::breaker`]). The default reads a key nobody writes; Redis
+    /// sends `PING`.
+    async fn ping(&self) -> Result<(), Error> {
+        self.get("memocache:probe").await.map(drop)
+    }
 }
 
 /// A stored memo version: a decimal integer, 0 when absent or unreadable.

@@ -348,7 +348,9 @@ fn redis_error(what: &str, error: RedisError) -> Error {
         )
         .with_source(error);
     }
-    store_error(format!("Redis {what} failed"), error)
+    let timed_out = error.is_timeout();
+    let error = store_error(format!("Redis {what} failed"), error);
+    if timed_out { error.timed_out() } else { error }
 }
 
 /// `SET`'s expiry arguments for `ttl`.
@@ -481,6 +483,12 @@ impl RemoteStore for RedisStore {
     async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
         self.query("INCRBY", redis::cmd("INCRBY").arg(key).arg(delta))
             .await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.query::<Value>("PING", &redis::cmd("PING"))
+            .await
+            .map(drop)
     }
 
     async fn clear(&self, prefix: &str) -> Result<(), Error> {

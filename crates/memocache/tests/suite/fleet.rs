@@ -1,7 +1,13 @@
 //! Fleet-wide guarantees through the shared store's leases (the technique
 //! of "Scaling Memcache at Facebook", NSDI 2013), with two `Cache`
 //! instances standing for two processes and loaders the test controls.
+//!
+//! Every behaviour runs on every shared store (Redis, Redis Cluster,
+//! Memcached, the filesystem): their `fill` replaces a lease with the loaded value
+//! atomically (a Lua script, a meta-protocol compare and swap, a compare
+//! and write under the directory lock).
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -9,13 +15,66 @@ use std::time::Duration;
 use memocache::{Cache, Memo};
 use tokio::sync::oneshot;
 
-fn remote(server: &testkit::RedisServer) -> Cache {
-    let url = format!(
-        "{}?prefix=f:&timeout_ms=500&lease_wait_ms=10000",
-        server.url()
-    );
-    Cache::from_url(&url).expect("cache")
+/// Two processes' caches on one store, and what keeps the store alive.
+type Fleet = (Box<dyn Any>, Cache, Cache);
+
+const OPTIONS: &str = "prefix=f:&lease_wait_ms=10000";
+
+fn pair(url: &str) -> (Cache, Cache) {
+    let cache = || Cache::from_url(url).expect("cache");
+    (cache(), cache())
 }
+
+fn redis() -> Fleet {
+    let server = testkit::RedisServer::start();
+    let (a, b) = pair(&format!("{}?{OPTIONS}&timeout_ms=500", server.url()));
+    (Box::new(server), a, b)
+}
+
+fn redis_cluster() -> Fleet {
+    let cluster = testkit::RedisCluster::start(3);
+    let (a, b) = pair(&format!("{}?{OPTIONS}", cluster.url()));
+    (Box::new(cluster), a, b)
+}
+
+fn memcached() -> Fleet {
+    let server = testkit::MemcachedServer::start();
+    let (a, b) = pair(&format!("{}?{OPTIONS}", server.url()));
+    (Box::new(server), a, b)
+}
+
+fn filesystem() -> Fleet {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = crate::conformance::url_of_dir(dir.path());
+    let (a, b) = pair(&format!("{url}?{OPTIONS}&threshold=0"));
+    (Box::new(dir), a, b)
+}
+
+macro_rules! fleet_tests {
+    ($($store:ident),*) => {$(
+        mod $store {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn one_load_for_the_fleet() {
+                let (_store, a, b) = super::$store();
+                super::one_load_for_the_fleet(a, b).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_load_started_before_a_remote_forget_is_not_stored() {
+                let (_store, a, b) = super::$store();
+                super::a_load_started_before_a_remote_forget_is_not_stored(a, b).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_forget_racing_a_fill_never_leaves_the_old_value() {
+                let (_store, a, b) = super::$store();
+                super::a_forget_racing_a_fill_never_leaves_the_old_value(a, b).await;
+            }
+        }
+    )*};
+}
+
+fleet_tests!(redis, redis_cluster, memcached, filesystem);
 
 type BoxedLoad = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
@@ -38,10 +97,7 @@ fn gated() -> (
 
 /// A hot key misses on two processes at once: one loads, the other waits
 /// for its value instead of reading the database too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_load_for_the_fleet() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (remote(&server), remote(&server));
+async fn one_load_for_the_fleet(a: Cache, b: Cache) {
     let ma = Memo::<u32, String>::builder("hot").build(&a).expect("memo");
     let mb = Memo::<u32, String>::builder("hot").build(&b).expect("memo");
     let (loader, started, release) = gated();
@@ -77,10 +133,7 @@ async fn one_load_for_the_fleet() {
 
 /// A loads the old row; meanwhile B changes the row and forgets the key.
 /// A's old value must not land in the shared store after B's forget.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_load_started_before_a_remote_forget_is_not_stored() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (remote(&server), remote(&server));
+async fn a_load_started_before_a_remote_forget_is_not_stored(a: Cache, b: Cache) {
     let ma = Memo::<u32, String>::builder("row").build(&a).expect("memo");
     let mb = Memo::<u32, String>::builder("row").build(&b).expect("memo");
     let (loader, started, release) = gated();
@@ -100,4 +153,36 @@ async fn a_load_started_before_a_remote_forget_is_not_stored() {
     assert_eq!(*next, "new", "the old value was not stored");
     let again = ma.get_or_load(&1, || async { "newer".to_string() }).await;
     assert_eq!(*again, "new");
+}
+
+/// The stale-set race at its narrowest: A's load finishes and its fill
+/// (compare the lease, then store) runs at the same moment as B's forget
+/// (delete). Every order of the two leaves the store empty: a fill before
+/// the delete is deleted, a fill after it finds no lease. Only a fill that
+/// is not atomic can compare before the delete and store after it, leaving
+/// the old value behind a forget that has returned.
+async fn a_forget_racing_a_fill_never_leaves_the_old_value(a: Cache, b: Cache) {
+    let ma = Memo::<u32, String>::builder("race")
+        .build(&a)
+        .expect("memo");
+    let mb = Memo::<u32, String>::builder("race")
+        .build(&b)
+        .expect("memo");
+    for key in 0..100 {
+        let (loader, started, release) = gated();
+        let slow = tokio::spawn({
+            let ma = ma.clone();
+            async move { ma.get_or_load(&key, loader).await }
+        });
+        started.await.expect("A holds the lease and loads");
+        let forget = tokio::spawn({
+            let mb = mb.clone();
+            async move { mb.forget(&key).await }
+        });
+        release.send("old".into()).expect("A waits");
+        forget.await.expect("B forgot");
+        assert_eq!(*slow.await.expect("A"), "old");
+        let after = mb.get_or_load(&key, || async { "new".to_string() }).await;
+        assert_eq!(*after, "new", "key {key}: the old value survived a forget");
+    }
 }

@@ -3,6 +3,7 @@
 mod conformance;
 mod fleet;
 mod low_level;
+mod partition;
 mod remote_faults;
 mod tiered;
 mod tls;

@@ -1,6 +1,9 @@
 //! Tiered caches: an L1 per process in front of Redis, kept coherent by
 //! the Redis Streams bus. Two `Cache` instances stand for two processes;
 //! each has its own L1, bus subscription and member id.
+//!
+//! The tests that need no server restart run on a single Redis server and
+//! on the three-node cluster of `testkit` (where the bus lives on one slot).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,11 +13,65 @@ use memocache::{Cache, Memo};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn tiered(server: &testkit::RedisServer, heartbeat_ms: u64) -> Cache {
-    let url = server.url().replacen("redis://", "tiered+redis://", 1);
-    let url = format!("{url}?prefix=t:&heartbeat_ms={heartbeat_ms}&timeout_ms=300");
+/// A single Redis server or a Redis Cluster to build tiered caches on.
+trait Redis {
+    /// `tiered+redis://...?...` or `tiered+redis+cluster://...?`: more
+    /// options are appended with `&`.
+    fn tiered_url(&self) -> String;
+    /// `redis://` URLs of every node, for admin connections.
+    fn admin_urls(&self) -> Vec<String>;
+}
+
+impl Redis for testkit::RedisServer {
+    fn tiered_url(&self) -> String {
+        format!("tiered+{}?timeout_ms=300", self.url())
+    }
+    fn admin_urls(&self) -> Vec<String> {
+        vec![self.url()]
+    }
+}
+
+impl Redis for testkit::RedisCluster {
+    fn tiered_url(&self) -> String {
+        format!("tiered+{}?", self.url())
+    }
+    fn admin_urls(&self) -> Vec<String> {
+        self.node_urls()
+    }
+}
+
+fn tiered(server: &impl Redis, heartbeat_ms: u64) -> Cache {
+    let url = format!(
+        "{}&prefix=t:&heartbeat_ms={heartbeat_ms}",
+        server.tiered_url()
+    );
     Cache::from_url(&url).expect("tiered cache")
 }
+
+macro_rules! on_single_and_cluster {
+    ($($test:ident),* $(,)?) => {
+        mod single {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(&testkit::RedisServer::start()).await;
+            }
+        )*}
+        mod cluster {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(&testkit::RedisCluster::start(3)).await;
+            }
+        )*}
+    };
+}
+
+on_single_and_cluster!(
+    hits_come_from_l1_then_l2_then_source,
+    forget_on_one_process_reaches_the_other_before_it_returns,
+    forget_all_on_one_process_reaches_the_other,
+    killed_bus_connection_never_yields_a_stale_read,
+    l1_copies_expire_with_their_l2_entry,
+);
 
 /// Waits until the bus has put `cache` in sync (readiness, not timing).
 async fn in_sync(cache: &Cache) {
@@ -55,10 +112,8 @@ impl Source {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hits_come_from_l1_then_l2_then_source() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+async fn hits_come_from_l1_then_l2_then_source(server: &impl Redis) {
+    let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<u32, String>::builder("m").build(&a).expect("memo");
@@ -77,10 +132,8 @@ async fn hits_come_from_l1_then_l2_then_source() {
 
 /// After `forget` returns on A, B's very next read does not serve its L1
 /// copy: the bus made B evict before A's `forget` returned.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forget_on_one_process_reaches_the_other_before_it_returns() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+async fn forget_on_one_process_reaches_the_other_before_it_returns(server: &impl Redis) {
+    let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<u32, String>::builder("m").build(&a).expect("memo");
@@ -101,10 +154,8 @@ async fn forget_on_one_process_reaches_the_other_before_it_returns() {
     assert!(mb.stats().invalidations_received >= 100, "{:?}", mb.stats());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forget_all_on_one_process_reaches_the_other() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+async fn forget_all_on_one_process_reaches_the_other(server: &impl Redis) {
+    let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<(), String>::builder("all").build(&a).expect("memo");
@@ -117,26 +168,29 @@ async fn forget_all_on_one_process_reaches_the_other() {
     assert_eq!(mb.version(), ma.version());
 }
 
-/// The connection of B's subscription is killed from the server side
-/// (CLIENT KILL TYPE pubsub would not match a stream reader, so kill all
-/// normal clients but the one issuing the command) while A invalidates.
+/// The connection of B's subscription is killed from the server side, on
+/// every node of a cluster (CLIENT KILL TYPE pubsub would not match a
+/// stream reader, so kill all normal clients but the one issuing the
+/// command) while A invalidates.
 /// B must not serve its stale L1 copy: A's publish waits for B or for one
 /// heartbeat, by which time B has stopped trusting its L1; B then replays
 /// the stream from its last id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_bus_connection_never_yields_a_stale_read() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 300), tiered(&server, 300));
+async fn killed_bus_connection_never_yields_a_stale_read(server: &impl Redis) {
+    let (a, b) = (tiered(server, 300), tiered(server, 300));
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<u32, String>::builder("m").build(&a).expect("memo");
     let mb = Memo::<u32, String>::builder("m").build(&b).expect("memo");
     let db = Source::default();
-    let admin = redis::Client::open(server.url()).expect("client");
-    let mut admin = admin
-        .get_multiplexed_async_connection()
-        .await
-        .expect("admin connection");
+    let mut admins = Vec::new();
+    for url in server.admin_urls() {
+        let client = redis::Client::open(url).expect("client");
+        let admin = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("admin connection");
+        admins.push(admin);
+    }
     for round in 0..20_u32 {
         let expected = format!("v-{}", round + 1);
         assert_eq!(
@@ -144,15 +198,17 @@ async fn killed_bus_connection_never_yields_a_stale_read() {
             expected,
             "round {round}"
         );
-        let _: redis::Value = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("normal")
-            .arg("SKIPME")
-            .arg("yes")
-            .query_async(&mut admin)
-            .await
-            .expect("CLIENT KILL");
+        for admin in &mut admins {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query_async(admin)
+                .await
+                .expect("CLIENT KILL");
+        }
         ma.forget(&1).await;
     }
     assert_eq!(
@@ -229,10 +285,8 @@ async fn versions_follow_a_redis_that_restarted_empty() {
 /// value half-way through its 1 s timeout, and must not serve it after the
 /// L2 entry expired. (Redis keeps real time, so this test does too, with
 /// generous margins around the 1 s timeout.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn l1_copies_expire_with_their_l2_entry() {
-    let server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 2_000), tiered(&server, 2_000));
+async fn l1_copies_expire_with_their_l2_entry(server: &impl Redis) {
+    let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<u32, String>::builder("ttl")

@@ -1,0 +1,482 @@
+//! Breakers: a silent partition costs one timeout, not one per request.
+//!
+//! A dead server refuses connections at once, but a silent one (a lost
+//! route, a stuck process, a black-holed connection) answers nothing, and
+//! every call waits out the store timeout. Under load those waits pile up
+//! until the application falls over, although fail-open would have served
+//! every request from the source in milliseconds.
+//!
+//! # The rule
+//!
+//! Each shared store, and the invalidation bus, has a breaker:
+//!
+//! - It **opens** on the first timeout, or after [`BreakerConfig::error_burst`]
+//!   store errors in a row (a refused or dropped connection answers fast,
+//!   so a few are tolerated: a restart or a failover costs one or two).
+//! - While open, every call **skips** the store at once with an error for
+//!   which [`Error::is_breaker_open`] holds. Callers fail open as for any
+//!   store fault: a memo loads from the source and counts a store error;
+//!   strict mode returns the error from the low-level API.
+//! - A **probe** (a `PING` or a read of an unused key) runs in the
+//!   background, first [`BreakerConfig::probe_interval`] after opening,
+//!   then with the interval doubled after each failure up to
+//!   [`BreakerConfig::probe_max`]. The first success closes the breaker.
+//!   No caller ever waits for a probe. (Outside a Tokio runtime there is no
+//!   background: one caller per due probe is let through as the probe.)
+//! - Probe times are read on the cache's [`Clock`], so tests drive them
+//!   with [`Clock::manual`] instead of sleeping.
+//!
+//! # Why reads stay fresh
+//!
+//! The breaker only removes calls; it never serves anything. A skipped read
+//! is a miss, so the value comes from the source. A skipped `delete` or
+//! version bump is the same fault fail-open always had (the store is not
+//! reachable either way), just reported sooner. The L1 of a tiered cache is
+//! trusted only while the bus renews its trust, and a partition stops the
+//! renewals whether or not a breaker is open (see [`crate::bus`]).
+//!
+//! # The bound
+//!
+//! After a partition starts, the calls already in flight and the first one
+//! to time out pay the store timeout; every later call costs a few atomic
+//! loads until a probe succeeds. After the partition heals, the breaker
+//! closes within one probe interval (at most `probe_max`).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::clock::{Clock, duration_ms};
+use crate::error::Error;
+use crate::store::RemoteStore;
+
+/// How a cache's breakers behave (URL options `breaker`, `probe_ms`,
+/// `probe_max_ms`, `breaker_errors`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerConfig {
+    /// Whether shared stores and the bus get a breaker (default on).
+    pub enabled: bool,
+    /// How long after opening the first probe runs (default 250 ms).
+    pub probe_interval: Duration,
+    /// Longest pause between probes; the pause doubles after each failed
+    /// probe up to this (default 5 s).
+    pub probe_max: Duration,
+    /// Store errors in a row, none of them a timeout, that open the
+    /// breaker (default 3). A timeout opens it at once.
+    pub error_burst: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probe_interval: Duration::from_millis(250),
+            probe_max: Duration::from_secs(5),
+            error_burst: 3,
+        }
+    }
+}
+
+/// Whether a breaker lets calls through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Calls go to the store.
+    Closed,
+    /// Calls skip the store; a probe in the background will close it.
+    Open,
+}
+
+/// A breaker's state and counters since the cache was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerStats {
+    /// The state now.
+    pub state: BreakerState,
+    /// Times it opened.
+    pub opened: u64,
+    /// Times a probe closed it.
+    pub closed: u64,
+    /// Calls skipped while open (each also counts as a store error).
+    pub skipped: u64,
+    /// Probes run (each success closes it; failures back off).
+    pub probes: u64,
+}
+
+/// Longest a background prober sleeps before it reads the clock again (a
+/// manual clock may have been moved meanwhile).
+const PROBER_TICK: Duration = Duration::from_millis(20);
+
+/// One breaker's state machine. Closed, a call costs one atomic load.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    name: &'static str,
+    config: BreakerConfig,
+    clock: Clock,
+    open: AtomicBool,
+    /// Store errors in a row while closed.
+    errors: AtomicU32,
+    /// Clock reading at which the next probe is due.
+    probe_at: AtomicU64,
+    /// The pause before the next probe after this one fails, in ms.
+    backoff_ms: AtomicU64,
+    /// A probe is running.
+    probing: AtomicBool,
+    /// A background task is probing (else calls are let through as probes).
+    prober: AtomicBool,
+    opened: AtomicU64,
+    closed: AtomicU64,
+    skipped: AtomicU64,
+    probes: AtomicU64,
+}
+
+/// What a breaker says about one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Closed: make the call.
+    Pass,
+    /// Open and a probe is due with no background prober: make the call,
+    /// and its outcome is the probe's.
+    Trial,
+    /// Open: skip the store.
+    Skip,
+}
+
+impl Breaker {
+    pub(crate) fn new(name: &'static str, config: BreakerConfig, clock: Clock) -> Self {
+        Self {
+            name,
+            config,
+            clock,
+            open: AtomicBool::new(false),
+            errors: AtomicU32::new(0),
+            probe_at: AtomicU64::new(0),
+            backoff_ms: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            prober: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Decides one call.
+    pub(crate) fn admit(&self) -> Admission {
+        if !self.is_open() {
+            return Admission::Pass;
+        }
+        if !self.prober.load(Ordering::Acquire) && self.start_probe() {
+            return Admission::Trial;
+        }
+        self.skip();
+        Admission::Skip
+    }
+
+    /// Counts a call skipped while open.
+    pub(crate) fn skip(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Learns from a call made while closed; true if it opened the breaker.
+    pub(crate) fn record<T>(&self, result: &Result<T, Error>) -> bool {
+        match result {
+            Err(error) if error.is_store() && !error.is_breaker_open() => {
+                let errors = self.errors.fetch_add(1, Ordering::AcqRel) + 1;
+                if error.is_timeout() || errors >= self.config.error_burst.max(1) {
+                    return self.trip();
+                }
+                false
+            }
+            // An answer, even an error reply: the store is there.
+            _ => {
+                if self.errors.load(Ordering::Relaxed) != 0 {
+                    self.errors.store(0, Ordering::Release);
+                }
+                false
+            }
+        }
+    }
+
+    /// Opens the breaker; true if it was closed.
+    pub(crate) fn trip(&self) -> bool {
+        if self
+            .open
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let first = duration_ms(self.config.probe_interval).max(1);
+        self.backoff_ms.store(first, Ordering::Release);
+        self.probe_at
+            .store(self.clock.now_ms().saturating_add(first), Ordering::Release);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            breaker = self.name,
+            probe_in_ms = first,
+            "cache breaker open: calls skip the {} until a probe succeeds",
+            self.name
+        );
+        true
+    }
+
+    /// Claims the due probe; false if none is due or one is running.
+    pub(crate) fn start_probe(&self) -> bool {
+        self.is_open()
+            && self.clock.now_ms() >= self.probe_at.load(Ordering::Acquire)
+            && self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// The outcome of a probe claimed with [`Breaker::start_probe`].
+    pub(crate) fn finish_probe(&self, success: bool) {
+        self.probes.fetch_add(1, Ordering::Relaxed);
+        if success {
+            self.close();
+        } else {
+            let max = duration_ms(self.config.probe_max).max(1);
+            let pause = self.backoff_ms.load(Ordering::Acquire).clamp(1, max);
+            self.backoff_ms
+                .store(pause.saturating_mul(2).min(max), Ordering::Release);
+            self.probe_at
+                .store(self.clock.now_ms().saturating_add(pause), Ordering::Release);
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+
+    /// Gives a claimed probe back unrun.
+    fn release_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
+    /// Closes the breaker (a probe, or the bus's reader, got through).
+    pub(crate) fn close(&self) {
+        self.errors.store(0, Ordering::Release);
+        if self
+            .open
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.closed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                breaker = self.name,
+                "cache breaker closed: the {} answers again",
+                self.name
+            );
+        }
+    }
+
+    /// Counts a probe made by someone else (the bus's reconnects).
+    pub(crate) fn count_probe(&self) {
+        self.probes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long until the next probe is due, on the breaker's clock.
+    fn until_probe(&self) -> Duration {
+        let due = self.probe_at.load(Ordering::Acquire);
+        Duration::from_millis(due.saturating_sub(self.clock.now_ms()))
+    }
+
+    pub(crate) fn stats(&self) -> BreakerStats {
+        BreakerStats {
+            state: if self.is_open() {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            },
+            opened: self.opened.load(Ordering::Relaxed),
+            closed: self.closed.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            probes: self.probes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A [`RemoteStore`] behind a [`Breaker`]: every method of the store it
+/// wraps, skipped at once while the breaker is open.
+#[derive(Debug)]
+pub(crate) struct BreakerStore {
+    store: Arc<dyn RemoteStore>,
+    breaker: Arc<Breaker>,
+}
+
+impl BreakerStore {
+    pub(crate) fn new(store: Arc<dyn RemoteStore>, breaker: Arc<Breaker>) -> Self {
+        Self { store, breaker }
+    }
+
+    async fn call<T>(&self, operation: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let trial = match self.breaker.admit() {
+            Admission::Pass => false,
+            // A runtime is here after all: probe in the background instead.
+            Admission::Trial if self.spawn_prober() => {
+                self.breaker.release_probe();
+                self.breaker.skip();
+                return Err(Error::breaker_open("the cache store"));
+            }
+            Admission::Trial => true,
+            Admission::Skip => return Err(Error::breaker_open("the cache store")),
+        };
+        let result = operation.await;
+        if trial {
+            let answered = !matches!(&result, Err(e) if e.is_store());
+            self.breaker.finish_probe(answered);
+        } else if self.breaker.record(&result) {
+            let _ = self.spawn_prober();
+        }
+        result
+    }
+
+    /// Probes in the background until the breaker closes, if a Tokio
+    /// runtime is at hand (else calls are let through as probes). True if
+    /// a background prober runs.
+    fn spawn_prober(&self) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if self.breaker.prober.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let prober = Prober {
+            breaker: Arc::downgrade(&self.breaker),
+            store: Arc::downgrade(&self.store),
+        };
+        runtime.spawn(prober.run());
+        true
+    }
+}
+
+/// The background task of an open store breaker. Holds both weakly: a
+/// dropped cache ends it.
+struct Prober {
+    breaker: Weak<Breaker>,
+    store: Weak<dyn RemoteStore>,
+}
+
+impl Prober {
+    async fn run(self) {
+        loop {
+            let pause = match self.breaker.upgrade() {
+                Some(breaker) if breaker.is_open() => breaker.until_probe(),
+                _ => return,
+            };
+            tokio::time::sleep(pause.clamp(Duration::from_millis(1), PROBER_TICK)).await;
+            let (Some(breaker), Some(store)) = (self.breaker.upgrade(), self.store.upgrade())
+            else {
+                return;
+            };
+            if breaker.start_probe() {
+                let answered = !matches!(store.ping().await, Err(e) if e.is_store());
+                breaker.finish_probe(answered);
+            }
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        // Also when the runtime shuts down under it: the next opening, or
+        // the next call, takes over.
+        if let Some(breaker) = self.breaker.upgrade() {
+            breaker.prober.store(false, Ordering::Release);
+        }
+    }
+}
+
+#[async_trait]
+impl RemoteStore for BreakerStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.call(self.store.get(key)).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.call(self.store.get_many(keys)).await
+    }
+
+    async fn get_versioned(
+        &self,
+        version_key: &str,
+        value_prefix: &str,
+        value_suffix: &str,
+        guess: u64,
+    ) -> Result<(u64, Option<Vec<u8>>), Error> {
+        self.call(
+            self.store
+                .get_versioned(version_key, value_prefix, value_suffix, guess),
+        )
+        .await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        self.call(self.store.set(key, value, ttl)).await
+    }
+
+    async fn set_many(
+        &self,
+        pairs: &[(String, Vec<u8>)],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.call(self.store.set_many(pairs, ttl)).await
+    }
+
+    async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
+        self.call(self.store.add(key, value, ttl)).await
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>, Error> {
+        self.call(self.store.get_with_ttl(key)).await
+    }
+
+    async fn lease(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        self.call(self.store.lease(key, token, ttl)).await
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        self.call(self.store.fill(key, token, value, ttl)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.call(self.store.delete(key)).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<usize, Error> {
+        self.call(self.store.delete_many(keys)).await
+    }
+
+    async fn has(&self, key: &str) -> Result<bool, Error> {
+        self.call(self.store.has(key)).await
+    }
+
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        self.call(self.store.incr(key, delta)).await
+    }
+
+    async fn clear(&self, prefix: &str) -> Result<(), Error> {
+        self.call(self.store.clear(prefix)).await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.call(self.store.ping()).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
