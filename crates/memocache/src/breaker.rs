@@ -29,9 +29,12 @@
 //! # Why reads stay fresh
 //!
 //! The breaker only removes calls; it never serves anything. A skipped read
-//! is a miss, so the value comes from the source. A skipped `delete` or
-//! version bump is the same fault fail-open always had (the store is not
-//! reachable either way), just reported sooner. The L1 of a tiered cache is
+//! is a miss, so the value comes from the source. Invalidations (`delete`,
+//! the version bump of `forget_all`, `clear`) are never skipped: a breaker
+//! is one process's view, and other processes may still read the store
+//! (a one-sided partition, or one already healed while the probe waits),
+//! so a skipped invalidation would leave them the old value. They pay the
+//! store timeout during a partition; only reads and fills are skipped. The L1 of a tiered cache is
 //! trusted only while the bus renews its trust, and a partition stops the
 //! renewals whether or not a breaker is open (see [`crate::bus`]).
 //!
@@ -339,6 +342,26 @@ impl BreakerStore {
         result
     }
 
+    /// Runs an invalidation (a delete, a version bump, a clear) whether the
+    /// breaker is open or not. Skipping one would be a stale read for every
+    /// other process that still reaches the store: a breaker is this
+    /// process's view, and the partition may be one-sided or already
+    /// healed while the probe waits. So a write that changes what others
+    /// read pays the store timeout during a partition; reads and fills,
+    /// whose skipping only costs this process a load, do not.
+    async fn invalidate<T>(
+        &self,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let result = operation.await;
+        // While open, the prober decides when to close; a success here is
+        // not counted against it.
+        if !self.breaker.is_open() && self.breaker.record(&result) {
+            let _ = self.spawn_prober();
+        }
+        result
+    }
+
     /// Probes in the background until the breaker closes, if a Tokio
     /// runtime is at hand (else calls are let through as probes). True if
     /// a background prober runs.
@@ -454,11 +477,11 @@ impl RemoteStore for BreakerStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.call(self.store.delete(key)).await
+        self.invalidate(self.store.delete(key)).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<usize, Error> {
-        self.call(self.store.delete_many(keys)).await
+        self.invalidate(self.store.delete_many(keys)).await
     }
 
     async fn has(&self, key: &str) -> Result<bool, Error> {
@@ -466,11 +489,11 @@ impl RemoteStore for BreakerStore {
     }
 
     async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        self.call(self.store.incr(key, delta)).await
+        self.invalidate(self.store.incr(key, delta)).await
     }
 
     async fn clear(&self, prefix: &str) -> Result<(), Error> {
-        self.call(self.store.clear(prefix)).await
+        self.invalidate(self.store.clear(prefix)).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -251,11 +251,17 @@ impl Cache {
 
     /// True while the in-process tier may answer lookups. Checked against
     /// the system clock, not the coarse one: a starved ticker thread must
-    /// not stretch the bus's staleness bound.
+    /// not stretch the bus's staleness bound. Not while the store's
+    /// breaker is open either: memo versions are read from the store, and
+    /// a process that skips it cannot learn of a `forget_all` made
+    /// elsewhere, so it reads through to the source until a probe closes
+    /// the breaker (`after_redis_restarts_posts_are_seen_everywhere_again`
+    /// in the board's fleet test caught it).
     #[inline]
     pub(crate) fn l1_trusted(&self) -> bool {
         let until = self.inner.trusted_until.load(Ordering::Acquire);
-        until == u64::MAX || self.inner.clock.precise_now_ms() < until
+        (until == u64::MAX || self.inner.clock.precise_now_ms() < until)
+            && self.inner.breaker.as_ref().is_none_or(|b| !b.is_open())
     }
 
     /// The shared store, if any.
