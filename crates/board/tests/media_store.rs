@@ -374,7 +374,7 @@ mod s3 {
         }
         let page = store.list_older_than(ahead, None, 100).await.unwrap();
         assert_eq!(page.scanned, 3, "{page:?}");
-        assert_eq!(page.names, [full.clone()]);
+        assert_eq!(page.names, std::slice::from_ref(&full));
         assert_eq!(store.remove_stale_uploads(ahead).await.unwrap(), 0);
     }
 
