@@ -252,6 +252,19 @@ pub struct Settings {
     #[arg(long, env = "BOARD_MAX_STORED_SIDE", default_value_t = 2048,
           value_parser = clap::value_parser!(u32).range(150..=65_535))]
     pub max_stored_side: u32,
+
+    // Orphan media (issue 12): files no message shows are swept.
+    /// How often to sweep the media store for images no message shows
+    /// (left by a crash mid-post or a failed delete), first about a minute
+    /// after start; each run looks at 10,000 objects at most and the next
+    /// continues. `0` turns the sweep off.
+    #[arg(long, env = "BOARD_MEDIA_SWEEP_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub media_sweep_interval: Duration,
+    /// How long a file must have gone unshown before the sweep removes it:
+    /// far longer than a post takes between writing its files and its row.
+    /// At least 1m.
+    #[arg(long, env = "BOARD_MEDIA_SWEEP_GRACE", default_value = "1h", value_parser = parse_sweep_grace)]
+    pub media_sweep_grace: Duration,
 }
 
 /// `board demo`: where to put the sample data and how much.
@@ -351,6 +364,8 @@ impl Settings {
             busy_wait: Duration::from_secs(2),
             decode_memory: 128 << 20,
             max_stored_side: 2048,
+            media_sweep_interval: Duration::from_secs(3600),
+            media_sweep_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -436,6 +451,25 @@ pub fn parse_positive_duration(input: &str) -> Result<Duration, String> {
     })
 }
 
+/// Shortest `--media-sweep-grace`: a post writes its files and its row
+/// within one request.
+pub const MIN_SWEEP_GRACE: Duration = Duration::from_secs(60);
+
+/// Parses a `--media-sweep-grace`: a duration of at least
+/// [`MIN_SWEEP_GRACE`].
+///
+/// # Errors
+/// A message for malformed or too short durations.
+pub fn parse_sweep_grace(input: &str) -> Result<Duration, String> {
+    parse_duration(input).and_then(|d| {
+        if d < MIN_SWEEP_GRACE {
+            Err("the grace period must be at least 1m: a shorter one could remove the files of a post in progress".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +527,17 @@ mod tests {
             parsed.registrations_per_address,
             defaults.registrations_per_address
         );
+        assert_eq!(parsed.media_sweep_interval, defaults.media_sweep_interval);
+        assert_eq!(parsed.media_sweep_grace, defaults.media_sweep_grace);
+    }
+
+    #[test]
+    fn a_sweep_grace_under_a_minute_is_refused() {
+        assert_eq!(parse_sweep_grace("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_sweep_grace("60s"), Ok(MIN_SWEEP_GRACE));
+        for short in ["0", "59s", "500ms"] {
+            let error = parse_sweep_grace(short).expect_err(short);
+            assert!(error.contains("at least 1m"), "{error}");
+        }
     }
 }

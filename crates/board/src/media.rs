@@ -5,11 +5,14 @@
 //! with the `aws` feature, S3 or an S3-compatible server (`s3://BUCKET/PREFIX`)
 //! for fleets of boards that share their images.
 
+use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
@@ -51,6 +54,9 @@ impl ImageKind {
             Self::WebP => "image/webp",
         }
     }
+
+    /// Every kind, in the order the sweep looks them up.
+    pub const ALL: [Self; 5] = [Self::Jpeg, Self::Png, Self::WebP, Self::Gif, Self::Bmp];
 
     fn from_extension(ext: &str) -> Option<Self> {
         Some(match ext {
@@ -111,6 +117,42 @@ impl MediaName {
     pub fn kind(&self) -> ImageKind {
         self.kind
     }
+
+    /// The 32 hex digits a full image and its thumbnail share.
+    pub fn id(&self) -> &str {
+        let stem = self
+            .name
+            .split_once('.')
+            .map_or(&*self.name, |(stem, _)| stem);
+        stem.strip_suffix("_thumb").unwrap_or(stem)
+    }
+
+    /// Whether this names a thumbnail (`<id>_thumb.<ext>`).
+    pub fn is_thumbnail(&self) -> bool {
+        self.name.len() > self.id().len() && self.name[self.id().len()..].starts_with("_thumb.")
+    }
+
+    /// The full image `<id>.<ext>` of `kind` that shares this name's id.
+    pub fn full_image(&self, kind: ImageKind) -> Self {
+        Self {
+            name: format!("{}.{}", self.id(), kind.extension()),
+            kind,
+        }
+    }
+}
+
+/// One page of [`MediaStore::list_older_than`].
+#[derive(Debug, Default)]
+pub struct MediaPage {
+    /// The stored media names of the page last modified before the cutoff,
+    /// in name order. Objects that are not media names (anything the board
+    /// would not have generated) are never listed.
+    pub names: Vec<MediaName>,
+    /// Objects the page looked at: old or fresh, media names or not.
+    pub scanned: usize,
+    /// Where the next page starts (opaque); `None` when this page reached
+    /// the end of the store.
+    pub next: Option<String>,
 }
 
 /// A store of image files.
@@ -126,6 +168,23 @@ pub trait MediaStore: Send + Sync + 'static {
     /// Whether `name` is stored, without reading it.
     async fn exists(&self, name: &MediaName) -> std::io::Result<bool> {
         Ok(self.get(name).await?.is_some())
+    }
+    /// One page of the store in name order: the first `limit` objects
+    /// after `after` (a [`MediaPage::next`], or `None` to start at the
+    /// beginning), and of those the media names last modified before
+    /// `cutoff`. For the orphan sweep (`Data::sweep_media`), which bounds
+    /// its work per run with `limit` and continues from `next`.
+    async fn list_older_than(
+        &self,
+        cutoff: SystemTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> std::io::Result<MediaPage>;
+    /// Removes what interrupted writes left behind that listing does not
+    /// show (a local directory's staging files) if older than `cutoff`;
+    /// returns how many. Nothing for stores without such leftovers.
+    async fn remove_stale_uploads(&self, _cutoff: SystemTime) -> std::io::Result<usize> {
+        Ok(0)
     }
 }
 
@@ -187,6 +246,9 @@ pub fn open(url: &str) -> Result<Arc<dyn MediaStore>, String> {
         // `LocalFileSystem::put_opts` refuses attributes (NotImplemented);
         // the board's `/media/` route supplies the headers instead.
         attributes: false,
+        // Its listing walks the directory in no particular order.
+        sorted_listing: false,
+        staging_dir: Some(dir.clone()),
         describe: format!("media directory {}", dir.display()),
     }))
 }
@@ -209,6 +271,11 @@ pub struct ObjectMedia {
     prefix: ObjectPath,
     /// Whether the backend keeps `Content-Type` and `Cache-Control`.
     attributes: bool,
+    /// Whether `list` yields locations in order, so a page can stop early.
+    sorted_listing: bool,
+    /// A local directory, whose interrupted writes leave staging files
+    /// (`NAME#N`) that `list` hides.
+    staging_dir: Option<PathBuf>,
     /// For error messages: which store this is.
     describe: String,
 }
@@ -236,6 +303,65 @@ impl ObjectMedia {
             ),
         )
     }
+
+    /// The media name stored at `location`, if it is one: directly under
+    /// the prefix, and a name the board generates.
+    fn name_at(&self, location: &ObjectPath) -> Option<MediaName> {
+        let name = MediaName::parse(location.filename()?)?;
+        (self.location(&name) == *location).then_some(name)
+    }
+}
+
+/// An object of a listing, ordered by location (for the page's heap).
+struct Listed(object_store::ObjectMeta);
+
+impl PartialEq for Listed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.location == other.0.location
+    }
+}
+
+impl Eq for Listed {}
+
+impl PartialOrd for Listed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Listed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.location.cmp(&other.0.location)
+    }
+}
+
+/// Removes the staging files `<media name>#<digits>` in `dir` last modified
+/// before `cutoff`: what `LocalFileSystem` leaves when the process dies
+/// between creating one and renaming it into place. Other files are left.
+fn remove_staging_files(dir: &std::path::Path, cutoff: SystemTime) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some((name, suffix)) = file_name.to_str().and_then(|n| n.split_once('#')) else {
+            continue;
+        };
+        let staged = !suffix.is_empty()
+            && suffix.bytes().all(|b| b.is_ascii_digit())
+            && MediaName::parse(name).is_some();
+        if !staged {
+            continue;
+        }
+        let metadata = entry.metadata()?;
+        if metadata.is_file() && metadata.modified()? < cutoff {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[async_trait]
@@ -281,6 +407,74 @@ impl MediaStore for ObjectMedia {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("delete", name, &e)),
         }
+    }
+
+    async fn list_older_than(
+        &self,
+        cutoff: SystemTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> std::io::Result<MediaPage> {
+        let failed = |error: object_store::Error| {
+            std::io::Error::other(format!("{}: cannot list: {error}", self.describe))
+        };
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let mut listing = match after {
+            Some(after) => {
+                let offset = ObjectPath::parse(after).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{}: bad listing position `{after}`: {e}", self.describe),
+                    )
+                })?;
+                self.store.list_with_offset(prefix, &offset)
+            }
+            None => self.store.list(prefix),
+        };
+        // The `limit` first locations: a max-heap that drops the largest
+        // past `limit`, so an unordered listing (a directory walk) pages
+        // in name order too, in memory bounded by `limit`.
+        let mut first: BinaryHeap<Listed> = BinaryHeap::with_capacity(limit.saturating_add(1));
+        while let Some(meta) = listing.try_next().await.map_err(failed)? {
+            first.push(Listed(meta));
+            if first.len() > limit {
+                first.pop();
+                if self.sorted_listing {
+                    break;
+                }
+            }
+        }
+        let page = first.into_sorted_vec();
+        let next = (page.len() >= limit && limit > 0)
+            .then(|| page.last().map(|l| l.0.location.to_string()))
+            .flatten();
+        let scanned = page.len();
+        let names = page
+            .into_iter()
+            .filter(|l| SystemTime::from(l.0.last_modified) < cutoff)
+            .filter_map(|l| self.name_at(&l.0.location))
+            .collect();
+        Ok(MediaPage {
+            names,
+            scanned,
+            next,
+        })
+    }
+
+    async fn remove_stale_uploads(&self, cutoff: SystemTime) -> std::io::Result<usize> {
+        let Some(dir) = self.staging_dir.clone() else {
+            return Ok(0);
+        };
+        let describe = self.describe.clone();
+        tokio::task::spawn_blocking(move || remove_staging_files(&dir, cutoff))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("{describe}: cannot remove staging files: {e}"),
+                )
+            })
     }
 }
 
@@ -372,6 +566,9 @@ mod s3 {
             store: Arc::new(store),
             prefix,
             attributes: true,
+            // `ListObjectsV2` returns keys in UTF-8 binary order.
+            sorted_listing: true,
+            staging_dir: None,
             describe,
         }))
     }
@@ -442,5 +639,19 @@ mod tests {
         assert_eq!(MediaName::parse(full.as_str()), Some(full.clone()));
         assert_eq!(MediaName::parse(thumb.as_str()), Some(thumb.clone()));
         assert!(thumb.as_str().ends_with("_thumb.png"));
+    }
+
+    #[test]
+    fn a_thumbnail_knows_the_names_of_its_full_image() {
+        let (full, thumb) = MediaName::fresh_pair(ImageKind::Jpeg, ImageKind::Png);
+        assert_eq!(full.id(), thumb.id());
+        assert_eq!(full.id().len(), 32);
+        assert!(thumb.is_thumbnail());
+        assert!(!full.is_thumbnail());
+        assert_eq!(thumb.full_image(ImageKind::Jpeg), full);
+        assert_eq!(
+            full.full_image(ImageKind::Gif).as_str(),
+            format!("{}.gif", full.id())
+        );
     }
 }

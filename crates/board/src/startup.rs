@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use memocache::Cache;
@@ -60,7 +60,20 @@ pub struct Application {
     metrics: Option<(TcpListener, Router)>,
     limits: ConnLimits,
     connections: Arc<ConnStats>,
+    /// The orphan-media sweep, unless `--media-sweep-interval 0`.
+    media_sweep: Option<MediaSweep>,
 }
+
+/// `--media-sweep-interval` and `--media-sweep-grace`.
+#[derive(Debug, Clone, Copy)]
+struct MediaSweep {
+    interval: Duration,
+    grace: Duration,
+}
+
+/// How long after start the first media sweep runs (or the interval, if
+/// shorter), so a starting board serves first.
+pub const FIRST_SWEEP_DELAY: Duration = Duration::from_secs(60);
 
 impl Application {
     /// Opens everything and binds the listener.
@@ -106,6 +119,10 @@ impl Application {
             max_per_address: settings.max_connections_per_address as usize,
             trusted_proxies,
         };
+        let media_sweep = (!settings.media_sweep_interval.is_zero()).then_some(MediaSweep {
+            interval: settings.media_sweep_interval,
+            grace: settings.media_sweep_grace,
+        });
         Ok(Self {
             listener,
             router,
@@ -113,6 +130,7 @@ impl Application {
             metrics,
             limits,
             connections,
+            media_sweep,
         })
     }
 
@@ -146,6 +164,7 @@ impl Application {
     }
 
     /// Serves until Ctrl-C or SIGTERM, then finishes requests in flight.
+    /// Meanwhile sweeps orphan media every `--media-sweep-interval`.
     ///
     /// # Errors
     /// When accepting connections fails.
@@ -160,11 +179,20 @@ impl Application {
         let Self {
             listener,
             router,
+            state,
             metrics,
             limits,
             connections,
-            ..
+            media_sweep,
         } = self;
+        // Stopped with the server (dropping the guard aborts it).
+        let _sweeping = media_sweep.map(|sweep| {
+            AbortOnDrop(tokio::spawn(sweep_media_periodically(
+                state,
+                sweep,
+                FIRST_SWEEP_DELAY,
+            )))
+        });
         // The metrics listener is private: same bounds, its own counters.
         let metrics = metrics.map(|(listener, router)| {
             crate::server::serve(
@@ -188,6 +216,40 @@ impl Application {
         };
         let (public, metrics, ()) = tokio::join!(public, metrics, signal);
         public.and(metrics)
+    }
+}
+
+/// A task that ends when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the orphan-media sweep `first` after start, then every
+/// `interval` after the previous run ended. Each run is a task of its own:
+/// an error or even a panic is logged and the next run comes as planned.
+async fn sweep_media_periodically(state: AppState, sweep: MediaSweep, first: Duration) {
+    tracing::info!(
+        interval_s = sweep.interval.as_secs(),
+        grace_s = sweep.grace.as_secs(),
+        "media sweep scheduled"
+    );
+    let mut wait = sweep.interval.min(first);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = sweep.interval;
+        let state = state.clone();
+        let mut run = AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) = state.data.sweep_media(sweep.grace, SystemTime::now()).await {
+                tracing::error!(%error, "media sweep failed");
+            }
+        }));
+        if let Err(error) = (&mut run.0).await {
+            tracing::error!(%error, "media sweep failed");
+        }
     }
 }
 
@@ -370,4 +432,73 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
         cache,
         workers: Arc::new(workers(settings)),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{ImageKind, MediaName};
+
+    /// The scheduled sweep removes an old orphan by itself, runs again
+    /// every interval, and stops when its guard is dropped (as at shutdown).
+    #[tokio::test]
+    async fn the_scheduled_sweep_removes_old_orphans_and_stops_with_the_server() {
+        let dir = tempfile::tempdir().expect("dir");
+        let media = dir.path().join("media");
+        let mut settings = Settings::defaults();
+        settings.database_url = format!("sqlite://{}", dir.path().join("b.sqlite").display());
+        settings.media_url = format!("file://{}", media.display());
+        let state = build_state(&settings).await.expect("state");
+        let hour = Duration::from_secs(3600);
+        let orphan = |age: Duration| {
+            let state = state.clone();
+            let media = media.clone();
+            async move {
+                let (name, _) = MediaName::fresh_pair(ImageKind::Png, ImageKind::Png);
+                state
+                    .data
+                    .media()
+                    .put(&name, bytes::Bytes::from_static(b"png"))
+                    .await
+                    .expect("put");
+                let path = media.join(name.as_str());
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now() - age))
+                    .expect("mtime");
+                path
+            }
+        };
+        let gone_soon = |path: std::path::PathBuf| async move {
+            for _ in 0..200 {
+                if !path.exists() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+
+        let first = orphan(2 * hour).await;
+        let fresh = orphan(Duration::ZERO).await;
+        let sweep = MediaSweep {
+            interval: Duration::from_millis(20),
+            grace: hour,
+        };
+        let sweeping = AbortOnDrop(tokio::spawn(sweep_media_periodically(
+            state.clone(),
+            sweep,
+            Duration::ZERO,
+        )));
+        assert!(gone_soon(first).await, "the first run removed nothing");
+        let second = orphan(2 * hour).await;
+        assert!(gone_soon(second).await, "no second run");
+        assert!(fresh.exists(), "a fresh file was removed");
+
+        drop(sweeping);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let after = orphan(2 * hour).await;
+        assert!(!gone_soon(after).await, "swept after it was stopped");
+    }
 }

@@ -5,6 +5,7 @@
 //! headers, its prefix and its failure on a dead endpoint checked.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use board::media::{self, ImageKind, MediaName, MediaStore};
 use bytes::Bytes;
@@ -64,6 +65,71 @@ async fn behaves_like_a_media_store(store: &Arc<dyn MediaStore>) {
 
     store.delete(&full).await.unwrap();
     store.delete(&thumb).await.unwrap();
+
+    lists_like_a_media_store(store).await;
+}
+
+/// All of `store`'s listing from the start, `limit` objects a page.
+async fn listed(store: &Arc<dyn MediaStore>, cutoff: SystemTime, limit: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut after = None;
+    for _ in 0..1000 {
+        let page = store
+            .list_older_than(cutoff, after.as_deref(), limit)
+            .await
+            .unwrap();
+        assert!(page.scanned <= limit, "{page:?}");
+        assert!(page.names.len() <= page.scanned, "{page:?}");
+        names.extend(page.names.iter().map(|n| n.as_str().to_owned()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return names,
+        }
+    }
+    panic!("the listing never ended");
+}
+
+/// `list_older_than` (the orphan sweep's listing): media names last
+/// modified before the cutoff, in name order, the same whole in one page
+/// or walked one object a page.
+async fn lists_like_a_media_store(store: &Arc<dyn MediaStore>) {
+    let mut ours = Vec::new();
+    for (kind, thumb_kind) in [
+        (ImageKind::Jpeg, ImageKind::Png),
+        (ImageKind::Gif, ImageKind::WebP),
+    ] {
+        let (full, thumb) = MediaName::fresh_pair(kind, thumb_kind);
+        for name in [full, thumb] {
+            store.put(&name, Bytes::from_static(b"img")).await.unwrap();
+            ours.push(name.as_str().to_owned());
+        }
+    }
+    ours.sort();
+    let mine = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|n| ours.contains(n)).collect()
+    };
+
+    // Older than an hour ago: none of them.
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    assert_eq!(
+        mine(listed(store, hour_ago, 100).await),
+        Vec::<String>::new()
+    );
+    // Older than a minute ahead: all, in order, in pages of any size.
+    let ahead = SystemTime::now() + Duration::from_secs(60);
+    let whole = listed(store, ahead, 100).await;
+    assert!(whole.is_sorted(), "{whole:?}");
+    assert_eq!(mine(whole.clone()), ours);
+    assert_eq!(listed(store, ahead, 1).await, whole);
+    assert_eq!(listed(store, ahead, 3).await, whole);
+
+    for name in &ours {
+        store
+            .delete(&MediaName::parse(name).unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(mine(listed(store, ahead, 100).await), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -125,6 +191,38 @@ async fn local_directory_readers_never_see_half_an_image() {
     writer.await.unwrap();
 }
 
+/// Only media names directly in the directory are listed; the staging
+/// file a crash mid-write leaves (`NAME#N`, which the listing hides) is
+/// removed once older than the cutoff, and other files stay.
+#[tokio::test]
+async fn local_directory_lists_media_names_only_and_removes_stale_staging_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = media::open(dir.path().to_str().unwrap()).unwrap();
+    let (full, _) = MediaName::fresh_pair(ImageKind::Png, ImageKind::Png);
+    store.put(&full, Bytes::from_static(b"png")).await.unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub").join(full.as_str()), b"nested").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not media").unwrap();
+    let staging = format!("{}#1", full.as_str());
+    std::fs::write(dir.path().join(&staging), b"half").unwrap();
+
+    let ahead = SystemTime::now() + Duration::from_secs(60);
+    assert_eq!(listed(&store, ahead, 100).await, [full.as_str()]);
+    let page = store.list_older_than(ahead, None, 100).await.unwrap();
+    assert_eq!(
+        page.scanned, 3,
+        "the media name, the nested copy, the notes"
+    );
+
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    assert_eq!(store.remove_stale_uploads(hour_ago).await.unwrap(), 0);
+    assert!(dir.path().join(&staging).exists());
+    assert_eq!(store.remove_stale_uploads(ahead).await.unwrap(), 1);
+    assert!(!dir.path().join(&staging).exists());
+    assert!(dir.path().join("notes.txt").exists());
+    assert!(dir.path().join(full.as_str()).exists());
+}
+
 #[test]
 fn local_directory_that_cannot_be_created_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +258,7 @@ fn s3_needs_the_aws_feature() {
 #[cfg(feature = "aws")]
 mod s3 {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::{Duration, Instant, SystemTime};
 
     use board::media::{self, ImageKind, MediaName, MediaStore};
     use bytes::Bytes;
@@ -259,6 +357,25 @@ mod s3 {
         );
         // A store with another prefix does not see it.
         assert_eq!(other.get(&full).await.unwrap(), None);
+
+        // Nor lists it; and objects below the prefix that are not media
+        // names directly under it are not listed either.
+        let ahead = SystemTime::now() + Duration::from_secs(60);
+        let page = other.list_older_than(ahead, None, 100).await.unwrap();
+        assert!(page.names.is_empty(), "{page:?}");
+        for key in [
+            format!("fleet/media/sub/{}", full.as_str()),
+            "fleet/media/notes.txt".to_owned(),
+        ] {
+            inspector
+                .put(&Path::from(key), Bytes::from_static(b"x").into())
+                .await
+                .unwrap();
+        }
+        let page = store.list_older_than(ahead, None, 100).await.unwrap();
+        assert_eq!(page.scanned, 3, "{page:?}");
+        assert_eq!(page.names, std::slice::from_ref(&full));
+        assert_eq!(store.remove_stale_uploads(ahead).await.unwrap(), 0);
     }
 
     /// Runs `put`, `get` and `delete` against a store that cannot answer,

@@ -25,6 +25,7 @@
 //! the end of this module, one test per write.
 
 mod cursor;
+mod sweep;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
@@ -35,6 +36,7 @@ use memocache::{Cache, Memo};
 use serde::{Deserialize, Serialize};
 
 pub use cursor::{BadCursor, CursorKey};
+pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use crate::auth::Session;
 use crate::auth::csrf::CsrfKey;
@@ -196,6 +198,8 @@ pub struct Data {
     csrf: CsrfKey,
     cursors: CursorKey,
     settings: DataSettings,
+    /// Where the next orphan sweep continues listing (`sweep`).
+    sweep_cursor: parking_lot::Mutex<Option<String>>,
 }
 
 impl Data {
@@ -218,6 +222,7 @@ impl Data {
             csrf,
             cursors,
             settings,
+            sweep_cursor: parking_lot::Mutex::new(None),
         })
     }
 

@@ -12,6 +12,12 @@ use crate::media::ImageKind;
 const SECRET: &str = "a test secret of at least thirty-two characters";
 
 async fn data(page_size: u32) -> Data {
+    data_with_dir(page_size).await.0
+}
+
+/// A board's data on SQLite in memory and a media directory, and that
+/// directory.
+async fn data_with_dir(page_size: u32) -> (Data, std::path::PathBuf) {
     let stores = Stores::open("sqlite::memory:").await.expect("stores");
     let dir = tempfile::tempdir().expect("dir").keep();
     let media = crate::media::open(&format!("file://{}", dir.display())).expect("media");
@@ -24,7 +30,7 @@ async fn data(page_size: u32) -> Data {
         messages_timeout: Duration::from_secs(600),
         my_messages_timeout: Duration::from_secs(600),
     };
-    Data::new(
+    let data = Data::new(
         stores,
         media,
         &Cache::memory(),
@@ -32,7 +38,8 @@ async fn data(page_size: u32) -> Data {
         CursorKey::new(&secret),
         settings,
     )
-    .expect("data")
+    .expect("data");
+    (data, dir)
 }
 
 fn user(id: &str, name: &str) -> User {
@@ -372,4 +379,204 @@ async fn bad_and_exhausted_cursors_are_refused() {
         .expect("first page");
     assert!(page.is_first());
     assert_eq!(page.messages.len(), 1);
+}
+
+// ---- the orphan-media sweep ----
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Stores `name` with `bytes` and dates it `age` ago.
+async fn stored(data: &Data, dir: &std::path::Path, name: &str, age: Duration) -> MediaName {
+    let name = MediaName::parse(name).expect("media name");
+    data.media()
+        .put(&name, Bytes::from_static(b"image"))
+        .await
+        .expect("put");
+    age_file(&dir.join(name.as_str()), age);
+    name
+}
+
+fn age_file(path: &std::path::Path, age: Duration) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.set_modified(std::time::SystemTime::now() - age)
+        .expect("mtime");
+}
+
+fn files_in(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect()
+}
+
+fn shown(id: &str, image: &str, thumbnail: &str) -> Message {
+    Message {
+        id: id.into(),
+        user_id: "a".repeat(32),
+        author: "ada".into(),
+        location: String::new(),
+        description: "d".into(),
+        image: image.into(),
+        thumbnail: thumbnail.into(),
+        created_at: 1,
+    }
+}
+
+/// Only files older than the grace period that no message shows go: an
+/// orphan pair (a crash between the files and the row) and a lone
+/// thumbnail (a half-failed delete), and a staging file of an interrupted
+/// write. A posted pair (thumbnail of another kind), a fresh orphan (a
+/// post in progress), a picture two demo messages share and files that
+/// are not media stay. The sweep forgets no memo.
+#[tokio::test]
+async fn the_sweep_removes_only_old_files_no_message_shows() {
+    let (data, dir) = data_with_dir(2).await;
+    two_users(&data).await;
+    let ada = "a".repeat(32);
+    let old = 2 * HOUR;
+
+    let orphan = stored(&data, &dir, &format!("{:032x}.jpg", 1), old).await;
+    let orphan_thumb = stored(&data, &dir, &format!("{:032x}_thumb.png", 1), old).await;
+    let lone_thumb = stored(&data, &dir, &format!("{:032x}_thumb.webp", 2), old).await;
+    let staging = dir.join(format!("{:032x}.gif#1", 3));
+    std::fs::write(&staging, b"half an image").expect("staging");
+    age_file(&staging, old);
+
+    let mut post = new_message(&ada, "posted");
+    post.thumbnail.0 = ImageKind::Png;
+    let posted = data.post(post, 10).await.expect("post");
+    age_file(&dir.join(&posted.image), old);
+    age_file(&dir.join(&posted.thumbnail), old);
+    let fresh = stored(&data, &dir, &format!("{:032x}.bmp", 4), Duration::ZERO).await;
+    let fresh_thumb = stored(
+        &data,
+        &dir,
+        &format!("{:032x}_thumb.jpg", 4),
+        Duration::ZERO,
+    )
+    .await;
+    let shared = stored(&data, &dir, &format!("{:032x}.png", 5), old).await;
+    let shared_thumb = stored(&data, &dir, &format!("{:032x}_thumb.png", 5), old).await;
+    data.insert_many(&[
+        shown(&"d".repeat(32), shared.as_str(), shared_thumb.as_str()),
+        shown(&"e".repeat(32), shared.as_str(), shared_thumb.as_str()),
+    ])
+    .await
+    .expect("demo");
+    std::fs::write(dir.join("notes.txt"), b"not media").expect("notes");
+    age_file(&dir.join("notes.txt"), old);
+
+    let before = files_in(&dir);
+    let mut report = None;
+    let forgotten = forgotten_by(&data, async {
+        report = Some(
+            data.sweep_media(HOUR, std::time::SystemTime::now())
+                .await
+                .expect("sweep"),
+        );
+    })
+    .await;
+    assert!(forgotten.is_empty(), "{forgotten:?}");
+    let report = report.expect("report");
+
+    let gone: BTreeSet<String> = before.difference(&files_in(&dir)).cloned().collect();
+    let expected: BTreeSet<String> = [
+        orphan.as_str(),
+        orphan_thumb.as_str(),
+        lone_thumb.as_str(),
+        &format!("{:032x}.gif#1", 3),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(gone, expected);
+    for kept in [
+        &posted.image,
+        &posted.thumbnail,
+        fresh.as_str(),
+        fresh_thumb.as_str(),
+    ] {
+        assert!(dir.join(kept).exists(), "{kept} removed");
+    }
+    assert_eq!(
+        report,
+        SweepReport {
+            // The staging file is not listed; the notes are, but are no
+            // media name.
+            scanned: 10,
+            old: 7,
+            removed: 3,
+            failed: 0,
+            stale_uploads: 1,
+            complete: true,
+        }
+    );
+
+    // Once the shared picture's last message goes, it is an orphan too.
+    data.delete_message(&"d".repeat(32), &ada)
+        .await
+        .expect("delete");
+    data.delete_message(&"e".repeat(32), &ada)
+        .await
+        .expect("delete");
+    assert!(!dir.join(shared.as_str()).exists(), "the delete removed it");
+}
+
+/// Each run looks at a batch and the next one continues; after the end
+/// the sweep starts over, so every orphan is found, and a `now` past the
+/// grace period makes fresh files old.
+#[tokio::test]
+async fn the_sweep_works_through_the_store_in_batches() {
+    let (data, dir) = data_with_dir(2).await;
+    two_users(&data).await;
+    let ada = "a".repeat(32);
+    for i in 0..5 {
+        stored(&data, &dir, &format!("{i:032x}.jpg"), Duration::ZERO).await;
+        stored(&data, &dir, &format!("{i:032x}_thumb.jpg"), Duration::ZERO).await;
+    }
+    let posted = data
+        .post(new_message(&ada, "kept"), 10)
+        .await
+        .expect("post");
+    let later = std::time::SystemTime::now() + 2 * HOUR;
+
+    // Nothing is old yet: a whole cycle removes nothing.
+    let now = std::time::SystemTime::now();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let report = data.sweep_media_batch(HOUR, now, 3).await.expect("sweep");
+        assert_eq!(report.removed, 0);
+        assert!(report.scanned <= 3);
+        if report.complete {
+            break;
+        }
+    }
+    // 12 files in batches of 3: four full pages, then an empty one.
+    assert_eq!(runs, 5);
+
+    let mut removed = 0;
+    for _ in 0..5 {
+        removed += data
+            .sweep_media_batch(HOUR, later, 3)
+            .await
+            .expect("sweep")
+            .removed;
+    }
+    assert_eq!(removed, 10);
+    assert_eq!(
+        files_in(&dir),
+        [posted.image.clone(), posted.thumbnail.clone()]
+            .into_iter()
+            .collect()
+    );
+    // Starting over finds the posted pair still shown.
+    let report = data.sweep_media_batch(HOUR, later, 3).await.expect("sweep");
+    assert_eq!(
+        (report.scanned, report.removed, report.complete),
+        (2, 0, true)
+    );
 }

@@ -32,6 +32,8 @@ fn serve_help_lists_every_setting_with_its_variable() {
         ("--messages-cache-timeout", "BOARD_MESSAGES_CACHE_TIMEOUT"),
         ("--page-size", "BOARD_PAGE_SIZE"),
         ("--demo", "BOARD_DEMO"),
+        ("--media-sweep-interval", "BOARD_MEDIA_SWEEP_INTERVAL"),
+        ("--media-sweep-grace", "BOARD_MEDIA_SWEEP_GRACE"),
     ] {
         assert!(help.contains(flag), "{flag} missing:\n{help}");
         assert!(help.contains(env), "{env} missing:\n{help}");
@@ -92,6 +94,7 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             ],
             "--media-base-url",
         ),
+        (&["serve", "--media-sweep-grace", "10s"], "at least 1m"),
     ];
     for (args, expected) in cases {
         let output = board()

@@ -104,3 +104,51 @@ async fn no_304_for_a_name_that_is_not_stored() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// An image written without its message (a crash mid-post) is served by
+/// name until the sweep, then 404; a posted image stays served. The sweep
+/// runs with `now` two hours ahead, so both are past the one-hour grace.
+#[tokio::test]
+async fn an_orphan_image_is_served_until_the_sweep_removes_it() {
+    use std::time::{Duration, SystemTime};
+
+    use board::media::{ImageKind, MediaName};
+
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("shown").await;
+    let shown = media_links(&app.get_text("/").await.1).remove(0);
+    let (orphan, orphan_thumb) = MediaName::fresh_pair(ImageKind::Png, ImageKind::Jpeg);
+    for name in [&orphan, &orphan_thumb] {
+        app.state
+            .data
+            .media()
+            .put(name, bytes::Bytes::from_static(b"left behind"))
+            .await
+            .expect("put");
+        let response = app.get(&format!("/media/{}", name.as_str())).await;
+        assert_eq!(response.status(), StatusCode::OK, "{}", name.as_str());
+    }
+
+    let hour = Duration::from_secs(3600);
+    let report = app
+        .state
+        .data
+        .sweep_media(hour, SystemTime::now() + 2 * hour)
+        .await
+        .expect("sweep");
+    assert_eq!(report.removed, 2, "{report:?}");
+    for name in [&orphan, &orphan_thumb] {
+        let response = app.get(&format!("/media/{}", name.as_str())).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{}",
+            name.as_str()
+        );
+    }
+    assert_eq!(
+        app.get(&format!("/media/{shown}")).await.status(),
+        StatusCode::OK
+    );
+}
