@@ -54,9 +54,7 @@ async fn another_users_message_is_forbidden_and_stays() {
     app.signed_up("ada").await;
     app.posted("ada's").await;
     let id = message_ids(&app.get_text("/my").await.1).remove(0);
-    let ada_id = app.state.data.stores().messages.all().await.expect("all")[0]
-        .user_id
-        .clone();
+    let ada_id = app.stored_messages().await[0].user_id.clone();
 
     let mallory = app.another_browser();
     mallory.signed_up("mallory").await;
@@ -75,17 +73,7 @@ async fn another_users_message_is_forbidden_and_stays() {
             .expect("body")
             .contains("only delete your own")
     );
-    assert_eq!(
-        app.state
-            .data
-            .stores()
-            .messages
-            .all()
-            .await
-            .expect("all")
-            .len(),
-        1
-    );
+    assert_eq!(app.stored_messages().await.len(), 1);
     assert!(app.get_text("/").await.1.contains("ada&#"));
 }
 
@@ -117,15 +105,5 @@ async fn deleting_needs_the_csrf_token() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let missing = app.post_form("/delete", &[("id", id.as_str())]).await;
     assert_eq!(missing.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        app.state
-            .data
-            .stores()
-            .messages
-            .all()
-            .await
-            .expect("all")
-            .len(),
-        1
-    );
+    assert_eq!(app.stored_messages().await.len(), 1);
 }

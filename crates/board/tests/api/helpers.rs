@@ -124,6 +124,17 @@ pub(crate) fn location(response: &Response) -> &str {
 }
 
 impl TestApp {
+    /// Every stored message, read straight from the table (no cache).
+    pub(crate) async fn stored_messages(&self) -> Vec<board::store::Message> {
+        self.state
+            .data
+            .stores()
+            .messages
+            .all()
+            .await
+            .expect("messages readable")
+    }
+
     /// The same running board seen through another client (another
     /// browser: its own cookies), sharing this one's storage.
     pub(crate) fn another_browser(&self) -> TestApp {

@@ -42,6 +42,6 @@ async fn a_dead_database_gives_an_error_page_and_loses_nothing() {
     assert_eq!(status, StatusCode::OK, "{home}");
     assert!(home.contains("posted before the outage"));
     assert!(!home.contains("posted during the outage"));
-    let stored = app.state.data.stores().messages.all().await.expect("all");
+    let stored = app.stored_messages().await;
     assert_eq!(stored.len(), 1, "only the message posted before the outage");
 }

@@ -81,7 +81,7 @@ async fn home_is_paginated_by_the_configured_page_size() {
         assert!(html.contains("page link is damaged"), "{html}");
     }
     // A stale link past the oldest message (deleted meanwhile): 404.
-    let ada_messages = app.state.data.stores().messages.all().await.expect("all");
+    let ada_messages = app.stored_messages().await;
     let oldest = ada_messages
         .iter()
         .find(|m| m.description == "message number 1")
@@ -107,13 +107,8 @@ async fn writes_between_page_loads_skip_nothing_and_repeat_nothing() {
     app.posted("msg-08-end").await;
     app.posted("msg-09-end").await;
     let newest = app
-        .state
-        .data
-        .stores()
-        .messages
-        .all()
+        .stored_messages()
         .await
-        .expect("all")
         .into_iter()
         .find(|m| m.description == "msg-07-end")
         .expect("msg 7");

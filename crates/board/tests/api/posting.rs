@@ -91,15 +91,7 @@ async fn html_tags_are_stripped_from_every_text_field() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let message = app
-        .state
-        .data
-        .stores()
-        .messages
-        .all()
-        .await
-        .expect("all")
-        .remove(0);
+    let message = app.stored_messages().await.remove(0);
     assert_eq!(message.author, "Ada");
     assert_eq!(message.location, "Tallinn");
     assert_eq!(message.description, "alert('x')hello there");
@@ -213,16 +205,7 @@ async fn refused_forms_keep_what_was_typed() {
             assert!(html.contains("value=\"Oslo\""), "{case} keeps location");
         }
     }
-    assert!(
-        app.state
-            .data
-            .stores()
-            .messages
-            .all()
-            .await
-            .expect("all")
-            .is_empty()
-    );
+    assert!(app.stored_messages().await.is_empty());
 }
 
 #[tokio::test]
@@ -259,16 +242,7 @@ async fn images_over_the_upload_limit_get_a_clear_page_and_keep_the_text() {
             .expect("body")
             .contains("at most 64 KiB")
     );
-    assert!(
-        app.state
-            .data
-            .stores()
-            .messages
-            .all()
-            .await
-            .expect("all")
-            .is_empty()
-    );
+    assert!(app.stored_messages().await.is_empty());
 }
 
 #[tokio::test]
@@ -317,16 +291,7 @@ async fn posting_needs_the_session_csrf_token() {
         .post_message(&fields("Ada", "", "x"), image(), Some(&bobs))
         .await;
     assert_eq!(crossed.status(), StatusCode::FORBIDDEN);
-    assert!(
-        app.state
-            .data
-            .stores()
-            .messages
-            .all()
-            .await
-            .expect("all")
-            .is_empty()
-    );
+    assert!(app.stored_messages().await.is_empty());
 }
 
 #[tokio::test]
