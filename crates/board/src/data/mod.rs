@@ -9,15 +9,19 @@
 //! | --- | --- | --- | --- |
 //! | `load_user` | user id | the user | logout, password change |
 //! | `load_session` | token hash | the session | logout, expiry, password change (other sessions) |
-//! | `all_messages` | page bound | one page of the home listing | every post and delete (`forget_all`, O(1)) |
+//! | `all_messages` | `()` | the first page of the home listing | every post and delete (`forget_all`, O(1)) |
 //! | `user_messages` | user id | the first page of `/my` | that user's posts and deletes |
-//! | `user_pages` | (user id, bound) | a deeper page of `/my` | every post and delete (`forget_all`) |
 //! | `message_count` | listing | its size (a counter) | posts and deletes in it |
 //! | `image_message` | image name | the message of `/image/{name}` | the delete (and post) of that message |
 //!
 //! No cached value grows with the number of messages: a page holds at most
 //! `page_size` messages, and loading one reads one index range of
-//! `page_size + 1` rows ([`MessageStore::page`]). With a tiered cache every
+//! `page_size + 1` rows ([`MessageStore::page`]). Only first pages are
+//! cached (the home page's and each user's `/my`), which nearly every
+//! visit reads: every page link is a valid key, so caching deeper pages
+//! would let one client walking the listing fill the cache with
+//! page-sized values (a 10,000-entry cache of 75 KB pages is 750 MB).
+//! A deeper page costs its one index range per view instead. With a tiered cache every
 //! forget reaches every process before the write returns, and memo leases
 //! make one process load each page per change, fleet-wide.
 //!
@@ -83,7 +87,7 @@ pub struct DataSettings {
     pub user_timeout: Duration,
     /// `load_session` timeout.
     pub session_timeout: Duration,
-    /// `all_messages`, `user_pages`, `message_count` and `image_message`
+    /// `all_messages`, `message_count` and `image_message`
     /// timeout.
     pub messages_timeout: Duration,
     /// `user_messages` (first page of `/my`) timeout.
@@ -96,12 +100,10 @@ pub struct Memos {
     pub load_user: Memo<str, Option<Arc<User>>>,
     /// `load_session(token_hash)`: so a session costs no database read.
     pub load_session: Memo<str, Option<Arc<Session>>>,
-    /// `all_messages(bound)`: one page of the home listing.
-    pub all_messages: Memo<Bound, FeedPage>,
+    /// `all_messages()`: the first page of the home listing.
+    pub all_messages: Memo<(), FeedPage>,
     /// `user_messages(user_id)`: the first page of `/my`.
     pub user_messages: Memo<str, FeedPage>,
-    /// `user_pages(user_id, bound)`: deeper pages of `/my`.
-    pub user_pages: Memo<(String, Bound), FeedPage>,
     /// `message_count(listing)`: how many messages a listing holds.
     pub message_count: Memo<Listing, u64>,
     /// `image_message(image)`: the message of one image page.
@@ -124,7 +126,6 @@ impl Memos {
             user_messages: Memo::builder("user_messages")
                 .timeout(settings.my_messages_timeout)
                 .build(cache)?,
-            user_pages: Memo::builder("user_pages").timeout(messages).build(cache)?,
             message_count: Memo::builder("message_count")
                 .timeout(messages)
                 .build(cache)?,
@@ -141,7 +142,6 @@ impl Memos {
             (self.load_session.name(), self.load_session.stats()),
             (self.all_messages.name(), self.all_messages.stats()),
             (self.user_messages.name(), self.user_messages.stats()),
-            (self.user_pages.name(), self.user_pages.stats()),
             (self.message_count.name(), self.message_count.stats()),
             (self.image_message.name(), self.image_message.stats()),
         ]
@@ -441,22 +441,27 @@ impl Data {
         }
     }
 
-    /// One page of the home listing (`all_messages(bound)`).
+    /// One page of the home listing: the first from `all_messages()`,
+    /// deeper ones read as they are asked for (see the module docs).
     ///
     /// # Errors
     /// [`DataError::NotFound`] for a page past the oldest message; when the
     /// database fails.
     pub async fn feed_page(&self, bound: &Bound) -> Result<Arc<FeedPage>, DataError> {
-        let page = self
-            .memos
-            .all_messages
-            .get_or_try_load(bound, || self.load_page(Listing::All, bound.clone()))
-            .await?;
+        let page = match bound {
+            Bound::Newest => {
+                self.memos
+                    .all_messages
+                    .get_or_try_load(&(), || self.load_page(Listing::All, Bound::Newest))
+                    .await?
+            }
+            deeper => Arc::new(self.load_page(Listing::All, deeper.clone()).await?),
+        };
         found(page)
     }
 
-    /// One page of `user_id`'s messages (`/my`): the first page from
-    /// `user_messages(user_id)`, deeper ones from `user_pages`.
+    /// One page of `user_id`'s messages (`/my`): the first from
+    /// `user_messages(user_id)`, deeper ones read as they are asked for.
     ///
     /// # Errors
     /// As [`Data::feed_page`].
@@ -466,18 +471,14 @@ impl Data {
         bound: &Bound,
     ) -> Result<Arc<FeedPage>, DataError> {
         let listing = Listing::User(user_id.to_owned());
-        let page = if *bound == Bound::Newest {
-            self.memos
-                .user_messages
-                .get_or_try_load(user_id, || self.load_page(listing, Bound::Newest))
-                .await?
-        } else {
-            self.memos
-                .user_pages
-                .get_or_try_load(&(user_id.to_owned(), bound.clone()), || {
-                    self.load_page(listing, bound.clone())
-                })
-                .await?
+        let page = match bound {
+            Bound::Newest => {
+                self.memos
+                    .user_messages
+                    .get_or_try_load(user_id, || self.load_page(listing, Bound::Newest))
+                    .await?
+            }
+            deeper => Arc::new(self.load_page(listing, deeper.clone()).await?),
         };
         found(page)
     }
@@ -638,7 +639,6 @@ impl Data {
     pub async fn insert_many(&self, messages: &[Message]) -> Result<(), DataError> {
         self.stores.messages.insert_many(messages).await?;
         self.memos.all_messages.forget_all().await;
-        self.memos.user_pages.forget_all().await;
         self.memos.message_count.forget_all().await;
         let mut users: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect();
         users.sort_unstable();
@@ -657,7 +657,6 @@ impl Data {
         let mine = Listing::User(message.user_id.clone());
         tokio::join!(
             memos.all_messages.forget_all(),
-            memos.user_pages.forget_all(),
             memos.user_messages.forget(&message.user_id),
             memos.message_count.forget(&Listing::All),
             memos.message_count.forget(&mine),
