@@ -191,12 +191,18 @@ pub async fn fill(data: &Data, users: u32, messages: u32, password: &str) -> Res
     } else {
         1
     };
+    // Ids in posting order (a sequence number, then random bits for this
+    // run): still 32 hex
+    // digits, but appended at the end of the primary-key index instead of
+    // scattered over it, which makes a million-row fill several times
+    // faster on SQLite.
+    let run = auth::random_hex(10);
     for i in 0..messages {
         let idx = i as usize;
         let user = &made[idx % made.len()];
         let (full, small) = &pictures[idx % pictures.len()];
         batch.push(Message {
-            id: auth::random_hex(16),
+            id: format!("{:06x}{:06x}{run}", i >> 24, i & 0xff_ffff),
             user_id: user.id.clone(),
             author: user.username.clone(),
             location: LOCATIONS[idx % LOCATIONS.len()].to_owned(),
