@@ -614,14 +614,15 @@ impl Data {
         self.stores.messages.delete(&message.id).await?;
         self.messages_changed(&message).await;
         // Demo messages share pictures: keep files another message shows.
-        if self
-            .stores
-            .messages
-            .by_image(&message.image)
-            .await?
-            .is_some()
-        {
-            return Ok(message);
+        // The message is gone either way; if the check fails the files
+        // stay (an orphan the media sweep removes later), never an error.
+        match self.stores.messages.by_image(&message.image).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return Ok(message),
+            Err(error) => {
+                tracing::warn!(%error, id = %message.id, "images kept: cannot tell if another message shows them");
+                return Ok(message);
+            }
         }
         let names: Vec<MediaName> = [&message.image, &message.thumbnail]
             .into_iter()
