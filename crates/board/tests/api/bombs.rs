@@ -368,12 +368,16 @@ async fn bombs_and_hash_floods_stay_under_512_mib() {
         "peak RSS {} MiB; answers: {statuses:?}",
         peak / 1024
     );
-    // The floods did reach the pools: some hashes ran, some decodes too.
+    // The floods did reach the pools: some hashes ran (a 401 is a checked
+    // password), some uploads got a decode worker (refused from the header,
+    // 422, or stored, 303; under a loaded machine the workers may stay
+    // busy long enough that every bomb is answered 503 and only the
+    // storable ones get through).
     assert!(statuses.contains_key(&("login", 401)), "{statuses:?}");
     assert!(
         statuses
             .keys()
-            .any(|&(what, status)| what.contains('.') && status == 422),
+            .any(|&(what, status)| what.contains('.') && (status == 422 || status == 303)),
         "{statuses:?}"
     );
 }
