@@ -82,6 +82,15 @@ async fn forgotten_by<F: Future<Output = ()>>(data: &Data, write: F) -> BTreeSet
         .collect()
 }
 
+/// What a post or a delete forgets: the listing's first page, the
+/// poster's first `/my` page, the counts and the image page.
+const MESSAGE_WRITE_FORGETS: &[&str] = &[
+    "all_messages",
+    "user_messages",
+    "message_count",
+    "image_message",
+];
+
 fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -111,15 +120,7 @@ async fn posting_forgets_the_listings_counts_and_the_posters_first_page() {
         posted = Some(data.post(new_message(&ada, "hi"), 10).await.expect("post"));
     })
     .await;
-    assert_eq!(
-        forgotten,
-        names(&[
-            "all_messages",
-            "user_messages",
-            "message_count",
-            "image_message"
-        ])
-    );
+    assert_eq!(forgotten, names(MESSAGE_WRITE_FORGETS));
     // Ada's first page is gone, Bob's is still cached.
     assert!(data.memos().user_messages.get(&ada).await.is_none());
     assert!(data.memos().user_messages.get(&bob).await.is_some());
@@ -143,15 +144,7 @@ async fn deleting_forgets_what_posting_does_and_the_image_page() {
         data.delete_message(&posted.id, &ada).await.expect("delete");
     })
     .await;
-    assert_eq!(
-        forgotten,
-        names(&[
-            "all_messages",
-            "user_messages",
-            "message_count",
-            "image_message"
-        ])
-    );
+    assert_eq!(forgotten, names(MESSAGE_WRITE_FORGETS));
     assert!(data.image_message(&name).await.expect("image").is_none());
     assert_eq!(data.message_count(&Listing::All).await.expect("count"), 0);
 }
