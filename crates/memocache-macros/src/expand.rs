@@ -518,10 +518,10 @@ impl Expansion<'_> {
             .map(|&i| match &self.analysis.params[i] {
                 Param::Named { ty, .. } => {
                     let owned = owned(ty);
-                    quote_spanned!(ty.span()=> let _ = #krate::KeyHash::of::<#owned>;)
+                    quote_spanned!(ty.span()=> let _ = #krate::__private::KeyHash::of::<#owned>;)
                 }
                 Param::Receiver(receiver) => {
-                    quote_spanned!(receiver.self_token.span=> let _ = #krate::KeyHash::of::<Self>;)
+                    quote_spanned!(receiver.self_token.span=> let _ = #krate::__private::KeyHash::of::<Self>;)
                 }
                 Param::Pattern { .. } => quote!(),
             });

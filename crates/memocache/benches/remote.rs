@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use memocache::{Cache, KeyHash, Memo, Timeout, memo_key};
+use memocache::__private::{KeyHash, memo_key};
+use memocache::{Cache, Memo, Timeout};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

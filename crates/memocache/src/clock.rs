@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
 /// A millisecond clock used for expiry.
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::{Cache, CacheConfig, Clock};
+///
+/// let clock = Clock::manual();
+/// let cache = Cache::with_clock(CacheConfig::from_url("memory://")?, clock.clone())?;
+/// assert_eq!(cache.clock().now_ms(), clock.now_ms());
+/// clock.advance(Duration::from_secs(5)); // expire entries without sleeping
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Clock {
     manual: Option<Arc<AtomicU64>>,
@@ -27,6 +38,13 @@ impl Default for Clock {
 impl Clock {
     /// The coarse process clock (the default): cheap to read, at most about
     /// one millisecond behind real time.
+    ///
+    /// ```
+    /// let clock = memocache::Clock::coarse();
+    /// let before = clock.now_ms();
+    /// std::thread::sleep(std::time::Duration::from_millis(5));
+    /// assert!(clock.now_ms() >= before);
+    /// ```
     pub fn coarse() -> Self {
         // Every cache is built with a clock: the ticker runs before any
         // lookup reads it.
@@ -36,6 +54,12 @@ impl Clock {
 
     /// A clock that only moves when [`Clock::advance`] is called, starting at
     /// an arbitrary point. For deterministic expiry tests.
+    ///
+    /// ```
+    /// let clock = memocache::Clock::manual();
+    /// let start = clock.now_ms();
+    /// assert_eq!(clock.now_ms(), start); // time stands still
+    /// ```
     pub fn manual() -> Self {
         Self {
             manual: Some(Arc::new(AtomicU64::new(1_000))),
@@ -43,6 +67,14 @@ impl Clock {
     }
 
     /// Moves a manual clock forward. Does nothing on the coarse clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = memocache::Clock::manual();
+    /// let start = clock.now_ms();
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(clock.now_ms(), start + 1500);
+    /// ```
     pub fn advance(&self, by: Duration) {
         if let Some(now) = &self.manual {
             now.fetch_add(duration_ms(by), Ordering::AcqRel);
@@ -50,6 +82,13 @@ impl Clock {
     }
 
     /// Milliseconds since an arbitrary, fixed origin.
+    ///
+    /// ```
+    /// let clock = memocache::Clock::manual();
+    /// let a = clock.now_ms();
+    /// clock.advance(std::time::Duration::from_secs(1));
+    /// assert_eq!(clock.now_ms() - a, 1000);
+    /// ```
     #[inline]
     pub fn now_ms(&self) -> u64 {
         match &self.manual {

@@ -3,6 +3,13 @@
 use std::fmt;
 
 /// What went wrong, for code that must react to the kind of failure.
+///
+/// ```
+/// use memocache::{Cache, ErrorKind};
+///
+/// let error = Cache::from_url("nosuchstore://").unwrap_err();
+/// assert_eq!(error.kind(), ErrorKind::Config);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -27,6 +34,16 @@ pub enum ErrorKind {
 /// Store faults are only returned in strict mode (see
 /// [`CacheConfig::strict`](crate::CacheConfig::strict)); by default the cache
 /// fails open: it counts and logs the fault and behaves as a miss.
+///
+/// ```
+/// use memocache::Cache;
+///
+/// match Cache::from_url("memory://?capacity=lots") {
+///     Err(error) if error.is_config() => println!("bad cache URL: {error}"),
+///     Err(error) => panic!("unexpected: {error}"),
+///     Ok(_) => panic!("a capacity must be a number"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub struct Error {
     kind: ErrorKind,
@@ -37,7 +54,16 @@ pub struct Error {
 }
 
 impl Error {
-    /// A new error of `kind` with a human-readable message.
+    /// A new error of `kind` with a human-readable message, for
+    /// [`RemoteStore`](crate::store::RemoteStore) implementations.
+    ///
+    /// ```
+    /// use memocache::{Error, ErrorKind};
+    ///
+    /// let error = Error::new(ErrorKind::Store, "my store is down");
+    /// assert!(error.is_store());
+    /// assert_eq!(error.to_string(), "my store is down");
+    /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -48,6 +74,15 @@ impl Error {
     }
 
     /// Attaches the underlying cause.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use memocache::{Error, ErrorKind};
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let error = Error::new(ErrorKind::Store, "cannot reach the store").with_source(io);
+    /// assert_eq!(error.source().map(|s| s.to_string()).as_deref(), Some("refused"));
+    /// ```
     pub fn with_source(
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -57,16 +92,31 @@ impl Error {
     }
 
     /// What kind of failure this is.
+    ///
+    /// ```
+    /// use memocache::{Error, ErrorKind};
+    /// assert_eq!(Error::new(ErrorKind::Codec, "bad bytes").kind(), ErrorKind::Codec);
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// True for configuration errors (bad URL, bad option value).
+    ///
+    /// ```
+    /// assert!(memocache::Cache::from_url("redis://h/?timeout_ms=soon").unwrap_err().is_config());
+    /// ```
     pub fn is_config(&self) -> bool {
         self.kind == ErrorKind::Config
     }
 
     /// True when the store could not be reached or failed.
+    ///
+    /// ```
+    /// use memocache::{Error, ErrorKind};
+    /// assert!(Error::new(ErrorKind::Store, "down").is_store());
+    /// assert!(!Error::new(ErrorKind::Config, "typo").is_store());
+    /// ```
     pub fn is_store(&self) -> bool {
         self.kind == ErrorKind::Store
     }
@@ -74,6 +124,12 @@ impl Error {
     /// True when a store (or the bus) gave no answer in time: the mark of
     /// a silent partition or a stalled server, which opens its breaker at
     /// once.
+    ///
+    /// ```
+    /// use memocache::{Error, ErrorKind};
+    /// // Errors built outside the library are never timeouts.
+    /// assert!(!Error::new(ErrorKind::Store, "down").is_timeout());
+    /// ```
     pub fn is_timeout(&self) -> bool {
         self.fault == Fault::Timeout
     }
@@ -81,6 +137,11 @@ impl Error {
     /// True when the store was not even asked: its breaker is open after
     /// a timeout or a burst of connection errors, and a background probe
     /// will close it (see [`Cache::store_breaker`](crate::Cache::store_breaker)).
+    ///
+    /// ```
+    /// use memocache::{Error, ErrorKind};
+    /// assert!(!Error::new(ErrorKind::Store, "down").is_breaker_open());
+    /// ```
     pub fn is_breaker_open(&self) -> bool {
         self.fault == Fault::BreakerOpen
     }
@@ -123,4 +184,11 @@ impl fmt::Display for Error {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// ```
+/// fn cache() -> memocache::Result<memocache::Cache> {
+///     memocache::Cache::from_url("memory://")
+/// }
+/// assert!(cache().is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -167,7 +167,6 @@ pub use config::{
     CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, StoreConfig, Timeout,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use key::{KeyHash, memo_key};
 pub use memo::{Memo, MemoBuilder};
 pub use stats::MemoStats;
 pub use value::CacheValue;
@@ -178,6 +177,7 @@ pub use memocache_macros::memoize;
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[memoize]` generates; not a public API.
+    pub use crate::key::{KeyHash, memo_key};
     pub use futures_executor::block_on;
     pub use std::sync::{Arc, OnceLock};
 }

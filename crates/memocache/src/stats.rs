@@ -80,6 +80,18 @@ impl Stats {
 
 /// A snapshot of one memo's counters since the memo was first built on its
 /// cache.
+///
+/// ```
+/// use memocache::{Cache, Memo};
+/// # futures::executor::block_on(async {
+/// let cache = Cache::memory();
+/// let square: Memo<u32, u32> = Memo::builder("square").build(&cache)?;
+/// square.get_or_load(&3, || async { 9 }).await; // a miss and a load
+/// square.get_or_load(&3, || async { 9 }).await; // an in-process hit
+/// let stats = square.stats();
+/// assert_eq!((stats.misses, stats.loads, stats.hits_local), (1, 1, 1));
+/// # Ok::<(), memocache::Error>(()) }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoStats {
@@ -107,6 +119,11 @@ pub struct MemoStats {
 
 impl MemoStats {
     /// Hits of any tier.
+    ///
+    /// ```
+    /// let stats = memocache::MemoStats::default();
+    /// assert_eq!(stats.hits(), stats.hits_local + stats.hits_remote);
+    /// ```
     pub fn hits(&self) -> u64 {
         self.hits_local + self.hits_remote
     }

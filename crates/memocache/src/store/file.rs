@@ -35,6 +35,23 @@ const SUFFIX: &str = ".mc";
 const LOCK: &str = ".lock";
 
 /// A directory of cache files as a [`RemoteStore`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use memocache::{Cache, CacheConfig, store::FileStore};
+///
+/// let dir = std::env::temp_dir().join(format!("memocache-doc-{}", std::process::id()));
+/// let store = FileStore::open(&dir, 1_000)?;
+/// # let runtime = tokio::runtime::Runtime::new().unwrap();
+/// # runtime.block_on(async {
+/// let cache = Cache::with_store(CacheConfig::default(), Arc::new(store));
+/// cache.set("greeting", "hello".to_owned(), memocache::Timeout::Default).await?;
+/// let got: Option<Arc<String>> = cache.get("greeting").await?;
+/// assert_eq!(got.as_deref().map(String::as_str), Some("hello"));
+/// # Ok::<(), memocache::Error>(()) })?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct FileStore {
     inner: Arc<Inner>,
@@ -69,6 +86,13 @@ impl FileStore {
     /// # Errors
     /// None today: a directory that cannot be created is reported by the
     /// first operation, so an application starts anyway.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("memocache-doc-open");
+    /// let store = memocache::store::FileStore::open(&dir, 0)?; // 0: no limit
+    /// # drop(store); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn open(dir: &Path, threshold: usize) -> Result<Self, Error> {
         let _ = fs::create_dir_all(dir);
         Ok(Self {

@@ -43,6 +43,18 @@ pub(crate) const GENERATION_REFRESH: Duration = Duration::from_secs(1);
 const CAS_ATTEMPTS: usize = 10_000;
 
 /// Memcached servers as a [`RemoteStore`].
+///
+/// Usually built from a URL (`memcached://host:11211,host2:11211/`); built
+/// by hand, it goes to [`Cache::with_store`](crate::Cache::with_store):
+///
+/// ```
+/// use std::sync::Arc;
+/// use memocache::{Cache, CacheConfig, store::MemcachedStore};
+///
+/// let store = MemcachedStore::open(&["127.0.0.1:11211".to_owned()], "app:")?;
+/// let cache = Cache::with_store(CacheConfig::default(), Arc::new(store)); // connects lazily
+/// # Ok::<(), memocache::Error>(())
+/// ```
 pub struct MemcachedStore {
     servers: Vec<Server>,
     namespace: String,
@@ -78,6 +90,11 @@ impl MemcachedStore {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] if `servers` is empty.
+    ///
+    /// ```
+    /// use memocache::store::MemcachedStore;
+    /// assert!(MemcachedStore::open(&[], "app:").unwrap_err().is_config());
+    /// ```
     pub fn open(servers: &[String], namespace: &str) -> Result<Self, Error> {
         if servers.is_empty() {
             return Err(Error::config("a Memcached store needs at least one server"));

@@ -128,6 +128,60 @@ async fn bounded<T>(
 /// means the value never expires. Every method reports faults as
 /// [`ErrorKind::Store`] errors; the cache decides whether they reach the
 /// caller.
+///
+/// Only `get`, `set`, `add`, `delete`, `incr` and `clear` are required; the
+/// rest have defaults built on them (override `fill` with an atomic
+/// compare-and-set if the store has one: the default compares, then sets).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use memocache::{Cache, CacheConfig, Error, ErrorKind, store::RemoteStore};
+///
+/// /// A toy store that ignores expiry.
+/// #[derive(Debug, Default)]
+/// struct MapStore(Mutex<HashMap<String, Vec<u8>>>);
+///
+/// #[async_trait::async_trait]
+/// impl RemoteStore for MapStore {
+///     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+///         Ok(self.0.lock().unwrap().get(key).cloned())
+///     }
+///     async fn set(&self, key: &str, value: &[u8], _: Option<Duration>) -> Result<(), Error> {
+///         self.0.lock().unwrap().insert(key.to_owned(), value.to_vec());
+///         Ok(())
+///     }
+///     async fn add(&self, key: &str, value: &[u8], _: Option<Duration>) -> Result<bool, Error> {
+///         let mut map = self.0.lock().unwrap();
+///         if map.contains_key(key) { return Ok(false) }
+///         map.insert(key.to_owned(), value.to_vec());
+///         Ok(true)
+///     }
+///     async fn delete(&self, key: &str) -> Result<bool, Error> {
+///         Ok(self.0.lock().unwrap().remove(key).is_some())
+///     }
+///     async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
+///         let mut map = self.0.lock().unwrap();
+///         let now: i64 = match map.get(key) {
+///             None => 0,
+///             Some(bytes) => std::str::from_utf8(bytes).ok().and_then(|t| t.parse().ok())
+///                 .ok_or_else(|| Error::new(ErrorKind::NotANumber, "not a number"))?,
+///         };
+///         map.insert(key.to_owned(), (now + delta).to_string().into_bytes());
+///         Ok(now + delta)
+///     }
+///     async fn clear(&self, prefix: &str) -> Result<(), Error> {
+///         self.0.lock().unwrap().retain(|key, _| !key.starts_with(prefix));
+///         Ok(())
+///     }
+/// }
+///
+/// let cache = Cache::with_store(CacheConfig::default(), Arc::new(MapStore::default()));
+/// # futures::executor::block_on(async {
+/// assert_eq!(cache.inc("visits", 2).await?, Some(2));
+/// # Ok::<(), Error>(()) }).unwrap();
+/// ```
 #[async_trait]
 pub trait RemoteStore: Debug + Send + Sync + 'static {
     /// The bytes under `key`, if any.
@@ -263,7 +317,7 @@ pub(crate) fn parse_version(bytes: Option<&[u8]>) -> u64 {
 }
 
 /// A store fault with its cause.
-pub fn store_error(
+pub(crate) fn store_error(
     message: impl Into<String>,
     source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
 ) -> Error {
