@@ -10,12 +10,35 @@ use crate::breaker::BreakerConfig;
 use crate::error::{Error, Result};
 
 /// Flask-Caching's `CACHE_DEFAULT_TIMEOUT`.
+///
+/// ```
+/// use memocache::{CacheConfig, DEFAULT_TIMEOUT};
+/// assert_eq!(CacheConfig::default().default_timeout, Some(DEFAULT_TIMEOUT));
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Entries kept in memory when no capacity is given.
+///
+/// ```
+/// use memocache::{CacheConfig, DEFAULT_CAPACITY, StoreConfig};
+/// let config = CacheConfig::from_url("memory://")?;
+/// assert_eq!(config.store, StoreConfig::Memory { capacity: DEFAULT_CAPACITY });
+/// # Ok::<(), memocache::Error>(())
+/// ```
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// How long a value lives.
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::{Cache, Timeout};
+/// # futures::executor::block_on(async {
+/// let cache = Cache::memory();
+/// cache.set("a", 1_u32, Timeout::Default).await?; // the cache's default (300 s)
+/// cache.set("b", 2_u32, Timeout::Never).await?;
+/// cache.set("c", 3_u32, Duration::from_secs(5).into()).await?;
+/// # Ok::<(), memocache::Error>(()) }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Timeout {
     /// The cache's default timeout.
@@ -30,6 +53,12 @@ pub enum Timeout {
 
 impl Timeout {
     /// Seconds, Flask-Caching style: `0` means never.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::Timeout;
+    /// assert_eq!(Timeout::secs(60), Timeout::After(Duration::from_secs(60)));
+    /// ```
     pub fn secs(seconds: u64) -> Self {
         Self::After(Duration::from_secs(seconds))
     }
@@ -52,6 +81,19 @@ impl From<Duration> for Timeout {
 }
 
 /// Which store holds the values.
+///
+/// ```
+/// use memocache::{CacheConfig, StoreConfig};
+/// let config = CacheConfig::from_url("tiered+redis://127.0.0.1:6379/?l1_capacity=500")?;
+/// match config.store {
+///     StoreConfig::Tiered { l1_capacity, l2 } => {
+///         assert_eq!(l1_capacity, 500);
+///         assert!(matches!(*l2, StoreConfig::Redis { .. }));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreConfig {
@@ -94,6 +136,21 @@ pub enum StoreConfig {
 }
 
 /// Everything needed to build a [`Cache`](crate::Cache).
+///
+/// From a URL (the usual way: see [`CacheConfig::from_url`] for every
+/// option) or from code:
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::{Cache, CacheConfig};
+///
+/// let config = CacheConfig::memory(50_000)
+///     .key_prefix("board:")
+///     .default_timeout(Some(Duration::from_secs(60)));
+/// let cache = Cache::new(config)?;
+/// assert_eq!(cache.config().key_prefix, "board:");
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheConfig {
@@ -122,6 +179,11 @@ pub struct CacheConfig {
 }
 
 /// Default [`CacheConfig::max_value_size`]: 8 MiB.
+///
+/// ```
+/// use memocache::{CacheConfig, DEFAULT_MAX_VALUE_SIZE};
+/// assert_eq!(CacheConfig::default().max_value_size, DEFAULT_MAX_VALUE_SIZE);
+/// ```
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 8 << 20;
 
 impl Default for CacheConfig {
@@ -146,16 +208,35 @@ impl CacheConfig {
     }
 
     /// An in-process cache holding up to `capacity` entries per memo.
+    ///
+    /// ```
+    /// let cache = memocache::Cache::new(memocache::CacheConfig::memory(1_000))?;
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn memory(capacity: usize) -> Self {
         Self::with_store(StoreConfig::Memory { capacity })
     }
 
     /// A cache that stores nothing.
+    ///
+    /// ```
+    /// use memocache::{Cache, CacheConfig, Timeout};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::new(CacheConfig::null())?;
+    /// cache.set("k", 1_u8, Timeout::Default).await?;
+    /// assert!(cache.get::<u8>("k").await?.is_none());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn null() -> Self {
         Self::with_store(StoreConfig::Null)
     }
 
     /// Sets the key prefix.
+    ///
+    /// ```
+    /// let config = memocache::CacheConfig::default().key_prefix("app:");
+    /// assert_eq!(config.key_prefix, "app:");
+    /// ```
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -163,6 +244,12 @@ impl CacheConfig {
     }
 
     /// Sets the default timeout; `None` or zero = never expire.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::CacheConfig;
+    /// assert_eq!(CacheConfig::default().default_timeout(Some(Duration::ZERO)).default_timeout, None);
+    /// ```
     #[must_use]
     pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.default_timeout = timeout.filter(|d| !d.is_zero());
@@ -170,6 +257,12 @@ impl CacheConfig {
     }
 
     /// Returns store faults to callers instead of failing open.
+    ///
+    /// ```
+    /// let config = memocache::CacheConfig::from_url("redis://127.0.0.1:1/")?.strict(true);
+    /// assert!(config.strict);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     #[must_use]
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
@@ -177,6 +270,11 @@ impl CacheConfig {
     }
 
     /// Sets the largest encoded value a remote store keeps.
+    ///
+    /// ```
+    /// let config = memocache::CacheConfig::default().max_value_size(64 << 10);
+    /// assert_eq!(config.max_value_size, 65_536);
+    /// ```
     #[must_use]
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
@@ -184,6 +282,12 @@ impl CacheConfig {
     }
 
     /// Sets how long a waiter trusts another caller's load of the same key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = memocache::CacheConfig::default().stall_timeout(Duration::from_secs(5));
+    /// assert_eq!(config.stall_timeout, Duration::from_secs(5));
+    /// ```
     #[must_use]
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
@@ -191,6 +295,14 @@ impl CacheConfig {
     }
 
     /// Sets how the store's and the bus's breakers behave.
+    ///
+    /// ```
+    /// use memocache::CacheConfig;
+    /// let from_url = CacheConfig::from_url("redis://127.0.0.1:6379/?probe_ms=100")?;
+    /// let config = CacheConfig::default().breaker(from_url.breaker);
+    /// assert_eq!(config.breaker, from_url.breaker);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     #[must_use]
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
@@ -233,6 +345,18 @@ impl CacheConfig {
     ///
     /// `tiered+redis+cluster://host1:6379,host2:6379` keeps the bus on one
     /// slot of the cluster (see [`RedisBus::new_cluster`](crate::bus::RedisBus::new_cluster)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::CacheConfig;
+    ///
+    /// let config = CacheConfig::from_url("redis://127.0.0.1:6379/0?prefix=board:&timeout=60&lease_wait_ms=500")?;
+    /// assert_eq!(config.key_prefix, "board:");
+    /// assert_eq!(config.default_timeout, Some(Duration::from_secs(60)));
+    /// assert_eq!(config.lease_wait, Duration::from_millis(500));
+    /// assert!(CacheConfig::from_url("redis://127.0.0.1/?lease_wait_ms=-1").is_err());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) with a message naming
