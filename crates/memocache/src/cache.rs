@@ -105,11 +105,29 @@ impl Cache {
     ///
     /// # Errors
     /// [`ErrorKind::Unsupported`] for stores this build does not include.
+    ///
+    /// ```
+    /// use memocache::{Cache, CacheConfig};
+    /// let cache = Cache::new(CacheConfig::memory(1_000).key_prefix("app:"))?;
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn new(config: CacheConfig) -> Result<Self> {
         Self::with_clock(config, Clock::coarse())
     }
 
     /// Builds a cache whose expiry follows `clock` (see [`Clock::manual`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::{Cache, CacheConfig, Clock, Timeout};
+    /// # futures::executor::block_on(async {
+    /// let clock = Clock::manual();
+    /// let cache = Cache::with_clock(CacheConfig::default(), clock.clone())?;
+    /// cache.set("otp", 123_456_u32, Timeout::After(Duration::from_secs(30))).await?;
+    /// clock.advance(Duration::from_secs(31));
+    /// assert!(cache.get::<u32>("otp").await?.is_none());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// As [`Cache::new`].
@@ -144,6 +162,14 @@ impl Cache {
     /// Builds a cache on a store of your own (or one built by hand), with
     /// `config`'s prefix, timeouts and fail-open setting; `config.store` is
     /// only informative here.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use memocache::{Cache, CacheConfig, store::MemcachedStore};
+    /// let store = MemcachedStore::open(&["127.0.0.1:11211".to_owned()], "app:")?;
+    /// let cache = Cache::with_store(CacheConfig::default().key_prefix("app:"), Arc::new(store));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn with_store(config: CacheConfig, store: Arc<dyn RemoteStore>) -> Self {
         Self::assemble(config, Clock::coarse(), Backend::Remote(store), None, None)
     }
@@ -152,6 +178,22 @@ impl Cache {
     /// memo in front of `store`, kept coherent across processes by `bus`.
     /// The L1 is trusted only while the bus keeps it in sync (see
     /// [`bus`](crate::bus)).
+    ///
+    /// Usually built from a URL (`tiered+redis://host:6379/?l1_capacity=10000`);
+    /// by hand (feature `redis`):
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn build() -> memocache::Result<()> {
+    /// use std::sync::Arc;
+    /// use memocache::{Cache, CacheConfig, bus::RedisBus, store::RedisStore};
+    /// let url = "redis://127.0.0.1:6379/";
+    /// let config = CacheConfig::from_url(url)?.key_prefix("app:");
+    /// let store = RedisStore::open(url)?;
+    /// let bus = RedisBus::new(url, "app:")?;
+    /// let cache = Cache::tiered(config, Arc::new(store), Arc::new(bus), 10_000);
+    /// # Ok(()) }
+    /// ```
     pub fn tiered(
         config: CacheConfig,
         store: Arc<dyn RemoteStore>,
@@ -216,6 +258,10 @@ impl Cache {
     /// True while the in-process tier may answer lookups: always without a
     /// shared store behind it; in a tiered cache, while the invalidation
     /// bus keeps this process in sync (a health check can report it).
+    ///
+    /// ```
+    /// assert!(memocache::Cache::memory().l1_in_sync());
+    /// ```
     #[inline]
     pub fn l1_in_sync(&self) -> bool {
         self.l1_trusted()
@@ -240,11 +286,26 @@ impl Cache {
 
     /// The shared store's breaker: state and counters; `None` without a
     /// shared store or with `breaker=off`.
+    ///
+    /// ```
+    /// # let runtime = tokio::runtime::Runtime::new().unwrap();
+    /// # runtime.block_on(async {
+    /// use memocache::{BreakerState, Cache};
+    /// // Nothing listens on port 1: the first refused connections open the breaker.
+    /// let cache = Cache::from_url("redis://127.0.0.1:1/?timeout_ms=200")?;
+    /// let breaker = cache.store_breaker().expect("a shared store has a breaker");
+    /// assert_eq!(breaker.state, BreakerState::Closed);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn store_breaker(&self) -> Option<BreakerStats> {
         self.inner.breaker.as_ref().map(|b| b.stats())
     }
 
     /// The invalidation bus's breaker (tiered caches): state and counters.
+    ///
+    /// ```
+    /// assert!(memocache::Cache::memory().bus_breaker().is_none()); // no bus
+    /// ```
     pub fn bus_breaker(&self) -> Option<BreakerStats> {
         self.inner.bus.as_ref().and_then(|bus| bus.breaker_stats())
     }
@@ -283,12 +344,22 @@ impl Cache {
 
     /// Store faults met since the cache was built (survived in fail-open
     /// mode, returned in strict mode).
+    ///
+    /// ```
+    /// assert_eq!(memocache::Cache::memory().store_errors(), 0);
+    /// ```
     pub fn store_errors(&self) -> u64 {
         self.inner.faults.total()
     }
 
     /// Builds a cache from a URL such as `memory://?capacity=10000`
     /// (see [`CacheConfig::from_url`]).
+    ///
+    /// ```
+    /// let cache = memocache::Cache::from_url("memory://?capacity=500&timeout=60")?;
+    /// assert!(memocache::Cache::from_url("memory://?capacity=many").is_err());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     ///
     /// # Errors
     /// A [`ErrorKind::Config`] error naming what is wrong with the URL.
@@ -297,11 +368,26 @@ impl Cache {
     }
 
     /// An in-process cache with the default capacity and timeout.
+    ///
+    /// ```
+    /// let cache = memocache::Cache::memory();
+    /// assert_eq!(cache.config(), &memocache::CacheConfig::default());
+    /// ```
     pub fn memory() -> Self {
         Self::in_process(CacheConfig::default())
     }
 
     /// A cache that keeps nothing: every lookup misses.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let memo: Memo<u8, u8> = Memo::builder("double").build(&Cache::null())?;
+    /// memo.get_or_load(&2, || async { 4 }).await;
+    /// memo.get_or_load(&2, || async { 4 }).await;
+    /// assert_eq!(memo.stats().loads, 2); // nothing was kept
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn null() -> Self {
         Self::in_process(CacheConfig::null())
     }
@@ -314,16 +400,40 @@ impl Cache {
     }
 
     /// The configuration this cache was built from.
+    ///
+    /// ```
+    /// let cache = memocache::Cache::from_url("memory://?prefix=app:")?;
+    /// assert_eq!(cache.config().key_prefix, "app:");
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn config(&self) -> &CacheConfig {
         &self.inner.config
     }
 
     /// The clock expiry is measured against.
+    ///
+    /// ```
+    /// let cache = memocache::Cache::memory();
+    /// let now = cache.clock().now_ms();
+    /// assert!(cache.clock().now_ms() >= now);
+    /// ```
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
 
     /// Counters of every memo built on this cache, by name.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let users: Memo<u64, String> = Memo::builder("users").build(&cache)?;
+    /// users.get_or_load(&1, || async { "ada".to_owned() }).await;
+    /// let stats = cache.memo_stats();
+    /// assert_eq!(stats[0].0, "users");
+    /// assert_eq!(stats[0].1.loads, 1);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn memo_stats(&self) -> Vec<(String, MemoStats)> {
         let memos = self.inner.memos.lock();
         let mut all: Vec<_> = memos
@@ -429,6 +539,17 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("name", "ada".to_owned(), Timeout::Default).await?;
+    /// let name = cache.get::<String>("name").await?;
+    /// assert_eq!(name.as_deref().map(String::as_str), Some("ada"));
+    /// assert!(cache.get::<u64>("name").await?.is_none()); // another type: a miss
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
         match &self.inner.backend {
             Backend::Memory { raw } => Ok(raw
@@ -446,6 +567,15 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults and values over the size limit, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("answer", 42_u32, Timeout::secs(60)).await?;
+    /// assert_eq!(cache.get::<u32>("answer").await?.as_deref(), Some(&42));
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
         match &self.inner.backend {
             Backend::Memory { raw } => {
@@ -471,6 +601,15 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// assert!(cache.add("lock", 1_u8, Timeout::secs(10)).await?);
+    /// assert!(!cache.add("lock", 2_u8, Timeout::secs(10)).await?); // already held
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
         match &self.inner.backend {
             Backend::Memory { raw } => Ok(raw.insert_if_absent(
@@ -499,6 +638,16 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("k", 1_u8, Timeout::Default).await?;
+    /// assert!(cache.delete("k").await?);
+    /// assert!(!cache.delete("k").await?);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
         match &self.inner.backend {
             Backend::Memory { raw } => Ok(raw.remove(&self.raw_key(key))),
@@ -515,6 +664,17 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("a", 1_u32, Timeout::Default).await?;
+    /// let values = cache.get_many::<u32>(&["a", "b"]).await?;
+    /// assert_eq!(values[0].as_deref(), Some(&1));
+    /// assert!(values[1].is_none());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn get_many<V: CacheValue>(&self, keys: &[&str]) -> Result<Vec<Option<Arc<V>>>> {
         if let Backend::Remote(store) = &self.inner.backend {
             let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
@@ -537,6 +697,15 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set_many([("x", 1_u32), ("y", 2)], Timeout::Default).await?;
+    /// assert_eq!(cache.get::<u32>("y").await?.as_deref(), Some(&2));
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn set_many<V: CacheValue>(
         &self,
         pairs: impl IntoIterator<Item = (impl AsRef<str>, V)>,
@@ -564,6 +733,15 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("x", 1_u8, Timeout::Default).await?;
+    /// assert_eq!(cache.delete_many(&["x", "never-set"]).await?, 1);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
         if let Backend::Remote(store) = &self.inner.backend {
             let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
@@ -583,6 +761,16 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("k", (), Timeout::Default).await?;
+    /// assert!(cache.has("k").await?);
+    /// assert!(!cache.has("other").await?);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn has(&self, key: &str) -> Result<bool> {
         match &self.inner.backend {
             Backend::Memory { raw } => Ok(raw
@@ -606,6 +794,17 @@ impl Cache {
     /// # Errors
     /// [`ErrorKind::NotANumber`] if `key` holds something other than an
     /// integer; store faults in strict mode.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// assert_eq!(cache.inc("hits", 1).await?, Some(1));
+    /// assert_eq!(cache.inc("hits", 5).await?, Some(6));
+    /// cache.set("name", "ada".to_owned(), Timeout::Default).await?;
+    /// assert!(cache.inc("name", 1).await.is_err()); // not a number
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn inc(&self, key: &str, delta: i64) -> Result<Option<i64>> {
         let raw = match &self.inner.backend {
             Backend::Memory { raw } => raw,
@@ -641,6 +840,15 @@ impl Cache {
     ///
     /// # Errors
     /// As [`Cache::inc`].
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.inc("stock", 10).await?;
+    /// assert_eq!(cache.dec("stock", 3).await?, Some(7));
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn dec(&self, key: &str, delta: i64) -> Result<Option<i64>> {
         self.inc(key, delta.wrapping_neg()).await
     }
@@ -650,6 +858,16 @@ impl Cache {
     ///
     /// # Errors
     /// Store faults, in strict mode only.
+    ///
+    /// ```
+    /// use memocache::Timeout;
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// cache.set("k", 1_u8, Timeout::Default).await?;
+    /// cache.clear().await?;
+    /// assert!(!cache.has("k").await?);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn clear(&self) -> Result<()> {
         match &self.inner.backend {
             Backend::Memory { raw } => raw.clear(),
