@@ -220,6 +220,15 @@ where
 {
     /// Starts describing memo `name` (unique per cache: it is part of the
     /// stored keys).
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// assert_eq!(memo.name(), "names");
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn builder(name: impl Into<String>) -> MemoBuilder<K, V> {
         MemoBuilder {
             name: name.into(),
@@ -237,12 +246,31 @@ where
 {
     /// How long results live; the cache's default timeout if not set.
     /// `Duration::ZERO` means forever, as in Flask-Caching.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").timeout(Duration::from_secs(600)).build(&cache)?;
+    ///
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Timeout::After(timeout);
         self
     }
 
     /// Results never expire (they still leave on eviction or invalidation).
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").no_timeout().build(&cache)?;
+    ///
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn no_timeout(mut self) -> Self {
         self.timeout = Timeout::Never;
         self
@@ -251,6 +279,17 @@ where
     /// Whether a `None` (or `()`) result is cached. Off by default, as
     /// Flask-Caching's `cache_none=False`: a `None` is returned to the
     /// caller but the next call loads again.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let lookup: Memo<u64, Option<String>> = Memo::builder("lookup").cache_none(true).build(&cache)?;
+    /// let missing = lookup.get_or_load(&404, || async { None }).await;
+    /// assert!(missing.is_none());
+    /// assert!(lookup.get(&404).await.is_some()); // the `None` itself is kept
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn cache_none(mut self, cache_none: bool) -> Self {
         self.cache_none = cache_none;
         self
@@ -261,6 +300,15 @@ where
     /// # Errors
     /// [`ErrorKind::MemoTypeMismatch`](crate::ErrorKind::MemoTypeMismatch)
     /// if a memo of this name with other types is already built on `cache`.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// let cache = Cache::memory();
+    /// let a: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// let b: Memo<u64, String> = Memo::builder("names").build(&cache)?; // the same memo
+    /// assert!(Memo::<String, u64>::builder("names").build(&cache).is_err());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn build(self, cache: &Cache) -> Result<Memo<K, V>> {
         let shared = cache.memo_shared::<K, V>(&self.name)?;
         Ok(Memo {
@@ -279,33 +327,94 @@ where
     V: CacheValue,
 {
     /// The memo's name.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// assert_eq!(memo.name(), "names");
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The cache this memo stores into.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// assert_eq!(memo.cache().config(), cache.config());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn cache(&self) -> &Cache {
         &self.cache
     }
 
     /// This memo's counters.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// memo.get_or_load(&1, || async { "ada".to_owned() }).await;
+    /// assert_eq!(memo.stats().loads, 1);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn stats(&self) -> MemoStats {
         self.shared.stats.snapshot()
     }
 
     /// The current version (bumped by every [`Memo::forget_all`]); with a
     /// shared store, this process's mirror of it.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// let before = memo.version();
+    /// memo.forget_all().await;
+    /// assert!(memo.version() > before);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn version(&self) -> u64 {
         self.shared.version.load(Ordering::Acquire)
     }
 
     /// The cached value for `key`, if any tier holds one; never loads.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// assert!(memo.get(&1).await.is_none());
+    /// memo.get_or_load(&1, || async { "ada".to_owned() }).await;
+    /// assert_eq!(memo.get(&1).await.as_deref().map(String::as_str), Some("ada"));
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn get(&self, key: &K) -> Option<Arc<V>> {
         self.lookup_only(key).await
     }
 
     /// Stores `value` for `key` (priming the memo) in every tier, replacing
     /// any value and overriding any load in flight for `key`.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await; // e.g. right after writing the row
+    /// let name = memo.get_or_load(&1, || async { unreachable!("primed") }).await;
+    /// assert_eq!(*name, "ada");
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn set(&self, key: &K, value: V) -> Arc<V> {
         let value = Arc::new(value);
         self.prime(key, &value).await;
@@ -319,6 +428,16 @@ where
     /// The in-process lookup happens when this is called; only a miss does
     /// work when the returned future is polled, so a hit costs no future
     /// machinery.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// let name = memo.get_or_load(&7, || async { "ada".to_owned() }).await;
+    /// assert_eq!(*name, "ada");
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub fn get_or_load<'a, F, Fut>(&'a self, key: &K, load: F) -> impl Future<Output = Arc<V>> + 'a
     where
         F: FnOnce() -> Fut + 'a,
@@ -344,6 +463,18 @@ where
     /// As [`Memo::get_or_load`] for a loader that can fail. An error is
     /// returned to this caller and to callers waiting on the same load, as
     /// an `Arc<E>`, and is never cached.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// let failed = memo.get_or_try_load(&1, || async { Err::<String, _>("db down") }).await;
+    /// assert_eq!(*failed.unwrap_err(), "db down");
+    /// let name = memo.get_or_try_load(&1, || async { Ok::<_, &str>("ada".to_owned()) }).await;
+    /// assert_eq!(name.as_deref().map(String::as_str), Ok("ada")); // the error was not cached
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// The loader's error.
@@ -385,11 +516,28 @@ where
     }
 
     /// Blocking [`Memo::get_or_load`], for plain (non-async) functions.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, u64> = Memo::builder("square").build(&cache)?;
+    /// assert_eq!(*memo.get_or_load_blocking(&12, || 144), 144);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn get_or_load_blocking(&self, key: &K, load: impl FnOnce() -> V) -> Arc<V> {
         futures_executor::block_on(self.get_or_load(key, || async move { load() }))
     }
 
     /// Blocking [`Memo::get_or_try_load`], for plain (non-async) functions.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// let cache = Cache::memory();
+    /// let memo: Memo<String, u64> = Memo::builder("parse").build(&cache)?;
+    /// let n = memo.get_or_try_load_blocking(&"42".to_owned(), || "42".parse::<u64>());
+    /// assert_eq!(n.map(|n| *n).ok(), Some(42));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The loader's error.
@@ -405,6 +553,17 @@ where
     /// `delete_memoized(f, *args)`. When this returns, no tier of any
     /// process serves the old value, and a load of `key` that started
     /// before does not store its result.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// memo.forget(&1).await; // e.g. at logout
+    /// assert!(memo.get(&1).await.is_none());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn forget(&self, key: &K) {
         self.__forget_by(key).await;
     }
@@ -423,6 +582,18 @@ where
     /// Forgets every value of this memo: Flask-Caching's
     /// `delete_memoized(f)`. O(1): it bumps the memo's version, which is
     /// part of every key (one `INCR` on a shared store).
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// memo.set(&2, "grace".to_owned()).await;
+    /// memo.forget_all().await; // e.g. after a message is posted
+    /// assert!(memo.get(&1).await.is_none() && memo.get(&2).await.is_none());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
     pub async fn forget_all(&self) {
         self.shared.stats.bump(Counter::Invalidation);
         self.bump_version().await;
