@@ -291,7 +291,7 @@ impl Cache {
     /// # let runtime = tokio::runtime::Runtime::new().unwrap();
     /// # runtime.block_on(async {
     /// use memocache::{BreakerState, Cache};
-    /// // Nothing listens on port 1: the first refused connections open the breaker.
+    /// // Nothing is contacted yet, so the breaker starts closed.
     /// let cache = Cache::from_url("redis://127.0.0.1:1/?timeout_ms=200")?;
     /// let breaker = cache.store_breaker().expect("a shared store has a breaker");
     /// assert_eq!(breaker.state, BreakerState::Closed);
