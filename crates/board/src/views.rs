@@ -23,10 +23,12 @@ pub enum Flash {
     PasswordChanged,
     /// A page needed a login.
     LoginRequired,
+    /// A sign-in provider was linked to the account.
+    Linked,
 }
 
 impl Flash {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Registered,
         Self::LoggedIn,
         Self::LoggedOut,
@@ -34,6 +36,7 @@ impl Flash {
         Self::Deleted,
         Self::PasswordChanged,
         Self::LoginRequired,
+        Self::Linked,
     ];
 
     /// The cookie value for this notice.
@@ -46,6 +49,7 @@ impl Flash {
             Self::Deleted => "deleted",
             Self::PasswordChanged => "password-changed",
             Self::LoginRequired => "login-required",
+            Self::Linked => "linked",
         }
     }
 
@@ -65,6 +69,7 @@ impl Flash {
             Self::Deleted => "The message is deleted.",
             Self::PasswordChanged => "Your password is changed. Other devices were logged out.",
             Self::LoginRequired => "Please log in first.",
+            Self::Linked => "The sign-in provider is linked: you can sign in with it now.",
         }
     }
 
@@ -205,6 +210,8 @@ pub struct LoginPage<'a> {
     pub errors: &'a [String],
     /// CSRF token of the form.
     pub form_csrf: &'a str,
+    /// "Sign in with …" buttons: (slug, display name).
+    pub providers: &'a [(String, String)],
 }
 
 /// `GET /logout`: a button.
@@ -229,6 +236,8 @@ pub struct AccountPage<'a> {
     pub message_count: u64,
     /// Problems with the password form.
     pub errors: &'a [String],
+    /// Providers that can be linked: (slug, display name).
+    pub providers: &'a [(String, String)],
 }
 
 /// Any error.

@@ -125,6 +125,7 @@ fn credentials_page(
             username,
             errors,
             form_csrf: &token,
+            providers: &providers(state),
         },
     )?;
     if let Some(set) = set {
@@ -163,7 +164,7 @@ async fn login_form(
 
 /// Starts a session for `user` (stored, memos primed so the next request
 /// reads nothing) and returns the cookie.
-async fn start_session(
+pub(super) async fn start_session(
     state: &AppState,
     user: User,
     secure: bool,
@@ -307,7 +308,18 @@ async fn logout(
     Ok(redirect_with("/", Flash::LoggedOut, secure, vec![clear]))
 }
 
+/// The configured sign-in providers as (slug, display name).
+fn providers(state: &AppState) -> Vec<(String, String)> {
+    state
+        .oidc
+        .providers()
+        .iter()
+        .map(|p| (p.slug.clone(), p.display.clone()))
+        .collect()
+}
+
 fn account_page(
+    state: &AppState,
     auth: &AuthContext,
     message_count: u64,
     flash: Option<Flash>,
@@ -323,6 +335,7 @@ fn account_page(
             member_since: &member_since,
             message_count,
             errors,
+            providers: &providers(state),
         },
     )
 }
@@ -336,7 +349,7 @@ async fn account(
         .data
         .message_count(&Listing::User(auth.user.id.clone()))
         .await?;
-    account_page(&auth, count, flash, &[], StatusCode::OK)
+    account_page(&state, &auth, count, flash, &[], StatusCode::OK)
 }
 
 async fn change_password(
@@ -370,6 +383,7 @@ async fn change_password(
             .message_count(&Listing::User(auth.user.id.clone()))
             .await?;
         return account_page(
+            &state,
             &auth,
             count,
             None,

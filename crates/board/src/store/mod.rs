@@ -101,6 +101,12 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<()>;
     /// Number of users.
     async fn count(&self) -> StoreResult<u64>;
+    /// The user signed in as `subject` at OpenID provider `issuer` (the
+    /// provider's stable `sub`, never the e-mail).
+    async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>>;
+    /// Links `issuer` + `subject` to `user_id`; [`StoreError::Conflict`]
+    /// if that identity is linked already (to anyone).
+    async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()>;
 }
 
 /// The `sessions` table.
