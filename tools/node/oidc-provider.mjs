@@ -58,6 +58,8 @@ const configuration = {
   jwks: { keys: [jwk] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+  // As Google does: the profile and e-mail claims are in the ID token.
+  conformIdTokenClaims: false,
   features: { devInteractions: { enabled: true } },
   pkce: { required: () => true },
   async findAccount(_ctx, sub) {

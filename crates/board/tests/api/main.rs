@@ -12,6 +12,7 @@ mod db_calls;
 mod delete;
 mod helpers;
 mod media;
+mod oidc;
 mod pages;
 mod posting;
 mod security;
