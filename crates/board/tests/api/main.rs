@@ -13,6 +13,7 @@ mod delete;
 mod helpers;
 mod media;
 mod oidc;
+mod oidc_attacks;
 mod pages;
 mod posting;
 mod security;
