@@ -6,21 +6,26 @@
 use reqwest::StatusCode;
 use testkit::OidcProvider;
 
-use crate::helpers::{TestApp, location, set_cookie_value, spawn_with};
+use crate::helpers::{TestApp, client, location, set_cookie_value, spawn_on, spawn_with};
+use crate::storage::Backing;
 
-/// A board with `provider` configured as "Test" (slug `test`, whose
-/// callback path the provider has registered).
-async fn board_with(provider: &OidcProvider) -> TestApp {
+/// Configures `provider` as "Test" (slug `test`, whose callback path the
+/// provider has registered).
+fn configure(provider: &OidcProvider) -> impl FnOnce(&mut board::Settings) + use<> {
     let issuer = provider.issuer();
     let id = provider.client_id().to_owned();
     let secret = provider.client_secret().to_owned();
-    spawn_with(move |s| {
+    move |s| {
         s.oidc_issuer = vec![issuer];
         s.oidc_client_id = vec![id];
         s.oidc_client_secret = vec![secret.into()];
         s.oidc_name = vec!["Test".into()];
-    })
-    .await
+    }
+}
+
+/// A board with `provider` configured.
+async fn board_with(provider: &OidcProvider) -> TestApp {
+    spawn_with(configure(provider)).await
 }
 
 /// `location` made absolute against `base` (`http://127.0.0.1:PORT`).
@@ -355,4 +360,31 @@ async fn a_burst_of_sign_ins_fetches_each_document_once() {
         metrics.contains("board_oidc_fetches_total{document=\"discovery\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn the_callback_may_land_on_another_instance_of_the_fleet() {
+    let provider = OidcProvider::start();
+    let a = board_with(&provider).await;
+    // A second board on the same storage and secret: the login state is
+    // in the signed cookie, not in either process.
+    let mut b = spawn_on(
+        Backing::borrowed(&a.backing),
+        tempfile::tempdir().expect("dir"),
+        configure(&provider),
+    )
+    .await;
+    // One browser: its cookie jar is shared by both (cookies ignore ports).
+    b.client = client();
+    let mut a_view = a.another_browser();
+    a_view.client = b.client.clone();
+    let authorize = start(&a_view).await;
+    let callback = at_provider(&a_view, &provider, &authorize, "fleet").await;
+    let on_b = callback.replace(&a.address, &b.address);
+    assert_ne!(on_b, callback);
+    let response = b.client.get(&on_b).send().await.expect("callback on b");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in_name(&b).await.as_deref(), Some("fleet"));
+    // And the session is good on the first instance too.
+    assert_eq!(signed_in_name(&a_view).await.as_deref(), Some("fleet"));
 }
