@@ -1,0 +1,99 @@
+//! Sign in with OpenID Connect in Chromium, through the real provider's
+//! login and consent pages (npm `oidc-provider`): sign in, post, log out.
+
+use board::{Application, Settings};
+use fantoccini::Client;
+use image::{DynamicImage, ImageFormat, RgbImage};
+use testkit::{Chromedriver, OidcProvider};
+
+use crate::journey::{browser, click, fill, path_of, screenshot, wait_for_text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_signs_in_at_the_provider_posts_and_logs_out() {
+    let (driver, provider) = tokio::task::spawn_blocking(|| {
+        let provider = std::thread::spawn(OidcProvider::start);
+        let driver = Chromedriver::start();
+        (driver, provider.join().expect("provider thread"))
+    })
+    .await
+    .expect("servers");
+    let profile = Chromedriver::fresh_user_data_dir();
+
+    let dir = tempfile::tempdir().expect("dir");
+    let backing = crate::STORAGE.provision(dir.path()).await;
+    let mut settings = Settings::defaults();
+    settings.address = "127.0.0.1:0".parse().expect("address");
+    settings.database_url.clone_from(&backing.database_url);
+    settings.media_url.clone_from(&backing.media_url);
+    settings.oidc_issuer = vec![provider.issuer()];
+    settings.oidc_client_id = vec![provider.client_id().into()];
+    settings.oidc_client_secret = vec![provider.client_secret().to_owned().into()];
+    settings.oidc_name = vec!["Test".into()];
+    let app = Application::build(&settings).await.expect("board starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+
+    let picture = dir.path().join("dawn.jpg");
+    DynamicImage::ImageRgb8(RgbImage::from_fn(320, 240, |x, _| {
+        image::Rgb([(x / 2) as u8, 90, 200])
+    }))
+    .save_with_format(&picture, ImageFormat::Jpeg)
+    .expect("write picture");
+
+    let client = browser(&driver, &profile).await;
+    let result = visit(&client, &base, &picture).await;
+    client.close().await.expect("close browser");
+    if let Err(problem) = result {
+        panic!("{problem}\nprovider log:\n{}", provider.log());
+    }
+    let messages = state.data.stores().messages.all().await.expect("all");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(state.data.user_count().await.expect("users"), 1);
+}
+
+async fn visit(client: &Client, base: &str, picture: &std::path::Path) -> Result<(), String> {
+    client
+        .goto(&format!("{base}/login"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for_text(client, "Sign in with Test").await;
+    click(client, "a[href='/auth/oidc/test/login']").await;
+
+    // The provider's own pages: its login form, then its consent form.
+    wait_for_text(client, "Sign-in").await;
+    fill(client, "input[name=login]", "grace").await;
+    fill(client, "input[name=password]", "anything").await;
+    click(client, "button[type=submit]").await;
+    wait_for_text(client, "Authorize").await;
+    click(client, "button[type=submit]").await;
+
+    // Back on the board, signed in as a new user named from the profile.
+    let home = wait_for_text(client, "Welcome! Your account is ready.").await;
+    if path_of(client).await != "/" || !home.contains("grace") {
+        return Err(format!("not signed in on the home page:\n{home}"));
+    }
+    screenshot(client, "board-oidc-signed-in.png").await;
+
+    // Post like any user.
+    client
+        .goto(&format!("{base}/post"))
+        .await
+        .map_err(|e| e.to_string())?;
+    fill(client, "input[name=author]", "Grace").await;
+    fill(client, "textarea[name=description]", "Signed in elsewhere.").await;
+    let file = client
+        .find(fantoccini::Locator::Css("input[type=file]"))
+        .await
+        .map_err(|e| e.to_string())?;
+    file.send_keys(&picture.display().to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    click(client, "form.stack button[type=submit]").await;
+    wait_for_text(client, "Your message is posted.").await;
+
+    // Log out.
+    click(client, "header form button").await;
+    wait_for_text(client, "You are logged out.").await;
+    Ok(())
+}
