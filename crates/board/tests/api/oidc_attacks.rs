@@ -131,6 +131,9 @@ async fn callback_with(
     app.get(&callback).await
 }
 
+/// Makes an ID token for a nonce.
+type Mint<'a> = Box<dyn FnOnce(&str) -> String + 'a>;
+
 async fn assert_refused(app: &TestApp, response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
     let page = response.text().await.expect("page");
@@ -148,7 +151,7 @@ async fn forged_and_stale_id_tokens_are_refused_and_a_good_one_accepted() {
     let app = board_with(&fake).await;
     let issuer = fake.issuer.clone();
 
-    let attacks: Vec<(&str, Box<dyn FnOnce(&str) -> String>)> = vec![
+    let attacks: Vec<(&str, Mint<'_>)> = vec![
         (
             "wrong nonce",
             Box::new(|_: &str| sign(&good_claims(&issuer, "not-the-nonce"))),
