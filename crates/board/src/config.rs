@@ -559,6 +559,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn oidc_flags_line_up_by_position() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["board", "serve"].iter().chain(args))
+                .map(|cli| match cli.command {
+                    Some(Command::Serve(settings)) => settings.oidc_providers(),
+                    _ => Err("not serve".into()),
+                })
+                .expect("parses")
+        };
+        assert!(parse(&[]).expect("none").is_empty());
+        let google = parse(&[
+            "--oidc-issuer=https://accounts.google.com",
+            "--oidc-client-id=id",
+            "--oidc-client-secret=s",
+        ])
+        .expect("google");
+        assert_eq!(google[0].slug, "google");
+        assert_eq!(google[0].redirect_url, None);
+        let two = parse(&[
+            "--oidc-issuer=https://a.example",
+            "--oidc-issuer=https://b.example/realm",
+            "--oidc-client-id=a,b",
+            "--oidc-client-secret=x,y",
+            "--oidc-name=A,Bee",
+        ])
+        .expect("two");
+        assert_eq!(two[1].slug, "bee");
+        assert_eq!(two[1].client_id, "b");
+        let missing = parse(&["--oidc-issuer=https://a.example", "--oidc-client-id=a"]);
+        assert!(missing.is_err_and(|e| e.contains("--oidc-client-secret")));
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("10MiB"), Ok(10 * 1024 * 1024));
         assert_eq!(parse_size("500 KiB"), Ok(500 * 1024));

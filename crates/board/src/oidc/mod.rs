@@ -30,7 +30,6 @@
 
 mod state;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use openidconnect::core::{
@@ -368,7 +367,7 @@ type ProviderClient = CoreClient<
 >;
 
 /// The provider's client with its metadata and keys from the memos.
-async fn client(
+async fn provider_client(
     oidc: &Oidc,
     data: &Data,
     provider: &Provider,
@@ -427,7 +426,7 @@ pub async fn begin(
     link_user: Option<String>,
     now_ms: i64,
 ) -> Result<Redirect, OidcError> {
-    let (client, _) = client(oidc, data, provider, now_ms, false).await?;
+    let (client, _) = provider_client(oidc, data, provider, now_ms, false).await?;
     let redirect = RedirectUrl::new(redirect_url.clone())
         .map_err(|e| OidcError::ProviderDown(format!("redirect URL: {e}")))?;
     let client = client.set_redirect_uri(redirect);
@@ -508,7 +507,7 @@ pub async fn finish(
         .code
         .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
         .ok_or_else(|| OidcError::CodeRefused("no code".into()))?;
-    let (client, _) = client(oidc, data, provider, now_ms, false).await?;
+    let (client, _) = provider_client(oidc, data, provider, now_ms, false).await?;
     let redirect = RedirectUrl::new(state.redirect_url.clone())
         .map_err(|e| OidcError::BadToken(format!("redirect URL: {e}")))?;
     let client = client.set_redirect_uri(redirect);
@@ -536,7 +535,7 @@ pub async fn finish(
         )) => {
             // An unknown `kid`: the provider may have rotated its keys.
             // Fetch the JWKS again, once, and check again.
-            let (fresh, _) = client_with_fresh_keys(oidc, data, provider, now_ms).await?;
+            let (fresh, _) = provider_client(oidc, data, provider, now_ms, true).await?;
             id_token
                 .claims(&fresh.id_token_verifier(), &nonce)
                 .map_err(|e| OidcError::BadToken(e.to_string()))?
@@ -565,18 +564,6 @@ pub async fn finish(
         state,
     })
 }
-
-async fn client_with_fresh_keys(
-    oidc: &Oidc,
-    data: &Data,
-    provider: &Provider,
-    now_ms: i64,
-) -> Result<(ProviderClient, CoreProviderMetadata), OidcError> {
-    client(oidc, data, provider, now_ms, true).await
-}
-
-/// The shared handle handlers get.
-pub type SharedOidc = Arc<Oidc>;
 
 #[cfg(test)]
 mod tests {

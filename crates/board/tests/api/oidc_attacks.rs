@@ -226,3 +226,29 @@ async fn forged_and_stale_id_tokens_are_refused_and_a_good_one_accepted() {
     assert_eq!(location(&response), "/");
     assert_eq!(app.state.data.user_count().await.expect("count"), 1);
 }
+
+/// The documents' lifetime, with the clock passed in: a provider that
+/// sends no `Cache-Control` gets an hour; within it one fetch serves every
+/// sign-in, past it the next one fetches again, once.
+#[tokio::test]
+async fn provider_documents_are_fetched_again_only_when_their_lifetime_ends() {
+    use board::data::OidcDocument;
+    let fake = fake_provider().await;
+    let app = board_with(&fake).await;
+    let (data, oidc) = (&app.state.data, &app.state.oidc);
+    let url = format!("{}/.well-known/openid-configuration", fake.issuer);
+    let t0 = 1_000_000_000_000;
+    let minute = 60_000;
+    for at in [t0, t0 + minute, t0 + 59 * minute] {
+        data.oidc_document(oidc, OidcDocument::Discovery, &url, at)
+            .await
+            .expect("document");
+    }
+    assert_eq!(data.oidc_fetches(), (1, 0));
+    for at in [t0 + 61 * minute, t0 + 62 * minute] {
+        data.oidc_document(oidc, OidcDocument::Discovery, &url, at)
+            .await
+            .expect("document");
+    }
+    assert_eq!(data.oidc_fetches(), (2, 0));
+}
