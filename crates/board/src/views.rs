@@ -25,10 +25,12 @@ pub enum Flash {
     LoginRequired,
     /// A sign-in provider was linked to the account.
     Linked,
+    /// The user name was changed.
+    Renamed,
 }
 
 impl Flash {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Registered,
         Self::LoggedIn,
         Self::LoggedOut,
@@ -37,6 +39,7 @@ impl Flash {
         Self::PasswordChanged,
         Self::LoginRequired,
         Self::Linked,
+        Self::Renamed,
     ];
 
     /// The cookie value for this notice.
@@ -50,6 +53,7 @@ impl Flash {
             Self::PasswordChanged => "password-changed",
             Self::LoginRequired => "login-required",
             Self::Linked => "linked",
+            Self::Renamed => "renamed",
         }
     }
 
@@ -70,6 +74,7 @@ impl Flash {
             Self::PasswordChanged => "Your password is changed. Other devices were logged out.",
             Self::LoginRequired => "Please log in first.",
             Self::Linked => "The sign-in provider is linked: you can sign in with it now.",
+            Self::Renamed => "Your user name is changed.",
         }
     }
 

@@ -7,7 +7,7 @@
 //!
 //! | memo | key | value | forgotten by |
 //! | --- | --- | --- | --- |
-//! | `load_user` | user id | the user | logout, password change |
+//! | `load_user` | user id | the user | logout, password change, rename |
 //! | `load_session` | token hash | the session | logout, expiry, password change (other sessions) |
 //! | `all_messages` | `()` | the first page of the home listing | every post and delete (`forget_all`, O(1)) |
 //! | `user_messages` | user id | the first page of `/my` | that user's posts and deletes |
@@ -436,6 +436,21 @@ impl Data {
             self.memos.load_session.forget(token_hash.as_str()).await;
         }
         Ok(removed.len())
+    }
+
+    /// Renames `user_id` to `username` and forgets the cached user.
+    ///
+    /// # Errors
+    /// [`DataError::NameTaken`] when another user has the name (any case).
+    pub async fn rename_user(&self, user_id: &str, username: &str) -> Result<(), DataError> {
+        match self.stores.users.rename(user_id, username).await {
+            Ok(()) => {
+                self.memos.load_user.forget(user_id).await;
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Err(DataError::NameTaken),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Number of users (`board demo` checks the board is fresh).

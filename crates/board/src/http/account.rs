@@ -28,6 +28,7 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/logout", get(logout_form).post(logout))
         .route("/acc", get(account))
         .route("/acc/password", post(change_password))
+        .route("/acc/name", post(rename))
 }
 
 #[derive(Deserialize)]
@@ -56,6 +57,20 @@ struct LoginForm {
 struct LogoutForm {
     #[serde(default)]
     csrf: String,
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+}
+
+impl HasCsrf for RenameForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Deserialize)]
@@ -404,4 +419,38 @@ async fn change_password(
         secure(&state, &headers),
         vec![],
     ))
+}
+
+/// Changes the user name (users made by a sign-in provider got theirs from
+/// the profile).
+async fn rename(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<RenameForm>,
+) -> Result<Response, AppError> {
+    let problem = match Username::parse(&form.username) {
+        Ok(name) => match state.data.rename_user(&auth.user.id, name.as_str()).await {
+            Ok(()) => {
+                tracing::info!(from = %auth.user.username, to = %name.as_str(), "renamed");
+                return Ok(redirect_with(
+                    "/acc",
+                    Flash::Renamed,
+                    secure(&state, &headers),
+                    vec![],
+                ));
+            }
+            Err(DataError::NameTaken) => (
+                StatusCode::CONFLICT,
+                "That user name is taken. Please choose another.".to_owned(),
+            ),
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.0),
+    };
+    let count = state
+        .data
+        .message_count(&Listing::User(auth.user.id.clone()))
+        .await?;
+    account_page(&state, &auth, count, None, &[problem.1], problem.0)
 }

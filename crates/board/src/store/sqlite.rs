@@ -279,6 +279,18 @@ impl UserStore for Sqlite {
             .await
     }
 
+    async fn rename(&self, id: &str, username: &str) -> StoreResult<()> {
+        let (id, username) = (id.to_owned(), username.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "UPDATE users SET username = ?2 WHERE id = ?1",
+                params![id, username],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
     async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>> {
         let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
         self.call(move |c| {

@@ -153,6 +153,24 @@ async fn a_first_sign_in_makes_a_user_and_the_next_finds_it() {
     let third = app.another_browser();
     sign_in(&third, &provider, "bob").await;
     assert_eq!(signed_in_name(&third).await.as_deref(), Some("bob2"));
+
+    // The derived name can be changed on /acc, but not to a taken one.
+    let response = third.post("/acc/name", &[("username", "robert")]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in_name(&third).await.as_deref(), Some("robert"));
+    let response = third.post("/acc/name", &[("username", "ADA")]).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let response = third.post("/acc/name", &[("username", "x")]).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(signed_in_name(&third).await.as_deref(), Some("robert"));
+    // The old name is free again.
+    assert_eq!(
+        app.another_browser()
+            .register("bob2", "password123")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]

@@ -289,6 +289,60 @@ impl UserStore for Dynamo {
         Ok(total)
     }
 
+    /// Claims the new name, renames the user item, then frees the old
+    /// name; a step that fails undoes the claim (see the module docs).
+    async fn rename(&self, id: &str, username: &str) -> StoreResult<()> {
+        let table = &self.users;
+        let Some(user) = UserStore::get(self, id).await? else {
+            return Ok(());
+        };
+        let (old, new) = (claim_id(&user.username), claim_id(username));
+        if old != new {
+            self.client
+                .put_item()
+                .table_name(table)
+                .item("id", s(&new))
+                .item("user_id", s(id))
+                .item("created_at", n(user.created_at))
+                .condition_expression("attribute_not_exists(id)")
+                .send()
+                .await
+                .map_err(backend(table, "PutItem (name claim)"))?;
+        }
+        let renamed = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("id", s(id))
+            .update_expression("SET username = :n")
+            .condition_expression("attribute_exists(username)")
+            .expression_attribute_values(":n", s(username))
+            .send()
+            .await
+            .map_err(backend(table, "UpdateItem (rename)"));
+        let release = if renamed.is_ok() {
+            old.clone()
+        } else {
+            new.clone()
+        };
+        if old != new {
+            let freed = self
+                .client
+                .delete_item()
+                .table_name(table)
+                .key("id", s(&release))
+                .condition_expression("user_id = :u")
+                .expression_attribute_values(":u", s(id))
+                .send()
+                .await;
+            if let Err(error) = freed {
+                let error = store_error(table, "DeleteItem (name claim)", &error);
+                tracing::error!(%error, claim = release, "could not release a user-name claim");
+            }
+        }
+        renamed.map(drop)
+    }
+
     async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>> {
         let table = &self.users;
         self.get_item(table, "id", &identity_id(issuer, subject))
