@@ -252,3 +252,30 @@ async fn provider_documents_are_fetched_again_only_when_their_lifetime_ends() {
     }
     assert_eq!(data.oidc_fetches(), (2, 0));
 }
+
+/// A provider answering with more than the board reads (256 KiB) is
+/// treated as down: a 502 page, nothing cached, nothing created.
+#[tokio::test]
+async fn an_oversized_provider_document_is_refused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let padding = "x".repeat(300 * 1024);
+    let huge = json!({ "issuer": issuer, "padding": padding }).to_string();
+    let app = Router::new().route(
+        "/.well-known/openid-configuration",
+        get(move || async move { huge }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let fake = FakeProvider {
+        issuer,
+        next_token: Arc::default(),
+    };
+    let board = board_with(&fake).await;
+    let response = board.get("/auth/oidc/fake/login").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let page = response.text().await.expect("page");
+    assert!(page.contains("could not be reached"), "{page}");
+    assert_eq!(board.state.data.oidc_fetches(), (0, 0));
+}
