@@ -265,6 +265,40 @@ pub struct Settings {
     /// At least 1m.
     #[arg(long, env = "BOARD_MEDIA_SWEEP_GRACE", default_value = "1h", value_parser = parse_sweep_grace)]
     pub media_sweep_grace: Duration,
+
+    // Sign in with Google / OpenID Connect (issue 15). One provider per
+    // `--oidc-issuer`; the other `--oidc-*` flags are given once per
+    // provider in the same order (comma-separated in the environment).
+    /// An OpenID Connect provider to offer "Sign in with …" for, by its
+    /// issuer URL: `https://accounts.google.com` for Google. Repeat for
+    /// several providers. Without any, the board has password accounts
+    /// only.
+    #[arg(long, env = "BOARD_OIDC_ISSUER", value_delimiter = ',')]
+    pub oidc_issuer: Vec<String>,
+    /// The OAuth client id the provider issued to this board, one per
+    /// `--oidc-issuer`.
+    #[arg(long, env = "BOARD_OIDC_CLIENT_ID", value_delimiter = ',')]
+    pub oidc_client_id: Vec<String>,
+    /// The OAuth client secret, one per `--oidc-issuer`.
+    #[arg(
+        long,
+        env = "BOARD_OIDC_CLIENT_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: Vec<SecretString>,
+    /// The redirect URL registered at the provider, one per
+    /// `--oidc-issuer` (e.g. `https://board.example/auth/oidc/google/callback`,
+    /// the path being `/auth/oidc/{name in lower case}/callback`). When
+    /// none is given, the URL of the request's own host is used: set it
+    /// in production.
+    #[arg(long, env = "BOARD_OIDC_REDIRECT_URL", value_delimiter = ',')]
+    pub oidc_redirect_url: Vec<String>,
+    /// The name on the sign-in button, one per `--oidc-issuer`
+    /// ("Sign in with Google"); it also names the URL path. Default:
+    /// `Google` for Google's issuer, else the issuer's host.
+    #[arg(long, env = "BOARD_OIDC_NAME", value_delimiter = ',')]
+    pub oidc_name: Vec<String>,
 }
 
 /// `board demo`: where to put the sample data and how much.
@@ -366,7 +400,57 @@ impl Settings {
             max_stored_side: 2048,
             media_sweep_interval: Duration::from_secs(3600),
             media_sweep_grace: Duration::from_secs(3600),
+            oidc_issuer: Vec::new(),
+            oidc_client_id: Vec::new(),
+            oidc_client_secret: Vec::new(),
+            oidc_redirect_url: Vec::new(),
+            oidc_name: Vec::new(),
         }
+    }
+}
+
+impl Settings {
+    /// The OpenID providers the `--oidc-*` flags describe.
+    ///
+    /// # Errors
+    /// A message when the lists do not line up.
+    pub fn oidc_providers(&self) -> Result<Vec<crate::oidc::Provider>, String> {
+        let n = self.oidc_issuer.len();
+        let lined_up = |len: usize, optional: bool| len == n || (optional && len == 0);
+        if !lined_up(self.oidc_client_id.len(), false)
+            || !lined_up(self.oidc_client_secret.len(), false)
+            || !lined_up(self.oidc_redirect_url.len(), true)
+            || !lined_up(self.oidc_name.len(), true)
+        {
+            return Err(format!(
+                "{n} --oidc-issuer given: give as many --oidc-client-id and \
+                 --oidc-client-secret, and either as many or no --oidc-redirect-url \
+                 and --oidc-name"
+            ));
+        }
+        Ok((0..n)
+            .map(|i| {
+                let issuer = self.oidc_issuer[i].trim().to_owned();
+                let display = self.oidc_name.get(i).cloned().unwrap_or_else(|| {
+                    if issuer.trim_end_matches('/') == "https://accounts.google.com" {
+                        "Google".to_owned()
+                    } else {
+                        url::Url::parse(&issuer)
+                            .ok()
+                            .and_then(|u| u.host_str().map(str::to_owned))
+                            .unwrap_or_else(|| issuer.clone())
+                    }
+                });
+                crate::oidc::Provider {
+                    slug: crate::oidc::Provider::slug_of(&display),
+                    display,
+                    issuer,
+                    client_id: self.oidc_client_id[i].clone(),
+                    client_secret: self.oidc_client_secret[i].clone(),
+                    redirect_url: self.oidc_redirect_url.get(i).cloned(),
+                }
+            })
+            .collect())
     }
 }
 
@@ -473,6 +557,39 @@ pub fn parse_sweep_grace(input: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oidc_flags_line_up_by_position() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["board", "serve"].iter().chain(args))
+                .map(|cli| match cli.command {
+                    Some(Command::Serve(settings)) => settings.oidc_providers(),
+                    _ => Err("not serve".into()),
+                })
+                .expect("parses")
+        };
+        assert!(parse(&[]).expect("none").is_empty());
+        let google = parse(&[
+            "--oidc-issuer=https://accounts.google.com",
+            "--oidc-client-id=id",
+            "--oidc-client-secret=s",
+        ])
+        .expect("google");
+        assert_eq!(google[0].slug, "google");
+        assert_eq!(google[0].redirect_url, None);
+        let two = parse(&[
+            "--oidc-issuer=https://a.example",
+            "--oidc-issuer=https://b.example/realm",
+            "--oidc-client-id=a,b",
+            "--oidc-client-secret=x,y",
+            "--oidc-name=A,Bee",
+        ])
+        .expect("two");
+        assert_eq!(two[1].slug, "bee");
+        assert_eq!(two[1].client_id, "b");
+        let missing = parse(&["--oidc-issuer=https://a.example", "--oidc-client-id=a"]);
+        assert!(missing.is_err_and(|e| e.contains("--oidc-client-secret")));
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -56,6 +56,9 @@ pub enum AppError {
     /// Too many registrations from one address.
     #[error("too many registrations")]
     TooManyRegistrations,
+    /// A sign-in with an OpenID provider failed; nothing was changed.
+    #[error("sign-in: {0}")]
+    SignIn(#[from] crate::oidc::OidcError),
     /// The database failed.
     #[error("store: {0}")]
     Store(String),
@@ -124,6 +127,18 @@ impl AppError {
             // a temporary condition, not a bug in the request.
             Self::Store(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::SignIn(e) => {
+                use crate::oidc::OidcError as E;
+                match e {
+                    E::UnknownProvider => StatusCode::NOT_FOUND,
+                    E::ProviderDown(_) => StatusCode::BAD_GATEWAY,
+                    E::Cancelled => StatusCode::OK,
+                    E::ProviderRefused(_) | E::CodeRefused(_) | E::BadToken(_) => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    E::NoLoginState | E::StateMismatch => StatusCode::BAD_REQUEST,
+                }
+            }
         }
     }
 
@@ -165,6 +180,7 @@ impl AppError {
                 "Something went wrong",
                 "The board could not complete this request. Please try again in a moment.".into(),
             ),
+            Self::SignIn(e) => sign_in_page(e),
         }
     }
 }
@@ -209,6 +225,44 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// The page of a failed sign-in: what happened, in words for people (the
+/// details go to the log only).
+fn sign_in_page(error: &crate::oidc::OidcError) -> (&'static str, String) {
+    use crate::oidc::OidcError as E;
+    let (title, text) = match error {
+        E::UnknownProvider => ("Not found", "There is no such way to sign in here."),
+        E::ProviderDown(_) => (
+            "Sign-in unavailable",
+            "The sign-in provider could not be reached. Nothing was changed; please try again later or log in with a password.",
+        ),
+        E::Cancelled => (
+            "Sign-in cancelled",
+            "You cancelled the sign-in at the provider. Nothing was changed.",
+        ),
+        E::ProviderRefused(_) => (
+            "Sign-in refused",
+            "The sign-in provider refused the sign-in. Nothing was changed.",
+        ),
+        E::NoLoginState => (
+            "Sign-in expired",
+            "This sign-in was not started in this browser or took too long. Nothing was changed; please start again.",
+        ),
+        E::StateMismatch => (
+            "Sign-in refused",
+            "The answer from the sign-in provider does not belong to the sign-in this browser started. Nothing was changed; please start again.",
+        ),
+        E::CodeRefused(_) => (
+            "Sign-in refused",
+            "The sign-in provider did not accept the sign-in code (it may have been used already). Nothing was changed; please start again.",
+        ),
+        E::BadToken(_) => (
+            "Sign-in refused",
+            "The identity the sign-in provider sent could not be verified. Nothing was changed.",
+        ),
+    };
+    (title, text.to_owned())
 }
 
 /// `10 MiB`, `500 KiB`, `12 bytes`.

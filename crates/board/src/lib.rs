@@ -24,6 +24,7 @@ pub mod images;
 pub mod listing;
 pub mod media;
 pub mod net;
+pub mod oidc;
 pub mod server;
 pub mod startup;
 pub mod state;

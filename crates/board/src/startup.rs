@@ -418,7 +418,10 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             registrations_per_address: settings.registrations_per_address,
         },
     );
+    let providers = settings.oidc_providers().map_err(StartupError::Config)?;
+    let oidc = crate::oidc::Oidc::new(providers, &secret).map_err(StartupError::Config)?;
     Ok(AppState::new(Inner {
+        oidc: Arc::new(oidc),
         data,
         csrf,
         limiter,

@@ -45,6 +45,8 @@ pub struct Inner {
     pub media_base: String,
     /// The bounded pools for password hashing and image decoding.
     pub workers: Arc<crate::workers::Workers>,
+    /// Sign in with OpenID Connect: the providers (none by default).
+    pub oidc: Arc<crate::oidc::Oidc>,
 }
 
 impl Deref for AppState {

@@ -23,10 +23,14 @@ pub enum Flash {
     PasswordChanged,
     /// A page needed a login.
     LoginRequired,
+    /// A sign-in provider was linked to the account.
+    Linked,
+    /// The user name was changed.
+    Renamed,
 }
 
 impl Flash {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 9] = [
         Self::Registered,
         Self::LoggedIn,
         Self::LoggedOut,
@@ -34,6 +38,8 @@ impl Flash {
         Self::Deleted,
         Self::PasswordChanged,
         Self::LoginRequired,
+        Self::Linked,
+        Self::Renamed,
     ];
 
     /// The cookie value for this notice.
@@ -46,6 +52,8 @@ impl Flash {
             Self::Deleted => "deleted",
             Self::PasswordChanged => "password-changed",
             Self::LoginRequired => "login-required",
+            Self::Linked => "linked",
+            Self::Renamed => "renamed",
         }
     }
 
@@ -65,6 +73,8 @@ impl Flash {
             Self::Deleted => "The message is deleted.",
             Self::PasswordChanged => "Your password is changed. Other devices were logged out.",
             Self::LoginRequired => "Please log in first.",
+            Self::Linked => "The sign-in provider is linked: you can sign in with it now.",
+            Self::Renamed => "Your user name is changed.",
         }
     }
 
@@ -205,6 +215,8 @@ pub struct LoginPage<'a> {
     pub errors: &'a [String],
     /// CSRF token of the form.
     pub form_csrf: &'a str,
+    /// "Sign in with …" buttons: (slug, display name).
+    pub providers: &'a [(String, String)],
 }
 
 /// `GET /logout`: a button.
@@ -229,6 +241,8 @@ pub struct AccountPage<'a> {
     pub message_count: u64,
     /// Problems with the password form.
     pub errors: &'a [String],
+    /// Providers that can be linked: (slug, display name).
+    pub providers: &'a [(String, String)],
 }
 
 /// Any error.

@@ -15,6 +15,8 @@ mod delete;
 mod helpers;
 #[path = "api/media.rs"]
 mod media;
+#[path = "api/oidc.rs"]
+mod oidc;
 #[path = "api/outage.rs"]
 mod outage;
 #[path = "api/pages.rs"]

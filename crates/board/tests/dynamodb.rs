@@ -195,6 +195,57 @@ async fn users_match_sqlite() {
     assert_eq!(UserStore::count(&sqlite).await.expect("count"), 3);
 }
 
+/// OpenID identities (issuer + sub → user) and renames behave alike, and
+/// neither kind of helper item is counted as a user.
+#[tokio::test]
+async fn identities_and_renames_match_sqlite() {
+    let (_dynamo, _url, stores) = migrated("ident_").await;
+    let sqlite = Sqlite::open(":memory:").expect("sqlite");
+    let dynamo = &stores.users;
+    let issuer = "https://accounts.google.com";
+    for store in [dynamo.as_ref(), &sqlite as &dyn UserStore] {
+        store.create(&user("u1", "Ada"), "h").await.expect("create");
+        store.create(&user("u2", "bob"), "h").await.expect("create");
+        assert_eq!(store.identity(issuer, "123").await.expect("get"), None);
+        store
+            .link_identity(issuer, "123", "u1")
+            .await
+            .expect("link");
+        let again = store.link_identity(issuer, "123", "u2").await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        store
+            .link_identity("https://other.example", "123", "u2")
+            .await
+            .expect("another issuer's 123 is another account");
+        assert_eq!(
+            store.identity(issuer, "123").await.expect("get").as_deref(),
+            Some("u1")
+        );
+
+        let taken = store.rename("u2", "ADA").await;
+        assert!(matches!(taken, Err(StoreError::Conflict)), "{taken:?}");
+        store
+            .rename("u1", "ada")
+            .await
+            .expect("same name, other case");
+        store.rename("u1", "Lovelace").await.expect("rename");
+        assert_eq!(
+            store.get("u1").await.expect("get").map(|u| u.username),
+            Some("Lovelace".to_owned())
+        );
+        assert!(store.credentials("lovelace").await.expect("c").is_some());
+        assert!(store.credentials("ada").await.expect("c").is_none());
+        // The old name is free again; the refused rename left bob as he was.
+        store
+            .create(&user("u3", "ADA"), "h")
+            .await
+            .expect("old name free");
+        assert!(store.credentials("bob").await.expect("c").is_some());
+        store.rename("missing", "nobody").await.expect("a no-op");
+        assert_eq!(store.count().await.expect("count"), 3);
+    }
+}
+
 #[tokio::test]
 async fn sessions_match_sqlite() {
     let (_dynamo, _url, stores) = migrated("sess_").await;

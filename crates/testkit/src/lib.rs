@@ -22,6 +22,7 @@
 //! | [`Chromedriver`] | `chromium-driver`, `chromium` | [`Chromedriver::start`] |
 //! | [`Dynalite`] (DynamoDB) | npm `dynalite` on `nodejs` | [`Dynalite::start`] |
 //! | [`S3Server`] (S3) | npm `s3rver` on `nodejs` | [`S3Server::start`] |
+//! | [`OidcProvider`] (OpenID Connect) | npm `oidc-provider` on `nodejs` | [`OidcProvider::start`] |
 //! | [`FaultProxy`] (network faults) | none | [`FaultProxy::start`] in front of any of them |
 //!
 //! The npm servers are pinned in `tools/node/package-lock.json` and installed
@@ -46,6 +47,7 @@ mod cluster;
 mod dynalite;
 mod http;
 mod memcached;
+mod oidc;
 mod ports;
 mod process;
 mod proxy;
@@ -56,6 +58,7 @@ pub use chromedriver::Chromedriver;
 pub use cluster::RedisCluster;
 pub use dynalite::Dynalite;
 pub use memcached::MemcachedServer;
+pub use oidc::OidcProvider;
 pub use ports::{free_port, wait_for_port};
 pub use proxy::{Fault, FaultProxy};
 pub use redis::RedisServer;

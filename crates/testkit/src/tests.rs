@@ -227,3 +227,26 @@ fn a_tls_server_speaks_only_tls_and_survives_a_restart() {
     drop(redis);
     assert!(!running(pid), "stopped on drop");
 }
+
+#[test]
+fn the_oidc_provider_serves_discovery_and_rotates_its_key_on_restart() {
+    let mut provider = crate::OidcProvider::start();
+    let port = provider.port();
+    let (status, discovery) =
+        crate::http::request(port, "GET", "/.well-known/openid-configuration", &[], "")
+            .expect("discovery");
+    assert_eq!(status, 200);
+    assert!(
+        discovery.contains(&format!("\"issuer\":\"{}\"", provider.issuer())),
+        "{discovery}"
+    );
+    let kid = |port| {
+        let (_, jwks) = crate::http::request(port, "GET", "/jwks", &[], "").expect("jwks");
+        let at = jwks.find("\"kid\":\"").expect("a kid") + 7;
+        jwks[at..at + jwks[at..].find('"').expect("end")].to_owned()
+    };
+    let before = kid(port);
+    provider.restart();
+    assert_eq!(provider.port(), port);
+    assert_ne!(kid(port), before, "a restart is a key rotation");
+}

@@ -7,12 +7,13 @@
 //!
 //! | memo | key | value | forgotten by |
 //! | --- | --- | --- | --- |
-//! | `load_user` | user id | the user | logout, password change |
+//! | `load_user` | user id | the user | logout, password change, rename |
 //! | `load_session` | token hash | the session | logout, expiry, password change (other sessions) |
 //! | `all_messages` | `()` | the first page of the home listing | every post and delete (`forget_all`, O(1)) |
 //! | `user_messages` | user id | the first page of `/my` | that user's posts and deletes |
 //! | `message_count` | listing | its size (a counter) | posts and deletes in it |
 //! | `image_message` | image name | the message of `/image/{name}` | the delete (and post) of that message |
+//! | `oidc_discovery`, `oidc_jwks` | document URL | an OpenID provider's document | its `Cache-Control` lifetime; an unknown `kid` (see [`oidc`](self::oidc)) |
 //!
 //! No cached value grows with the number of messages: a page holds at most
 //! `page_size` messages, and loading one reads one index range of
@@ -29,6 +30,7 @@
 //! the end of this module, one test per write.
 
 mod cursor;
+pub mod oidc;
 mod sweep;
 
 use std::any::Any;
@@ -40,6 +42,7 @@ use memocache::{Cache, Memo};
 use serde::{Deserialize, Serialize};
 
 pub use cursor::{BadCursor, CursorKey};
+pub use oidc::{Fetched, OidcDocument};
 pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use crate::auth::Session;
@@ -108,6 +111,10 @@ pub struct Memos {
     pub message_count: Memo<Listing, u64>,
     /// `image_message(image)`: the message of one image page.
     pub image_message: Memo<str, Option<MessageView>>,
+    /// `oidc_discovery(url)`: an OpenID provider's discovery document.
+    pub oidc_discovery: Memo<str, Fetched>,
+    /// `oidc_jwks(url)`: an OpenID provider's signing keys.
+    pub oidc_jwks: Memo<str, Fetched>,
 }
 
 impl Memos {
@@ -132,6 +139,12 @@ impl Memos {
             image_message: Memo::builder("image_message")
                 .timeout(messages)
                 .build(cache)?,
+            oidc_discovery: Memo::builder("oidc_discovery")
+                .timeout(crate::oidc::MAX_LIFETIME)
+                .build(cache)?,
+            oidc_jwks: Memo::builder("oidc_jwks")
+                .timeout(crate::oidc::MAX_LIFETIME)
+                .build(cache)?,
         })
     }
 
@@ -144,6 +157,8 @@ impl Memos {
             (self.user_messages.name(), self.user_messages.stats()),
             (self.message_count.name(), self.message_count.stats()),
             (self.image_message.name(), self.image_message.stats()),
+            (self.oidc_discovery.name(), self.oidc_discovery.stats()),
+            (self.oidc_jwks.name(), self.oidc_jwks.stats()),
         ]
     }
 }
@@ -200,6 +215,8 @@ pub struct Data {
     settings: DataSettings,
     /// Where the next orphan sweep continues listing (`sweep`).
     sweep_cursor: parking_lot::Mutex<Option<String>>,
+    /// OpenID provider documents fetched (`oidc`).
+    oidc_fetches: oidc::OidcFetches,
 }
 
 impl Data {
@@ -223,6 +240,7 @@ impl Data {
             cursors,
             settings,
             sweep_cursor: parking_lot::Mutex::new(None),
+            oidc_fetches: oidc::OidcFetches::default(),
         })
     }
 
@@ -418,6 +436,21 @@ impl Data {
             self.memos.load_session.forget(token_hash.as_str()).await;
         }
         Ok(removed.len())
+    }
+
+    /// Renames `user_id` to `username` and forgets the cached user.
+    ///
+    /// # Errors
+    /// [`DataError::NameTaken`] when another user has the name (any case).
+    pub async fn rename_user(&self, user_id: &str, username: &str) -> Result<(), DataError> {
+        match self.stores.users.rename(user_id, username).await {
+            Ok(()) => {
+                self.memos.load_user.forget(user_id).await;
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Err(DataError::NameTaken),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Number of users (`board demo` checks the board is fresh).

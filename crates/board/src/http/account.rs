@@ -28,6 +28,7 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/logout", get(logout_form).post(logout))
         .route("/acc", get(account))
         .route("/acc/password", post(change_password))
+        .route("/acc/name", post(rename))
 }
 
 #[derive(Deserialize)]
@@ -56,6 +57,20 @@ struct LoginForm {
 struct LogoutForm {
     #[serde(default)]
     csrf: String,
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+}
+
+impl HasCsrf for RenameForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Deserialize)]
@@ -125,6 +140,7 @@ fn credentials_page(
             username,
             errors,
             form_csrf: &token,
+            providers: &providers(state),
         },
     )?;
     if let Some(set) = set {
@@ -163,7 +179,7 @@ async fn login_form(
 
 /// Starts a session for `user` (stored, memos primed so the next request
 /// reads nothing) and returns the cookie.
-async fn start_session(
+pub(super) async fn start_session(
     state: &AppState,
     user: User,
     secure: bool,
@@ -307,7 +323,18 @@ async fn logout(
     Ok(redirect_with("/", Flash::LoggedOut, secure, vec![clear]))
 }
 
+/// The configured sign-in providers as (slug, display name).
+fn providers(state: &AppState) -> Vec<(String, String)> {
+    state
+        .oidc
+        .providers()
+        .iter()
+        .map(|p| (p.slug.clone(), p.display.clone()))
+        .collect()
+}
+
 fn account_page(
+    state: &AppState,
     auth: &AuthContext,
     message_count: u64,
     flash: Option<Flash>,
@@ -323,6 +350,7 @@ fn account_page(
             member_since: &member_since,
             message_count,
             errors,
+            providers: &providers(state),
         },
     )
 }
@@ -336,7 +364,7 @@ async fn account(
         .data
         .message_count(&Listing::User(auth.user.id.clone()))
         .await?;
-    account_page(&auth, count, flash, &[], StatusCode::OK)
+    account_page(&state, &auth, count, flash, &[], StatusCode::OK)
 }
 
 async fn change_password(
@@ -370,6 +398,7 @@ async fn change_password(
             .message_count(&Listing::User(auth.user.id.clone()))
             .await?;
         return account_page(
+            &state,
             &auth,
             count,
             None,
@@ -390,4 +419,38 @@ async fn change_password(
         secure(&state, &headers),
         vec![],
     ))
+}
+
+/// Changes the user name (users made by a sign-in provider got theirs from
+/// the profile).
+async fn rename(
+    State(state): State<AppState>,
+    AuthUser(auth): AuthUser,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<RenameForm>,
+) -> Result<Response, AppError> {
+    let problem = match Username::parse(&form.username) {
+        Ok(name) => match state.data.rename_user(&auth.user.id, name.as_str()).await {
+            Ok(()) => {
+                tracing::info!(from = %auth.user.username, to = %name.as_str(), "renamed");
+                return Ok(redirect_with(
+                    "/acc",
+                    Flash::Renamed,
+                    secure(&state, &headers),
+                    vec![],
+                ));
+            }
+            Err(DataError::NameTaken) => (
+                StatusCode::CONFLICT,
+                "That user name is taken. Please choose another.".to_owned(),
+            ),
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.0),
+    };
+    let count = state
+        .data
+        .message_count(&Listing::User(auth.user.id.clone()))
+        .await?;
+    account_page(&state, &auth, count, None, &[problem.1], problem.0)
 }

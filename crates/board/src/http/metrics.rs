@@ -117,6 +117,16 @@ pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
             "board_db_calls_total{{table=\"{table}\",operation=\"{operation}\"}} {n}"
         );
     }
+    let (discovery, jwks) = state.data.oidc_fetches();
+    out.push_str(
+        "# HELP board_oidc_fetches_total OpenID provider documents fetched (once per lifetime, not per login).\n",
+    );
+    out.push_str("# TYPE board_oidc_fetches_total counter\n");
+    let _ = writeln!(
+        out,
+        "board_oidc_fetches_total{{document=\"discovery\"}} {discovery}"
+    );
+    let _ = writeln!(out, "board_oidc_fetches_total{{document=\"jwks\"}} {jwks}");
     out.push_str(
         "# HELP memocache_l1_in_sync 1 while the in-process tier is trusted (the bus is in sync).\n",
     );

@@ -8,6 +8,7 @@ mod chunks;
 mod flash;
 mod messages;
 mod metrics;
+mod oidc;
 mod pages;
 
 use std::net::{IpAddr, SocketAddr};
@@ -95,6 +96,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(account::router())
+        .merge(oidc::router())
         .merge(messages::router())
         .merge(assets::router())
         .merge(metrics::router(edge.metrics_token, edge.connections))
@@ -279,6 +281,7 @@ mod tests {
     fn handlers_never_touch_stores_or_memos() {
         let handlers = [
             ("account.rs", include_str!("account.rs")),
+            ("oidc.rs", include_str!("oidc.rs")),
             ("messages.rs", include_str!("messages.rs")),
             ("pages.rs", include_str!("pages.rs")),
             ("flash.rs", include_str!("flash.rs")),

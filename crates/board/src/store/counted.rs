@@ -96,6 +96,18 @@ impl<S: UserStore + ?Sized> UserStore for Counted<S> {
         self.calls.bump("users", "count");
         self.inner.count().await
     }
+    async fn rename(&self, id: &str, username: &str) -> StoreResult<()> {
+        self.calls.bump("users", "update");
+        self.inner.rename(id, username).await
+    }
+    async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>> {
+        self.calls.bump("identities", "get");
+        self.inner.identity(issuer, subject).await
+    }
+    async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()> {
+        self.calls.bump("identities", "insert");
+        self.inner.link_identity(issuer, subject, user_id).await
+    }
 }
 
 #[async_trait]

@@ -101,6 +101,15 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_password(&self, id: &str, password_hash: &str) -> StoreResult<()>;
     /// Number of users.
     async fn count(&self) -> StoreResult<u64>;
+    /// Renames user `id`; [`StoreError::Conflict`] if another user has the
+    /// name (any case). A missing user is a no-op.
+    async fn rename(&self, id: &str, username: &str) -> StoreResult<()>;
+    /// The user signed in as `subject` at OpenID provider `issuer` (the
+    /// provider's stable `sub`, never the e-mail).
+    async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>>;
+    /// Links `issuer` + `subject` to `user_id`; [`StoreError::Conflict`]
+    /// if that identity is linked already (to anyone).
+    async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()>;
 }
 
 /// The `sessions` table.

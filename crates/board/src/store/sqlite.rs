@@ -67,6 +67,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER messages_counted_out AFTER DELETE ON messages BEGIN
         UPDATE counters SET n = n - 1 WHERE name IN ('all', 'user:' || OLD.user_id);
     END;",
+    // Sign in with OpenID Connect: a provider's account (`issuer`, `sub`)
+    // belongs to one board user; a user may link several.
+    "CREATE TABLE identities (
+        issuer     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (issuer, subject)
+    ) WITHOUT ROWID;
+    CREATE INDEX identities_by_user ON identities(user_id);",
 ];
 
 /// The columns of a message, in [`message_from`]'s order.
@@ -268,6 +277,44 @@ impl UserStore for Sqlite {
     async fn count(&self) -> StoreResult<u64> {
         self.call(|c| c.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0)))
             .await
+    }
+
+    async fn rename(&self, id: &str, username: &str) -> StoreResult<()> {
+        let (id, username) = (id.to_owned(), username.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "UPDATE users SET username = ?2 WHERE id = ?1",
+                params![id, username],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>> {
+        let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
+        self.call(move |c| {
+            c.query_row(
+                "SELECT user_id FROM identities WHERE issuer = ?1 AND subject = ?2",
+                params![issuer, subject],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()> {
+        let (issuer, subject, user_id) =
+            (issuer.to_owned(), subject.to_owned(), user_id.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO identities (issuer, subject, user_id) VALUES (?1, ?2, ?3)",
+                params![issuer, subject, user_id],
+            )
+            .map(drop)
+        })
+        .await
     }
 }
 

@@ -12,6 +12,8 @@ mod db_calls;
 mod delete;
 mod helpers;
 mod media;
+mod oidc;
+mod oidc_attacks;
 mod pages;
 mod posting;
 mod security;

@@ -10,7 +10,7 @@ use image::{DynamicImage, ImageFormat, RgbImage};
 use serde_json::json;
 use testkit::Chromedriver;
 
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
@@ -19,7 +19,7 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-async fn browser(driver: &Chromedriver, profile: &tempfile::TempDir) -> Client {
+pub(crate) async fn browser(driver: &Chromedriver, profile: &tempfile::TempDir) -> Client {
     let mut args: Vec<String> = Chromedriver::chrome_args()
         .into_iter()
         .map(String::from)
@@ -43,13 +43,13 @@ async fn browser(driver: &Chromedriver, profile: &tempfile::TempDir) -> Client {
         })
 }
 
-async fn fill(client: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(client: &Client, css: &str, text: &str) {
     let field = client.find(Locator::Css(css)).await.expect(css);
     field.clear().await.expect("clear");
     field.send_keys(text).await.expect("type");
 }
 
-async fn click(client: &Client, css: &str) {
+pub(crate) async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
         .await
@@ -59,7 +59,7 @@ async fn click(client: &Client, css: &str) {
         .expect("click");
 }
 
-async fn path_of(client: &Client) -> String {
+pub(crate) async fn path_of(client: &Client) -> String {
     client.current_url().await.expect("url").path().to_owned()
 }
 
@@ -75,7 +75,7 @@ async fn body_text(client: &Client) -> String {
 
 /// The page's text once it contains `expected` (after a click that
 /// navigates, the old page may still be there for a moment).
-async fn wait_for_text(client: &Client, expected: &str) -> String {
+pub(crate) async fn wait_for_text(client: &Client, expected: &str) -> String {
     let mut text = String::new();
     for _ in 0..100 {
         if let Ok(body) = client.find(Locator::Css("body")).await {
@@ -106,7 +106,7 @@ async fn loaded_width(client: &Client, css: &str) -> u64 {
     panic!("{css} never finished loading");
 }
 
-async fn screenshot(client: &Client, name: &str) {
+pub(crate) async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     let path = match crate::STORAGE {
         crate::storage::Storage::Embedded => artifacts_dir().join(name),

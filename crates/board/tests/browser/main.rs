@@ -16,5 +16,6 @@
 mod storage;
 
 mod journey;
+mod oidc;
 
 const STORAGE: storage::Storage = storage::Storage::Embedded;

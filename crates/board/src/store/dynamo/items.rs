@@ -22,6 +22,9 @@ pub(super) const MESSAGES_BY_USER: &str = "by_user";
 pub(super) const FEED: &str = "all";
 /// The `id` prefix of name-claim items in `users`.
 const CLAIM: &str = "username#";
+/// The `id` prefix of OpenID identity items in `users` (see the module
+/// docs); user ids are 32 hex digits, so none can start with it.
+const IDENTITY: &str = "identity#";
 /// The `message_id` prefix of image-alias items in `messages` (see the
 /// module docs); message ids are 32 hex digits, so none can start with it.
 pub(super) const ALIAS: &str = "image#";
@@ -44,6 +47,12 @@ pub(super) fn n(value: i64) -> AttributeValue {
 /// The claim id of a user name: SQLite's `NOCASE` folds ASCII only.
 fn claim_id(username: &str) -> String {
     format!("{CLAIM}{}", username.to_ascii_lowercase())
+}
+
+/// The id of the identity item of `subject` at `issuer`. The issuer is a
+/// URL and has no newline, so the pair is unambiguous.
+fn identity_id(issuer: &str, subject: &str) -> String {
+    format!("{IDENTITY}{issuer}\n{subject}")
 }
 
 fn malformed(table: &str, what: &str) -> StoreError {
@@ -207,7 +216,7 @@ impl UserStore for Dynamo {
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<User>> {
-        if id.starts_with(CLAIM) {
+        if id.starts_with(CLAIM) || id.starts_with(IDENTITY) {
             return Ok(None);
         }
         self.get_item(&self.users, "id", id)
@@ -278,6 +287,82 @@ impl UserStore for Dynamo {
             total += u64::try_from(page.count).unwrap_or(0);
         }
         Ok(total)
+    }
+
+    /// Claims the new name, renames the user item, then frees the old
+    /// name; a step that fails undoes the claim (see the module docs).
+    async fn rename(&self, id: &str, username: &str) -> StoreResult<()> {
+        let table = &self.users;
+        let Some(user) = UserStore::get(self, id).await? else {
+            return Ok(());
+        };
+        let (old, new) = (claim_id(&user.username), claim_id(username));
+        if old != new {
+            self.client
+                .put_item()
+                .table_name(table)
+                .item("id", s(&new))
+                .item("user_id", s(id))
+                .item("created_at", n(user.created_at))
+                .condition_expression("attribute_not_exists(id)")
+                .send()
+                .await
+                .map_err(backend(table, "PutItem (name claim)"))?;
+        }
+        let renamed = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("id", s(id))
+            .update_expression("SET username = :n")
+            .condition_expression("attribute_exists(username)")
+            .expression_attribute_values(":n", s(username))
+            .send()
+            .await
+            .map_err(backend(table, "UpdateItem (rename)"));
+        let release = if renamed.is_ok() {
+            old.clone()
+        } else {
+            new.clone()
+        };
+        if old != new {
+            let freed = self
+                .client
+                .delete_item()
+                .table_name(table)
+                .key("id", s(&release))
+                .condition_expression("user_id = :u")
+                .expression_attribute_values(":u", s(id))
+                .send()
+                .await;
+            if let Err(error) = freed {
+                let error = store_error(table, "DeleteItem (name claim)", &error);
+                tracing::error!(%error, claim = release, "could not release a user-name claim");
+            }
+        }
+        renamed.map(drop)
+    }
+
+    async fn identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<String>> {
+        let table = &self.users;
+        self.get_item(table, "id", &identity_id(issuer, subject))
+            .await?
+            .map(|item| get_s(&item, table, "user_id"))
+            .transpose()
+    }
+
+    async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()> {
+        let table = &self.users;
+        self.client
+            .put_item()
+            .table_name(table)
+            .item("id", s(&identity_id(issuer, subject)))
+            .item("user_id", s(user_id))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map(drop)
+            .map_err(backend(table, "PutItem (identity)"))
     }
 }
 

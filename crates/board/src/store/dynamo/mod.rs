@@ -16,8 +16,14 @@
 //! user item is written second and the claim is deleted again if that
 //! fails. [`credentials`](super::UserStore::credentials) reads the claim,
 //! then the user: two strongly consistent `GetItem`s, no index. Claim items
-//! are the only items in `users` with a `user_id` attribute, which is how
-//! [`count`](super::UserStore::count) leaves them out.
+//! and identity items are the only items in `users` with a `user_id`
+//! attribute, which is how [`count`](super::UserStore::count) leaves them
+//! out.
+//!
+//! **OpenID identities** need no table of their own (and so no
+//! migration): an *identity item* in `users` whose `id` is `identity#` +
+//! issuer + newline + `sub` holds the linked `user_id`, written with
+//! `attribute_not_exists(id)` so one provider account maps to one user.
 //!
 //! **Sessions** are found by user through the `by_user` index and, because
 //! that index lags on AWS, also through a string set `sessions` on the user
