@@ -140,6 +140,7 @@
 //! | `redis` | yes | Redis and Redis Cluster stores, the Redis Streams bus for tiered caches |
 //! | `memcached` | yes | the Memcached store |
 //! | `filesystem` | yes | the filesystem store |
+//! | `axum` | no | [`response::ResponseCacheLayer`]: whole-response caching for axum with invalidation by dependency |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod breaker;
@@ -148,14 +149,18 @@ mod cache;
 mod clock;
 mod codec;
 mod config;
+mod deps;
 mod error;
 mod fault;
 mod flight;
+mod fragment;
 mod key;
 mod local;
 mod memo;
 mod metrics;
 mod none;
+#[cfg(feature = "axum")]
+pub mod response;
 mod stats;
 pub mod store;
 mod value;
@@ -167,6 +172,7 @@ pub use config::{
     CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, StoreConfig, Timeout,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use fragment::Fragments;
 pub use key::{KeyHash, memo_key};
 pub use memo::{Memo, MemoBuilder};
 pub use stats::MemoStats;
