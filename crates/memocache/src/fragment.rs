@@ -117,16 +117,54 @@ impl Fragments {
         F: FnOnce() -> Fut,
         Fut: Future<Output = String>,
     {
+        let render = || async { Ok::<String, std::convert::Infallible>(render().await) };
+        match self.try_get_or_render(name, args, render).await {
+            Ok(text) => text,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`Fragments::get_or_render`] for a renderer that can fail (a
+    /// database read inside it); an error is returned and nothing kept.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// let fragments = memocache::Fragments::new(&cache);
+    /// let failed = fragments
+    ///     .try_get_or_render("list", &1, || async { Err::<String, _>("db down") })
+    ///     .await;
+    /// assert_eq!(failed, Err("db down"));
+    /// let list = fragments
+    ///     .try_get_or_render("list", &1, || async { Ok::<_, &str>("<ul></ul>".into()) })
+    ///     .await;
+    /// assert_eq!(list.as_deref(), Ok("<ul></ul>"));
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// The renderer's.
+    pub async fn try_get_or_render<A, F, Fut, E>(
+        &self,
+        name: &str,
+        args: &A,
+        render: F,
+    ) -> Result<Arc<str>, E>
+    where
+        A: Serialize + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, E>>,
+    {
         let Some(key) = Self::key(name, args) else {
             crate::deps::record_untracked();
-            return Arc::from(render().await);
+            return render().await.map(Arc::from);
         };
         let stamps = self.cache.stamps();
         let now = self.cache.clock().now_ms();
         if let Some(hit) = self.table.get(&KeyHash(key), now) {
             if self.cache.l1_trusted() && stamps.fresh(&hit.deps) {
                 crate::deps::record_deps(stamps, &hit.deps);
-                return Arc::clone(&hit.text);
+                return Ok(Arc::clone(&hit.text));
             }
         }
         let recorder = Recorder::start(stamps);
@@ -138,9 +176,9 @@ impl Fragments {
                     key,
                     || true,
                 );
-                Arc::from(render().await)
+                render().await.map(Arc::from)
             })
-            .await;
+            .await?;
         if let Some(deps) = recorder.finish() {
             if stamps.fresh(&deps) {
                 let expires_at = self.cache.clock().deadline(self.lifetime);
@@ -151,7 +189,7 @@ impl Fragments {
                 self.table.insert(KeyHash(key), rendered, expires_at);
             }
         }
-        text
+        Ok(text)
     }
 
     /// Forgets the fragment `name` for `args`, in every process.

@@ -31,8 +31,7 @@
 mod cursor;
 mod sweep;
 
-use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -159,11 +158,6 @@ pub struct FeedPage {
     pub newer: Option<String>,
     /// Whether this is the newest page.
     pub first: bool,
-    /// A slot the view layer may fill once per cached page (a rendering),
-    /// so that a page cached in process is rendered once, not per request.
-    /// Never stored in a shared cache.
-    #[serde(skip)]
-    pub view: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl FeedPage {
@@ -556,7 +550,6 @@ impl Data {
             older,
             newer,
             first: bound == Bound::Newest,
-            view: OnceLock::new(),
         })
     }
 

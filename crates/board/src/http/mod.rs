@@ -93,7 +93,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
         hsts_always: state.limits.secure_cookies,
     };
     Router::new()
-        .merge(pages::router())
+        .merge(pages::router(&state.pages))
         .merge(account::router())
         .merge(messages::router())
         .merge(assets::router())
@@ -120,6 +120,23 @@ pub fn app(state: AppState, edge: Edge) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// The response cache of the public pages (`/`, `/image/*`): anonymous
+/// requests only (the layer's default: a request with a cookie bypasses
+/// it), first pages only (a request with a query, a deeper page, bypasses
+/// it: as the data layer caches only first pages, so a client walking the
+/// listing cannot fill the cache), kept as long as the memos they read and
+/// forgotten with them.
+pub fn page_cache(
+    cache: &memocache::Cache,
+    timeout: Duration,
+) -> memocache::response::ResponseCacheLayer {
+    memocache::response::ResponseCacheLayer::new(cache)
+        .key_prefix("page/")
+        .timeout(timeout)
+        .capacity(1000)
+        .unless(|request| request.uri.query().is_some())
 }
 
 /// Same-origin everything; images also from the CDN's origin when one is

@@ -344,3 +344,57 @@ async fn a_board_bigger_than_one_scan_page_lists_every_message_in_order() {
     assert_eq!(listed.len(), MESSAGES, "every message is listed");
     assert_eq!(listed, newest_first);
 }
+
+/// Anonymous public pages go through memocache's response cache: an ETag,
+/// `Cache-Control: no-cache` so browsers revalidate, a `304` while nothing
+/// changed, and a post (which forgets `all_messages`) changes the page at
+/// once without naming any URL. Logged-in pages are never shared.
+#[tokio::test]
+async fn anonymous_pages_revalidate_with_304_until_a_post_changes_them() {
+    let app = spawn_app().await;
+    app.signed_up("ada").await;
+    app.posted("first words").await;
+    let visitor = reqwest::Client::new();
+    let home = visitor.get(app.url("/")).send().await.expect("GET");
+    assert_eq!(home.headers()["cache-control"], "no-cache");
+    let etag = home.headers()["etag"].clone();
+    assert!(home.text().await.expect("body").contains("first words"));
+    let again = visitor
+        .get(app.url("/"))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.expect("body").is_empty());
+
+    app.posted("second words").await;
+    let changed = visitor
+        .get(app.url("/"))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"], etag);
+    assert!(changed.text().await.expect("body").contains("second words"));
+
+    // The signed-in client carries its session: no ETag, never a 304.
+    let mine = app
+        .client
+        .get(app.url("/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(mine.status(), StatusCode::OK);
+    assert!(mine.headers().get("etag").is_none());
+    assert_eq!(mine.headers()["cache-control"], "private, no-store");
+    // Deeper pages are not kept (as the data layer keeps first pages only).
+    let deeper = visitor
+        .get(app.url("/?cursor=x"))
+        .send()
+        .await
+        .expect("GET");
+    assert!(deeper.headers().get("etag").is_none());
+}

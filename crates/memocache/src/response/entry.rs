@@ -182,7 +182,7 @@ impl Entry {
             })
             .collect();
         if parts.gzip && !vary_names(&base).any(|n| n.eq_ignore_ascii_case("accept-encoding")) {
-            base.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+            base.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         let now = SystemTime::now();
         let last_modified = match base
