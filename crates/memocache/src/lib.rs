@@ -89,6 +89,16 @@
 //! - The in-process capacity applies to each memo and to the low-level key
 //!   space separately, so a flood of one kind of entry cannot evict another.
 //!
+//! # Responses and fragments
+//!
+//! With the `axum` feature, `response::ResponseCacheLayer` caches whole
+//! responses (Flask-Caching's `@cache.cached`), with ETags and `304`s, a
+//! gzip encoding stored once, stale-if-error and single flight;
+//! [`Fragments`] caches rendered pieces of pages (Jinja's `{% cache %}`).
+//! Both record the memos, keys and [tags](Cache::tag) the view read and are
+//! dropped when any of them is invalidated, in every process of a tiered
+//! cache before the invalidation returns: no URL is ever purged by hand.
+//!
 //! # Stores
 //!
 //! A cache is built from a URL (see [`CacheConfig::from_url`]):
