@@ -763,6 +763,7 @@ impl Cache {
     }
 
     /// Bumps the scope dependency `scope` here and everywhere.
+    #[cfg(feature = "axum")]
     pub(crate) async fn invalidate_dep_scope(&self, scope: &str) {
         self.inner.stamps.bump_scope(scope_hash(scope));
         let invalidation = Invalidation::Memo {
