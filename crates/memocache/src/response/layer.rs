@@ -10,6 +10,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::entry::Entry;
 use super::service::ResponseCache;
+use super::stats::{Counters, ResponseCacheStats};
 use crate::cache::Cache;
 use crate::flight::Flights;
 use crate::key::KeyHash;
@@ -47,6 +48,7 @@ pub(super) struct Config {
 pub(super) struct State {
     pub(super) table: LocalTable<Arc<Entry>>,
     pub(super) flights: Flights<Entry>,
+    pub(super) counters: Counters,
 }
 
 /// Flask-Caching's `@cache.cached` for axum: caches whole responses of
@@ -95,6 +97,7 @@ impl ResponseCacheLayer {
             state: Arc::new(State {
                 table: LocalTable::new(DEFAULT_CAPACITY),
                 flights: Flights::new(),
+                counters: Counters::default(),
             }),
         }
     }
@@ -112,6 +115,7 @@ impl ResponseCacheLayer {
         self.state = Arc::new(State {
             table: LocalTable::new(capacity.max(1)),
             flights: Flights::new(),
+            counters: Counters::default(),
         });
         self
     }
@@ -299,6 +303,11 @@ impl ResponseCacheLayer {
     pub fn gzip(mut self, on: bool) -> Self {
         self.config.gzip = on;
         self
+    }
+
+    /// What this layer (and its clones) did so far.
+    pub fn stats(&self) -> ResponseCacheStats {
+        self.state.counters.snapshot()
     }
 
     /// Forgets the response to `method` on `path_and_query` (the query

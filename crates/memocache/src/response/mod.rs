@@ -106,10 +106,12 @@ mod entry;
 mod future;
 mod layer;
 mod service;
+mod stats;
 
 pub use future::ResponseFuture;
 pub use layer::ResponseCacheLayer;
 pub use service::ResponseCache;
+pub use stats::ResponseCacheStats;
 
 use std::time::Duration;
 

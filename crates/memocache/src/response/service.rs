@@ -15,6 +15,7 @@ use super::CacheTimeout;
 use super::entry::{self, Entry, Served};
 use super::future::ResponseFuture;
 use super::layer::ResponseCacheLayer;
+use super::stats::Counter;
 use crate::deps::Recorder;
 use crate::flight::{Join, LeaderGuard, Outcome};
 use crate::key::KeyHash;
@@ -73,8 +74,19 @@ impl ResponseCacheLayer {
             .then_some(entry)
     }
 
-    fn label(&self, served: Served) -> Option<Served> {
-        self.config.hit_header.then_some(served)
+    /// Answers from `entry`, counting how.
+    fn answer(&self, entry: &Entry, headers: &HeaderMap, served: Served) -> Response<Body> {
+        let response = entry.respond(headers, self.config.hit_header.then_some(served));
+        let counters = &self.state.counters;
+        counters.bump(match served {
+            Served::Hit => Counter::Hit,
+            Served::Miss => Counter::Miss,
+            Served::Stale => Counter::Stale,
+        });
+        if response.status() == StatusCode::NOT_MODIFIED {
+            counters.bump(Counter::NotModified);
+        }
+        response
     }
 
     fn fresh(&self, entry: &Entry) -> bool {
@@ -105,8 +117,8 @@ where
         if let Plan::Cache { key, forced: false } = plan {
             if let Some(entry) = self.layer.valid(key, &parts.headers) {
                 if self.layer.fresh(&entry) {
-                    let label = self.layer.label(Served::Hit);
-                    return ResponseFuture::ready(entry.respond(&parts.headers, label));
+                    let response = self.layer.answer(&entry, &parts.headers, Served::Hit);
+                    return ResponseFuture::ready(response);
                 }
             }
         }
@@ -116,11 +128,14 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let request = Request::from_parts(parts, body);
         match plan {
-            Plan::Bypass => ResponseFuture::running(Box::pin(async move {
-                let mut inner = inner;
-                let response = inner.call(request).await?;
-                Ok(response.map(Body::new))
-            })),
+            Plan::Bypass => {
+                self.layer.state.counters.bump(Counter::Bypass);
+                ResponseFuture::running(Box::pin(async move {
+                    let mut inner = inner;
+                    let response = inner.call(request).await?;
+                    Ok(response.map(Body::new))
+                }))
+            }
             Plan::Cache { key, forced } => {
                 let layer = self.layer.clone();
                 ResponseFuture::running(Box::pin(async move {
@@ -180,7 +195,7 @@ impl ResponseCacheLayer {
                     };
                     match outcome {
                         Outcome::Done(entry) if entry.vary_matches(&headers) => {
-                            return Ok(entry.respond(&headers, self.label(Served::Hit)));
+                            return Ok(self.answer(&entry, &headers, Served::Hit));
                         }
                         Outcome::Abandoned => {}
                         // Not storable, failed, stalled, another variant:
@@ -221,7 +236,7 @@ impl ResponseCacheLayer {
             None => Some(view.await),
         };
         let stale_answer = |stale: Option<Arc<Entry>>| {
-            stale.map(|entry| entry.respond(headers, self.label(Served::Stale)))
+            stale.map(|entry| self.answer(&entry, headers, Served::Stale))
         };
         let made = match result {
             None => {
@@ -245,6 +260,7 @@ impl ResponseCacheLayer {
         match made {
             Made::Response(response) => {
                 fail(guard);
+                self.state.counters.bump(Counter::Miss);
                 Ok(response)
             }
             Made::Entry(entry) => {
@@ -256,6 +272,7 @@ impl ResponseCacheLayer {
                         self.state
                             .table
                             .insert(KeyHash(key), Arc::clone(entry), until);
+                        self.state.counters.bump(Counter::Stored);
                     }
                 };
                 match guard {
@@ -264,7 +281,7 @@ impl ResponseCacheLayer {
                     }
                     None => store(&entry),
                 }
-                Ok(entry.respond(headers, self.label(Served::Miss)))
+                Ok(self.answer(&entry, headers, Served::Miss))
             }
         }
     }
