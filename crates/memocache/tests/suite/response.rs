@@ -815,3 +815,55 @@ async fn a_forget_in_one_process_refreshes_the_other_before_it_returns() {
     layer_a.delete_cached(&axum::http::Method::GET, "/").await;
     assert_eq!(get_text(&url_b, &[]).await.1, "miss");
 }
+
+/// The race the stamps exist for (the stale set of "Scaling Memcache at
+/// Facebook", one level up): a view reads a memo, the memo is forgotten
+/// while the view is still rendering, and the view's response (built from
+/// the old value) arrives after the forget returned. It is answered to its
+/// own request but must never be stored: the next request runs the view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forget_while_the_view_runs_keeps_its_response_out() {
+    let cache = Cache::memory();
+    let news = Memo::<(), String>::builder("news")
+        .build(&cache)
+        .expect("memo");
+    let (source, entered) = (Calls::default(), Calls::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let view = {
+        let (news, source, entered, gate) =
+            (news.clone(), source.clone(), entered.clone(), gate.clone());
+        move || async move {
+            let source = source.clone();
+            let value = news
+                .get_or_load(&(), || async move { format!("news-{}", source.next()) })
+                .await;
+            entered.next();
+            let _pass = gate.acquire().await.expect("gate");
+            value.to_string()
+        }
+    };
+    let app = Router::new()
+        .route("/", get(view))
+        .layer(ResponseCacheLayer::new(&cache).hit_header(true));
+    let app = serve(app).await;
+    let url = format!("{}/", app.base);
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get_text(&url, &[]).await }
+    });
+    tokio::time::timeout(LIMIT, async {
+        while entered.count() < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the view starts");
+    news.forget_all().await;
+    gate.add_permits(100);
+    assert_eq!(
+        first.await.expect("first"),
+        ("news-1".into(), "miss".into())
+    );
+    assert_eq!(get_text(&url, &[]).await, ("news-2".into(), "miss".into()));
+    assert_eq!(get_text(&url, &[]).await, ("news-2".into(), "hit".into()));
+}
