@@ -10,7 +10,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use memocache::response::ResponseCacheLayer;
 
 use super::chunks::Chunks;
 
@@ -23,11 +22,11 @@ use crate::media::MediaName;
 use crate::state::AppState;
 use crate::views::{HomePage, ImagePage, Layout, ListFragment, MyPage};
 
-pub(super) fn router(pages: &ResponseCacheLayer) -> axum::Router<AppState> {
+pub(super) fn router() -> axum::Router<AppState> {
     Router::new()
-        .route("/", get(home).layer(pages.clone()))
+        .route("/", get(home))
         .route("/my", get(my_messages))
-        .route("/image/{name}", get(image).layer(pages.clone()))
+        .route("/image/{name}", get(image))
 }
 
 /// The `cursor` query parameter, if any.
