@@ -79,6 +79,10 @@
 //! nothing are stored for their timeout. Reads in tasks the view spawns are
 //! not seen (run them inside the view's task).
 //!
+//! A memo's own expiry does not end a response that read it (only
+//! invalidations do): when the data can change without one (another writer
+//! outside this cache), give the layer a timeout no longer than the memos'.
+//!
 //! # Compared
 //!
 //! | | this layer | `axum-response-cache` 0.3 | Flask-Caching `@cached` |
