@@ -38,7 +38,7 @@
 //! [`MAX_DEPS`] dependencies (beyond, the result is not stored).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use xxhash_rust::xxh3::xxh3_64;
@@ -138,6 +138,17 @@ tokio::task_local! {
     static CURRENT: Arc<Recorder>;
 }
 
+/// Recorders alive in the process. A memo hit outside any recorder (the
+/// common case without the response layer) checks only this, not the
+/// task-local: one relaxed load of a line written only on misses.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any recorder exists; if not, no task has one current.
+#[inline]
+fn recording() -> bool {
+    ACTIVE.load(Ordering::Relaxed) != 0
+}
+
 /// Collects the dependencies of one response or fragment while it is made.
 pub(crate) struct Recorder {
     stamps: Arc<Stamps>,
@@ -158,6 +169,8 @@ impl Recorder {
     /// A recorder on `stamps`, nested in the current one if any (a
     /// fragment inside a response: both get the fragment's dependencies).
     pub(crate) fn start(stamps: &Arc<Stamps>) -> Arc<Self> {
+        // Before it can be current anywhere; see `recording`.
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
         Arc::new(Self {
             stamps: Arc::clone(stamps),
             parent: CURRENT.try_with(Arc::clone).ok(),
@@ -212,6 +225,12 @@ impl Recorder {
     }
 }
 
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Reports a read of key `hash` of `scope` to the current recorder, if
 /// any; `tracked` says whether invalidations of it reach this process (a
 /// shared store without a bus: no, so the result is not stored).
@@ -222,6 +241,9 @@ pub(crate) fn record_key(
     hash: u128,
     tracked: impl FnOnce() -> bool,
 ) {
+    if !recording() {
+        return;
+    }
     let _ = CURRENT.try_with(|r| {
         if tracked() {
             let deps = [stamps.key_dep(scope, hash), stamps.scope_dep(scope)];
@@ -234,6 +256,9 @@ pub(crate) fn record_key(
 
 /// Reports already-recorded dependencies (a fragment served from cache).
 pub(crate) fn record_deps(stamps: &Arc<Stamps>, deps: &Deps) {
+    if !recording() {
+        return;
+    }
     let _ = CURRENT.try_with(|r| {
         if deps.epoch != r.epoch {
             r.poison();
@@ -245,7 +270,9 @@ pub(crate) fn record_deps(stamps: &Arc<Stamps>, deps: &Deps) {
 
 /// Reports a read that cannot be tracked: the current result is not stored.
 pub(crate) fn record_untracked() {
-    let _ = CURRENT.try_with(|r| r.poison());
+    if recording() {
+        let _ = CURRENT.try_with(|r| r.poison());
+    }
 }
 
 #[cfg(test)]
