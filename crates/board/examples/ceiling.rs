@@ -3,9 +3,14 @@
 //! `board`'s `GET /` can be compared with "axum doing nothing".
 //!
 //! ```text
-//! cargo run --release -p board --example ceiling -- 87000 127.0.0.1:0
+//! cargo run --release -p board --example ceiling -- 87000 127.0.0.1:0 [FILE]
 //! ```
-//! Prints `listening on ADDRESS` once bound.
+//! With `FILE`, the body is that file's contents (the board's own home
+//! page, so compressed sizes match too). `/gz` answers with the body
+//! gzipped once at start (`Content-Encoding: gzip`), the ceiling for a
+//! stored gzip variant. Prints `listening on ADDRESS` once bound.
+
+use std::io::Write as _;
 
 use axum::Router;
 use axum::http::header;
@@ -13,25 +18,44 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use bytes::Bytes;
 
+const HTML: &str = "text/html; charset=utf-8";
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(87_000);
     let address = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
-    let body = Bytes::from(
-        "<!doctype html><p>ceiling</p>"
-            .bytes()
-            .chain(std::iter::repeat(b'x'))
-            .take(size)
-            .collect::<Vec<u8>>(),
-    );
-    let app =
-        Router::new().route(
+    let body = match args.next() {
+        Some(file) => Bytes::from(std::fs::read(file)?),
+        None => Bytes::from(
+            "<!doctype html><p>ceiling</p>"
+                .bytes()
+                .chain(std::iter::repeat(b'x'))
+                .take(size)
+                .collect::<Vec<u8>>(),
+        ),
+    };
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&body)?;
+    let gzip = Bytes::from(encoder.finish()?);
+    let app = Router::new()
+        .route(
             "/",
             get(move || {
                 let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, HTML)], body).into_response() }
+            }),
+        )
+        .route(
+            "/gz",
+            get(move || {
+                let gzip = gzip.clone();
                 async move {
-                    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+                    let headers = [
+                        (header::CONTENT_TYPE, HTML),
+                        (header::CONTENT_ENCODING, "gzip"),
+                    ];
+                    (headers, gzip).into_response()
                 }
             }),
         );

@@ -392,6 +392,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     let media = crate::media::open(&settings.media_url)
         .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
     let csrf = CsrfKey::new(&secret);
+    let pages_timeout = messages_timeout(settings, &cache);
     let data = Data::new(
         stores,
         media,
@@ -432,6 +433,8 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             secure_cookies: settings.secure_cookies,
         },
         media_base,
+        pages: crate::http::page_cache(&cache, pages_timeout),
+        fragments: memocache::Fragments::with_capacity(&cache, 16).timeout(pages_timeout),
         cache,
         workers: Arc::new(workers(settings)),
     }))

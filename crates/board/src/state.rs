@@ -6,7 +6,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memocache::Cache;
+use memocache::response::ResponseCacheLayer;
+use memocache::{Cache, Fragments};
 
 use crate::auth::csrf::CsrfKey;
 use crate::auth::ratelimit::LoginLimiter;
@@ -47,6 +48,11 @@ pub struct Inner {
     pub workers: Arc<crate::workers::Workers>,
     /// Sign in with OpenID Connect: the providers (none by default).
     pub oidc: Arc<crate::oidc::Oidc>,
+    /// Whole public pages (`/`, `/image/*`) as anonymous visitors get
+    /// them, with ETags; forgotten with the memos they read.
+    pub pages: ResponseCacheLayer,
+    /// Rendered pieces every visitor shares (the home page's list).
+    pub fragments: Fragments,
 }
 
 impl Deref for AppState {

@@ -13,6 +13,7 @@ use crate::bus::{Bus, BusSink, Invalidation};
 use crate::clock::Clock;
 use crate::codec;
 use crate::config::{CacheConfig, StoreConfig, Timeout};
+use crate::deps::{RAW_SCOPE, Stamps, TAG_SCOPE, scope_hash};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault::FaultLog;
 use crate::key::KeyHash;
@@ -78,6 +79,8 @@ pub(crate) struct CacheInner {
     memos: Mutex<HashMap<Arc<str>, RegisteredMemo>>,
     /// The bus's handle on this cache, kept alive with it.
     sink: Mutex<Option<Arc<dyn BusSink>>>,
+    /// Invalidation stamps for cached responses and fragments.
+    pub(crate) stamps: Arc<Stamps>,
 }
 
 struct RegisteredMemo {
@@ -243,6 +246,7 @@ impl Cache {
                 trusted_until: AtomicU64::new(trusted_until),
                 memos: Mutex::new(HashMap::new()),
                 sink: Mutex::new(None),
+                stamps: Arc::new(Stamps::new()),
             }),
         };
         if let Some(bus) = &cache.inner.bus {
@@ -472,6 +476,7 @@ impl Cache {
             name,
             self.inner.l1_capacity,
             shared_store,
+            Arc::clone(&self.inner.stamps),
         ));
         memos.insert(
             Arc::from(name),
@@ -552,14 +557,22 @@ impl Cache {
     /// ```
     pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
         match &self.inner.backend {
-            Backend::Memory { raw } => Ok(raw
-                .get(&self.raw_key(key), self.inner.clock.now_ms())
-                .and_then(|v| v.downcast::<V>().ok())),
+            Backend::Memory { raw } => {
+                let hash = self.raw_key(key);
+                self.record_raw(hash);
+                Ok(raw
+                    .get(&hash, self.inner.clock.now_ms())
+                    .and_then(|v| v.downcast::<V>().ok()))
+            }
             Backend::Null => Ok(None),
-            Backend::Remote(store) => match store.get(&self.full_key(key)).await {
-                Ok(bytes) => self.decode("get", bytes),
-                Err(error) => self.fault("get", error, None),
-            },
+            Backend::Remote(store) => {
+                // Another process's low-level writes reach no bus.
+                crate::deps::record_untracked();
+                match store.get(&self.full_key(key)).await {
+                    Ok(bytes) => self.decode("get", bytes),
+                    Err(error) => self.fault("get", error, None),
+                }
+            }
         }
     }
 
@@ -579,7 +592,9 @@ impl Cache {
     pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
         match &self.inner.backend {
             Backend::Memory { raw } => {
-                raw.insert(self.raw_key(key), Arc::new(value), self.deadline(timeout));
+                let hash = self.raw_key(key);
+                raw.insert(hash, Arc::new(value), self.deadline(timeout));
+                self.bump_raw(hash);
                 Ok(())
             }
             Backend::Null => Ok(()),
@@ -612,12 +627,19 @@ impl Cache {
     /// ```
     pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Memory { raw } => Ok(raw.insert_if_absent(
-                self.raw_key(key),
-                Arc::new(value),
-                self.deadline(timeout),
-                self.inner.clock.now_ms(),
-            )),
+            Backend::Memory { raw } => {
+                let hash = self.raw_key(key);
+                let added = raw.insert_if_absent(
+                    hash,
+                    Arc::new(value),
+                    self.deadline(timeout),
+                    self.inner.clock.now_ms(),
+                );
+                if added {
+                    self.bump_raw(hash);
+                }
+                Ok(added)
+            }
             // Flask-Caching's NullCache says yes to everything it drops.
             Backend::Null => Ok(true),
             Backend::Remote(store) => {
@@ -650,7 +672,12 @@ impl Cache {
     /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Memory { raw } => Ok(raw.remove(&self.raw_key(key))),
+            Backend::Memory { raw } => {
+                let hash = self.raw_key(key);
+                let removed = raw.remove(&hash);
+                self.bump_raw(hash);
+                Ok(removed)
+            }
             Backend::Null => Ok(false),
             Backend::Remote(store) => store
                 .delete(&self.full_key(key))
@@ -773,9 +800,11 @@ impl Cache {
     /// ```
     pub async fn has(&self, key: &str) -> Result<bool> {
         match &self.inner.backend {
-            Backend::Memory { raw } => Ok(raw
-                .get(&self.raw_key(key), self.inner.clock.now_ms())
-                .is_some()),
+            Backend::Memory { raw } => {
+                let hash = self.raw_key(key);
+                self.record_raw(hash);
+                Ok(raw.get(&hash, self.inner.clock.now_ms()).is_some())
+            }
             Backend::Null => Ok(false),
             Backend::Remote(store) => store
                 .has(&self.full_key(key))
@@ -819,7 +848,8 @@ impl Cache {
         };
         let now = self.inner.clock.now_ms();
         let fresh_deadline = self.deadline(Timeout::Default);
-        raw.update(self.raw_key(key), now, |old| {
+        let hash = self.raw_key(key);
+        let result = raw.update(hash, now, |old| {
             let (current, expires_at) = match old {
                 None => (0, fresh_deadline),
                 Some(entry) => match entry.value.downcast_ref::<i64>() {
@@ -833,7 +863,9 @@ impl Cache {
                 expires_at,
             };
             (Some(entry), Ok(Some(next)))
-        })
+        });
+        self.bump_raw(hash);
+        result
     }
 
     /// Subtracts `delta`; see [`Cache::inc`].
@@ -881,8 +913,87 @@ impl Cache {
         for memo in self.inner.memo_controls() {
             memo.invalidate_everything();
         }
+        self.inner.stamps.bump_all();
         self.publish(&Invalidation::Clear).await;
         Ok(())
+    }
+
+    /// Whether invalidations of what a view reads reach this process: in
+    /// process, or through a bus. A shared store without a bus: no, and
+    /// cached responses that read through it are not stored.
+    pub(crate) fn deps_tracked(&self) -> bool {
+        self.inner.bus.is_some() || !matches!(self.inner.backend, Backend::Remote(_))
+    }
+
+    fn record_raw(&self, hash: KeyHash) {
+        crate::deps::record_key(&self.inner.stamps, scope_hash(RAW_SCOPE), hash.0, || true);
+    }
+
+    fn bump_raw(&self, hash: KeyHash) {
+        self.inner.stamps.bump_key(scope_hash(RAW_SCOPE), hash.0);
+    }
+
+    /// Tags the response or fragment being made (by a
+    /// [`ResponseCacheLayer`](crate::response::ResponseCacheLayer) or
+    /// [`Fragments`](crate::Fragments)) with `tag`, a surrogate key for data
+    /// that does not come through a memo: [`Cache::invalidate_tag`] removes
+    /// it. Outside of one, does nothing.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use memocache::{Cache, Fragments};
+    ///
+    /// let cache = Cache::memory();
+    /// let fragments = Fragments::new(&cache);
+    /// let render = || async {
+    ///     cache.tag("weather");
+    ///     "sunny".to_string()
+    /// };
+    /// assert_eq!(&*fragments.get_or_render("forecast", &(), render).await, "sunny");
+    /// cache.invalidate_tag("weather").await;
+    /// let render = || async { "rain".to_string() };
+    /// assert_eq!(&*fragments.get_or_render("forecast", &(), render).await, "rain");
+    /// # });
+    /// ```
+    pub fn tag(&self, tag: &str) {
+        let hash = KeyHash::of_str(tag);
+        crate::deps::record_key(&self.inner.stamps, scope_hash(TAG_SCOPE), hash.0, || true);
+    }
+
+    /// Removes every cached response and fragment tagged with `tag` (see
+    /// [`Cache::tag`]), in every process of a tiered cache, before it
+    /// returns.
+    pub async fn invalidate_tag(&self, tag: &str) {
+        self.invalidate_dep_key(TAG_SCOPE, KeyHash::of_str(tag).0)
+            .await;
+    }
+
+    /// Bumps the key dependency (`scope`, `hash`) here and, over the bus,
+    /// everywhere.
+    pub(crate) async fn invalidate_dep_key(&self, scope: &str, hash: u128) {
+        self.inner.stamps.bump_key(scope_hash(scope), hash);
+        let invalidation = Invalidation::Key {
+            memo: scope.to_string(),
+            version: 0,
+            hash,
+        };
+        self.publish(&invalidation).await;
+    }
+
+    /// Bumps the scope dependency `scope` here and everywhere.
+    #[cfg(feature = "axum")]
+    pub(crate) async fn invalidate_dep_scope(&self, scope: &str) {
+        self.inner.stamps.bump_scope(scope_hash(scope));
+        let invalidation = Invalidation::Memo {
+            memo: scope.to_string(),
+            version: 0,
+        };
+        self.publish(&invalidation).await;
+    }
+
+    /// The cache's invalidation stamps.
+    pub(crate) fn stamps(&self) -> &Arc<Stamps> {
+        &self.inner.stamps
     }
 }
 
@@ -923,16 +1034,21 @@ impl BusSink for SinkLink {
                 if let Some(control) = inner.memo_control(memo) {
                     control.evict_key(*version, *hash);
                 }
+                // Responses and fragments that read it (tags and the
+                // like travel under reserved names no memo has).
+                inner.stamps.bump_key(scope_hash(memo), *hash);
             }
             Invalidation::Memo { memo, version } => {
                 if let Some(control) = inner.memo_control(memo) {
                     control.observe_version(*version);
                 }
+                inner.stamps.bump_scope(scope_hash(memo));
             }
             Invalidation::Clear => {
                 for control in inner.memo_controls() {
                     control.invalidate_everything();
                 }
+                inner.stamps.bump_all();
             }
         }
     }
@@ -952,6 +1068,7 @@ impl BusSink for SinkLink {
             for control in inner.memo_controls() {
                 control.clear_local();
             }
+            inner.stamps.bump_all();
         }
     }
 

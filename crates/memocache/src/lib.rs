@@ -89,6 +89,16 @@
 //! - The in-process capacity applies to each memo and to the low-level key
 //!   space separately, so a flood of one kind of entry cannot evict another.
 //!
+//! # Responses and fragments
+//!
+//! With the `axum` feature, `response::ResponseCacheLayer` caches whole
+//! responses (Flask-Caching's `@cache.cached`), with ETags and `304`s, a
+//! gzip encoding stored once, stale-if-error and single flight;
+//! [`Fragments`] caches rendered pieces of pages (Jinja's `{% cache %}`).
+//! Both record the memos, keys and [tags](Cache::tag) the view read and are
+//! dropped when any of them is invalidated, in every process of a tiered
+//! cache before the invalidation returns: no URL is ever purged by hand.
+//!
 //! # Stores
 //!
 //! A cache is built from a URL (see [`CacheConfig::from_url`]):
@@ -140,6 +150,7 @@
 //! | `redis` | yes | Redis and Redis Cluster stores, the Redis Streams bus for tiered caches |
 //! | `memcached` | yes | the Memcached store |
 //! | `filesystem` | yes | the filesystem store |
+//! | `axum` | no | [`response::ResponseCacheLayer`]: whole-response caching for axum with invalidation by dependency |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod breaker;
@@ -148,14 +159,18 @@ mod cache;
 mod clock;
 mod codec;
 mod config;
+mod deps;
 mod error;
 mod fault;
 mod flight;
+mod fragment;
 mod key;
 mod local;
 mod memo;
 mod metrics;
 mod none;
+#[cfg(feature = "axum")]
+pub mod response;
 mod stats;
 pub mod store;
 mod value;
@@ -167,6 +182,7 @@ pub use config::{
     CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, StoreConfig, Timeout,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use fragment::Fragments;
 pub use memo::{Memo, MemoBuilder};
 pub use stats::MemoStats;
 pub use value::CacheValue;

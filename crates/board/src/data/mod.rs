@@ -33,8 +33,7 @@ mod cursor;
 pub mod oidc;
 mod sweep;
 
-use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -174,11 +173,6 @@ pub struct FeedPage {
     pub newer: Option<String>,
     /// Whether this is the newest page.
     pub first: bool,
-    /// A slot the view layer may fill once per cached page (a rendering),
-    /// so that a page cached in process is rendered once, not per request.
-    /// Never stored in a shared cache.
-    #[serde(skip)]
-    pub view: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl FeedPage {
@@ -589,7 +583,6 @@ impl Data {
             older,
             newer,
             first: bound == Bound::Newest,
-            view: OnceLock::new(),
         })
     }
 

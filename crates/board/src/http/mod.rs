@@ -107,6 +107,10 @@ pub fn app(state: AppState, edge: Edge) -> Router {
         ))
         .layer(axum::middleware::from_fn(cache_policy))
         .layer(headers)
+        // Outside the per-response layers, so that a hit skips them (what
+        // they add is stored with the page); inside the client/HTTPS layer,
+        // whose HSTS depends on the request.
+        .layer(state.pages.clone())
         .layer(axum::middleware::from_fn_with_state(
             client,
             client_and_https,
@@ -122,6 +126,26 @@ pub fn app(state: AppState, edge: Edge) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// The response cache of the public pages (`/`, `/image/*`; every other
+/// path bypasses it): anonymous requests only (the layer's default: a
+/// request with a cookie bypasses it), first pages only (a request with a
+/// query, a deeper page, bypasses it: as the data layer caches only first
+/// pages, so a client walking the listing cannot fill the cache), kept as
+/// long as the memos they read and forgotten with them.
+pub fn page_cache(
+    cache: &memocache::Cache,
+    timeout: Duration,
+) -> memocache::response::ResponseCacheLayer {
+    memocache::response::ResponseCacheLayer::new(cache)
+        .key_prefix("page/")
+        .timeout(timeout)
+        .capacity(1000)
+        .unless(|request| {
+            let path = request.uri.path();
+            request.uri.query().is_some() || !(path == "/" || path.starts_with("/image/"))
+        })
 }
 
 /// Same-origin everything; images also from the CDN's origin when one is

@@ -122,8 +122,11 @@ async fn a_post_makes_the_next_home_view_read_the_messages_once() {
         scans + 1,
         "then cached again"
     );
+    // The rendered list is a memocache fragment that depends on the memo:
+    // later views reuse it without reading the memo at all, and the
+    // post's `forget_all` made it render (and load) once more.
     let stats = app.state.data.memos().all_messages.stats();
-    assert!(stats.invalidations >= 1 && stats.hits() >= 10, "{stats:?}");
+    assert!(stats.invalidations >= 1 && stats.loads == 2, "{stats:?}");
 }
 
 #[tokio::test]

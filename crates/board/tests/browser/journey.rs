@@ -170,7 +170,10 @@ async fn a_visitor_posts_a_picture_sees_it_deletes_it_and_logs_out() {
         .expect("write picture");
 
     let client = browser(&driver, &profile).await;
-    let result = journey(&client, &base, &picture_path).await;
+    let result = match home_is_revalidated(&client, &base, &state).await {
+        Ok(()) => journey(&client, &base, &picture_path).await,
+        Err(error) => Err(error),
+    };
     let copied = result.as_ref().ok().cloned();
     client.close().await.expect("close browser");
     let copied = copied.unwrap_or_else(|| panic!("{:?}", result.err()));
@@ -190,6 +193,35 @@ async fn a_visitor_posts_a_picture_sees_it_deletes_it_and_logs_out() {
     let left = state.data.stores().messages.all().await.expect("all");
     assert!(left.iter().all(|m| m.user_id == "b".repeat(32)), "{left:?}");
     assert_eq!(left.len(), 3);
+}
+
+/// A visitor (no cookie yet) views the home page twice: the page says
+/// `Cache-Control: no-cache` with an ETag from the response cache, so
+/// Chromium revalidates it and the board answers the second view `304`.
+async fn home_is_revalidated(
+    client: &Client,
+    base: &str,
+    state: &board::state::AppState,
+) -> Result<(), String> {
+    let before = state.pages.stats();
+    for _ in 0..2 {
+        client
+            .goto(&format!("{base}/"))
+            .await
+            .map_err(|e| format!("goto /: {e}"))?;
+        let text = body_text(client).await;
+        if !text.contains("Older message 3") {
+            return Err(format!("home page without the messages: {text}"));
+        }
+    }
+    let after = state.pages.stats();
+    if after.not_modified > before.not_modified {
+        Ok(())
+    } else {
+        Err(format!(
+            "Chromium did not revalidate the home page: {after:?}"
+        ))
+    }
 }
 
 /// The whole visit; returns the session cookie copied before logging out.

@@ -84,9 +84,14 @@ where
             Ok(hash) => hash,
             Err(error) => {
                 tracing::warn!(memo = %self.shared.name, %error, "key not cacheable");
+                crate::deps::record_untracked();
                 return Probe::Uncacheable;
             }
         };
+        // Before the value is read: see `crate::deps`.
+        crate::deps::record_key(&self.shared.stamps, self.shared.scope, hash.0, || {
+            self.cache.deps_tracked()
+        });
         let Some(table) = &self.shared.table else {
             return Probe::Miss {
                 hash,
@@ -430,6 +435,7 @@ where
     pub(super) async fn bump_version(&self) {
         let Some(store) = self.cache.remote() else {
             self.shared.version.fetch_add(1, Ordering::AcqRel);
+            self.shared.bump_scope();
             return;
         };
         match store.incr(&self.version_key(), 1).await {
@@ -445,6 +451,7 @@ where
                 self.store_fault("forget_all", error);
                 // Keep this process from serving the old values at least.
                 self.shared.version.fetch_add(1, Ordering::AcqRel);
+                self.shared.bump_scope();
             }
         }
     }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::cache::{Cache, MemoControl};
 use crate::config::Timeout;
+use crate::deps::Stamps;
 use crate::error::Result;
 use crate::flight::Flights;
 use crate::key::KeyHash;
@@ -40,11 +41,22 @@ pub(crate) struct MemoShared<V> {
     /// The in-process tier: the memory store, or the L1 of a tiered cache.
     table: Option<LocalTable<Arc<V>>>,
     flights: Flights<V>,
+    /// The cache's invalidation stamps (see [`crate::deps`]).
+    stamps: Arc<Stamps>,
+    /// This memo's name as a dependency scope.
+    scope: u64,
 }
 
 impl<V: CacheValue> MemoShared<V> {
-    pub(crate) fn new(name: &str, l1_capacity: Option<usize>, shared_store: bool) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        l1_capacity: Option<usize>,
+        shared_store: bool,
+        stamps: Arc<Stamps>,
+    ) -> Self {
         Self {
+            stamps,
+            scope: crate::deps::scope_hash(name),
             name: Arc::from(name),
             version: AtomicU64::new(0),
             version_known: AtomicBool::new(!shared_store),
@@ -63,12 +75,22 @@ impl<V: CacheValue> MemoShared<V> {
                 table.remove(&key);
             }
         });
+        // After the eviction: see `crate::deps` for why the order matters.
+        self.stamps.bump_key(self.scope, hash.0);
+    }
+
+    /// Every value of the memo changed: responses that read any go too.
+    pub(super) fn bump_scope(&self) {
+        self.stamps.bump_scope(self.scope);
     }
 
     /// Raises the mirrored version to at least `version`.
     fn observe_version(&self, version: u64) {
-        self.version.fetch_max(version, Ordering::AcqRel);
+        let before = self.version.fetch_max(version, Ordering::AcqRel);
         self.version_known.store(true, Ordering::Release);
+        if version > before {
+            self.bump_scope();
+        }
     }
 
     /// Takes the version read from the shared store, which holds the truth.
@@ -95,6 +117,7 @@ impl<V: CacheValue> MemoShared<V> {
             None => self.version.store(stored, Ordering::Release),
         }
         self.version_known.store(true, Ordering::Release);
+        self.bump_scope();
     }
 }
 
@@ -108,6 +131,7 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
             self.version.fetch_add(1, Ordering::AcqRel);
         }
         self.clear_local();
+        self.bump_scope();
     }
 
     fn clear_local(&self) {
@@ -119,6 +143,7 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
             // too: read it again before trusting the L1.
             self.version_known.store(false, Ordering::Release);
         }
+        self.bump_scope();
     }
 
     fn evict_key(&self, version: u64, hash: u128) {

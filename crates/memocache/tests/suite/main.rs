@@ -5,5 +5,7 @@ mod fleet;
 mod low_level;
 mod partition;
 mod remote_faults;
+#[cfg(feature = "axum")]
+mod response;
 mod tiered;
 mod tls;
