@@ -134,22 +134,29 @@ const BREAKER_METRICS: [BreakerMetric; 5] = [
     ),
 ];
 
-/// The store's and the bus's breakers, those the cache has.
+/// The store's and the bus's breakers, those the cache has, then each
+/// node's of a sharded store (`breaker="store",node="host:port"`).
 fn write_breakers(out: &mut String, cache: &Cache) {
-    let breakers: Vec<(&str, BreakerStats)> = [
+    let mut breakers: Vec<(String, BreakerStats)> = [
         ("store", cache.store_breaker()),
         ("bus", cache.bus_breaker()),
     ]
     .into_iter()
-    .filter_map(|(name, stats)| Some((name, stats?)))
+    .filter_map(|(name, stats)| Some((format!("breaker=\"{name}\""), stats?)))
     .collect();
+    breakers.extend(cache.node_breakers().into_iter().map(|(node, stats)| {
+        (
+            format!("breaker=\"store\",node=\"{}\"", escape(&node)),
+            stats,
+        )
+    }));
     if breakers.is_empty() {
         return;
     }
     for (metric, kind, help, read) in BREAKER_METRICS {
         let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-        for (name, stats) in &breakers {
-            let _ = writeln!(out, "{metric}{{breaker=\"{name}\"}} {}", read(stats));
+        for (labels, stats) in &breakers {
+            let _ = writeln!(out, "{metric}{{{labels}}} {}", read(stats));
         }
     }
 }

@@ -122,6 +122,9 @@ impl RedisBus {
     /// # Errors
     /// A configuration error for bad node URLs.
     pub fn new_cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
+        // The store's command bound does not apply to the bus.
+        let (nodes, _) = crate::store::take_cluster_timeout(nodes)?;
+        let nodes = nodes.as_slice();
         let client = |response: Option<Duration>| {
             let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                 .connection_timeout(COMMAND_TIMEOUT)
