@@ -415,8 +415,16 @@ where
             return;
         };
         let Some(version) = self.remote_version().await else {
-            // Cannot reach the store: at least this process forgets.
-            self.shared.evict(self.version(), hash);
+            // Cannot read the version: this process forgets, and so do the
+            // others, under the version it last saw. On a Redis Cluster the
+            // version's node may be cut off while the bus answers
+            // (`tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read`
+            // caught it: returning here left the others' L1 copies in
+            // place). No delete in the store: it would wait out a timeout
+            // per call on a store that is down.
+            let version = self.version();
+            self.shared.evict(version, hash);
+            self.publish_key(version, hash).await;
             return;
         };
         let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);

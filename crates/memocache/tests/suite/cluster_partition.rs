@@ -213,3 +213,165 @@ async fn a_black_holed_cluster_node_opens_only_its_own_breaker() {
     .await
     .expect("within the test limit");
 }
+
+/// A source that counts reads and returns `v-N` for the N-th.
+#[derive(Clone, Default)]
+struct Source(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Source {
+    fn load(&self) -> impl FnOnce() -> std::future::Ready<String> + use<> {
+        let calls = std::sync::Arc::clone(&self.0);
+        move || {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            std::future::ready(format!("v-{n}"))
+        }
+    }
+}
+
+/// Two tiered processes on the proxied cluster, in sync, a memo on each,
+/// and keys `0..10` in `cut`'s L1; returns the values `cut` holds.
+async fn tiered_fleet(
+    cluster: &RedisCluster,
+    db: &Source,
+) -> (
+    Cache,
+    Cache,
+    Memo<u32, String>,
+    Memo<u32, String>,
+    Vec<String>,
+) {
+    let cut = Cache::from_url(&url(cluster, "tiered+", "t:")).expect("cache");
+    let other = Cache::from_url(&url(cluster, "tiered+", "t:")).expect("cache");
+    until("in sync", LIMIT, || cut.l1_in_sync() && other.l1_in_sync()).await;
+    let m_cut = Memo::<u32, String>::builder("m").build(&cut).expect("memo");
+    let m_other = Memo::<u32, String>::builder("m")
+        .build(&other)
+        .expect("memo");
+    let mut old = Vec::new();
+    for key in 0..10 {
+        old.push((*m_cut.get_or_load(&key, db.load()).await).clone());
+    }
+    for (key, value) in (0..10).zip(&old) {
+        assert_eq!(*m_cut.get_or_load(&key, db.load()).await, *value);
+    }
+    assert!(m_cut.stats().hits_local >= 10, "{:?}", m_cut.stats());
+    (cut, other, m_cut, m_other, old)
+}
+
+/// Every key once: none may be what `cut` held before the invalidations.
+async fn fresh_round(memo: &Memo<u32, String>, db: &Source, old: &[String]) {
+    for (key, old) in (0..10).zip(old) {
+        let value = memo.get_or_load(&key, db.load()).await;
+        assert_ne!(*value, *old, "key {key}: a stale read");
+    }
+}
+
+/// Tiered mode, one data node (not the bus's) black-holed: the bus still
+/// delivers every `forget`, and the cut-off node's open breaker stops
+/// `cut`'s L1 trust (any open node breaker does), so `cut` reads through,
+/// fast and fresh; after healing its L1 is used again and invalidations
+/// still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read() {
+    tokio::time::timeout(LIMIT, async {
+        let cluster = proxied_cluster().await;
+        let mut admins = admins(&cluster).await;
+        let bus_node = owner(&mut admins, "t:{memocache}:bus").await;
+        let victim = (bus_node + 1) % 3;
+        let db = Source::default();
+        let (cut, _other, m_cut, m_other, old) = tiered_fleet(&cluster, &db).await;
+
+        cluster.proxies()[victim].black_hole();
+        // The other process changes every row and forgets it (its deletes
+        // on the cut-off node wait out their timeout, then it publishes).
+        for key in 0..10 {
+            m_other.forget(&key).await;
+        }
+        let started = Instant::now();
+        fresh_round(&m_cut, &db, &old).await;
+        let first = started.elapsed();
+        assert!(
+            first < Duration::from_millis(3 * TIMEOUT_MS + 1_000),
+            "{first:?}"
+        );
+        let victim_node = format!("127.0.0.1:{}", cluster.proxies()[victim].port());
+        assert_eq!(open_nodes(&cut), [victim_node]);
+        assert!(!cut.l1_in_sync(), "an open node breaker stops L1 trust");
+        let started = Instant::now();
+        for _ in 0..5 {
+            fresh_round(&m_cut, &db, &old).await;
+        }
+        let five = started.elapsed();
+        assert!(five < Duration::from_secs(2), "50 calls took {five:?}");
+
+        cluster.proxies()[victim].pass_through();
+        let took = until(
+            "back in sync",
+            Duration::from_millis(PROBE_MAX_MS + TIMEOUT_MS + 2_000),
+            || cut.store_available() && cut.l1_in_sync(),
+        )
+        .await;
+        eprintln!("back in sync {took:?} after healing");
+        let hits = m_cut.stats().hits_local;
+        let value = m_cut.get_or_load(&3, db.load()).await;
+        assert_eq!(*m_cut.get_or_load(&3, db.load()).await, *value);
+        assert_eq!(*m_cut.get_or_load(&3, db.load()).await, *value);
+        assert!(m_cut.stats().hits_local > hits, "L1 in use again");
+        m_other.forget(&3).await;
+        assert_ne!(
+            *m_cut.get_or_load(&3, db.load()).await,
+            *value,
+            "invalidations arrive"
+        );
+    })
+    .await
+    .expect("within the test limit");
+}
+
+/// Tiered mode, the bus's node black-holed (for every process): `cut`
+/// stops trusting its L1 within a heartbeat and reads through, fast; after
+/// healing it is back in sync and a `forget` reaches it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_on_a_cluster_a_black_holed_bus_node_drops_to_read_through() {
+    tokio::time::timeout(LIMIT, async {
+        let cluster = proxied_cluster().await;
+        let mut admins = admins(&cluster).await;
+        let bus_node = owner(&mut admins, "t:{memocache}:bus").await;
+        let db = Source::default();
+        let (cut, other, m_cut, m_other, _) = tiered_fleet(&cluster, &db).await;
+
+        cluster.proxies()[bus_node].black_hole();
+        until("out of sync", Duration::from_secs(5), || !cut.l1_in_sync()).await;
+        let hits = m_cut.stats().hits_local;
+        let started = Instant::now();
+        for _ in 0..5 {
+            for key in 0..10 {
+                m_cut.get_or_load(&key, db.load()).await;
+            }
+        }
+        assert_eq!(m_cut.stats().hits_local, hits, "none from the L1");
+        let five = started.elapsed();
+        assert!(
+            five < Duration::from_millis(3 * TIMEOUT_MS + 2_000),
+            "50 calls took {five:?}"
+        );
+        assert!(!cut.l1_in_sync());
+
+        cluster.proxies()[bus_node].pass_through();
+        let took = until("back in sync", Duration::from_secs(5), || {
+            cut.l1_in_sync() && cut.store_available() && other.store_available()
+        })
+        .await;
+        eprintln!("back in sync {took:?} after healing");
+        let value = m_cut.get_or_load(&3, db.load()).await;
+        assert_eq!(*m_cut.get_or_load(&3, db.load()).await, *value);
+        m_other.forget(&3).await;
+        assert_ne!(
+            *m_cut.get_or_load(&3, db.load()).await,
+            *value,
+            "invalidations arrive"
+        );
+    })
+    .await
+    .expect("within the test limit");
+}
