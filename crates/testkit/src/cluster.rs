@@ -188,6 +188,32 @@ impl RedisCluster {
         &mut self.nodes
     }
 
+    /// Stops every node (their data is lost: nodes keep no snapshot).
+    pub fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+
+    /// Restarts every node on its port; they rejoin from their
+    /// `nodes.conf`, empty. Returns once the cluster reports
+    /// `cluster_state:ok` on every node again.
+    ///
+    /// ```no_run
+    /// let mut cluster = testkit::RedisCluster::start(3);
+    /// cluster.stop_all();
+    /// cluster.restart_all();
+    /// ```
+    ///
+    /// # Panics
+    /// If a node does not start, or the cluster is not ok within 30 s.
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        self.wait_until_ok();
+    }
+
     /// Polls `CLUSTER INFO` on every node until all report a healthy cluster
     /// that knows every node; panics with the last answers and logs.
     fn wait_until_ok(&self) {
