@@ -8,7 +8,7 @@ use crate::stats::MemoStats;
 
 type Metric = (&'static str, &'static str, fn(&MemoStats) -> f64);
 
-const METRICS: [Metric; 7] = [
+const METRICS: [Metric; 8] = [
     (
         "memocache_misses_total",
         "Lookups that found no usable value.",
@@ -44,11 +44,19 @@ const METRICS: [Metric; 7] = [
         "Misses that waited for another caller's load.",
         |s| s.waited_for_load as f64,
     ),
+    (
+        "memocache_invalidations_received_total",
+        "Invalidations other processes sent over the bus and this one applied.",
+        |s| s.invalidations_received as f64,
+    ),
 ];
 
 impl Cache {
-    /// Every memo's counters, and the cache's store faults, in the
-    /// Prometheus text format (append it to an app's `/metrics` page).
+    /// Every memo's counters (every field of [`MemoStats`]), the cache's
+    /// store faults, whether its in-process tier is trusted and its store
+    /// available, and every breaker's state and transitions (one line per
+    /// node of a Redis Cluster), in the Prometheus text format: append it
+    /// to an app's `/metrics` page.
     ///
     /// ```
     /// let cache = memocache::Cache::memory();
@@ -88,6 +96,22 @@ impl Cache {
             out,
             "memocache_cache_store_errors_total {}",
             self.store_errors()
+        );
+        out.push_str(
+            "# HELP memocache_l1_in_sync 1 while the in-process tier is trusted (always without a \
+             shared store; in a tiered cache, while the bus keeps it in sync).\n\
+             # TYPE memocache_l1_in_sync gauge\n",
+        );
+        let _ = writeln!(out, "memocache_l1_in_sync {}", u8::from(self.l1_in_sync()));
+        out.push_str(
+            "# HELP memocache_store_available 0 while a breaker skips the shared store or the \
+             bus (degraded: served from the source).\n\
+             # TYPE memocache_store_available gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "memocache_store_available {}",
+            u8::from(self.store_available())
         );
         write_breakers(&mut out, self);
         out
@@ -190,7 +214,16 @@ mod tests {
             "memocache_misses_total{memo=\"m\"} 1",
             "memocache_loads_total{memo=\"m\"} 1",
             "memocache_hits_total{memo=\"m\",tier=\"local\"} 0",
+            "memocache_hits_total{memo=\"m\",tier=\"remote\"} 0",
+            "memocache_load_errors_total{memo=\"m\"} 0",
+            "memocache_load_seconds_total{memo=\"m\"} ",
+            "memocache_invalidations_total{memo=\"m\"} 0",
+            "memocache_store_errors_total{memo=\"m\"} 0",
+            "memocache_waited_for_load_total{memo=\"m\"} 0",
+            "memocache_invalidations_received_total{memo=\"m\"} 0",
             "memocache_cache_store_errors_total 0",
+            "memocache_l1_in_sync 1",
+            "memocache_store_available 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

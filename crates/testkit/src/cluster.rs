@@ -188,6 +188,29 @@ impl RedisCluster {
         &mut self.nodes
     }
 
+    /// The index of the node that serves `key` (its slot's master): the
+    /// one that answers `EXISTS key` without a `MOVED` redirect.
+    ///
+    /// ```no_run
+    /// let cluster = testkit::RedisCluster::start(3);
+    /// assert!(cluster.node_of_key("user:1") < 3);
+    /// ```
+    ///
+    /// # Panics
+    /// If no node claims the key (a node is down, or the cluster is not ok).
+    #[must_use]
+    pub fn node_of_key(&self, key: &str) -> usize {
+        let replies: Vec<_> = self
+            .ports()
+            .into_iter()
+            .map(|port| redis::query(port, &["EXISTS", key]))
+            .collect();
+        replies
+            .iter()
+            .position(|reply| reply.as_ref().is_ok_and(|r| r.starts_with(':')))
+            .unwrap_or_else(|| panic!("no node serves {key:?}: {replies:?}"))
+    }
+
     /// Stops every node (their data is lost: nodes keep no snapshot).
     pub fn stop_all(&mut self) {
         for node in &mut self.nodes {
