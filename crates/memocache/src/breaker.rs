@@ -632,8 +632,12 @@ impl RemoteStore for BreakerStore {
         guess: u64,
     ) -> Result<(u64, Option<Vec<u8>>), Error> {
         let version_target = self.target(version_key);
-        let value_target = self.target(&format!("{value_prefix}{guess}{value_suffix}"));
-        if Arc::ptr_eq(&version_target.breaker, &value_target.breaker) {
+        // An unsharded store (the common case) needs no second key.
+        let same_node = version_target.node.is_none() || {
+            let value_target = self.target(&format!("{value_prefix}{guess}{value_suffix}"));
+            Arc::ptr_eq(&version_target.breaker, &value_target.breaker)
+        };
+        if same_node {
             let read = self
                 .store
                 .get_versioned(version_key, value_prefix, value_suffix, guess);
