@@ -322,6 +322,7 @@ impl Breaker {
     }
 
     /// Counts a probe made by someone else (the bus's reconnects).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn count_probe(&self) {
         self.probes.fetch_add(1, Ordering::Relaxed);
     }

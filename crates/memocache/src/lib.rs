@@ -141,6 +141,7 @@
 //! | `memcached` | yes | the Memcached store |
 //! | `filesystem` | yes | the filesystem store |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod breaker;
 pub mod bus;
@@ -173,6 +174,7 @@ pub use stats::MemoStats;
 pub use value::CacheValue;
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use memocache_macros::memoize;
 
 #[doc(hidden)]

@@ -25,10 +25,13 @@ mod memcached;
 mod redis;
 
 #[cfg(feature = "filesystem")]
+#[cfg_attr(docsrs, doc(cfg(feature = "filesystem")))]
 pub use file::FileStore;
 #[cfg(feature = "memcached")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
 pub use memcached::MemcachedStore;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 #[cfg(feature = "redis")]
 pub(crate) use redis::take_cluster_timeout;
