@@ -227,7 +227,7 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
-        assert!(!text.contains("breaker"), "no store, no breaker:\n{text}");
+        assert!(!text.contains("memocache_breaker_"), "no store, no breaker:\n{text}");
     }
 
     #[test]
@@ -243,6 +243,6 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         let off = Cache::from_url("redis://127.0.0.1:1/?breaker=off").expect("cache");
-        assert!(!off.prometheus_text().contains("breaker"));
+        assert!(!off.prometheus_text().contains("memocache_breaker_"));
     }
 }
