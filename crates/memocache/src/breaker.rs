@@ -422,8 +422,10 @@ impl BreakerSet {
 
 /// Where one call goes: a breaker, and the node it stands for (`None`: the
 /// store-wide breaker).
-struct Target {
-    breaker: Arc<Breaker>,
+struct Target<'a> {
+    /// Borrowed for the store-wide breaker: no reference count bumped on
+    /// the hot path of a store on one server.
+    breaker: std::borrow::Cow<'a, Arc<Breaker>>,
     node: Option<Arc<str>>,
 }
 
@@ -447,27 +449,27 @@ impl BreakerStore {
     }
 
     /// The breaker of the node that serves `key`.
-    fn target(&self, key: &str) -> Target {
+    fn target(&self, key: &str) -> Target<'_> {
         match self.store.node_of(key) {
             Some(node) => Target {
-                breaker: self.breakers.node(&node),
+                breaker: std::borrow::Cow::Owned(self.breakers.node(&node)),
                 node: Some(node),
             },
             None => self.whole(),
         }
     }
 
-    fn whole(&self) -> Target {
+    fn whole(&self) -> Target<'_> {
         Target {
-            breaker: Arc::clone(&self.breakers.whole),
+            breaker: std::borrow::Cow::Borrowed(&self.breakers.whole),
             node: None,
         }
     }
 
     /// `keys` grouped by the node that serves them, each with the key's
     /// position; one group for an unsharded store.
-    fn by_node<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Vec<(Target, Vec<usize>)> {
-        let mut groups: Vec<(Target, Vec<usize>)> = Vec::new();
+    fn by_node<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Vec<(Target<'_>, Vec<usize>)> {
+        let mut groups: Vec<(Target<'_>, Vec<usize>)> = Vec::new();
         for (at, key) in keys.enumerate() {
             let target = self.target(key);
             match groups
@@ -483,7 +485,7 @@ impl BreakerStore {
 
     async fn call<T>(
         &self,
-        target: &Target,
+        target: &Target<'_>,
         operation: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let breaker = &target.breaker;
@@ -517,7 +519,7 @@ impl BreakerStore {
     /// whose skipping only costs this process a load, do not.
     async fn invalidate<T>(
         &self,
-        target: Option<&Target>,
+        target: Option<&Target<'_>>,
         operation: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let result = operation.await;
@@ -534,7 +536,7 @@ impl BreakerStore {
     /// Probes in the background until the breaker closes, if a Tokio
     /// runtime is at hand (else calls are let through as probes). True if
     /// a background prober runs.
-    fn spawn_prober(&self, target: &Target) -> bool {
+    fn spawn_prober(&self, target: &Target<'_>) -> bool {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return false;
         };
@@ -755,7 +757,7 @@ impl RemoteStore for BreakerStore {
     async fn ping_node(&self, node: &str) -> Result<(), Error> {
         let node: Arc<str> = Arc::from(node);
         let target = Target {
-            breaker: self.breakers.node(&node),
+            breaker: std::borrow::Cow::Owned(self.breakers.node(&node)),
             node: Some(Arc::clone(&node)),
         };
         self.call(&target, self.store.ping_node(&node)).await

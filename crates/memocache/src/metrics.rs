@@ -227,7 +227,10 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
-        assert!(!text.contains("memocache_breaker_"), "no store, no breaker:\n{text}");
+        assert!(
+            !text.contains("memocache_breaker_"),
+            "no store, no breaker:\n{text}"
+        );
     }
 
     #[test]
