@@ -63,6 +63,13 @@
 //!   a node cannot learn of a `forget_all` made there; stopping all L1
 //!   trust instead of the affected memos' costs reads through to the L2 and
 //!   the source during the partition, never a stale read.
+//! - A known limit: the Redis Cluster client reconnects to a node whose
+//!   reply timed out, and holds every node's replies while it does (up to
+//!   one connection timeout). A healthy node's call may time out then and
+//!   open that node's breaker until its next probe (probes close it within
+//!   one interval), and an invalidation that meets such a fault fails open
+//!   as any other: `cluster_partition` tests count those and check the
+//!   others.
 //! - [`Cache::store_breaker`](crate::Cache::store_breaker) sums them up
 //!   (open while any is); [`Cache::node_breakers`](crate::Cache::node_breakers)
 //!   lists each node's.

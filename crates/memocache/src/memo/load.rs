@@ -451,8 +451,15 @@ where
             }
             Err(error) => {
                 self.store_fault("forget_all", error);
-                // Keep this process from serving the old values at least.
-                self.shared.version.fetch_add(1, Ordering::AcqRel);
+                // Keep this process from serving the old values at least,
+                // and the others too: on a Redis Cluster the version's node
+                // may be cut off while the bus answers, and their L1 copies
+                // would stay trusted.
+                let version = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
+                let memo = self.shared.name.to_string();
+                self.cache
+                    .publish(&Invalidation::Memo { memo, version })
+                    .await;
             }
         }
     }

@@ -212,7 +212,12 @@ async fn a_black_holed_cluster_node_opens_only_its_own_breaker() {
             );
         }
         let stats = cut.store_breaker().expect("breaker");
-        assert_eq!((stats.opened, stats.closed), (1, 1), "{stats:?}");
+        assert_eq!(
+            (stats.opened, stats.closed),
+            (1, 1),
+            "{stats:?} {:?}",
+            cut.node_breakers()
+        );
     })
     .await
     .expect("within the test limit");
@@ -262,11 +267,15 @@ async fn tiered_fleet(
     (cut, other, m_cut, m_other, old)
 }
 
-/// Every key once: none may be what `cut` held before the invalidations.
-async fn fresh_round(memo: &Memo<u32, String>, db: &Source, old: &[String]) {
+/// Every key once: none may be what `cut` held before an invalidation
+/// that succeeded (`None`: that key's `forget` met a store fault, and
+/// fail-open promises nothing for it).
+async fn fresh_round(memo: &Memo<u32, String>, db: &Source, old: &[Option<String>]) {
     for (key, old) in (0..10).zip(old) {
         let value = memo.get_or_load(&key, db.load()).await;
-        assert_ne!(*value, *old, "key {key}: a stale read");
+        if let Some(old) = old {
+            assert_ne!(*value, *old, "key {key}: a stale read");
+        }
     }
 }
 
@@ -288,9 +297,20 @@ async fn tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read() {
         cluster.proxies()[victim].black_hole();
         // The other process changes every row and forgets it (its deletes
         // on the cut-off node wait out their timeout, then it publishes).
-        for key in 0..10 {
+        // A forget that meets a fault (its delete on the cut-off node, or,
+        // while the cluster client reconnects to that node, its version
+        // read on another) may leave the old value in the store: fail-open.
+        let mut old: Vec<Option<String>> = old.into_iter().map(Some).collect();
+        for (key, old) in (0..10).zip(&mut old) {
+            let faults = m_other.stats().store_errors;
             m_other.forget(&key).await;
+            if m_other.stats().store_errors != faults {
+                *old = None;
+            }
         }
+        let checked = old.iter().flatten().count();
+        eprintln!("{checked} of 10 forgets met no fault");
+        assert!(checked > 0, "every forget met a fault");
         let started = Instant::now();
         fresh_round(&m_cut, &db, &old).await;
         let first = started.elapsed();
