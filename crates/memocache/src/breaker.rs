@@ -8,7 +8,8 @@
 //!
 //! # The rule
 //!
-//! Each shared store, and the invalidation bus, has a breaker:
+//! Each shared store, and the invalidation bus, has a breaker; a sharded
+//! store (a Redis Cluster) has one per node (see [below](#one-breaker-per-node)):
 //!
 //! - It **opens** on the first timeout, or after [`BreakerConfig::error_burst`]
 //!   store errors in a row (a refused or dropped connection answers fast,
@@ -38,6 +39,41 @@
 //! trusted only while the bus renews its trust, and a partition stops the
 //! renewals whether or not a breaker is open (see [`crate::bus`]).
 //!
+//! # One breaker per node
+//!
+//! On a Redis Cluster a silent partition may cut one node off while the
+//! others answer. The store tells which node serves a key
+//! ([`RemoteStore::node_of`]: the master that owns the key's slot, from
+//! the store's copy of `CLUSTER SLOTS`), and each node has a breaker of its
+//! own, probed with a `PING` sent to that node
+//! ([`RemoteStore::ping_node`]):
+//!
+//! - A call goes through the breakers of the nodes its keys live on. Calls
+//!   for keys on healthy nodes keep using the store; calls that touch the
+//!   cut-off node skip it at once after its first timeout. A batch that
+//!   spans nodes (`get_many`, `set_many`, `delete_many`, the version and
+//!   value pair of a memo lookup) is split by node, so a timeout is always
+//!   charged to the node that did not answer.
+//! - Calls the store cannot route yet (before it read the slot table) and
+//!   `clear` (every master) go through the store-wide breaker, as on a
+//!   single server; `clear` is an invalidation, never skipped.
+//! - **L1 trust**: any open breaker, the store's or one node's, stops the
+//!   in-process tier's trust, for every memo. Memo versions live on
+//!   whichever node owns each memo's version key, and a process that skips
+//!   a node cannot learn of a `forget_all` made there; stopping all L1
+//!   trust instead of the affected memos' costs reads through to the L2 and
+//!   the source during the partition, never a stale read.
+//! - A known limit: the Redis Cluster client reconnects to a node whose
+//!   reply timed out, and holds every node's replies while it does (up to
+//!   one connection timeout). A healthy node's call may time out then and
+//!   open that node's breaker until its next probe (probes close it within
+//!   one interval), and an invalidation that meets such a fault fails open
+//!   as any other: `cluster_partition` tests count those and check the
+//!   others.
+//! - [`Cache::store_breaker`](crate::Cache::store_breaker) sums them up
+//!   (open while any is); [`Cache::node_breakers`](crate::Cache::node_breakers)
+//!   lists each node's.
+//!
 //! # The bound
 //!
 //! After a partition starts, the calls already in flight and the first one
@@ -45,12 +81,14 @@
 //! loads until a probe succeeds. After the partition heals, the breaker
 //! closes within one probe interval (at most `probe_max`).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 
 use crate::clock::{Clock, duration_ms};
 use crate::error::Error;
@@ -117,7 +155,9 @@ const PROBER_TICK: Duration = Duration::from_millis(20);
 /// One breaker's state machine. Closed, a call costs one atomic load.
 #[derive(Debug)]
 pub(crate) struct Breaker {
-    name: &'static str,
+    name: Arc<str>,
+    /// Open breakers of a [`BreakerSet`]'s nodes, kept by the node breakers.
+    open_count: Option<Arc<AtomicUsize>>,
     config: BreakerConfig,
     clock: Clock,
     open: AtomicBool,
@@ -150,9 +190,10 @@ pub(crate) enum Admission {
 }
 
 impl Breaker {
-    pub(crate) fn new(name: &'static str, config: BreakerConfig, clock: Clock) -> Self {
+    pub(crate) fn new(name: impl Into<Arc<str>>, config: BreakerConfig, clock: Clock) -> Self {
         Self {
-            name,
+            name: name.into(),
+            open_count: None,
             config,
             clock,
             open: AtomicBool::new(false),
@@ -224,8 +265,11 @@ impl Breaker {
         self.probe_at
             .store(self.clock.now_ms().saturating_add(first), Ordering::Release);
         self.opened.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = &self.open_count {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
         tracing::warn!(
-            breaker = self.name,
+            breaker = &*self.name,
             probe_in_ms = first,
             "cache breaker open: calls skip the {} until a probe succeeds",
             self.name
@@ -273,8 +317,11 @@ impl Breaker {
             .is_ok()
         {
             self.closed.fetch_add(1, Ordering::Relaxed);
+            if let Some(count) = &self.open_count {
+                count.fetch_sub(1, Ordering::AcqRel);
+            }
             tracing::info!(
-                breaker = self.name,
+                breaker = &*self.name,
                 "cache breaker closed: the {} answers again",
                 self.name
             );
@@ -282,6 +329,7 @@ impl Breaker {
     }
 
     /// Counts a probe made by someone else (the bus's reconnects).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn count_probe(&self) {
         self.probes.fetch_add(1, Ordering::Relaxed);
     }
@@ -307,26 +355,153 @@ impl Breaker {
     }
 }
 
-/// A [`RemoteStore`] behind a [`Breaker`]: every method of the store it
-/// wraps, skipped at once while the breaker is open.
+/// The breakers of one shared store: the store-wide one, and one per node
+/// of a sharded store, made on first sight of the node.
+#[derive(Debug)]
+pub(crate) struct BreakerSet {
+    whole: Arc<Breaker>,
+    nodes: RwLock<HashMap<Arc<str>, Arc<Breaker>>>,
+    /// How many node breakers are open.
+    open_nodes: Arc<AtomicUsize>,
+}
+
+impl BreakerSet {
+    pub(crate) fn new(whole: Arc<Breaker>) -> Self {
+        Self {
+            whole,
+            nodes: RwLock::new(HashMap::new()),
+            open_nodes: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// True while any breaker of the set is open (two atomic loads).
+    #[inline]
+    pub(crate) fn any_open(&self) -> bool {
+        self.whole.is_open() || self.open_nodes.load(Ordering::Acquire) != 0
+    }
+
+    /// The breaker of `node`, made on first sight.
+    fn node(&self, node: &Arc<str>) -> Arc<Breaker> {
+        if let Some(breaker) = self.nodes.read().get(node) {
+            return Arc::clone(breaker);
+        }
+        let mut nodes = self.nodes.write();
+        let breaker = nodes.entry(Arc::clone(node)).or_insert_with(|| {
+            let mut breaker = Breaker::new(
+                format!("store node {node}"),
+                self.whole.config,
+                self.whole.clock.clone(),
+            );
+            breaker.open_count = Some(Arc::clone(&self.open_nodes));
+            Arc::new(breaker)
+        });
+        Arc::clone(breaker)
+    }
+
+    /// Every breaker summed up: open while any is, counters added.
+    pub(crate) fn stats(&self) -> BreakerStats {
+        let mut total = self.whole.stats();
+        for breaker in self.nodes.read().values() {
+            let node = breaker.stats();
+            if node.state == BreakerState::Open {
+                total.state = BreakerState::Open;
+            }
+            total.opened += node.opened;
+            total.closed += node.closed;
+            total.skipped += node.skipped;
+            total.probes += node.probes;
+        }
+        total
+    }
+
+    /// Each node's breaker, by node address.
+    pub(crate) fn node_stats(&self) -> Vec<(String, BreakerStats)> {
+        let mut nodes: Vec<(String, BreakerStats)> = self
+            .nodes
+            .read()
+            .iter()
+            .map(|(node, breaker)| (node.to_string(), breaker.stats()))
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        nodes
+    }
+}
+
+/// Where one call goes: a breaker, and the node it stands for (`None`: the
+/// store-wide breaker).
+struct Target<'a> {
+    /// Borrowed for the store-wide breaker: no reference count bumped on
+    /// the hot path of a store on one server.
+    breaker: std::borrow::Cow<'a, Arc<Breaker>>,
+    node: Option<Arc<str>>,
+}
+
+/// A [`RemoteStore`] behind a [`BreakerSet`]: every method of the store it
+/// wraps, skipped at once while the breaker of the node it needs (or the
+/// store-wide one) is open.
 #[derive(Debug)]
 pub(crate) struct BreakerStore {
     store: Arc<dyn RemoteStore>,
-    breaker: Arc<Breaker>,
+    breakers: Arc<BreakerSet>,
 }
 
 impl BreakerStore {
+    #[cfg(test)]
     pub(crate) fn new(store: Arc<dyn RemoteStore>, breaker: Arc<Breaker>) -> Self {
-        Self { store, breaker }
+        Self::with_set(store, Arc::new(BreakerSet::new(breaker)))
     }
 
-    async fn call<T>(&self, operation: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        let trial = match self.breaker.admit() {
+    pub(crate) fn with_set(store: Arc<dyn RemoteStore>, breakers: Arc<BreakerSet>) -> Self {
+        Self { store, breakers }
+    }
+
+    /// The breaker of the node that serves `key`.
+    fn target(&self, key: &str) -> Target<'_> {
+        match self.store.node_of(key) {
+            Some(node) => Target {
+                breaker: std::borrow::Cow::Owned(self.breakers.node(&node)),
+                node: Some(node),
+            },
+            None => self.whole(),
+        }
+    }
+
+    fn whole(&self) -> Target<'_> {
+        Target {
+            breaker: std::borrow::Cow::Borrowed(&self.breakers.whole),
+            node: None,
+        }
+    }
+
+    /// `keys` grouped by the node that serves them, each with the key's
+    /// position; one group for an unsharded store.
+    fn by_node<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Vec<(Target<'_>, Vec<usize>)> {
+        let mut groups: Vec<(Target<'_>, Vec<usize>)> = Vec::new();
+        for (at, key) in keys.enumerate() {
+            let target = self.target(key);
+            match groups
+                .iter_mut()
+                .find(|(t, _)| Arc::ptr_eq(&t.breaker, &target.breaker))
+            {
+                Some((_, positions)) => positions.push(at),
+                None => groups.push((target, vec![at])),
+            }
+        }
+        groups
+    }
+
+    async fn call<T>(
+        &self,
+        target: &Target<'_>,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let breaker = &target.breaker;
+        let trial = match breaker.admit() {
             Admission::Pass => false,
             // A runtime is here after all: probe in the background instead.
-            Admission::Trial if self.spawn_prober() => {
-                self.breaker.release_probe();
-                self.breaker.skip();
+            Admission::Trial if self.spawn_prober(target) => {
+                breaker.release_probe();
+                breaker.skip();
                 return Err(Error::breaker_open("the cache store"));
             }
             Admission::Trial => true,
@@ -335,9 +510,9 @@ impl BreakerStore {
         let result = operation.await;
         if trial {
             let answered = !matches!(&result, Err(e) if e.is_store());
-            self.breaker.finish_probe(answered);
-        } else if self.breaker.record(&result) {
-            let _ = self.spawn_prober();
+            breaker.finish_probe(answered);
+        } else if breaker.record(&result) {
+            let _ = self.spawn_prober(target);
         }
         result
     }
@@ -351,13 +526,16 @@ impl BreakerStore {
     /// whose skipping only costs this process a load, do not.
     async fn invalidate<T>(
         &self,
+        target: Option<&Target<'_>>,
         operation: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let result = operation.await;
         // While open, the prober decides when to close; a success here is
         // not counted against it.
-        if !self.breaker.is_open() && self.breaker.record(&result) {
-            let _ = self.spawn_prober();
+        if let Some(target) = target {
+            if !target.breaker.is_open() && target.breaker.record(&result) {
+                let _ = self.spawn_prober(target);
+            }
         }
         result
     }
@@ -365,27 +543,51 @@ impl BreakerStore {
     /// Probes in the background until the breaker closes, if a Tokio
     /// runtime is at hand (else calls are let through as probes). True if
     /// a background prober runs.
-    fn spawn_prober(&self) -> bool {
+    fn spawn_prober(&self, target: &Target<'_>) -> bool {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        if self.breaker.prober.swap(true, Ordering::AcqRel) {
+        if target.breaker.prober.swap(true, Ordering::AcqRel) {
             return true;
         }
         let prober = Prober {
-            breaker: Arc::downgrade(&self.breaker),
+            breaker: Arc::downgrade(&target.breaker),
             store: Arc::downgrade(&self.store),
+            node: target.node.clone(),
         };
         runtime.spawn(prober.run());
         true
     }
+
+    /// The values of `keys`, read node by node (concurrently) when they
+    /// span nodes, so a timeout is charged to the node that did not answer.
+    async fn get_split(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let groups = self.by_node(keys.iter().map(String::as_str));
+        if let [(target, _)] = groups.as_slice() {
+            return self.call(target, self.store.get_many(keys)).await;
+        }
+        let reads = groups.iter().map(|(target, positions)| async move {
+            let group: Vec<String> = positions.iter().map(|&at| keys[at].clone()).collect();
+            self.call(target, self.store.get_many(&group)).await
+        });
+        let found = futures_util::future::try_join_all(reads).await?;
+        let mut values = vec![None; keys.len()];
+        for ((_, positions), group) in groups.iter().zip(found) {
+            for (&at, value) in positions.iter().zip(group) {
+                values[at] = value;
+            }
+        }
+        Ok(values)
+    }
 }
 
-/// The background task of an open store breaker. Holds both weakly: a
-/// dropped cache ends it.
+/// The background task of an open breaker. Holds both weakly: a dropped
+/// cache ends it.
 struct Prober {
     breaker: Weak<Breaker>,
     store: Weak<dyn RemoteStore>,
+    /// The node it probes (`None`: the whole store).
+    node: Option<Arc<str>>,
 }
 
 impl Prober {
@@ -401,7 +603,11 @@ impl Prober {
                 return;
             };
             if breaker.start_probe() {
-                let answered = !matches!(store.ping().await, Err(e) if e.is_store());
+                let pong = match &self.node {
+                    Some(node) => store.ping_node(node).await,
+                    None => store.ping().await,
+                };
+                let answered = !matches!(pong, Err(e) if e.is_store());
                 breaker.finish_probe(answered);
             }
         }
@@ -421,11 +627,11 @@ impl Drop for Prober {
 #[async_trait]
 impl RemoteStore for BreakerStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.call(self.store.get(key)).await
+        self.call(&self.target(key), self.store.get(key)).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        self.call(self.store.get_many(keys)).await
+        self.get_split(keys).await
     }
 
     async fn get_versioned(
@@ -435,15 +641,25 @@ impl RemoteStore for BreakerStore {
         value_suffix: &str,
         guess: u64,
     ) -> Result<(u64, Option<Vec<u8>>), Error> {
-        self.call(
-            self.store
-                .get_versioned(version_key, value_prefix, value_suffix, guess),
-        )
-        .await
+        let version_target = self.target(version_key);
+        // An unsharded store (the common case) needs no second key.
+        let same_node = version_target.node.is_none() || {
+            let value_target = self.target(&format!("{value_prefix}{guess}{value_suffix}"));
+            Arc::ptr_eq(&version_target.breaker, &value_target.breaker)
+        };
+        if same_node {
+            let read = self
+                .store
+                .get_versioned(version_key, value_prefix, value_suffix, guess);
+            return self.call(&version_target, read).await;
+        }
+        // Two nodes: read them apart, each through its own breaker.
+        crate::store::versioned_by_parts(self, version_key, value_prefix, value_suffix, guess).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
-        self.call(self.store.set(key, value, ttl)).await
+        self.call(&self.target(key), self.store.set(key, value, ttl))
+            .await
     }
 
     async fn set_many(
@@ -451,19 +667,31 @@ impl RemoteStore for BreakerStore {
         pairs: &[(String, Vec<u8>)],
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
-        self.call(self.store.set_many(pairs, ttl)).await
+        let groups = self.by_node(pairs.iter().map(|(key, _)| key.as_str()));
+        if let [(target, _)] = groups.as_slice() {
+            return self.call(target, self.store.set_many(pairs, ttl)).await;
+        }
+        let writes = groups.iter().map(|(target, positions)| async move {
+            let group: Vec<(String, Vec<u8>)> =
+                positions.iter().map(|&at| pairs[at].clone()).collect();
+            self.call(target, self.store.set_many(&group, ttl)).await
+        });
+        futures_util::future::try_join_all(writes).await.map(drop)
     }
 
     async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
-        self.call(self.store.add(key, value, ttl)).await
+        self.call(&self.target(key), self.store.add(key, value, ttl))
+            .await
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>, Error> {
-        self.call(self.store.get_with_ttl(key)).await
+        self.call(&self.target(key), self.store.get_with_ttl(key))
+            .await
     }
 
     async fn lease(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, Error> {
-        self.call(self.store.lease(key, token, ttl)).await
+        self.call(&self.target(key), self.store.lease(key, token, ttl))
+            .await
     }
 
     async fn fill(
@@ -473,31 +701,73 @@ impl RemoteStore for BreakerStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, Error> {
-        self.call(self.store.fill(key, token, value, ttl)).await
+        self.call(&self.target(key), self.store.fill(key, token, value, ttl))
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.invalidate(self.store.delete(key)).await
+        self.invalidate(Some(&self.target(key)), self.store.delete(key))
+            .await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<usize, Error> {
-        self.invalidate(self.store.delete_many(keys)).await
+        let groups = self.by_node(keys.iter().map(String::as_str));
+        if let [(target, _)] = groups.as_slice() {
+            return self
+                .invalidate(Some(target), self.store.delete_many(keys))
+                .await;
+        }
+        // Every group runs, even after one failed: each delete is an
+        // invalidation others may depend on.
+        let deletes = groups.iter().map(|(target, positions)| async move {
+            let group: Vec<String> = positions.iter().map(|&at| keys[at].clone()).collect();
+            self.invalidate(Some(target), self.store.delete_many(&group))
+                .await
+        });
+        let mut removed = 0;
+        let mut failed = None;
+        for result in futures_util::future::join_all(deletes).await {
+            match result {
+                Ok(n) => removed += n,
+                Err(error) => failed = Some(error),
+            }
+        }
+        failed.map_or(Ok(removed), Err)
     }
 
     async fn has(&self, key: &str) -> Result<bool, Error> {
-        self.call(self.store.has(key)).await
+        self.call(&self.target(key), self.store.has(key)).await
     }
 
     async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        self.invalidate(self.store.incr(key, delta)).await
+        self.invalidate(Some(&self.target(key)), self.store.incr(key, delta))
+            .await
     }
 
     async fn clear(&self, prefix: &str) -> Result<(), Error> {
-        self.invalidate(self.store.clear(prefix)).await
+        // Every node: a timeout says nothing about which one, so a sharded
+        // store charges it to no breaker (its keys' calls find out).
+        let sharded = !self.breakers.nodes.read().is_empty();
+        let whole = self.whole();
+        self.invalidate((!sharded).then_some(&whole), self.store.clear(prefix))
+            .await
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        self.call(self.store.ping()).await
+        self.call(&self.whole(), self.store.ping()).await
+    }
+
+    fn node_of(&self, key: &str) -> Option<Arc<str>> {
+        self.store.node_of(key)
+    }
+
+    async fn ping_node(&self, node: &str) -> Result<(), Error> {
+        let node: Arc<str> = Arc::from(node);
+        let target = Target {
+            breaker: std::borrow::Cow::Owned(self.breakers.node(&node)),
+            node: Some(Arc::clone(&node)),
+        };
+        self.call(&target, self.store.ping_node(&node)).await
     }
 }
 

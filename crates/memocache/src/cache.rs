@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::breaker::{Breaker, BreakerState, BreakerStats, BreakerStore};
+use crate::breaker::{Breaker, BreakerSet, BreakerState, BreakerStats, BreakerStore};
 use crate::bus::{Bus, BusSink, Invalidation};
 use crate::clock::Clock;
 use crate::codec;
@@ -71,8 +71,8 @@ pub(crate) struct CacheInner {
     l1_capacity: Option<usize>,
     /// The invalidation bus of a tiered cache.
     bus: Option<Arc<dyn Bus>>,
-    /// The shared store's breaker (the store in `backend` is behind it).
-    breaker: Option<Arc<Breaker>>,
+    /// The shared store's breakers (the store in `backend` is behind them).
+    breaker: Option<Arc<BreakerSet>>,
     /// Clock reading until which the in-process tier may be trusted; the
     /// bus renews it. `u64::MAX` when there is no shared store behind it.
     trusted_until: AtomicU64,
@@ -222,8 +222,9 @@ impl Cache {
     ) -> Self {
         let (backend, breaker) = match backend {
             Backend::Remote(store) if config.breaker.enabled => {
-                let breaker = Arc::new(Breaker::new("store", config.breaker, clock.clone()));
-                let guarded = BreakerStore::new(store, Arc::clone(&breaker));
+                let whole = Arc::new(Breaker::new("store", config.breaker, clock.clone()));
+                let breaker = Arc::new(BreakerSet::new(whole));
+                let guarded = BreakerStore::with_set(store, Arc::clone(&breaker));
                 (Backend::Remote(Arc::new(guarded)), Some(breaker))
             }
             other => (other, None),
@@ -289,7 +290,9 @@ impl Cache {
     }
 
     /// The shared store's breaker: state and counters; `None` without a
-    /// shared store or with `breaker=off`.
+    /// shared store or with `breaker=off`. On a Redis Cluster, with one
+    /// breaker per node, the sum of them: open while any is, counters
+    /// added (see [`Cache::node_breakers`]).
     ///
     /// ```
     /// # let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -303,6 +306,24 @@ impl Cache {
     /// ```
     pub fn store_breaker(&self) -> Option<BreakerStats> {
         self.inner.breaker.as_ref().map(|b| b.stats())
+    }
+
+    /// Each node's breaker of a sharded store (a Redis Cluster), by node
+    /// address (`host:port`), sorted; empty for a store on one server, and
+    /// for nodes no call has reached yet. See
+    /// [the breaker's rules](crate::breaker#one-breaker-per-node).
+    ///
+    /// ```
+    /// let cache = memocache::Cache::from_url("redis://127.0.0.1:1/")?;
+    /// assert!(cache.node_breakers().is_empty(), "one server, one breaker");
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn node_breakers(&self) -> Vec<(String, BreakerStats)> {
+        self.inner
+            .breaker
+            .as_ref()
+            .map(|b| b.node_stats())
+            .unwrap_or_default()
     }
 
     /// The invalidation bus's breaker (tiered caches): state and counters.
@@ -321,12 +342,13 @@ impl Cache {
     /// a process that skips it cannot learn of a `forget_all` made
     /// elsewhere, so it reads through to the source until a probe closes
     /// the breaker (`after_redis_restarts_posts_are_seen_everywhere_again`
-    /// in the board's fleet test caught it).
+    /// in the board's fleet test caught it). On a cluster, any node's open
+    /// breaker stops it (see [`crate::breaker`]).
     #[inline]
     pub(crate) fn l1_trusted(&self) -> bool {
         let until = self.inner.trusted_until.load(Ordering::Acquire);
         (until == u64::MAX || self.inner.clock.precise_now_ms() < until)
-            && self.inner.breaker.as_ref().is_none_or(|b| !b.is_open())
+            && self.inner.breaker.as_ref().is_none_or(|b| !b.any_open())
     }
 
     /// The shared store, if any.

@@ -491,9 +491,19 @@ fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<
         }
         "redis+cluster" | "rediss+cluster" => {
             let secure = scheme.starts_with("rediss");
+            // Store options (`timeout_ms`) ride on every node's URL.
+            let query = options
+                .remaining_query()
+                .map(|q| format!("/?{q}"))
+                .unwrap_or_default();
             let nodes = host_list(url, hosts)?
                 .into_iter()
-                .map(|node| format!("{}://{node}", if secure { "rediss" } else { "redis" }))
+                .map(|node| {
+                    format!(
+                        "{}://{node}{query}",
+                        if secure { "rediss" } else { "redis" }
+                    )
+                })
                 .collect();
             Ok(StoreConfig::RedisCluster { nodes })
         }

@@ -151,6 +151,7 @@ impl Error {
     }
 
     /// A store error: no answer within the time limit.
+    #[cfg_attr(not(any(feature = "redis", feature = "memcached")), allow(dead_code))]
     pub(crate) fn timed_out(mut self) -> Self {
         self.fault = Fault::Timeout;
         self

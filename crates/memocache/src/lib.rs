@@ -136,11 +136,11 @@
 //! |---|---|---|---|---|---|---|
 //! | `memory` | `memo::tests::concurrent_misses_share_one_load` | n/a (one process) | `memo::tests::load_started_before_forget_does_not_store_afterwards` | n/a (the L1 is the store) | n/a | n/a |
 //! | `redis` | as `memory` (the in-process flight is the same engine on every store), also with the store out: `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` | `suite::fleet::redis::one_load_for_the_fleet` | `suite::fleet::redis::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::redis_dies_mid_test_and_comes_back` | `suite::partition::a_black_holed_redis_costs_one_timeout_then_recovers_within_a_probe` |
-//! | `redis+cluster` | as `memory` | `suite::fleet::redis_cluster::one_load_for_the_fleet` | `suite::fleet::redis_cluster::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | untested | per store, not per node: `breaker::tests`; untested under a fault |
+//! | `redis+cluster` | as `memory` | `suite::fleet::redis_cluster::one_load_for_the_fleet` | `suite::fleet::redis_cluster::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::cluster_partition::a_black_holed_cluster_node_opens_only_its_own_breaker` (one node cut off; a process started during it) | per node: `breaker::tests::a_node_that_times_out_opens_only_its_own_breaker`, `suite::cluster_partition::a_black_holed_cluster_node_opens_only_its_own_breaker` |
 //! | `memcached` | as `memory` | `suite::fleet::memcached::one_load_for_the_fleet` | `suite::fleet::memcached::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::memcached_dies_and_comes_back` | `suite::partition::a_black_holed_memcached_costs_one_timeout_and_mixes_up_no_replies` |
 //! | `file` | as `memory` | `suite::fleet::filesystem::one_load_for_the_fleet` | `suite::fleet::filesystem::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | n/a (local disk; errors fail open as on every store) | `breaker::tests` (the same wrapper); untested under a fault |
-//! | `tiered+redis` | as `memory` | as `redis` | as `redis` | `suite::tiered::single::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::single::killed_bus_connection_never_yields_a_stale_read`, `suite::tiered::redis_restart_clears_l1_instead_of_trusting_it` | `suite::tiered::redis_restart_clears_l1_instead_of_trusting_it` | `suite::partition::a_black_holed_bus_drops_the_process_to_read_through_never_stale` (store and bus) |
-//! | `tiered+redis+cluster` | as `memory` | as `redis+cluster` | as `redis+cluster` | `suite::tiered::cluster::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::cluster::killed_bus_connection_never_yields_a_stale_read` | untested | untested under a fault |
+//! | `tiered+redis` | as `memory` | as `redis` | as `redis` | `suite::tiered::single::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::single::killed_bus_connection_never_yields_a_stale_read`, `suite::tiered::single::redis_restart_clears_l1_instead_of_trusting_it` | `suite::tiered::single::redis_restart_clears_l1_instead_of_trusting_it` | `suite::partition::a_black_holed_bus_drops_the_process_to_read_through_never_stale` (store and bus) |
+//! | `tiered+redis+cluster` | as `memory` | as `redis+cluster` | as `redis+cluster` | `suite::tiered::cluster::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::cluster::killed_bus_connection_never_yields_a_stale_read`, `suite::tiered::cluster::redis_restart_clears_l1_instead_of_trusting_it`, `suite::tiered::cluster::versions_follow_a_redis_that_restarted_empty`, `suite::cluster_partition::tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read` | `suite::tiered::cluster::redis_restart_clears_l1_instead_of_trusting_it` | `suite::cluster_partition::tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read` (a data node), `suite::cluster_partition::tiered_on_a_cluster_a_black_holed_bus_node_drops_to_read_through` (the bus's node) |
 //!
 //! # Cargo features
 //!
@@ -152,6 +152,7 @@
 //! | `filesystem` | yes | the filesystem store |
 //! | `axum` | no | [`response::ResponseCacheLayer`]: whole-response caching for axum with invalidation by dependency |
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod breaker;
 pub mod bus;
@@ -188,6 +189,7 @@ pub use stats::MemoStats;
 pub use value::CacheValue;
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use memocache_macros::memoize;
 
 #[doc(hidden)]

@@ -8,7 +8,7 @@ use crate::stats::MemoStats;
 
 type Metric = (&'static str, &'static str, fn(&MemoStats) -> f64);
 
-const METRICS: [Metric; 7] = [
+const METRICS: [Metric; 8] = [
     (
         "memocache_misses_total",
         "Lookups that found no usable value.",
@@ -44,11 +44,19 @@ const METRICS: [Metric; 7] = [
         "Misses that waited for another caller's load.",
         |s| s.waited_for_load as f64,
     ),
+    (
+        "memocache_invalidations_received_total",
+        "Invalidations other processes sent over the bus and this one applied.",
+        |s| s.invalidations_received as f64,
+    ),
 ];
 
 impl Cache {
-    /// Every memo's counters, and the cache's store faults, in the
-    /// Prometheus text format (append it to an app's `/metrics` page).
+    /// Every memo's counters (every field of [`MemoStats`]), the cache's
+    /// store faults, whether its in-process tier is trusted and its store
+    /// available, and every breaker's state and transitions (one line per
+    /// node of a Redis Cluster), in the Prometheus text format: append it
+    /// to an app's `/metrics` page.
     ///
     /// ```
     /// let cache = memocache::Cache::memory();
@@ -88,6 +96,22 @@ impl Cache {
             out,
             "memocache_cache_store_errors_total {}",
             self.store_errors()
+        );
+        out.push_str(
+            "# HELP memocache_l1_in_sync 1 while the in-process tier is trusted (always without a \
+             shared store; in a tiered cache, while the bus keeps it in sync).\n\
+             # TYPE memocache_l1_in_sync gauge\n",
+        );
+        let _ = writeln!(out, "memocache_l1_in_sync {}", u8::from(self.l1_in_sync()));
+        out.push_str(
+            "# HELP memocache_store_available 0 while a breaker skips the shared store or the \
+             bus (degraded: served from the source).\n\
+             # TYPE memocache_store_available gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "memocache_store_available {}",
+            u8::from(self.store_available())
         );
         write_breakers(&mut out, self);
         out
@@ -134,22 +158,29 @@ const BREAKER_METRICS: [BreakerMetric; 5] = [
     ),
 ];
 
-/// The store's and the bus's breakers, those the cache has.
+/// The store's and the bus's breakers, those the cache has, then each
+/// node's of a sharded store (`breaker="store",node="host:port"`).
 fn write_breakers(out: &mut String, cache: &Cache) {
-    let breakers: Vec<(&str, BreakerStats)> = [
+    let mut breakers: Vec<(String, BreakerStats)> = [
         ("store", cache.store_breaker()),
         ("bus", cache.bus_breaker()),
     ]
     .into_iter()
-    .filter_map(|(name, stats)| Some((name, stats?)))
+    .filter_map(|(name, stats)| Some((format!("breaker=\"{name}\""), stats?)))
     .collect();
+    breakers.extend(cache.node_breakers().into_iter().map(|(node, stats)| {
+        (
+            format!("breaker=\"store\",node=\"{}\"", escape(&node)),
+            stats,
+        )
+    }));
     if breakers.is_empty() {
         return;
     }
     for (metric, kind, help, read) in BREAKER_METRICS {
         let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-        for (name, stats) in &breakers {
-            let _ = writeln!(out, "{metric}{{breaker=\"{name}\"}} {}", read(stats));
+        for (labels, stats) in &breakers {
+            let _ = writeln!(out, "{metric}{{{labels}}} {}", read(stats));
         }
     }
 }
@@ -183,11 +214,23 @@ mod tests {
             "memocache_misses_total{memo=\"m\"} 1",
             "memocache_loads_total{memo=\"m\"} 1",
             "memocache_hits_total{memo=\"m\",tier=\"local\"} 0",
+            "memocache_hits_total{memo=\"m\",tier=\"remote\"} 0",
+            "memocache_load_errors_total{memo=\"m\"} 0",
+            "memocache_load_seconds_total{memo=\"m\"} ",
+            "memocache_invalidations_total{memo=\"m\"} 0",
+            "memocache_store_errors_total{memo=\"m\"} 0",
+            "memocache_waited_for_load_total{memo=\"m\"} 0",
+            "memocache_invalidations_received_total{memo=\"m\"} 0",
             "memocache_cache_store_errors_total 0",
+            "memocache_l1_in_sync 1",
+            "memocache_store_available 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
-        assert!(!text.contains("breaker"), "no store, no breaker:\n{text}");
+        assert!(
+            !text.contains("memocache_breaker_"),
+            "no store, no breaker:\n{text}"
+        );
     }
 
     #[test]
@@ -203,6 +246,6 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         let off = Cache::from_url("redis://127.0.0.1:1/?breaker=off").expect("cache");
-        assert!(!off.prometheus_text().contains("breaker"));
+        assert!(!off.prometheus_text().contains("memocache_breaker_"));
     }
 }

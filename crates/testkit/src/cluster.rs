@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::ports;
 use crate::process::{find_binary, run_to_completion};
+use crate::proxy::FaultProxy;
 use crate::redis::{self, INSTALL, RedisServer};
 
 /// Settings every cluster node starts with.
@@ -34,9 +35,19 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// let cluster = testkit::RedisCluster::start(3);
 /// assert!(cluster.url().starts_with("redis+cluster://127.0.0.1:"));
 /// ```
-#[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// One per node when started with [`RedisCluster::start_behind_proxies`].
+    proxies: Vec<FaultProxy>,
+}
+
+impl std::fmt::Debug for RedisCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCluster")
+            .field("ports", &self.ports())
+            .field("proxy_ports", &self.client_ports())
+            .finish()
+    }
 }
 
 impl RedisCluster {
@@ -51,6 +62,31 @@ impl RedisCluster {
     /// form within 30 s; the message includes the logs.
     #[must_use]
     pub fn start(masters: usize) -> Self {
+        Self::start_inner(masters, false)
+    }
+
+    /// Starts a cluster as [`RedisCluster::start`] does, each node behind a
+    /// [`FaultProxy`] whose port the node announces to clients
+    /// (`cluster-announce-port`; the cluster bus stays direct, so the
+    /// nodes keep seeing each other). Clients learn the proxies' addresses
+    /// from `CLUSTER SLOTS`, so [`FaultProxy::black_hole`] on
+    /// [`RedisCluster::proxies`]`[i]` silently partitions node `i` from
+    /// every client while the cluster itself stays healthy.
+    ///
+    /// ```no_run
+    /// let cluster = testkit::RedisCluster::start_behind_proxies(3);
+    /// cluster.proxies()[1].black_hole(); // node 1 answers no client
+    /// cluster.proxies()[1].pass_through(); // healed
+    /// ```
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    #[must_use]
+    pub fn start_behind_proxies(masters: usize) -> Self {
+        Self::start_inner(masters, true)
+    }
+
+    fn start_inner(masters: usize, proxied: bool) -> Self {
         assert!(
             masters >= 3,
             "a Redis Cluster needs at least 3 masters, got {masters}"
@@ -58,8 +94,29 @@ impl RedisCluster {
         let redis_cli = find_binary("redis-cli", INSTALL);
         let nodes = (0..masters)
             .map(|_| RedisServer::start_with(&NODE_ARGS, cluster_port))
-            .collect();
-        let cluster = Self { nodes };
+            .collect::<Vec<RedisServer>>();
+        let mut proxies = Vec::new();
+        if proxied {
+            for node in &nodes {
+                let proxy = FaultProxy::start(node.port());
+                let bus_port = node.port() + BUS_PORT_OFFSET;
+                for (name, value) in [
+                    ("cluster-announce-port", proxy.port()),
+                    ("cluster-announce-bus-port", bus_port),
+                ] {
+                    let reply =
+                        redis::query(node.port(), &["CONFIG", "SET", name, &value.to_string()]);
+                    assert!(
+                        matches!(reply.as_deref(), Ok("+OK")),
+                        "CONFIG SET {name} {value} on node {}: {reply:?}\n{}",
+                        node.port(),
+                        node.log()
+                    );
+                }
+                proxies.push(proxy);
+            }
+        }
+        let cluster = Self { nodes, proxies };
 
         let mut create = Command::new(redis_cli);
         create
@@ -84,11 +141,30 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::port).collect()
     }
 
-    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`.
+    /// The ports clients use: the proxies' when started behind proxies,
+    /// else the nodes'.
+    #[must_use]
+    pub fn client_ports(&self) -> Vec<u16> {
+        if self.proxies.is_empty() {
+            self.ports()
+        } else {
+            self.proxies.iter().map(FaultProxy::port).collect()
+        }
+    }
+
+    /// The proxy in front of each node, in node order (empty unless
+    /// started with [`RedisCluster::start_behind_proxies`]).
+    #[must_use]
+    pub fn proxies(&self) -> &[FaultProxy] {
+        &self.proxies
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...` (through the proxies
+    /// when there are some).
     #[must_use]
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
-            .ports()
+            .client_ports()
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
@@ -110,6 +186,55 @@ impl RedisCluster {
     /// The nodes, to stop or restart one (it rejoins from its `nodes.conf`).
     pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
         &mut self.nodes
+    }
+
+    /// The index of the node that serves `key` (its slot's master): the
+    /// one that answers `EXISTS key` without a `MOVED` redirect.
+    ///
+    /// ```no_run
+    /// let cluster = testkit::RedisCluster::start(3);
+    /// assert!(cluster.node_of_key("user:1") < 3);
+    /// ```
+    ///
+    /// # Panics
+    /// If no node claims the key (a node is down, or the cluster is not ok).
+    #[must_use]
+    pub fn node_of_key(&self, key: &str) -> usize {
+        let replies: Vec<_> = self
+            .ports()
+            .into_iter()
+            .map(|port| redis::query(port, &["EXISTS", key]))
+            .collect();
+        replies
+            .iter()
+            .position(|reply| reply.as_ref().is_ok_and(|r| r.starts_with(':')))
+            .unwrap_or_else(|| panic!("no node serves {key:?}: {replies:?}"))
+    }
+
+    /// Stops every node (their data is lost: nodes keep no snapshot).
+    pub fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+
+    /// Restarts every node on its port; they rejoin from their
+    /// `nodes.conf`, empty. Returns once the cluster reports
+    /// `cluster_state:ok` on every node again.
+    ///
+    /// ```no_run
+    /// let mut cluster = testkit::RedisCluster::start(3);
+    /// cluster.stop_all();
+    /// cluster.restart_all();
+    /// ```
+    ///
+    /// # Panics
+    /// If a node does not start, or the cluster is not ok within 30 s.
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        self.wait_until_ok();
     }
 
     /// Polls `CLUSTER INFO` on every node until all report a healthy cluster

@@ -44,7 +44,7 @@ pub enum Fault {
 }
 
 /// A TCP proxy from a free port on 127.0.0.1 to an upstream server, whose
-/// behaviour can be switched at run time (see the [module docs](self)).
+/// behaviour can be switched at run time: see [`Fault`].
 ///
 /// ```no_run
 /// let redis = testkit::RedisServer::start();

@@ -250,3 +250,21 @@ fn the_oidc_provider_serves_discovery_and_rotates_its_key_on_restart() {
     assert_eq!(provider.port(), port);
     assert_ne!(kid(port), before, "a restart is a key rotation");
 }
+
+#[test]
+fn a_cluster_behind_proxies_announces_the_proxies_and_a_black_hole_cuts_one_node() {
+    let cluster = crate::RedisCluster::start_behind_proxies(3);
+    let proxy_ports = cluster.client_ports();
+    assert_ne!(proxy_ports, cluster.ports());
+    // Clients are told the proxies' ports.
+    let nodes = crate::redis::query(cluster.ports()[0], &["CLUSTER", "NODES"]).expect("nodes");
+    for port in &proxy_ports {
+        assert!(nodes.contains(&format!("127.0.0.1:{port}@")), "{nodes}");
+    }
+    cluster.proxies()[1].black_hole();
+    let started = std::time::Instant::now();
+    assert!(crate::redis::query(proxy_ports[0], &["PING"]).is_ok_and(|r| r == "+PONG"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    cluster.proxies()[1].pass_through();
+    assert!(crate::redis::query(proxy_ports[1], &["PING"]).is_ok_and(|r| r == "+PONG"));
+}

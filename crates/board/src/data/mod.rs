@@ -17,7 +17,7 @@
 //!
 //! No cached value grows with the number of messages: a page holds at most
 //! `page_size` messages, and loading one reads one index range of
-//! `page_size + 1` rows ([`MessageStore::page`]). Only first pages are
+//! `page_size + 1` rows ([`MessageStore::page`](crate::store::MessageStore::page)). Only first pages are
 //! cached (the home page's and each user's `/my`), which nearly every
 //! visit reads: every page link is a valid key, so caching deeper pages
 //! would let one client walking the listing fill the cache with

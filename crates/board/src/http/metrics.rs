@@ -1,6 +1,9 @@
 //! `/metrics` in the Prometheus text format: database calls per table and
-//! operation, the counters of every memo, the rate limits and the accept
-//! loop; `/healthz` for load balancers and fleet scripts.
+//! operation, the rate limits and the accept loop (the board's own
+//! `board_*` lines), then everything memocache's exporter
+//! ([`memocache::Cache::prometheus_text`]) writes: every memo's counters,
+//! the tiers and the breakers; `/healthz` for load balancers and fleet
+//! scripts.
 //!
 //! `/metrics` is not public by default: it is served on the public address
 //! only with `--metrics-token` (as `Authorization: Bearer TOKEN`), and on
@@ -67,28 +70,69 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// `{"status":"ok","cache":"tiered","l1_in_sync":true,"store_available":true}`:
-/// always 200 while the board serves (a stale bus only makes it read through
-/// to Redis and the database); `l1_in_sync` tells whether the in-process
-/// tier is trusted, `store_available` is false (degraded: served from the
-/// database) while a breaker skips Redis or the bus.
+/// `{"status":"ok","cache":"tiered","l1_in_sync":true,"store_available":true,
+/// "breakers":{"store":"closed","bus":"closed"},"open_nodes":[]}`: always
+/// 200 while the board serves (a stale bus only makes it read through to
+/// Redis and the database); `l1_in_sync` tells whether the in-process tier
+/// is trusted, `store_available` is false (degraded: served from the
+/// database) while a breaker skips Redis or the bus; `breakers` has the
+/// state of each breaker the cache has (none for the local cache), and
+/// `open_nodes` the Redis Cluster nodes whose own breaker is open.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let kind = if crate::state::is_tiered(&state.cache) {
+    let cache = &state.cache;
+    let kind = if crate::state::is_tiered(cache) {
         "tiered"
     } else {
         "local"
     };
+    let state_name = |stats: memocache::BreakerStats| match stats.state {
+        memocache::BreakerState::Open => "open",
+        _ => "closed",
+    };
+    let breakers: Vec<String> = [
+        ("store", cache.store_breaker()),
+        ("bus", cache.bus_breaker()),
+    ]
+    .into_iter()
+    .filter_map(|(name, stats)| Some(format!("\"{name}\":\"{}\"", state_name(stats?))))
+    .collect();
+    let open_nodes: Vec<String> = cache
+        .node_breakers()
+        .into_iter()
+        .filter(|(_, stats)| stats.state == memocache::BreakerState::Open)
+        .map(|(node, _)| format!("\"{}\"", json_escape(&node)))
+        .collect();
     (
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         format!(
-            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{},\"store_available\":{}}}\n",
-            state.cache.l1_in_sync(),
-            state.cache.store_available()
+            "{{\"status\":\"ok\",\"cache\":\"{kind}\",\"l1_in_sync\":{},\"store_available\":{},\
+             \"breakers\":{{{}}},\"open_nodes\":[{}]}}\n",
+            cache.l1_in_sync(),
+            cache.store_available(),
+            breakers.join(","),
+            open_nodes.join(",")
         ),
     )
+}
+
+/// Escapes a JSON string's content (node names are `host:port`, but a
+/// host name comes from the cluster, not from this process).
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn metrics(state: &AppState, connections: &ConnStats) -> Response {
@@ -127,72 +171,24 @@ pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
         "board_oidc_fetches_total{{document=\"discovery\"}} {discovery}"
     );
     let _ = writeln!(out, "board_oidc_fetches_total{{document=\"jwks\"}} {jwks}");
+    let pages = state.pages.stats();
     out.push_str(
-        "# HELP memocache_l1_in_sync 1 while the in-process tier is trusted (the bus is in sync).\n",
+        "# HELP board_page_cache_total Public pages by how the response cache answered them.\n",
     );
-    out.push_str("# TYPE memocache_l1_in_sync gauge\n");
-    let _ = writeln!(
-        out,
-        "memocache_l1_in_sync {}",
-        u8::from(state.cache.l1_in_sync())
-    );
-    let memos = state.cache.memo_stats();
-    let mut family =
-        |name: &str, kind: &str, help: &str, value: &dyn Fn(&memocache::MemoStats) -> String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (memo, stats) in &memos {
-                let _ = writeln!(out, "{name}{{memo=\"{memo}\"}} {}", value(stats));
-            }
-        };
-    family(
-        "memocache_hits_total",
-        "counter",
-        "Lookups answered from the cache.",
-        &|s| s.hits().to_string(),
-    );
-    family(
-        "memocache_misses_total",
-        "counter",
-        "Lookups that found nothing.",
-        &|s| s.misses.to_string(),
-    );
-    family(
-        "memocache_loads_total",
-        "counter",
-        "Loader calls that returned a value.",
-        &|s| s.loads.to_string(),
-    );
-    family(
-        "memocache_load_errors_total",
-        "counter",
-        "Loader calls that failed.",
-        &|s| s.load_errors.to_string(),
-    );
-    family(
-        "memocache_load_seconds_total",
-        "counter",
-        "Time spent in loaders.",
-        &|s| format!("{:.6}", s.load_time.as_secs_f64()),
-    );
-    family(
-        "memocache_invalidations_total",
-        "counter",
-        "forget and forget_all calls.",
-        &|s| s.invalidations.to_string(),
-    );
-    family(
-        "memocache_waited_for_load_total",
-        "counter",
-        "Misses that waited for another caller's load.",
-        &|s| s.waited_for_load.to_string(),
-    );
-    family(
-        "memocache_store_errors_total",
-        "counter",
-        "Cache store faults survived.",
-        &|s| s.store_errors.to_string(),
-    );
+    out.push_str("# TYPE board_page_cache_total counter\n");
+    for (outcome, n) in [
+        ("hit", pages.hits),
+        ("not_modified", pages.not_modified),
+        ("miss", pages.misses),
+        ("stale", pages.stale),
+        ("bypassed", pages.bypassed),
+        ("stored", pages.stored),
+    ] {
+        let _ = writeln!(out, "board_page_cache_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    // Every memo, breaker and tier line comes from the library's
+    // exporter, so a counter added there shows up here.
+    out.push_str(&state.cache.prometheus_text());
     out
 }
 

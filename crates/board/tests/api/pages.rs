@@ -217,11 +217,21 @@ async fn metrics_expose_database_calls_and_memo_counters() {
     assert!(text.contains("board_db_calls_total{table=\"users\",operation=\"insert\"} 1"));
     for memo in ["load_user", "all_messages", "load_session", "user_messages"] {
         assert!(
-            text.contains(&format!("memocache_hits_total{{memo=\"{memo}\"}}")),
+            text.contains(&format!(
+                "memocache_hits_total{{memo=\"{memo}\",tier=\"local\"}}"
+            )),
             "{memo}"
         );
     }
     assert!(text.contains("# TYPE memocache_misses_total counter"));
+    // memocache's exporter: every counter, the tier and store gauges.
+    for line in [
+        "memocache_invalidations_received_total{memo=\"load_user\"} 0",
+        "memocache_l1_in_sync 1",
+        "memocache_store_available 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -405,4 +415,57 @@ async fn anonymous_pages_revalidate_with_304_until_a_post_changes_them() {
         .await
         .expect("GET");
     assert!(deeper.headers().get("etag").is_none());
+}
+
+/// On a tiered cache over a Redis Cluster, the node that holds the home
+/// listing's memo version is black-holed: a post opens that node's breaker
+/// only, `/healthz` names it and says the store is degraded, `/metrics`
+/// has its breaker line (from memocache's exporter); after healing both
+/// show it closed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics_name_a_cut_off_cluster_node() {
+    let cluster = tokio::task::spawn_blocking(|| testkit::RedisCluster::start_behind_proxies(3))
+        .await
+        .expect("cluster");
+    let url = format!(
+        "tiered+{}?prefix=b:&timeout_ms=300&probe_ms=100&probe_max_ms=200&heartbeat_ms=300",
+        cluster.url()
+    );
+    let app = spawn_with(|s| s.cache_url = url).await;
+    app.signed_up("ada").await;
+    app.posted("before").await;
+    let (_, health) = app.get_text("/healthz").await;
+    assert!(
+        health.contains(r#""breakers":{"store":"closed","bus":"closed"},"open_nodes":[]"#),
+        "{health}"
+    );
+    let victim = cluster.node_of_key("b:all_messages:ver");
+    let node = format!("127.0.0.1:{}", cluster.proxies()[victim].port());
+    cluster.proxies()[victim].black_hole();
+    app.posted("during").await;
+    let (_, health) = app.get_text("/healthz").await;
+    assert!(
+        health.contains(&format!(
+            r#""store_available":false,"breakers":{{"store":"open","bus":"closed"}},"open_nodes":["{node}"]"#
+        )),
+        "{health}"
+    );
+    let text = app.metrics().await;
+    for line in [
+        format!("memocache_breaker_open{{breaker=\"store\",node=\"{node}\"}} 1"),
+        "memocache_store_available 0".to_owned(),
+        "memocache_breaker_open{breaker=\"bus\"} 0".to_owned(),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+    cluster.proxies()[victim].pass_through();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, health) = app.get_text("/healthz").await;
+        if health.contains(r#""open_nodes":[]"#) && health.contains(r#""store_available":true"#) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still open: {health}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

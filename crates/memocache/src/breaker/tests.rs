@@ -2,7 +2,7 @@
 //! timing out and refusing, with a manual clock for probe times and
 //! Tokio's paused time for the background prober's sleeps.
 
-use std::sync::atomic::{AtomicU8, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 
 use super::*;
 use crate::error::ErrorKind;
@@ -211,4 +211,109 @@ fn non_store_errors_do_not_count() {
         assert!(!breaker.record(&result));
     }
     assert_eq!(breaker.stats().state, BreakerState::Closed);
+}
+
+/// Two nodes, named by a key's first letter; node `b` times out while the
+/// test says so.
+#[derive(Debug, Default)]
+struct TwoNodes {
+    b_times_out: AtomicBool,
+    calls: AtomicU32,
+    pings: AtomicU32,
+}
+
+impl TwoNodes {
+    fn answer(&self, key: &str) -> Result<(), Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if key.starts_with('b') && self.b_times_out.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Store, "no answer").timed_out());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RemoteStore for TwoNodes {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.answer(key).map(|()| Some(key.as_bytes().to_vec()))
+    }
+    async fn set(&self, key: &str, _: &[u8], _: Option<Duration>) -> Result<(), Error> {
+        self.answer(key)
+    }
+    async fn add(&self, key: &str, _: &[u8], _: Option<Duration>) -> Result<bool, Error> {
+        self.answer(key).map(|()| true)
+    }
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.answer(key).map(|()| true)
+    }
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        self.answer(key).map(|()| delta)
+    }
+    async fn clear(&self, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    fn node_of(&self, key: &str) -> Option<Arc<str>> {
+        key.get(..1).map(Arc::from)
+    }
+    async fn ping_node(&self, node: &str) -> Result<(), Error> {
+        self.pings.fetch_add(1, Ordering::SeqCst);
+        self.answer(node)
+    }
+}
+
+/// A timeout on one node opens that node's breaker only: keys of the other
+/// node keep reaching the store, a batch across both is split so the
+/// healthy half is not charged, the set counts as open (the L1 stops
+/// trusting), and the node's own probe closes it.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_times_out_opens_only_its_own_breaker() {
+    let clock = Clock::manual();
+    let store = Arc::new(TwoNodes::default());
+    let config = BreakerConfig {
+        probe_interval: Duration::from_millis(100),
+        probe_max: Duration::from_millis(400),
+        ..BreakerConfig::default()
+    };
+    let set = Arc::new(BreakerSet::new(Arc::new(Breaker::new(
+        "store",
+        config,
+        clock.clone(),
+    ))));
+    let guarded =
+        BreakerStore::with_set(Arc::clone(&store) as Arc<dyn RemoteStore>, Arc::clone(&set));
+    store.b_times_out.store(true, Ordering::SeqCst);
+    let keys = vec!["a1".to_owned(), "b1".to_owned()];
+    let error = guarded.get_many(&keys).await.expect_err("b times out");
+    assert!(error.is_timeout(), "{error}");
+    let nodes = set.node_stats();
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.state))
+            .collect::<Vec<_>>(),
+        [("a", BreakerState::Closed), ("b", BreakerState::Open)]
+    );
+    assert!(set.any_open());
+    assert_eq!(set.stats().state, BreakerState::Open);
+    let reached = store.calls.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        assert!(guarded.get("b2").await.unwrap_err().is_breaker_open());
+        assert!(guarded.get("a2").await.is_ok(), "a healthy node answers");
+    }
+    assert_eq!(store.calls.load(Ordering::SeqCst), reached + 20, "only a's");
+    // A memo lookup whose version is on `a` and value on `b` skips `b`.
+    let error = guarded
+        .get_versioned("a:ver", "b:", ":1", 0)
+        .await
+        .expect_err("b is skipped");
+    assert!(error.is_breaker_open());
+    assert!(guarded.get_versioned("a:ver", "a:", ":1", 0).await.is_ok());
+
+    store.b_times_out.store(false, Ordering::SeqCst);
+    clock.advance(Duration::from_millis(100));
+    settle().await;
+    assert!(store.pings.load(Ordering::SeqCst) >= 1, "b was probed");
+    assert!(!set.any_open(), "{:?}", set.node_stats());
+    assert!(guarded.get("b2").await.is_ok());
+    assert_eq!(set.stats().opened, 1);
 }

@@ -38,6 +38,7 @@ use crate::error::{Error, ErrorKind};
 mod redis;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisBus;
 
 /// Builds the invalidation bus that goes with the shared store `config`

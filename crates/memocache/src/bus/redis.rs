@@ -122,6 +122,9 @@ impl RedisBus {
     /// # Errors
     /// A configuration error for bad node URLs.
     pub fn new_cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
+        // The store's command bound does not apply to the bus.
+        let (nodes, _) = crate::store::take_cluster_timeout(nodes)?;
+        let nodes = nodes.as_slice();
         let client = |response: Option<Duration>| {
             let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                 .connection_timeout(COMMAND_TIMEOUT)
@@ -223,9 +226,11 @@ impl RedisBus {
                             .map(Conn::Manager)
                             .map_err(|e| store_error("cannot set up the bus connection", e))
                     }
-                    Target::Cluster { publisher, .. } => bounded(publisher.get_async_connection())
-                        .await
-                        .map(Conn::Cluster),
+                    Target::Cluster { publisher, .. } => {
+                        bounded_connect(publisher.get_async_connection())
+                            .await
+                            .map(Conn::Cluster)
+                    }
                 }
             })
             .await
@@ -287,7 +292,15 @@ impl Bus for RedisBus {
             self.outbox.lock().push(payload);
             return Err(Error::breaker_open("the invalidation bus"));
         }
-        let mut conn = self.publisher().await?;
+        let mut conn = match self.record(self.publisher().await) {
+            Ok(conn) => conn,
+            Err(error) => {
+                // Queued as for a failed XADD: dropping it would leave the
+                // other processes' L1 copies in place for good.
+                self.outbox.lock().push(payload);
+                return Err(error);
+            }
+        };
         let appended = self.append(&mut conn, &payload).await;
         let id = match self.record(appended) {
             Ok(id) => id,
@@ -409,7 +422,7 @@ impl Reader {
             // A connection of its own, so the blocking read holds up no
             // other command.
             Target::Cluster { reader, .. } => {
-                Conn::Cluster(bounded(reader.get_async_connection()).await?)
+                Conn::Cluster(bounded_connect(reader.get_async_connection()).await?)
             }
         };
         let position = self.resume(&mut conn, *last).await?;
@@ -694,6 +707,20 @@ async fn bounded<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(store_error("bus command failed", error)),
         Err(_) => Err(store_error("bus command timed out", Timeout).timed_out()),
+    }
+}
+
+/// Bounds a cluster connection: every node is met (each within
+/// `COMMAND_TIMEOUT`, in parallel) and the slot table read, so a node that
+/// is cut off, holding no key of the bus, costs one connection timeout and
+/// is left out rather than failing the connection.
+async fn bounded_connect<T>(
+    connect: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(COMMAND_TIMEOUT.saturating_mul(3), connect).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(store_error("bus connection failed", error)),
+        Err(_) => Err(store_error("bus connection timed out", Timeout).timed_out()),
     }
 }
 

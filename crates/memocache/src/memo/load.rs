@@ -420,8 +420,16 @@ where
             return;
         };
         let Some(version) = self.remote_version().await else {
-            // Cannot reach the store: at least this process forgets.
-            self.shared.evict(self.version(), hash);
+            // Cannot read the version: this process forgets, and so do the
+            // others, under the version it last saw. On a Redis Cluster the
+            // version's node may be cut off while the bus answers
+            // (`tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read`
+            // caught it: returning here left the others' L1 copies in
+            // place). No delete in the store: it would wait out a timeout
+            // per call on a store that is down.
+            let version = self.version();
+            self.shared.evict(version, hash);
+            self.publish_key(version, hash).await;
             return;
         };
         let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);
@@ -449,9 +457,16 @@ where
             }
             Err(error) => {
                 self.store_fault("forget_all", error);
-                // Keep this process from serving the old values at least.
-                self.shared.version.fetch_add(1, Ordering::AcqRel);
+                // Keep this process from serving the old values at least,
+                // and the others too: on a Redis Cluster the version's node
+                // may be cut off while the bus answers, and their L1 copies
+                // would stay trusted.
+                let version = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
                 self.shared.bump_scope();
+                let memo = self.shared.name.to_string();
+                self.cache
+                    .publish(&Invalidation::Memo { memo, version })
+                    .await;
             }
         }
     }

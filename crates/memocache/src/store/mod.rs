@@ -25,11 +25,16 @@ mod memcached;
 mod redis;
 
 #[cfg(feature = "filesystem")]
+#[cfg_attr(docsrs, doc(cfg(feature = "filesystem")))]
 pub use file::FileStore;
 #[cfg(feature = "memcached")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
 pub use memcached::MemcachedStore;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(feature = "redis")]
+pub(crate) use redis::take_cluster_timeout;
 
 /// Builds the shared store `config` names. Nothing is contacted here: the
 /// stores connect on first use and reconnect on their own, so an
@@ -211,19 +216,7 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
         value_suffix: &str,
         guess: u64,
     ) -> Result<(u64, Option<Vec<u8>>), Error> {
-        let keys = [
-            version_key.to_owned(),
-            format!("{value_prefix}{guess}{value_suffix}"),
-        ];
-        let mut found = self.get_many(&keys).await?.into_iter();
-        let version = parse_version(found.next().flatten().as_deref());
-        if version == guess {
-            return Ok((version, found.next().flatten()));
-        }
-        let value = self
-            .get(&format!("{value_prefix}{version}{value_suffix}"))
-            .await?;
-        Ok((version, value))
+        versioned_by_parts(self, version_key, value_prefix, value_suffix, guess).await
     }
 
     /// Stores `value` under `key`.
@@ -306,6 +299,57 @@ pub trait RemoteStore: Debug + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), Error> {
         self.get("memocache:probe").await.map(drop)
     }
+
+    /// The node of a sharded store that serves `key`, by a name stable
+    /// while the node is (Redis Cluster: the `host:port` of the master
+    /// owning the key's slot), so that each node gets a breaker of its own
+    /// (see [`crate::breaker`]). `None` (the default) for a store on one
+    /// server, or while the store does not know its nodes yet: the
+    /// store-wide breaker covers the call.
+    ///
+    /// ```
+    /// # use memocache::store::RemoteStore;
+    /// let store = memocache::store::RedisStore::open("redis://127.0.0.1:1/")?;
+    /// assert_eq!(store.node_of("any key"), None, "one server, one breaker");
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    fn node_of(&self, key: &str) -> Option<Arc<str>> {
+        let _ = key;
+        None
+    }
+
+    /// Checks that one node, named as [`RemoteStore::node_of`] names it,
+    /// answers: the probe of that node's breaker. The default pings the
+    /// store.
+    async fn ping_node(&self, node: &str) -> Result<(), Error> {
+        let _ = node;
+        self.ping().await
+    }
+}
+
+/// [`RemoteStore::get_versioned`] by the store's own `get_many` and `get`:
+/// one batch for the version and the value under the guessed version, and
+/// a second read only if the version moved on.
+pub(crate) async fn versioned_by_parts<S: RemoteStore + ?Sized>(
+    store: &S,
+    version_key: &str,
+    value_prefix: &str,
+    value_suffix: &str,
+    guess: u64,
+) -> Result<(u64, Option<Vec<u8>>), Error> {
+    let keys = [
+        version_key.to_owned(),
+        format!("{value_prefix}{guess}{value_suffix}"),
+    ];
+    let mut found = store.get_many(&keys).await?.into_iter();
+    let version = parse_version(found.next().flatten().as_deref());
+    if version == guess {
+        return Ok((version, found.next().flatten()));
+    }
+    let value = store
+        .get(&format!("{value_prefix}{version}{value_suffix}"))
+        .await?;
+    Ok((version, value))
 }
 
 /// A stored memo version: a decimal integer, 0 when absent or unreadable.

@@ -5,9 +5,19 @@
 //! re-created on its own after a failure. Every command is bounded by the
 //! response timeout (`?timeout_ms=`, default 1000), so a dead server costs
 //! at most that long per call.
+//!
+//! On a cluster the store keeps its own copy of the slot table
+//! (`CLUSTER SLOTS`, read when the connection is made and again at most
+//! every [`SLOT_REFRESH`], in the background), only to name the node that
+//! serves a key ([`RemoteStore::node_of`]) so that each node has a breaker
+//! of its own; the cluster client still routes every command itself, and
+//! follows `MOVED` on its own. Until the next refresh after a resharding,
+//! a key of a moved slot is charged to its old node's breaker.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -30,6 +40,10 @@ const FILL: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Keys per `SCAN` step and per `UNLINK` batch in [`RedisStore::clear`].
 const SCAN_BATCH: usize = 1000;
+/// How old a cluster's slot table may get before it is read again.
+const SLOT_REFRESH: Duration = Duration::from_secs(10);
+/// Hash slots of a Redis Cluster.
+const SLOTS: usize = 16_384;
 
 /// A Redis server or cluster as a [`RemoteStore`].
 ///
@@ -51,7 +65,94 @@ enum Target {
         client: ClusterClient,
         nodes: Vec<String>,
         connection: OnceCell<ClusterConnection>,
+        slots: Arc<SlotTable>,
     },
+}
+
+/// Which master serves each slot, as this store last read it.
+#[derive(Default)]
+struct SlotTable {
+    map: parking_lot::RwLock<Option<SlotMap>>,
+    refreshing: AtomicBool,
+}
+
+struct SlotMap {
+    read_at: Instant,
+    /// `host:port` of each master.
+    nodes: Vec<Arc<str>>,
+    /// Index into `nodes` per slot; `u16::MAX` for a slot nobody serves.
+    owner: Box<[u16]>,
+}
+
+impl SlotMap {
+    /// From a `CLUSTER SLOTS` reply: `[[start, end, [host, port, ...], replicas...], ...]`.
+    fn parse(reply: &Value, asked: &str) -> Option<Self> {
+        let Value::Array(ranges) = reply else {
+            return None;
+        };
+        let mut nodes: Vec<Arc<str>> = Vec::new();
+        let mut owner = vec![u16::MAX; SLOTS].into_boxed_slice();
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                return None;
+            };
+            let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                return None;
+            };
+            let host = match master.first() {
+                Some(Value::BulkString(host)) if !host.is_empty() => {
+                    String::from_utf8_lossy(host).into_owned()
+                }
+                // An empty or missing host: the node we asked.
+                _ => asked.to_owned(),
+            };
+            let Some(Value::Int(port)) = master.get(1) else {
+                return None;
+            };
+            let name = format!("{host}:{port}");
+            let index = match nodes.iter().position(|n| **n == *name) {
+                Some(index) => index,
+                None => {
+                    nodes.push(Arc::from(name));
+                    nodes.len() - 1
+                }
+            };
+            let index = u16::try_from(index).ok()?;
+            let start = usize::try_from(*start).ok()?;
+            let end = usize::try_from(*end).ok()?;
+            for slot in owner.get_mut(start..=end)? {
+                *slot = index;
+            }
+        }
+        Some(Self {
+            read_at: Instant::now(),
+            nodes,
+            owner,
+        })
+    }
+
+    fn node_of(&self, key: &[u8]) -> Option<Arc<str>> {
+        let index = *self.owner.get(usize::from(key_slot(key)))?;
+        self.nodes.get(usize::from(index)).cloned()
+    }
+}
+
+/// The hash slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag
+/// (the part between the first `{` and the next `}`, if not empty), modulo
+/// 16384, as Redis Cluster computes it.
+fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(hashed) % 16_384
 }
 
 /// A connection of either kind, cheap to clone.
@@ -120,7 +221,7 @@ impl RedisStore {
     /// # Errors
     /// [`ErrorKind::Config`] for bad node URLs.
     pub fn open_cluster(nodes: &[String]) -> Result<Self, Error> {
-        let timeout = DEFAULT_TIMEOUT;
+        let (nodes, timeout) = take_cluster_timeout(nodes)?;
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -130,8 +231,9 @@ impl RedisStore {
         Ok(Self {
             target: Target::Cluster {
                 client,
-                nodes: nodes.to_vec(),
+                nodes,
                 connection: OnceCell::new(),
+                slots: Arc::default(),
             },
             timeout,
         })
@@ -155,10 +257,17 @@ impl RedisStore {
                 Ok(Conn::Single(manager.clone()))
             }
             Target::Cluster {
-                client, connection, ..
+                client,
+                connection,
+                slots,
+                ..
             } => {
                 let connection = connection
-                    .get_or_try_init(|| client.get_async_connection())
+                    .get_or_try_init(|| async {
+                        let connection = client.get_async_connection().await?;
+                        self.refresh_slots(&connection, slots);
+                        Ok::<_, RedisError>(connection)
+                    })
                     .await
                     .map_err(|e| redis_error("cannot connect to the Redis Cluster", e))?;
                 Ok(Conn::Cluster(connection.clone()))
@@ -166,12 +275,61 @@ impl RedisStore {
         }
     }
 
+    /// Reads `CLUSTER SLOTS` again in the background, unless a read is
+    /// under way or there is no Tokio runtime.
+    fn refresh_slots(&self, connection: &ClusterConnection, slots: &Arc<SlotTable>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if slots.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (mut connection, slots, timeout) =
+            (connection.clone(), Arc::clone(slots), self.timeout);
+        runtime.spawn(async move {
+            let read = tokio::time::timeout(
+                timeout,
+                connection.route_command(
+                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                ),
+            )
+            .await;
+            match read {
+                Ok(Ok(reply)) => match SlotMap::parse(&reply, "127.0.0.1") {
+                    Some(map) => *slots.map.write() = Some(map),
+                    None => tracing::warn!(?reply, "unreadable CLUSTER SLOTS reply"),
+                },
+                // The next call after the refresh interval tries again.
+                _ => {
+                    if let Some(map) = slots.map.write().as_mut() {
+                        map.read_at = Instant::now();
+                    }
+                }
+            }
+            slots.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// The connection, bounded: by the command timeout on one server (the
+    /// connection manager connects lazily), by three on a cluster, whose
+    /// first connection meets every node and the slot table (a black-holed
+    /// node costs one connection timeout there, and the connection is made
+    /// without it).
+    async fn connection(&self) -> Result<Conn, Error> {
+        let bound = match self.target {
+            Target::Single { .. } => self.timeout,
+            Target::Cluster { .. } => self.timeout.saturating_mul(3),
+        };
+        bounded("connect", bound, self.conn()).await
+    }
+
     /// Runs `cmd`, bounded by the timeout. A command that failed on a
     /// broken connection is sent once more: the connection is re-made by
     /// then, so the first call after a server restart already succeeds.
     async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, Error> {
+        let mut conn = self.connection().await?;
         bounded(what, self.timeout, async {
-            let mut conn = self.conn().await?;
             let result = match cmd.query_async(&mut conn).await {
                 Err(e) if is_connection_fault(&e) => cmd.query_async(&mut conn).await,
                 other => other,
@@ -187,8 +345,8 @@ impl RedisStore {
         what: &str,
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
+        let mut conn = self.connection().await?;
         bounded(what, self.timeout, async {
-            let mut conn = self.conn().await?;
             let result = match pipe.query_async(&mut conn).await {
                 Err(e) if is_connection_fault(&e) => pipe.query_async(&mut conn).await,
                 other => other,
@@ -319,6 +477,21 @@ fn take_timeout(url: &str) -> Result<(String, Duration), Error> {
     Ok((parsed.to_string(), timeout))
 }
 
+/// Takes `timeout_ms` off every node URL of a cluster (the first one that
+/// has it sets the bound).
+pub(crate) fn take_cluster_timeout(nodes: &[String]) -> Result<(Vec<String>, Duration), Error> {
+    let mut timeout = None;
+    let mut plain = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let (url, bound) = take_timeout(node)?;
+        if node.contains("timeout_ms=") {
+            timeout.get_or_insert(bound);
+        }
+        plain.push(url);
+    }
+    Ok((plain, timeout.unwrap_or(DEFAULT_TIMEOUT)))
+}
+
 /// Escapes the glob characters of `prefix` for `SCAN MATCH`.
 fn scan_pattern(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 2);
@@ -439,7 +612,7 @@ impl RemoteStore for RedisStore {
             Target::Cluster { .. } => {
                 let mut sets = tokio::task::JoinSet::new();
                 for cmd in commands {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.connection().await?;
                     sets.spawn(async move { cmd.query_async::<()>(&mut conn).await });
                 }
                 bounded("SET (concurrent)", self.timeout, async {
@@ -486,14 +659,78 @@ impl RemoteStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        self.query::<Value>("PING", &redis::cmd("PING"))
-            .await
-            .map(drop)
+        let mut conn = self.connection().await?;
+        let Conn::Cluster(cluster) = &mut conn else {
+            return self
+                .query::<Value>("PING", &redis::cmd("PING"))
+                .await
+                .map(drop);
+        };
+        // One node, any: a PING to every node would fail while one is cut
+        // off, which its own breaker covers.
+        bounded("PING", self.timeout, async {
+            cluster
+                .route_command(
+                    redis::cmd("PING"),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                )
+                .await
+                .map(drop)
+                .map_err(|e| redis_error("PING", e))
+        })
+        .await
+    }
+
+    fn node_of(&self, key: &str) -> Option<Arc<str>> {
+        let Target::Cluster {
+            slots, connection, ..
+        } = &self.target
+        else {
+            return None;
+        };
+        let (node, stale) = {
+            let map = slots.map.read();
+            let map = map.as_ref()?;
+            (
+                map.node_of(key.as_bytes()),
+                map.read_at.elapsed() >= SLOT_REFRESH,
+            )
+        };
+        if stale {
+            if let Some(connection) = connection.get() {
+                self.refresh_slots(connection, slots);
+            }
+        }
+        node
+    }
+
+    async fn ping_node(&self, node: &str) -> Result<(), Error> {
+        let Some((host, port)) = node
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        else {
+            return self.ping().await;
+        };
+        let mut conn = self.connection().await?;
+        let Conn::Cluster(cluster) = &mut conn else {
+            return self.ping().await;
+        };
+        bounded("PING", self.timeout, async {
+            cluster
+                .route_command(
+                    redis::cmd("PING"),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
+                )
+                .await
+                .map(drop)
+                .map_err(|e| redis_error("PING", e))
+        })
+        .await
     }
 
     async fn clear(&self, prefix: &str) -> Result<(), Error> {
         let pattern = scan_pattern(prefix);
-        let mut conn = self.conn().await?;
+        let mut conn = self.connection().await?;
         match &mut conn {
             Conn::Single(_) => self.clear_node(&mut conn.clone(), None, &pattern).await,
             Conn::Cluster(cluster) => {
@@ -541,6 +778,44 @@ mod tests {
         assert_eq!(url, "redis://h:1/?protocol=resp3");
         assert_eq!(timeout, DEFAULT_TIMEOUT);
         assert!(take_timeout("redis://h/?timeout_ms=x").is_err());
+    }
+
+    #[test]
+    fn key_slots_follow_redis_cluster() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(key_slot(b"foo"), 12_182);
+        assert_eq!(key_slot(b"bar"), 5_061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_eq!(
+            key_slot(b"{}x"),
+            crc16::State::<crc16::XMODEM>::calculate(b"{}x") % 16_384
+        );
+    }
+
+    #[test]
+    fn slot_maps_are_read_from_cluster_slots() {
+        let range = |start: i64, end: i64, port: i64, host: &str| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(end),
+                Value::Array(vec![
+                    Value::BulkString(host.as_bytes().to_vec()),
+                    Value::Int(port),
+                ]),
+            ])
+        };
+        let reply = Value::Array(vec![
+            range(0, 8_000, 7000, "10.0.0.1"),
+            range(8_001, 16_383, 7001, ""),
+        ]);
+        let map = SlotMap::parse(&reply, "127.0.0.1").expect("parses");
+        assert_eq!(map.node_of(b"bar").as_deref(), Some("10.0.0.1:7000"));
+        assert_eq!(map.node_of(b"foo").as_deref(), Some("127.0.0.1:7001"));
+        assert!(SlotMap::parse(&Value::Int(1), "h").is_none());
+        let gap = Value::Array(vec![range(0, 10, 7000, "h")]);
+        let map = SlotMap::parse(&gap, "h").expect("parses");
+        assert_eq!(map.node_of(b"foo"), None, "a slot nobody serves");
     }
 
     #[test]

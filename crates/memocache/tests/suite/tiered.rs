@@ -20,6 +20,10 @@ trait Redis {
     fn tiered_url(&self) -> String;
     /// `redis://` URLs of every node, for admin connections.
     fn admin_urls(&self) -> Vec<String>;
+    /// Stops every server (they keep no data).
+    fn stop(&mut self);
+    /// Starts every server again, empty, on its port.
+    fn restart(&mut self);
 }
 
 impl Redis for testkit::RedisServer {
@@ -29,6 +33,12 @@ impl Redis for testkit::RedisServer {
     fn admin_urls(&self) -> Vec<String> {
         vec![self.url()]
     }
+    fn stop(&mut self) {
+        testkit::RedisServer::stop(self);
+    }
+    fn restart(&mut self) {
+        testkit::RedisServer::restart(self);
+    }
 }
 
 impl Redis for testkit::RedisCluster {
@@ -37,6 +47,13 @@ impl Redis for testkit::RedisCluster {
     }
     fn admin_urls(&self) -> Vec<String> {
         self.node_urls()
+    }
+    fn stop(&mut self) {
+        self.stop_all();
+    }
+    fn restart(&mut self) {
+        let restart = || self.restart_all();
+        tokio::task::block_in_place(restart);
     }
 }
 
@@ -53,13 +70,13 @@ macro_rules! on_single_and_cluster {
         mod single {$(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                super::$test(&testkit::RedisServer::start()).await;
+                super::$test(&mut testkit::RedisServer::start()).await;
             }
         )*}
         mod cluster {$(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                super::$test(&testkit::RedisCluster::start(3)).await;
+                super::$test(&mut testkit::RedisCluster::start(3)).await;
             }
         )*}
     };
@@ -71,6 +88,8 @@ on_single_and_cluster!(
     forget_all_on_one_process_reaches_the_other,
     killed_bus_connection_never_yields_a_stale_read,
     l1_copies_expire_with_their_l2_entry,
+    redis_restart_clears_l1_instead_of_trusting_it,
+    versions_follow_a_redis_that_restarted_empty,
 );
 
 /// Waits until the bus has put `cache` in sync (readiness, not timing).
@@ -112,7 +131,7 @@ impl Source {
     }
 }
 
-async fn hits_come_from_l1_then_l2_then_source(server: &impl Redis) {
+async fn hits_come_from_l1_then_l2_then_source(server: &mut impl Redis) {
     let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
@@ -132,7 +151,7 @@ async fn hits_come_from_l1_then_l2_then_source(server: &impl Redis) {
 
 /// After `forget` returns on A, B's very next read does not serve its L1
 /// copy: the bus made B evict before A's `forget` returned.
-async fn forget_on_one_process_reaches_the_other_before_it_returns(server: &impl Redis) {
+async fn forget_on_one_process_reaches_the_other_before_it_returns(server: &mut impl Redis) {
     let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
@@ -154,7 +173,7 @@ async fn forget_on_one_process_reaches_the_other_before_it_returns(server: &impl
     assert!(mb.stats().invalidations_received >= 100, "{:?}", mb.stats());
 }
 
-async fn forget_all_on_one_process_reaches_the_other(server: &impl Redis) {
+async fn forget_all_on_one_process_reaches_the_other(server: &mut impl Redis) {
     let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
@@ -175,7 +194,7 @@ async fn forget_all_on_one_process_reaches_the_other(server: &impl Redis) {
 /// B must not serve its stale L1 copy: A's publish waits for B or for one
 /// heartbeat, by which time B has stopped trusting its L1; B then replays
 /// the stream from its last id.
-async fn killed_bus_connection_never_yields_a_stale_read(server: &impl Redis) {
+async fn killed_bus_connection_never_yields_a_stale_read(server: &mut impl Redis) {
     let (a, b) = (tiered(server, 300), tiered(server, 300));
     in_sync(&a).await;
     in_sync(&b).await;
@@ -221,10 +240,8 @@ async fn killed_bus_connection_never_yields_a_stale_read(server: &impl Redis) {
 /// Redis stops while B holds values; invalidations made meanwhile cannot
 /// be delivered. B stops trusting its L1 within a heartbeat, and when
 /// Redis comes back empty, B clears its L1 instead of trusting it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restart_clears_l1_instead_of_trusting_it() {
-    let mut server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 300), tiered(&server, 300));
+async fn redis_restart_clears_l1_instead_of_trusting_it(server: &mut impl Redis) {
+    let (a, b) = (tiered(server, 300), tiered(server, 300));
     in_sync(&a).await;
     in_sync(&b).await;
     let mb = Memo::<u32, String>::builder("m").build(&b).expect("memo");
@@ -252,10 +269,8 @@ async fn redis_restart_clears_l1_instead_of_trusting_it() {
 /// kept its old, higher mirror would file new values under keys no later
 /// `forget_all` reaches. A version read lower than the mirror must clear
 /// the L1 and be adopted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn versions_follow_a_redis_that_restarted_empty() {
-    let mut server = testkit::RedisServer::start();
-    let (a, b) = (tiered(&server, 300), tiered(&server, 300));
+async fn versions_follow_a_redis_that_restarted_empty(server: &mut impl Redis) {
+    let (a, b) = (tiered(server, 300), tiered(server, 300));
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<(), String>::builder("all").build(&a).expect("memo");
@@ -285,7 +300,7 @@ async fn versions_follow_a_redis_that_restarted_empty() {
 /// value half-way through its 1 s timeout, and must not serve it after the
 /// L2 entry expired. (Redis keeps real time, so this test does too, with
 /// generous margins around the 1 s timeout.)
-async fn l1_copies_expire_with_their_l2_entry(server: &impl Redis) {
+async fn l1_copies_expire_with_their_l2_entry(server: &mut impl Redis) {
     let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
     in_sync(&a).await;
     in_sync(&b).await;
