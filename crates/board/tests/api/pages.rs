@@ -385,6 +385,12 @@ async fn anonymous_pages_revalidate_with_304_until_a_post_changes_them() {
         .expect("GET");
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert!(again.bytes().await.expect("body").is_empty());
+    assert!(
+        app.metrics()
+            .await
+            .contains("board_page_cache_total{outcome=\"not_modified\"} 1"),
+        "the 304 is counted on /metrics"
+    );
 
     app.posted("second words").await;
     let changed = visitor
