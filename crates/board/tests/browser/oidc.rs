@@ -11,13 +11,7 @@ use crate::journey::{browser, click, fill, path_of, screenshot, wait_for_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_signs_in_at_the_provider_posts_and_logs_out() {
-    let (driver, provider) = tokio::task::spawn_blocking(|| {
-        let provider = std::thread::spawn(OidcProvider::start);
-        let driver = Chromedriver::start();
-        (driver, provider.join().expect("provider thread"))
-    })
-    .await
-    .expect("servers");
+    let (driver, provider) = servers().await;
     let profile = Chromedriver::fresh_user_data_dir();
 
     let dir = tempfile::tempdir().expect("dir");
@@ -46,6 +40,17 @@ async fn a_visitor_signs_in_at_the_provider_posts_and_logs_out() {
     assert_eq!(state.data.user_count().await.expect("users"), 1);
 }
 
+/// Chromedriver and the OpenID provider, started side by side.
+async fn servers() -> (Chromedriver, OidcProvider) {
+    tokio::task::spawn_blocking(|| {
+        let provider = std::thread::spawn(OidcProvider::start);
+        let driver = Chromedriver::start();
+        (driver, provider.join().expect("provider thread"))
+    })
+    .await
+    .expect("servers")
+}
+
 /// A board on `backing` with `provider` configured as "Test", sharing a
 /// secret with every other board made here (a fleet).
 fn settings(provider: &OidcProvider, backing: &crate::storage::Backing) -> Settings {
@@ -65,13 +70,7 @@ fn settings(provider: &OidcProvider, backing: &crate::storage::Backing) -> Setti
 /// as a load balancer may send the provider's redirect to any instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_fleet_the_callback_lands_on_another_instance() {
-    let (driver, provider) = tokio::task::spawn_blocking(|| {
-        let provider = std::thread::spawn(OidcProvider::start);
-        let driver = Chromedriver::start();
-        (driver, provider.join().expect("provider thread"))
-    })
-    .await
-    .expect("servers");
+    let (driver, provider) = servers().await;
     let profile = Chromedriver::fresh_user_data_dir();
     let dir = tempfile::tempdir().expect("dir");
     let backing = crate::STORAGE.provision(dir.path()).await;

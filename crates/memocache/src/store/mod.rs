@@ -361,6 +361,7 @@ pub(crate) fn parse_version(bytes: Option<&[u8]>) -> u64 {
 }
 
 /// A store fault with its cause.
+#[cfg(any(feature = "redis", feature = "memcached", feature = "filesystem"))]
 pub(crate) fn store_error(
     message: impl Into<String>,
     source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,

@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::partition::until;
 use memocache::{BreakerState, Cache, Memo, Timeout};
 use testkit::RedisCluster;
 
@@ -70,15 +71,6 @@ fn open_nodes(cache: &Cache) -> Vec<String> {
         .filter(|(_, stats)| stats.state == BreakerState::Open)
         .map(|(node, _)| node)
         .collect()
-}
-
-async fn until(what: &str, within: Duration, check: impl Fn() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    started.elapsed()
 }
 
 /// Reads every key: a healthy node's keys must give the new value, the

@@ -39,7 +39,8 @@ impl Source {
     }
 }
 
-async fn until(what: &str, within: Duration, check: impl Fn() -> bool) -> Duration {
+/// Polls `check` until it holds, failing after `within`; how long it took.
+pub(crate) async fn until(what: &str, within: Duration, check: impl Fn() -> bool) -> Duration {
     let started = Instant::now();
     while !check() {
         assert!(started.elapsed() < within, "{what}: not within {within:?}");
