@@ -96,6 +96,19 @@ use crate::store::RemoteStore;
 
 /// How a cache's breakers behave (URL options `breaker`, `probe_ms`,
 /// `probe_max_ms`, `breaker_errors`).
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::CacheConfig;
+///
+/// let config = CacheConfig::from_url("redis://127.0.0.1:6379/?probe_ms=100&probe_max_ms=2000&breaker_errors=5")?;
+/// assert!(config.breaker.enabled);
+/// assert_eq!(config.breaker.probe_interval, Duration::from_millis(100));
+/// assert_eq!(config.breaker.probe_max, Duration::from_secs(2));
+/// assert_eq!(config.breaker.error_burst, 5);
+/// assert!(!CacheConfig::from_url("redis://127.0.0.1:6379/?breaker=off")?.breaker.enabled);
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BreakerConfig {
@@ -123,6 +136,14 @@ impl Default for BreakerConfig {
 }
 
 /// Whether a breaker lets calls through.
+///
+/// ```
+/// use memocache::{BreakerState, Cache};
+/// let cache = Cache::from_url("redis://127.0.0.1:6379/")?;
+/// let degraded = cache.store_breaker().is_some_and(|b| b.state == BreakerState::Open);
+/// assert!(!degraded); // nothing called yet
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BreakerState {
@@ -133,6 +154,13 @@ pub enum BreakerState {
 }
 
 /// A breaker's state and counters since the cache was built.
+///
+/// ```
+/// let cache = memocache::Cache::from_url("memcached://127.0.0.1:11211/")?;
+/// let stats = cache.store_breaker().expect("a shared store has a breaker");
+/// println!("opened {} times, {} calls skipped, {} probes", stats.opened, stats.skipped, stats.probes);
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BreakerStats {

@@ -985,6 +985,18 @@ impl Cache {
     /// Removes every cached response and fragment tagged with `tag` (see
     /// [`Cache::tag`]), in every process of a tiered cache, before it
     /// returns.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// let fragments = memocache::Fragments::new(&cache);
+    /// let render = || async { cache.tag("prices"); "12 EUR".to_owned() };
+    /// fragments.get_or_render("price", &7, render).await;
+    /// cache.invalidate_tag("prices").await; // e.g. after a price list import
+    /// let price = fragments.get_or_render("price", &7, || async { "13 EUR".to_owned() }).await;
+    /// assert_eq!(&*price, "13 EUR");
+    /// # });
+    /// ```
     pub async fn invalidate_tag(&self, tag: &str) {
         self.invalidate_dep_key(TAG_SCOPE, KeyHash::of_str(tag).0)
             .await;

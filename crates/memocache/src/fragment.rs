@@ -76,6 +76,12 @@ pub struct Fragments {
 impl Fragments {
     /// A table of up to 1000 fragments on `cache`, kept for its default
     /// timeout.
+    ///
+    /// ```
+    /// let cache = memocache::Cache::memory();
+    /// let fragments = memocache::Fragments::new(&cache);
+    /// # drop(fragments);
+    /// ```
     pub fn new(cache: &Cache) -> Self {
         Self::with_capacity(cache, DEFAULT_CAPACITY)
     }
@@ -98,6 +104,13 @@ impl Fragments {
 
     /// How long a fragment is kept at most (`Duration::ZERO`: until
     /// invalidated or evicted).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = memocache::Cache::memory();
+    /// let fragments = memocache::Fragments::new(&cache).timeout(Duration::from_secs(30));
+    /// # drop(fragments);
+    /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.lifetime = (!timeout.is_zero()).then_some(timeout);
@@ -111,6 +124,16 @@ impl Fragments {
 
     /// The fragment `name` for `args`: the kept rendering if nothing it
     /// read changed since, else `render`'s (kept for next time).
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// let fragments = memocache::Fragments::new(&cache);
+    /// let footer = fragments.get_or_render("footer", &2026, || async { "(c) 2026".to_owned() }).await;
+    /// let again = fragments.get_or_render("footer", &2026, || async { unreachable!("kept") }).await;
+    /// assert_eq!(footer, again);
+    /// # });
+    /// ```
     pub async fn get_or_render<A, F, Fut>(&self, name: &str, args: &A, render: F) -> Arc<str>
     where
         A: Serialize + ?Sized,
@@ -193,6 +216,17 @@ impl Fragments {
     }
 
     /// Forgets the fragment `name` for `args`, in every process.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let cache = memocache::Cache::memory();
+    /// let fragments = memocache::Fragments::new(&cache);
+    /// fragments.get_or_render("motd", &(), || async { "hello".to_owned() }).await;
+    /// fragments.forget("motd", &()).await;
+    /// let motd = fragments.get_or_render("motd", &(), || async { "bye".to_owned() }).await;
+    /// assert_eq!(&*motd, "bye");
+    /// # });
+    /// ```
     pub async fn forget<A: Serialize + ?Sized>(&self, name: &str, args: &A) {
         if let Some(key) = Self::key(name, args) {
             self.table.remove(&KeyHash(key));

@@ -13,7 +13,7 @@
 //! | `user_messages` | user id | the first page of `/my` | that user's posts and deletes |
 //! | `message_count` | listing | its size (a counter) | posts and deletes in it |
 //! | `image_message` | image name | the message of `/image/{name}` | the delete (and post) of that message |
-//! | `oidc_discovery`, `oidc_jwks` | document URL | an OpenID provider's document | its `Cache-Control` lifetime; an unknown `kid` (see [`oidc`](self::oidc)) |
+//! | `oidc_discovery`, `oidc_jwks` | document URL | an OpenID provider's document | its `Cache-Control` lifetime; an unknown `kid` (see [`oidc`]) |
 //!
 //! No cached value grows with the number of messages: a page holds at most
 //! `page_size` messages, and loading one reads one index range of

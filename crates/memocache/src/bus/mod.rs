@@ -81,6 +81,12 @@ pub(crate) fn connect(
 }
 
 /// One invalidation, as it travels between processes.
+///
+/// ```
+/// use memocache::bus::Invalidation;
+/// let forget_all = Invalidation::Memo { memo: "all_messages".into(), version: 8 };
+/// assert_ne!(forget_all, Invalidation::Clear);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Invalidation {
@@ -104,7 +110,17 @@ pub enum Invalidation {
     Clear,
 }
 
-/// What a bus delivers to: the cache of this process.
+/// What a bus delivers to: the cache of this process. Implemented by
+/// memocache for each tiered cache; a custom [`Bus`] only calls it.
+///
+/// ```
+/// use memocache::bus::{BusSink, Invalidation};
+/// /// What a bus's reader does with one delivered message.
+/// fn deliver(sink: &dyn BusSink, message: &Invalidation) {
+///     sink.apply(message);
+///     sink.trust_until(sink.now_ms() + 2_000); // heard from the fleet: trust the L1 a while
+/// }
+/// ```
 pub trait BusSink: Send + Sync + 'static {
     /// Applies another process's invalidation to this process's L1.
     fn apply(&self, invalidation: &Invalidation);
@@ -119,6 +135,38 @@ pub trait BusSink: Send + Sync + 'static {
 }
 
 /// A transport for invalidations between the processes of a fleet.
+///
+/// memocache ships [`RedisBus`] (feature `redis`);
+/// [`Cache::tiered`](crate::Cache::tiered) takes any other.
+///
+/// ```
+/// use std::sync::{Arc, Weak};
+/// use memocache::{Cache, CacheConfig, Error, bus::{Bus, BusSink, Invalidation}, store::FileStore};
+///
+/// /// A bus for one process alone: nothing to tell, the L1 always trusted.
+/// #[derive(Debug)]
+/// struct Alone;
+///
+/// #[async_trait::async_trait]
+/// impl Bus for Alone {
+///     fn start(&self, sink: Weak<dyn BusSink>) {
+///         if let Some(sink) = sink.upgrade() {
+///             sink.trust_until(u64::MAX);
+///         }
+///     }
+///     async fn publish(&self, _: &Invalidation) -> Result<(), Error> {
+///         Ok(())
+///     }
+/// }
+///
+/// let dir = std::env::temp_dir().join("memocache-doc-bus");
+/// let store = Arc::new(FileStore::open(&dir, 0)?);
+/// # let runtime = tokio::runtime::Runtime::new().unwrap();
+/// # let _guard = runtime.enter();
+/// let cache = Cache::tiered(CacheConfig::default(), store, Arc::new(Alone), 1_000);
+/// assert!(cache.l1_in_sync());
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[async_trait]
 pub trait Bus: Debug + Send + Sync + 'static {
     /// Starts delivering other processes' invalidations to `sink`. Called

@@ -54,6 +54,16 @@ const RETRY_AFTER: Duration = Duration::from_millis(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A [`Bus`] over one Redis server's streams.
+///
+/// Usually made by `Cache::from_url("tiered+redis://…")`; by hand:
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::bus::RedisBus;
+/// let bus = RedisBus::new("redis://127.0.0.1:6379/", "app:")?.with_heartbeat(Duration::from_millis(500));
+/// assert_eq!(bus.heartbeat(), Duration::from_millis(500));
+/// # Ok::<(), memocache::Error>(())
+/// ```
 pub struct RedisBus {
     client: Target,
     stream: String,
@@ -86,6 +96,14 @@ impl RedisBus {
     ///
     /// # Errors
     /// A configuration error for an invalid URL.
+    ///
+    /// ```
+    /// use memocache::bus::RedisBus;
+    /// let bus = RedisBus::new("redis://127.0.0.1:6379/?heartbeat_ms=1000", "app:")?;
+    /// assert_eq!(bus.heartbeat().as_millis(), 1000);
+    /// assert!(RedisBus::new("not a url", "app:").is_err());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn new(url: &str, prefix: &str) -> Result<Self, Error> {
         let parsed = url::Url::parse(url)
             .map_err(|e| Error::new(ErrorKind::Config, format!("bus URL `{url}`: {e}")))?;
@@ -121,6 +139,14 @@ impl RedisBus {
     ///
     /// # Errors
     /// A configuration error for bad node URLs.
+    ///
+    /// ```
+    /// use memocache::bus::RedisBus;
+    /// let nodes = ["redis://127.0.0.1:7000".to_owned(), "redis://127.0.0.1:7001".to_owned()];
+    /// let bus = RedisBus::new_cluster(&nodes, "app:")?;
+    /// # drop(bus);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn new_cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
         // The store's command bound does not apply to the bus.
         let (nodes, _) = crate::store::take_cluster_timeout(nodes)?;
@@ -175,6 +201,13 @@ impl RedisBus {
     }
 
     /// Sets the heartbeat (at least 10 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let bus = memocache::bus::RedisBus::new("redis://127.0.0.1/", "")?.with_heartbeat(Duration::ZERO);
+    /// assert_eq!(bus.heartbeat(), Duration::from_millis(10));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     #[must_use]
     pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
         self.heartbeat = heartbeat.max(Duration::from_millis(10));
@@ -183,6 +216,14 @@ impl RedisBus {
 
     /// Sets the bus's breaker up as `config` says (`enabled: false`: no
     /// breaker, every publish tries the transport).
+    ///
+    /// ```
+    /// use memocache::{CacheConfig, bus::RedisBus};
+    /// let breaker = CacheConfig::from_url("redis://127.0.0.1/?breaker=off")?.breaker;
+    /// let bus = RedisBus::new("redis://127.0.0.1/", "")?.with_breaker(breaker);
+    /// # drop(bus);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     #[must_use]
     pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = config
@@ -203,11 +244,24 @@ impl RedisBus {
     }
 
     /// This process's member id.
+    ///
+    /// ```
+    /// let a = memocache::bus::RedisBus::new("redis://127.0.0.1/", "")?;
+    /// let b = memocache::bus::RedisBus::new("redis://127.0.0.1/", "")?;
+    /// assert_ne!(a.member_id(), b.member_id());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn member_id(&self) -> &str {
         &self.id
     }
 
     /// The heartbeat: L1 trust horizon and the longest `publish` waits.
+    ///
+    /// ```
+    /// let bus = memocache::bus::RedisBus::new("redis://127.0.0.1/", "")?;
+    /// assert_eq!(bus.heartbeat().as_millis(), 2000); // the default
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn heartbeat(&self) -> Duration {
         self.heartbeat
     }

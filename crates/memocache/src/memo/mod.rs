@@ -218,6 +218,15 @@ pub struct Memo<K: ?Sized, V> {
 type KeyAndValue<K, V> = (fn(&K), fn() -> V);
 
 /// Settings of a [`Memo`] before it is bound to a cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::{Cache, Memo, MemoBuilder};
+/// let cache = Cache::memory();
+/// let builder: MemoBuilder<u64, String> = Memo::builder("names").timeout(Duration::from_secs(60));
+/// let names = builder.build(&cache)?;
+/// # Ok::<(), memocache::Error>(())
+/// ```
 #[must_use]
 pub struct MemoBuilder<K: ?Sized, V> {
     name: String,

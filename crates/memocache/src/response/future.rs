@@ -13,6 +13,23 @@ type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 /// The future of [`ResponseCache`](super::ResponseCache). A hit is answered
 /// without a boxed future (the response is the only allocation); a miss or
 /// a bypass runs the view.
+///
+/// ```
+/// use axum::{body::Body, http::Request};
+/// use tower::{Layer, Service, ServiceExt};
+/// use memocache::{Cache, response::{ResponseCacheLayer, ResponseFuture}};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let view = tower::service_fn(|_req: Request<Body>| async {
+///     Ok::<_, std::convert::Infallible>(axum::http::Response::new(Body::from("hi")))
+/// });
+/// let mut service = ResponseCacheLayer::new(&cache).layer(view);
+/// let future: ResponseFuture<std::convert::Infallible> =
+///     service.ready().await.unwrap().call(Request::new(Body::empty()));
+/// assert_eq!(future.await.unwrap().status(), 200);
+/// # }
+/// ```
 pub struct ResponseFuture<E> {
     state: State<E>,
 }

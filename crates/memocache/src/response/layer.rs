@@ -57,6 +57,18 @@ pub(super) struct State {
 /// Options are set on the layer before it is applied; clones share the
 /// stored responses, so a clone kept aside can
 /// [`delete_cached`](Self::delete_cached).
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Router, routing::get};
+/// use memocache::{Cache, response::ResponseCacheLayer};
+///
+/// let cache = Cache::memory();
+/// let pages = ResponseCacheLayer::new(&cache).timeout(Duration::from_secs(60));
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "home" }))
+///     .layer(pages.clone()); // `pages` stays at hand for delete_cached
+/// ```
 #[derive(Clone)]
 pub struct ResponseCacheLayer {
     pub(super) config: Config,
@@ -271,6 +283,15 @@ impl ResponseCacheLayer {
 
     /// How long the view may take on a miss before it counts as failed
     /// (a stale response is served if there is one, else `504`).
+    ///
+    /// ```
+    /// # let cache = memocache::Cache::memory();
+    /// use std::time::Duration;
+    /// let layer = memocache::response::ResponseCacheLayer::new(&cache)
+    ///     .inner_timeout(Duration::from_secs(5))
+    ///     .stale_if_error(Duration::from_secs(300));
+    /// # drop(layer);
+    /// ```
     #[must_use]
     pub fn inner_timeout(mut self, timeout: Duration) -> Self {
         self.config.inner_timeout = Some(timeout);
@@ -306,6 +327,13 @@ impl ResponseCacheLayer {
     }
 
     /// What this layer (and its clones) did so far.
+    ///
+    /// ```
+    /// # let cache = memocache::Cache::memory();
+    /// let layer = memocache::response::ResponseCacheLayer::new(&cache);
+    /// let stats = layer.stats();
+    /// assert_eq!((stats.hits, stats.not_modified, stats.misses), (0, 0, 0));
+    /// ```
     pub fn stats(&self) -> ResponseCacheStats {
         self.state.counters.snapshot()
     }

@@ -23,6 +23,19 @@ use crate::key::KeyHash;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The service [`ResponseCacheLayer`] wraps around a route or router.
+///
+/// ```
+/// use axum::{body::Body, http::Request};
+/// use tower::Layer;
+/// use memocache::{Cache, response::{ResponseCache, ResponseCacheLayer}};
+///
+/// let cache = Cache::memory();
+/// let view = tower::service_fn(|_req: Request<Body>| async {
+///     Ok::<_, std::convert::Infallible>(axum::http::Response::new(Body::from("hi")))
+/// });
+/// let service: ResponseCache<_> = ResponseCacheLayer::new(&cache).layer(view);
+/// # drop(service);
+/// ```
 #[derive(Clone, Debug)]
 pub struct ResponseCache<S> {
     inner: S,

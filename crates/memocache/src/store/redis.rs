@@ -51,6 +51,14 @@ const SLOTS: usize = 16_384;
 /// `SET NX`, `incr` is `INCRBY`, `get_many`/`set_many` are one round trip
 /// (`MGET` / a pipeline), and `clear` walks the prefix with `SCAN` and
 /// `UNLINK`s what it finds (every master of a cluster), never `FLUSHDB`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use memocache::{Cache, CacheConfig, store::RedisStore};
+/// let store = RedisStore::open("redis://127.0.0.1:6379/0?timeout_ms=250")?;
+/// let cache = Cache::with_store(CacheConfig::default().key_prefix("app:"), Arc::new(store));
+/// # Ok::<(), memocache::Error>(())
+/// ```
 pub struct RedisStore {
     target: Target,
     timeout: Duration,
@@ -200,6 +208,14 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a URL the Redis client rejects.
+    ///
+    /// ```
+    /// use memocache::store::RedisStore;
+    /// let store = RedisStore::open("redis+unix:///run/redis.sock")?;
+    /// assert!(RedisStore::open("redis://127.0.0.1/?timeout_ms=soon").is_err());
+    /// # drop(store);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn open(url: &str) -> Result<Self, Error> {
         let (url, timeout) = take_timeout(url)?;
         let client = redis::Client::open(url.as_str())
@@ -220,6 +236,13 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for bad node URLs.
+    ///
+    /// ```
+    /// let nodes = ["redis://127.0.0.1:7000".to_owned(), "redis://127.0.0.1:7001".to_owned()];
+    /// let store = memocache::store::RedisStore::open_cluster(&nodes)?;
+    /// # drop(store);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
     pub fn open_cluster(nodes: &[String]) -> Result<Self, Error> {
         let (nodes, timeout) = take_cluster_timeout(nodes)?;
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
