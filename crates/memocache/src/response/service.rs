@@ -207,7 +207,12 @@ impl ResponseCacheLayer {
                         }
                     };
                     match outcome {
-                        Outcome::Done(entry) if entry.vary_matches(&headers) => {
+                        // Only if nothing its view read was forgotten since:
+                        // this request may have come after the forget.
+                        Outcome::Done(entry)
+                            if entry.vary_matches(&headers)
+                                && self.config.cache.stamps().fresh(&entry.deps) =>
+                        {
                             return Ok(self.answer(&entry, &headers, Served::Hit));
                         }
                         Outcome::Abandoned => {}

@@ -867,3 +867,61 @@ async fn a_forget_while_the_view_runs_keeps_its_response_out() {
     assert_eq!(get_text(&url, &[]).await, ("news-2".into(), "miss".into()));
     assert_eq!(get_text(&url, &[]).await, ("news-2".into(), "hit".into()));
 }
+
+/// A request that arrives after a `forget` returned never gets the answer
+/// of a view that started before it, even by joining that view's flight.
+/// (Whether the second request joins the flight or comes after it depends
+/// on timing; either way it must see the new value. The pause only gives
+/// it the time to join, which is the case this test is for.)
+#[tokio::test]
+async fn a_request_after_a_forget_never_shares_an_older_views_answer() {
+    let cache = Cache::memory();
+    let news = Memo::<(), String>::builder("news")
+        .build(&cache)
+        .expect("memo");
+    let (source, entered) = (Calls::default(), Calls::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let view = {
+        let (news, source, entered, gate) =
+            (news.clone(), source.clone(), entered.clone(), gate.clone());
+        move || async move {
+            let source = source.clone();
+            let value = news
+                .get_or_load(&(), || async move { format!("news-{}", source.next()) })
+                .await;
+            if entered.next() == 1 {
+                let _pass = gate.acquire().await.expect("gate");
+            }
+            value.to_string()
+        }
+    };
+    let app = Router::new()
+        .route("/", get(view))
+        .layer(ResponseCacheLayer::new(&cache).hit_header(true));
+    let app = serve(app).await;
+    let url = format!("{}/", app.base);
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get_text(&url, &[]).await }
+    });
+    tokio::time::timeout(LIMIT, async {
+        while entered.count() < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the view starts");
+    news.forget_all().await;
+    let second = tokio::spawn({
+        let url = url.clone();
+        async move { get_text(&url, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.add_permits(100);
+    assert_eq!(first.await.expect("first").0, "news-1");
+    assert_eq!(
+        second.await.expect("second").0,
+        "news-2",
+        "asked after the forget returned"
+    );
+}
