@@ -823,41 +823,13 @@ async fn a_forget_in_one_process_refreshes_the_other_before_it_returns() {
 /// own request but must never be stored: the next request runs the view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forget_while_the_view_runs_keeps_its_response_out() {
-    let cache = Cache::memory();
-    let news = Memo::<(), String>::builder("news")
-        .build(&cache)
-        .expect("memo");
-    let (source, entered) = (Calls::default(), Calls::default());
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let view = {
-        let (news, source, entered, gate) =
-            (news.clone(), source.clone(), entered.clone(), gate.clone());
-        move || async move {
-            let source = source.clone();
-            let value = news
-                .get_or_load(&(), || async move { format!("news-{}", source.next()) })
-                .await;
-            entered.next();
-            let _pass = gate.acquire().await.expect("gate");
-            value.to_string()
-        }
-    };
-    let app = Router::new()
-        .route("/", get(view))
-        .layer(ResponseCacheLayer::new(&cache).hit_header(true));
-    let app = serve(app).await;
-    let url = format!("{}/", app.base);
-    let first = tokio::spawn({
-        let url = url.clone();
-        async move { get_text(&url, &[]).await }
-    });
-    tokio::time::timeout(LIMIT, async {
-        while entered.count() < 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the view starts");
+    let Gated {
+        news,
+        gate,
+        first,
+        url,
+        _app,
+    } = first_view_held_at_a_gate().await;
     news.forget_all().await;
     gate.add_permits(100);
     assert_eq!(
@@ -875,6 +847,39 @@ async fn a_forget_while_the_view_runs_keeps_its_response_out() {
 /// it the time to join, which is the case this test is for.)
 #[tokio::test]
 async fn a_request_after_a_forget_never_shares_an_older_views_answer() {
+    let Gated {
+        news,
+        gate,
+        first,
+        url,
+        _app,
+    } = first_view_held_at_a_gate().await;
+    news.forget_all().await;
+    let second = tokio::spawn({
+        let url = url.clone();
+        async move { get_text(&url, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.add_permits(100);
+    assert_eq!(first.await.expect("first").0, "news-1");
+    assert_eq!(
+        second.await.expect("second").0,
+        "news-2",
+        "asked after the forget returned"
+    );
+}
+
+/// A view reading memo `news` behind a response cache, and a first
+/// request whose view has read the memo and now waits at `gate`.
+struct Gated {
+    news: Memo<(), String>,
+    gate: Arc<tokio::sync::Semaphore>,
+    first: tokio::task::JoinHandle<(String, String)>,
+    url: String,
+    _app: Served,
+}
+
+async fn first_view_held_at_a_gate() -> Gated {
     let cache = Cache::memory();
     let news = Memo::<(), String>::builder("news")
         .build(&cache)
@@ -911,17 +916,11 @@ async fn a_request_after_a_forget_never_shares_an_older_views_answer() {
     })
     .await
     .expect("the view starts");
-    news.forget_all().await;
-    let second = tokio::spawn({
-        let url = url.clone();
-        async move { get_text(&url, &[]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    gate.add_permits(100);
-    assert_eq!(first.await.expect("first").0, "news-1");
-    assert_eq!(
-        second.await.expect("second").0,
-        "news-2",
-        "asked after the forget returned"
-    );
+    Gated {
+        news,
+        gate,
+        first,
+        url,
+        _app: app,
+    }
 }
