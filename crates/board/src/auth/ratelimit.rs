@@ -72,6 +72,14 @@ pub struct Attempt {
     keys: Keys,
 }
 
+/// A reserved provider sign-in; dropping it leaves it counted as a
+/// failure.
+#[derive(Debug)]
+#[must_use = "a reservation is one code exchange"]
+pub struct SignInAttempt {
+    key: String,
+}
+
 #[derive(Debug)]
 struct Keys {
     pair: String,
@@ -156,6 +164,32 @@ impl LoginLimiter {
         let returned_too = self.cache.dec(&address, 1).await.map(|_| ());
         if let Err(error) = cleared.and(returned).and(returned_too) {
             tracing::warn!(%error, "rate-limit counter not cleared");
+        }
+    }
+
+    /// Reserves one provider sign-in (an OpenID callback: a code exchange
+    /// with the provider) for `address`, from the same per-address budget
+    /// as password checks; `None` when it is spent. A client replaying
+    /// callbacks with made-up codes drives no more than that many
+    /// exchanges per window. Give it back with
+    /// [`LoginLimiter::signed_in`] when the sign-in succeeded.
+    pub async fn reserve_sign_in(&self, address: IpAddr) -> Option<SignInAttempt> {
+        let key = format!("login-attempts:address:{address}");
+        if !self
+            .take(&key, self.limits.per_address, self.limits.window)
+            .await
+        {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.counts.checked.fetch_add(1, Ordering::Relaxed);
+        Some(SignInAttempt { key })
+    }
+
+    /// The provider sign-in succeeded: its reservation goes back.
+    pub async fn signed_in(&self, attempt: SignInAttempt) {
+        if let Err(error) = self.cache.dec(&attempt.key, 1).await {
+            tracing::warn!(%error, "rate-limit counter not returned");
         }
     }
 

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::account::start_session;
-use super::{redirect_with, secure};
+use super::{ClientIp, redirect_with, secure};
 use crate::auth::session::{self, clear_cookie, set_cookie};
 use crate::auth::{AuthUser, CsrfForm, HasCsrf, MaybeAuthUser, now_ms};
 use crate::data::DataError;
@@ -130,6 +130,7 @@ async fn link(
 
 async fn callback(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     MaybeAuthUser(auth): MaybeAuthUser,
     Path(slug): Path<String>,
     Query(params): Query<CallbackParams>,
@@ -138,9 +139,20 @@ async fn callback(
     let secure = secure(&state, &headers);
     // The login cookie is spent whatever happens.
     let clear = clear_cookie(STATE_COOKIE, secure);
-    let mut response = match finish(&state, auth, &slug, params, &headers, secure).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    // Each callback may cost a code exchange with the provider: from the
+    // client address's login budget, given back when it signs in.
+    let mut response = match state.limiter.reserve_sign_in(ip).await {
+        None => {
+            let minutes = state.limiter.window().as_secs().div_ceil(60);
+            AppError::TooManyAttempts { minutes }.into_response()
+        }
+        Some(attempt) => match finish(&state, auth, &slug, params, &headers, secure).await {
+            Ok(response) => {
+                state.limiter.signed_in(attempt).await;
+                response
+            }
+            Err(error) => error.into_response(),
+        },
     };
     response.headers_mut().append(header::SET_COOKIE, clear);
     response

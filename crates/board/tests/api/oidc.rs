@@ -362,7 +362,13 @@ async fn keys_rotated_at_the_provider_are_fetched_once_without_a_restart() {
 #[tokio::test]
 async fn a_burst_of_sign_ins_fetches_each_document_once() {
     let provider = OidcProvider::start();
-    let app = board_with(&provider).await;
+    // One test address for 100 browsers: a budget that lets them all be
+    // in flight at once (each callback reserves one attempt).
+    let app = spawn_with(|s| {
+        configure(&provider)(s);
+        s.login_failures_per_address = 1000;
+    })
+    .await;
     // 100 browsers sign in at once, each all the way through the provider.
     let sign_ins = (0..100).map(|i| {
         let browser = app.another_browser();
@@ -407,4 +413,44 @@ async fn the_callback_may_land_on_another_instance_of_the_fleet() {
     assert_eq!(signed_in_name(&b).await.as_deref(), Some("fleet"));
     // And the session is good on the first instance too.
     assert_eq!(signed_in_name(&a_view).await.as_deref(), Some("fleet"));
+}
+
+/// Callbacks cost code exchanges with the provider: a client replaying
+/// made-up codes spends its address's login budget and is then refused
+/// before anything reaches the provider.
+#[tokio::test]
+async fn a_flood_of_callbacks_is_bounded_by_the_address_budget() {
+    let provider = OidcProvider::start();
+    let app = spawn_with(|s| {
+        configure(&provider)(s);
+        s.login_failures_per_address = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let forged = app.url(&format!(
+            "/auth/oidc/test/callback?code=made-up-{i}&state=s{i}"
+        ));
+        statuses.push(
+            app.client
+                .get(&forged)
+                .send()
+                .await
+                .expect("callback")
+                .status(),
+        );
+    }
+    assert!(
+        statuses[..3]
+            .iter()
+            .all(|s| *s != StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[3..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(user_count(&app).await, 0);
 }
