@@ -191,6 +191,12 @@ impl ResponseCacheLayer {
         loop {
             match self.state.flights.join(KeyHash(key)) {
                 Join::Lead(guard) => {
+                    // The last flight may have stored its answer between
+                    // this request's lookup and its join: no second view.
+                    if let Some(entry) = self.valid(key, &headers).filter(|e| self.fresh(e)) {
+                        guard.finish(&entry, |_| {});
+                        return Ok(self.answer(&entry, &headers, Served::Hit));
+                    }
                     return self
                         .lead(Some(guard), inner, request, key, &headers, stale)
                         .await;
