@@ -3,17 +3,22 @@
 //! `board`'s `GET /` can be compared with "axum doing nothing".
 //!
 //! ```text
-//! cargo run --release -p board --example ceiling -- 87000 127.0.0.1:0 [FILE]
+//! cargo run --release -p board --example ceiling -- 87000 127.0.0.1:0 [FILE [HEADERS]]
 //! ```
 //! With `FILE`, the body is that file's contents (the board's own home
-//! page, so compressed sizes match too). `/gz` answers with the body
+//! page, so compressed sizes match too). With `HEADERS` (a response head
+//! as `curl -D` writes it), every response also carries those headers
+//! (but `content-length`, `date`, `content-type` and `content-encoding`,
+//! which the ceiling sets itself), so the same bytes go on the wire as
+//! from the board: the ceiling for the response cache's own cost rather
+//! than for the board's choice of security headers. `/gz` answers with the body
 //! gzipped once at start (`Content-Encoding: gzip`), the ceiling for a
 //! stored gzip variant. Prints `listening on ADDRESS` once bound.
 
 use std::io::Write as _;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use bytes::Bytes;
@@ -35,6 +40,25 @@ async fn main() -> std::io::Result<()> {
                 .collect::<Vec<u8>>(),
         ),
     };
+    let mut extra = HeaderMap::new();
+    if let Some(file) = args.next() {
+        for line in std::fs::read_to_string(file)?.lines().skip(1) {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let name = name.trim().to_ascii_lowercase();
+            if ["content-length", "date", "content-type", "content-encoding"].contains(&&*name) {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value.trim()),
+            ) {
+                extra.append(name, value);
+            }
+        }
+    }
+    let plain_extra = extra.clone();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(&body)?;
     let gzip = Bytes::from(encoder.finish()?);
@@ -43,19 +67,21 @@ async fn main() -> std::io::Result<()> {
             "/",
             get(move || {
                 let body = body.clone();
-                async move { ([(header::CONTENT_TYPE, HTML)], body).into_response() }
+                let extra = plain_extra.clone();
+                async move { ([(header::CONTENT_TYPE, HTML)], extra, body).into_response() }
             }),
         )
         .route(
             "/gz",
             get(move || {
                 let gzip = gzip.clone();
+                let extra = extra.clone();
                 async move {
                     let headers = [
                         (header::CONTENT_TYPE, HTML),
                         (header::CONTENT_ENCODING, "gzip"),
                     ];
-                    (headers, gzip).into_response()
+                    (headers, extra, gzip).into_response()
                 }
             }),
         );

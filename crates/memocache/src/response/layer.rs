@@ -71,7 +71,9 @@ pub(super) struct State {
 /// ```
 #[derive(Clone)]
 pub struct ResponseCacheLayer {
-    pub(super) config: Config,
+    /// Behind an `Arc`: the service is cloned for every request (as
+    /// axum's routes are), so a clone must cost one reference count.
+    pub(super) config: Arc<Config>,
     pub(super) state: Arc<State>,
 }
 
@@ -91,7 +93,7 @@ impl ResponseCacheLayer {
     /// ```
     pub fn new(cache: &Cache) -> Self {
         Self {
-            config: Config {
+            config: Arc::new(Config {
                 cache: cache.clone(),
                 prefix: "view/".to_string(),
                 lifetime: cache.config().default_timeout,
@@ -105,7 +107,7 @@ impl ResponseCacheLayer {
                 inner_timeout: None,
                 max_body: DEFAULT_MAX_BODY,
                 gzip: true,
-            },
+            }),
             state: Arc::new(State {
                 table: LocalTable::new(DEFAULT_CAPACITY),
                 flights: Flights::new(),
@@ -145,7 +147,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config.lifetime = (!timeout.is_zero()).then_some(timeout);
+        Arc::make_mut(&mut self.config).lifetime = (!timeout.is_zero()).then_some(timeout);
         self
     }
 
@@ -159,7 +161,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.prefix = prefix.into();
+        Arc::make_mut(&mut self.config).prefix = prefix.into();
         self
     }
 
@@ -174,7 +176,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn query_string(mut self, on: bool) -> Self {
-        self.config.query_string = on;
+        Arc::make_mut(&mut self.config).query_string = on;
         self
     }
 
@@ -192,7 +194,7 @@ impl ResponseCacheLayer {
         mut self,
         predicate: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.config.unless = Some(Arc::new(predicate));
+        Arc::make_mut(&mut self.config).unless = Some(Arc::new(predicate));
         self
     }
 
@@ -210,7 +212,7 @@ impl ResponseCacheLayer {
         mut self,
         predicate: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.config.forced_update = Some(Arc::new(predicate));
+        Arc::make_mut(&mut self.config).forced_update = Some(Arc::new(predicate));
         self
     }
 
@@ -230,7 +232,7 @@ impl ResponseCacheLayer {
         mut self,
         predicate: impl Fn(&http::response::Parts) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.config.response_filter = Arc::new(predicate);
+        Arc::make_mut(&mut self.config).response_filter = Arc::new(predicate);
         self
     }
 
@@ -245,7 +247,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn allow_credentials(mut self, allow: bool) -> Self {
-        self.config.allow_credentials = allow;
+        Arc::make_mut(&mut self.config).allow_credentials = allow;
         self
     }
 
@@ -258,7 +260,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn hit_header(mut self, on: bool) -> Self {
-        self.config.hit_header = on;
+        Arc::make_mut(&mut self.config).hit_header = on;
         self
     }
 
@@ -277,7 +279,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
-        self.config.stale_if_error = window;
+        Arc::make_mut(&mut self.config).stale_if_error = window;
         self
     }
 
@@ -294,7 +296,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn inner_timeout(mut self, timeout: Duration) -> Self {
-        self.config.inner_timeout = Some(timeout);
+        Arc::make_mut(&mut self.config).inner_timeout = Some(timeout);
         self
     }
 
@@ -307,7 +309,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn max_body(mut self, bytes: usize) -> Self {
-        self.config.max_body = bytes;
+        Arc::make_mut(&mut self.config).max_body = bytes;
         self
     }
 
@@ -322,7 +324,7 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn gzip(mut self, on: bool) -> Self {
-        self.config.gzip = on;
+        Arc::make_mut(&mut self.config).gzip = on;
         self
     }
 
