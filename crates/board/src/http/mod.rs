@@ -93,6 +93,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
         proxies: Arc::clone(&edge.trusted_proxies),
         hsts_always: state.limits.secure_cookies,
     };
+    let pages = state.pages.clone();
     let routes = Router::new()
         .merge(pages::router())
         .merge(account::router())
@@ -114,7 +115,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             edge.request_timeout,
         ))
-        .with_state(state.clone());
+        .with_state(state);
     // The layers every request passes wrap the whole router rather than
     // each route (`Router::layer` would): a route clones its whole layer
     // stack for every request it serves, and a page-cache hit should not
@@ -133,7 +134,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
         // Outside the per-response layers, so that a hit skips them (what
         // they add is stored with the page); inside the client/HTTPS layer,
         // whose HSTS depends on the request.
-        .layer(state.pages.clone());
+        .layer(pages);
     Router::new().fallback_service(edge_layers.service(routes))
 }
 
