@@ -2,6 +2,7 @@
 //! answered from it (negotiation, 304).
 
 use std::io::Write as _;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -30,7 +31,16 @@ pub(super) struct Variant {
 pub(super) struct Entry {
     status: StatusCode,
     identity: Variant,
-    gzip: Option<Variant>,
+    /// Whether a gzip variant may be made (enabled, big enough, a
+    /// compressible type).
+    gzip_eligible: bool,
+    /// Made on the first request that takes gzip, once per stored version
+    /// (`None` if it came out no smaller): a version nobody asks gzip of,
+    /// such as a page rendered for one flight's requests while the
+    /// in-process tier is not trusted, is never compressed.
+    gzip: OnceLock<Option<Variant>>,
+    /// The identity body's hash, which names both variants' ETags.
+    hash: u128,
     pub(super) deps: Deps,
     /// Clock readings (ms): served as fresh until, kept for stale-if-error
     /// until.
@@ -202,20 +212,36 @@ impl Entry {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let hash = xxh3_128(&parts.body);
-        let gzipped = (parts.gzip && parts.body.len() >= MIN_GZIP && compressible(&base))
-            .then(|| gzip(&parts.body))
-            .flatten()
-            .filter(|g| g.len() < parts.body.len())
-            .map(|g| variant(&base, g, &format!("\"{hash:032x}-gz\""), Some("gzip")));
+        let gzip_eligible = parts.gzip && parts.body.len() >= MIN_GZIP && compressible(&base);
         Self {
             status: parts.response.status,
             identity: variant(&base, parts.body, &format!("\"{hash:032x}\""), None),
-            gzip: gzipped,
+            gzip_eligible,
+            gzip: OnceLock::new(),
+            hash,
             deps: parts.deps,
             fresh_until: parts.fresh_until,
             vary,
             last_modified,
         }
+    }
+
+    /// The gzip variant, made the first time it is asked for.
+    fn gzip_variant(&self) -> Option<&Variant> {
+        if !self.gzip_eligible {
+            return None;
+        }
+        self.gzip
+            .get_or_init(|| {
+                let identity = &self.identity;
+                gzip(&identity.body)
+                    .filter(|g| g.len() < identity.body.len())
+                    .map(|g| {
+                        let etag = format!("\"{:032x}-gz\"", self.hash);
+                        variant(&identity.headers, g, &etag, Some("gzip"))
+                    })
+            })
+            .as_ref()
     }
 
     /// Whether a request with `headers` gets this response.
@@ -228,9 +254,10 @@ impl Entry {
     /// The answer to a request with `headers`: the encoding it takes, or
     /// a 304 if it already has it.
     pub(super) fn respond(&self, headers: &HeaderMap, served: Option<Served>) -> Response<Body> {
-        let variant = match &self.gzip {
-            Some(gzip) if accepts_gzip(headers) => gzip,
-            _ => &self.identity,
+        let variant = if self.gzip_eligible && accepts_gzip(headers) {
+            self.gzip_variant().unwrap_or(&self.identity)
+        } else {
+            &self.identity
         };
         let (status, mut map, body) = if self.not_modified(variant, headers) {
             (
@@ -312,6 +339,47 @@ mod tests {
         assert!(!with("br"));
         assert!(!with("gzip;q=0"));
         assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn gzip_is_made_once_and_only_when_asked_for() {
+        let mut response = Response::new(());
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        let (response, ()) = response.into_parts();
+        let entry = Entry::build(Parts {
+            response: &response,
+            request: &HeaderMap::new(),
+            body: Bytes::from("<p>hello</p>".repeat(100)),
+            deps: Deps::default(),
+            fresh_until: u64::MAX,
+            gzip: true,
+        });
+        let identity = entry.respond(&HeaderMap::new(), None);
+        assert!(identity.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(identity.headers()[header::VARY], "Accept-Encoding");
+        assert!(entry.gzip.get().is_none(), "nobody asked for gzip yet");
+        let mut takes_gzip = HeaderMap::new();
+        takes_gzip.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let first = entry.respond(&takes_gzip, None);
+        assert_eq!(first.headers()[header::CONTENT_ENCODING], "gzip");
+        let made = entry
+            .gzip
+            .get()
+            .and_then(Option::as_ref)
+            .map(|v| v.body.as_ptr());
+        let second = entry.respond(&takes_gzip, None);
+        assert_eq!(
+            second.headers()[header::ETAG],
+            first.headers()[header::ETAG]
+        );
+        let again = entry
+            .gzip
+            .get()
+            .and_then(Option::as_ref)
+            .map(|v| v.body.as_ptr());
+        assert_eq!(made, again, "compressed once, served from then on");
     }
 
     #[test]
