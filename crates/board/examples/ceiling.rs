@@ -13,7 +13,8 @@
 //! from the board: the ceiling for the response cache's own cost rather
 //! than for the board's choice of security headers. `/gz` answers with the body
 //! gzipped once at start (`Content-Encoding: gzip`), the ceiling for a
-//! stored gzip variant. Prints `listening on ADDRESS` once bound.
+//! stored gzip variant; `/304` answers `304 Not Modified` with the same
+//! extra headers and no body, the ceiling for a revalidation. Prints `listening on ADDRESS` once bound.
 
 use std::io::Write as _;
 
@@ -59,6 +60,7 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let plain_extra = extra.clone();
+    let not_modified_extra = extra.clone();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(&body)?;
     let gzip = Bytes::from(encoder.finish()?);
@@ -83,6 +85,13 @@ async fn main() -> std::io::Result<()> {
                     ];
                     (headers, extra, gzip).into_response()
                 }
+            }),
+        )
+        .route(
+            "/304",
+            get(move || {
+                let extra = not_modified_extra.clone();
+                async move { (axum::http::StatusCode::NOT_MODIFIED, extra).into_response() }
             }),
         );
     let listener = tokio::net::TcpListener::bind(&address).await?;
