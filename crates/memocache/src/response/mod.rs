@@ -35,7 +35,9 @@
 //!
 //! `GET` requests, keyed on the layer's prefix, the method, the path and,
 //! with [`query_string`](ResponseCacheLayer::query_string), the query with
-//! its parameters sorted. By default only `200` responses are stored.
+//! its parameters sorted. By default only `200` responses are stored. A
+//! `HEAD` is answered from the stored `GET` (its headers, no body) when
+//! there is a fresh one, and otherwise passed to the view uncached.
 //!
 //! **Privacy by default.** A request carrying `Cookie` or `Authorization`
 //! bypasses the cache (neither served from it nor stored) unless the layer
@@ -47,9 +49,10 @@
 //! it varies on (one variant is kept per key); `Vary: *` is never stored.
 //!
 //! **Encodings.** The body is stored once plain and, when compressible
-//! (text, JSON, JavaScript, XML, SVG of 256 bytes or more), once gzipped,
-//! compressed when it is stored, never per request; each request gets the
-//! encoding it accepts. Each stored body has its own strong `ETag`; a
+//! (text, JSON, JavaScript, XML, SVG of 256 bytes or more), once gzipped:
+//! compressed on the first request that takes gzip, once per stored
+//! version and never per request (a version nobody asks gzip of is never
+//! compressed); each request gets the encoding it accepts. Each stored body has its own strong `ETag`; a
 //! request whose `If-None-Match` names it (or whose `If-Modified-Since` is
 //! not older than the response's `Last-Modified`) gets a `304` with no
 //! body. Headers are built when the response is stored: a hit clones them
@@ -104,7 +107,7 @@
 //! # Not (yet) done
 //!
 //! Brotli or zstd encodings; storing responses in the shared tier (each
-//! process renders its own copy); `HEAD` requests bypass the cache.
+//! process renders its own copy).
 
 mod entry;
 mod future;

@@ -54,12 +54,16 @@ enum Plan {
     Bypass,
     /// Look it up under this key (or, forced, refresh it).
     Cache { key: u128, forced: bool },
+    /// A `HEAD`: answered from the stored `GET` if there is a fresh one
+    /// (the same headers, no body), else passed to the view uncached.
+    Head { key: u128 },
 }
 
 impl ResponseCacheLayer {
     fn plan(&self, parts: &http::request::Parts) -> Plan {
         let config = &self.config;
-        if parts.method != Method::GET {
+        let head = parts.method == Method::HEAD;
+        if parts.method != Method::GET && !head {
             return Plan::Bypass;
         }
         let credentials = parts.headers.contains_key(header::COOKIE)
@@ -70,7 +74,10 @@ impl ResponseCacheLayer {
         if config.unless.as_ref().is_some_and(|p| p(parts)) {
             return Plan::Bypass;
         }
-        let key = config.key(&parts.method, parts.uri.path(), parts.uri.query());
+        let key = config.key(&Method::GET, parts.uri.path(), parts.uri.query());
+        if head {
+            return Plan::Head { key };
+        }
         let forced = config.forced_update.as_ref().is_some_and(|p| p(parts));
         Plan::Cache { key, forced }
     }
@@ -127,10 +134,14 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let plan = self.layer.plan(&parts);
-        if let Plan::Cache { key, forced: false } = plan {
+        if let Plan::Cache { key, forced: false } | Plan::Head { key } = plan {
             if let Some(entry) = self.layer.valid(key, &parts.headers) {
                 if self.layer.fresh(&entry) {
-                    let response = self.layer.answer(&entry, &parts.headers, Served::Hit);
+                    let mut response = self.layer.answer(&entry, &parts.headers, Served::Hit);
+                    if matches!(plan, Plan::Head { .. }) {
+                        // The GET's headers (its length too), no body.
+                        *response.body_mut() = Body::empty();
+                    }
                     return ResponseFuture::ready(response);
                 }
             }
@@ -141,7 +152,7 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let request = Request::from_parts(parts, body);
         match plan {
-            Plan::Bypass => {
+            Plan::Bypass | Plan::Head { .. } => {
                 self.layer.state.counters.bump(Counter::Bypass);
                 ResponseFuture::running(Box::pin(async move {
                     let mut inner = inner;

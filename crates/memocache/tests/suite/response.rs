@@ -119,6 +119,31 @@ async fn a_second_get_is_a_hit_and_the_view_runs_once() {
 }
 
 #[tokio::test]
+async fn a_head_is_answered_from_the_stored_get_and_never_stores() {
+    let cache = Cache::memory();
+    let layer = ResponseCacheLayer::new(&cache);
+    let (app, calls) = counting(layer.clone()).await;
+    let url = format!("{}/", app.base);
+    let head = |url: String| async move {
+        let response = client().head(url).send().await.expect("a response");
+        let length = response.headers().get("content-length").cloned();
+        let label = response.headers().get("x-cache").cloned();
+        let body = response.bytes().await.expect("body");
+        (length, label, body.len())
+    };
+    // Nothing stored yet: the view answers, and nothing is kept.
+    let (_, label, body) = head(url.clone()).await;
+    assert_eq!((label, body), (None, 0));
+    assert_eq!(get_text(&url, &[]).await, ("view-2".into(), "miss".into()));
+    // Now the stored GET answers: its length, no body, no view call.
+    let (length, label, body) = head(url.clone()).await;
+    assert_eq!(length.as_ref().map(|v| v.as_bytes()), Some(&b"6"[..]));
+    assert_eq!(label.as_ref().map(|v| v.as_bytes()), Some(&b"hit"[..]));
+    assert_eq!(body, 0);
+    assert_eq!(calls.count(), 2);
+}
+
+#[tokio::test]
 async fn the_query_counts_only_when_asked_and_sorted() {
     let cache = Cache::memory();
     let (plain, _) = counting(ResponseCacheLayer::new(&cache)).await;
