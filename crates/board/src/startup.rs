@@ -430,6 +430,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             upload_limit: settings.upload_limit,
             max_image_side: settings.max_image_side,
             session_lifetime: settings.session_lifetime,
+            session_clock: settings.session_clock.clone(),
             secure_cookies: settings.secure_cookies,
         },
         media_base,
