@@ -146,6 +146,11 @@ pub struct Settings {
     #[arg(skip)]
     pub session_clock: crate::auth::clock::SessionClock,
 
+    /// The clock of the cache's expiry (`None`: the library's default; not a
+    /// flag: tests put a `memocache::Clock::manual()` here).
+    #[arg(skip)]
+    pub cache_clock: Option<memocache::Clock>,
+
     /// Longest time a request may take before it gets a 408.
     #[arg(long, env = "BOARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -384,6 +389,7 @@ impl Settings {
             session_cache_timeout: Duration::from_secs(600),
             session_lifetime: Duration::from_secs(14 * 86_400),
             session_clock: crate::auth::clock::SessionClock::system(),
+            cache_clock: None,
             request_timeout: Duration::from_secs(30),
             login_failures_per_account_address: 5,
             login_failures_per_account: 50,
