@@ -141,6 +141,16 @@ pub struct Settings {
     #[arg(long, env = "BOARD_SESSION_LIFETIME", default_value = "14d", value_parser = parse_duration)]
     pub session_lifetime: Duration,
 
+    /// The clock sessions start and expire by (not a flag: tests put a
+    /// manual one here).
+    #[arg(skip)]
+    pub session_clock: crate::auth::clock::SessionClock,
+
+    /// The clock of the cache's expiry (`None`: the library's default; not a
+    /// flag: tests put a `memocache::Clock::manual()` here).
+    #[arg(skip)]
+    pub cache_clock: Option<memocache::Clock>,
+
     /// Longest time a request may take before it gets a 408.
     #[arg(long, env = "BOARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -378,6 +388,8 @@ impl Settings {
             my_messages_cache_timeout: Duration::from_secs(600),
             session_cache_timeout: Duration::from_secs(600),
             session_lifetime: Duration::from_secs(14 * 86_400),
+            session_clock: crate::auth::clock::SessionClock::system(),
+            cache_clock: None,
             request_timeout: Duration::from_secs(30),
             login_failures_per_account_address: 5,
             login_failures_per_account: 50,

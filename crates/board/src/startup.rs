@@ -381,8 +381,12 @@ fn session_timeout(settings: &Settings, cache: &Cache) -> Duration {
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> {
     let media_base = media_base(settings)?;
     let secret = secret(settings)?;
-    let cache = Cache::from_url(&settings.cache_url)
-        .map_err(|e| StartupError::Config(format!("--cache-url: {e}")))?;
+    let cache = match &settings.cache_clock {
+        None => Cache::from_url(&settings.cache_url),
+        Some(clock) => memocache::CacheConfig::from_url(&settings.cache_url)
+            .and_then(|config| Cache::with_clock(config, clock.clone())),
+    }
+    .map_err(|e| StartupError::Config(format!("--cache-url: {e}")))?;
     let stores = Stores::open(&settings.database_url)
         .await
         .map_err(|e| match e {
@@ -430,6 +434,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             upload_limit: settings.upload_limit,
             max_image_side: settings.max_image_side,
             session_lifetime: settings.session_lifetime,
+            session_clock: settings.session_clock.clone(),
             secure_cookies: settings.secure_cookies,
         },
         media_base,

@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_image_side: u32,
     /// How long a login lasts.
     pub session_lifetime: Duration,
+    /// The clock sessions start and expire by.
+    pub session_clock: crate::auth::clock::SessionClock,
     /// Mark cookies `Secure`.
     pub secure_cookies: bool,
 }

@@ -19,16 +19,22 @@
 //! There is no global lock: flights live in a sharded map, and the shard lock
 //! is never held across an `.await` or a loader call, so a loader may call
 //! other memos (or the same memo for other keys) freely.
+//!
+//! The locks and atomics come from [`crate::sync`], so that `flight::model`
+//! (built with `RUSTFLAGS="--cfg shuttle"`) can explore these interleavings.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use event_listener::{Event, EventListener};
-use parking_lot::Mutex;
 
 use crate::key::KeyHash;
+use crate::sync::{AtomicBool, Mutex};
+
+#[cfg(all(test, shuttle))]
+mod model;
 
 const SHARDS: usize = 32;
 
@@ -144,6 +150,12 @@ impl<V> Flights<V> {
     /// still the registered one for `key` (not invalidated, not completed by
     /// someone else), under the shard lock that [`Flights::invalidate`] takes.
     /// Returns whether `store` ran.
+    ///
+    /// A stored value is also the flight's outcome: it is settled under the
+    /// same lock, so a leader and a waiter that took over, completing at
+    /// once, cannot hand the waiters one value while the cache keeps the
+    /// other (`flight::model` found that interleaving when the settle came
+    /// after the unlock).
     pub(crate) fn complete(
         &self,
         key: KeyHash,
@@ -151,17 +163,19 @@ impl<V> Flights<V> {
         value: &Arc<V>,
         store: impl FnOnce(&Arc<V>),
     ) -> bool {
-        let stored = {
-            let mut shard = self.shard(key).lock();
-            let current = shard.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight));
-            if current {
-                store(value);
-                shard.remove(&key);
-            }
-            current
-        };
+        let mut shard = self.shard(key).lock();
+        let current = shard.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight));
+        if current {
+            store(value);
+            shard.remove(&key);
+            flight.settle(Outcome::Done(Arc::clone(value)));
+            return true;
+        }
+        drop(shard);
+        // Detached (invalidated) or completed by another: the first outcome
+        // stands.
         flight.settle(Outcome::Done(Arc::clone(value)));
-        stored
+        false
     }
 
     /// Ends `flight` with a shared error (nothing is stored).

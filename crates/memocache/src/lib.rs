@@ -174,6 +174,7 @@ mod none;
 pub mod response;
 mod stats;
 pub mod store;
+mod sync;
 mod value;
 
 pub use breaker::{BreakerConfig, BreakerState, BreakerStats};

@@ -40,7 +40,10 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<AuthConte
 }
 
 async fn lookup(state: &AppState, token_hash: &str) -> Result<Option<AuthContext>, AppError> {
-    let found = state.data.session(token_hash, super::now_ms()).await?;
+    let found = state
+        .data
+        .session(token_hash, state.limits.session_clock.now_ms())
+        .await?;
     Ok(found.map(|(session, user)| AuthContext { user, session }))
 }
 

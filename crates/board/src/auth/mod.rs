@@ -2,6 +2,7 @@
 //! the extractors handlers use ([`AuthUser`], [`MaybeAuthUser`],
 //! [`CsrfForm`]).
 
+pub mod clock;
 pub mod csrf;
 pub mod extract;
 pub mod password;

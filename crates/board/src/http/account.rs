@@ -191,7 +191,7 @@ pub(super) async fn start_session(
         .start_session(
             user,
             auth_mod::sha256_hex(&token),
-            auth_mod::now_ms(),
+            state.limits.session_clock.now_ms(),
             lifetime,
         )
         .await?;
