@@ -1,7 +1,6 @@
 //! [`Cache`]: the handle applications hold, and Flask-Caching's low-level API.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -18,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fault::FaultLog;
 use crate::key::KeyHash;
 use crate::local::{Entry, LocalTable};
-use crate::memo::MemoShared;
+use crate::registry::{MemoControl, Registry};
 use crate::stats::MemoStats;
 use crate::store::RemoteStore;
 use crate::value::CacheValue;
@@ -76,31 +75,11 @@ pub(crate) struct CacheInner {
     /// Clock reading until which the in-process tier may be trusted; the
     /// bus renews it. `u64::MAX` when there is no shared store behind it.
     trusted_until: AtomicU64,
-    memos: Mutex<HashMap<Arc<str>, RegisteredMemo>>,
+    memos: Registry,
     /// The bus's handle on this cache, kept alive with it.
     sink: Mutex<Option<Arc<dyn BusSink>>>,
     /// Invalidation stamps for cached responses and fragments.
     pub(crate) stamps: Arc<Stamps>,
-}
-
-struct RegisteredMemo {
-    key_type: TypeId,
-    value_type: TypeId,
-    typed: Arc<dyn Any + Send + Sync>,
-    control: Arc<dyn MemoControl>,
-}
-
-/// What the cache needs from a memo whose types it does not know.
-pub(crate) trait MemoControl: Send + Sync {
-    /// After `clear()`: every value of the memo is gone.
-    fn invalidate_everything(&self);
-    /// Drops the in-process tier (and detaches loads in flight).
-    fn clear_local(&self);
-    /// Another process forgot one key.
-    fn evict_key(&self, version: u64, hash: u128);
-    /// Another process bumped the memo's version.
-    fn observe_version(&self, version: u64);
-    fn stats(&self) -> MemoStats;
 }
 
 impl Cache {
@@ -174,7 +153,28 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(())
     /// ```
     pub fn with_store(config: CacheConfig, store: Arc<dyn RemoteStore>) -> Self {
-        Self::assemble(config, Clock::coarse(), Backend::Remote(store), None, None)
+        Self::with_store_and_clock(config, store, Clock::coarse())
+    }
+
+    /// [`Cache::with_store`] whose expiry checks and breakers follow
+    /// `clock` (see [`Clock::manual`]). Values the store expires on its own
+    /// clock (Redis `PX`, Memcached's seconds) still follow the store's.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use memocache::{Cache, CacheConfig, Clock, store::MemcachedStore};
+    /// let store = MemcachedStore::open(&["127.0.0.1:11211".to_owned()], "app:")?;
+    /// let clock = Clock::manual();
+    /// let cache = Cache::with_store_and_clock(CacheConfig::default(), Arc::new(store), clock.clone());
+    /// assert_eq!(cache.clock().now_ms(), clock.now_ms());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn with_store_and_clock(
+        config: CacheConfig,
+        store: Arc<dyn RemoteStore>,
+        clock: Clock,
+    ) -> Self {
+        Self::assemble(config, clock, Backend::Remote(store), None, None)
     }
 
     /// Builds a tiered cache: an in-process L1 of `l1_capacity` entries per
@@ -203,11 +203,35 @@ impl Cache {
         bus: Arc<dyn Bus>,
         l1_capacity: usize,
     ) -> Self {
-        let backend = Backend::Remote(store);
+        Self::tiered_with_clock(config, store, bus, l1_capacity, Clock::coarse())
+    }
+
+    /// [`Cache::tiered`] whose L1 expiry, bus trust and breakers follow
+    /// `clock` (see [`Clock::manual`]).
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn build() -> memocache::Result<()> {
+    /// use std::sync::Arc;
+    /// use memocache::{Cache, CacheConfig, Clock, bus::RedisBus, store::RedisStore};
+    /// let url = "redis://127.0.0.1:6379/";
+    /// let store = Arc::new(RedisStore::open(url)?);
+    /// let bus = Arc::new(RedisBus::new(url, "app:")?);
+    /// let clock = Clock::manual();
+    /// let cache = Cache::tiered_with_clock(CacheConfig::from_url(url)?, store, bus, 10_000, clock);
+    /// # Ok(()) }
+    /// ```
+    pub fn tiered_with_clock(
+        config: CacheConfig,
+        store: Arc<dyn RemoteStore>,
+        bus: Arc<dyn Bus>,
+        l1_capacity: usize,
+        clock: Clock,
+    ) -> Self {
         Self::assemble(
             config,
-            Clock::coarse(),
-            backend,
+            clock,
+            Backend::Remote(store),
             Some(l1_capacity),
             Some(bus),
         )
@@ -245,7 +269,7 @@ impl Cache {
                 bus,
                 breaker,
                 trusted_until: AtomicU64::new(trusted_until),
-                memos: Mutex::new(HashMap::new()),
+                memos: Registry::default(),
                 sink: Mutex::new(None),
                 stamps: Arc::new(Stamps::new()),
             }),
@@ -461,55 +485,17 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub fn memo_stats(&self) -> Vec<(String, MemoStats)> {
-        let memos = self.inner.memos.lock();
-        let mut all: Vec<_> = memos
-            .iter()
-            .map(|(name, m)| (name.to_string(), m.control.stats()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        self.inner.memos.stats()
     }
 
-    /// The shared state of memo `name`, created on first use; an error if
-    /// `name` is already registered with other types.
-    pub(crate) fn memo_shared<K: ?Sized + 'static, V: CacheValue>(
-        &self,
-        name: &str,
-    ) -> Result<Arc<MemoShared<V>>> {
-        let mut memos = self.inner.memos.lock();
-        if let Some(existing) = memos.get(name) {
-            let same_types =
-                existing.key_type == TypeId::of::<K>() && existing.value_type == TypeId::of::<V>();
-            return match Arc::clone(&existing.typed).downcast::<MemoShared<V>>() {
-                Ok(shared) if same_types => Ok(shared),
-                _ => Err(Error::new(
-                    ErrorKind::MemoTypeMismatch,
-                    format!(
-                        "memo `{name}` is already built on this cache with other key or value \
-                         types than {} -> {}",
-                        std::any::type_name::<K>(),
-                        std::any::type_name::<V>()
-                    ),
-                )),
-            };
-        }
-        let shared_store = matches!(self.inner.backend, Backend::Remote(_));
-        let shared = Arc::new(MemoShared::<V>::new(
-            name,
-            self.inner.l1_capacity,
-            shared_store,
-            Arc::clone(&self.inner.stamps),
-        ));
-        memos.insert(
-            Arc::from(name),
-            RegisteredMemo {
-                key_type: TypeId::of::<K>(),
-                value_type: TypeId::of::<V>(),
-                typed: Arc::clone(&shared) as Arc<dyn Any + Send + Sync>,
-                control: Arc::clone(&shared) as Arc<dyn MemoControl>,
-            },
-        );
-        Ok(shared)
+    /// The memos built on this cache.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.memos
+    }
+
+    /// Entries each memo keeps in process (`None`: no in-process tier).
+    pub(crate) fn l1_capacity(&self) -> Option<usize> {
+        self.inner.l1_capacity
     }
 
     /// `key` with the cache's prefix.
@@ -1033,15 +1019,11 @@ impl Cache {
 
 impl CacheInner {
     fn memo_controls(&self) -> Vec<Arc<dyn MemoControl>> {
-        self.memos
-            .lock()
-            .values()
-            .map(|m| Arc::clone(&m.control))
-            .collect()
+        self.memos.controls()
     }
 
     fn memo_control(&self, name: &str) -> Option<Arc<dyn MemoControl>> {
-        self.memos.lock().get(name).map(|m| Arc::clone(&m.control))
+        self.memos.control(name)
     }
 
     /// Keeps the bus sink alive as long as the cache.
