@@ -75,12 +75,25 @@ struct NearEntry<T> {
     value: T,
 }
 
-/// One thread's near slots of one table, indexed by the key's low bits.
-struct Near<T>(RefCell<[Option<NearEntry<T>>; NEAR_SLOTS]>);
+/// A live near slot holding another key is taken over on one table read
+/// in this many: a thread cycling through more keys than it has slots
+/// would otherwise pay a slot fill (two reference-count changes) on every
+/// read, while a key read often still gets a slot soon.
+const TAKEOVER_EVERY: u32 = 16;
+
+/// One thread's near slots of one table, indexed by the key's low bits,
+/// and its count of table reads (for [`TAKEOVER_EVERY`]).
+struct Near<T> {
+    slots: RefCell<[Option<NearEntry<T>>; NEAR_SLOTS]>,
+    far_reads: std::cell::Cell<u32>,
+}
 
 impl<T> Default for Near<T> {
     fn default() -> Self {
-        Self(RefCell::new(std::array::from_fn(|_| None)))
+        Self {
+            slots: RefCell::new(std::array::from_fn(|_| None)),
+            far_reads: std::cell::Cell::new(0),
+        }
     }
 }
 
@@ -122,7 +135,7 @@ impl<T: Clone + Send> LocalTable<T> {
         let generation = self.generation.load(Ordering::Acquire);
         let near = self.near.get_or_default();
         let index = (key.0 as usize) % NEAR_SLOTS;
-        if let Ok(slots) = near.0.try_borrow() {
+        if let Ok(slots) = near.slots.try_borrow() {
             if let Some(e) = &slots[index] {
                 if e.slot == slot && e.generation == generation && e.expires_at > now {
                     return Some(e.value.clone());
@@ -144,16 +157,23 @@ impl<T: Clone + Send> LocalTable<T> {
     ) -> Option<T> {
         let entry = self.table.get(&slot)?;
         if entry.expires_at > now {
-            if let Ok(mut slots) = near.0.try_borrow_mut() {
-                let old = slots[index].replace(NearEntry {
-                    slot,
-                    generation,
-                    expires_at: entry.expires_at,
-                    value: entry.value.clone(),
-                });
-                drop(slots);
-                // The old value's destructor may use this table again.
-                drop(old);
+            let reads = near.far_reads.get().wrapping_add(1);
+            near.far_reads.set(reads);
+            if let Ok(mut slots) = near.slots.try_borrow_mut() {
+                let free = slots[index]
+                    .as_ref()
+                    .is_none_or(|e| e.generation != generation || e.expires_at <= now);
+                if free || reads % TAKEOVER_EVERY == 0 {
+                    let old = slots[index].replace(NearEntry {
+                        slot,
+                        generation,
+                        expires_at: entry.expires_at,
+                        value: entry.value.clone(),
+                    });
+                    drop(slots);
+                    // The old value's destructor may use this table again.
+                    drop(old);
+                }
             }
             return Some(entry.value);
         }
