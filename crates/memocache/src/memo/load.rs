@@ -569,7 +569,7 @@ where
             return;
         };
         let encoded = if keep {
-            codec::encode(&**value, self.cache.config().max_value_size).map(Some)
+            self.cache.encode_value(&**value).map(Some)
         } else {
             Ok(None)
         };
@@ -608,7 +608,7 @@ where
     /// Decodes stored bytes; a value that fails to decode is a miss and a
     /// counted fault.
     fn decode(&self, bytes: &[u8]) -> Option<Arc<V>> {
-        match codec::decode::<V>(bytes, self.cache.config().max_value_size) {
+        match self.cache.decode_value::<V>(bytes) {
             Ok(value) => value.map(Arc::new),
             Err(error) => {
                 self.store_fault("decode", error);
@@ -618,15 +618,12 @@ where
     }
 
     async fn remote_set(&self, remote_key: &str, value: &Arc<V>) {
-        let Some(store) = self.cache.remote() else {
-            return;
-        };
-        let max = self.cache.config().max_value_size;
-        let result = match codec::encode(&**value, max) {
-            Ok(bytes) => store.set(remote_key, &bytes, self.lifetime).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = result {
+        // Memos always fail open: a fault is counted, never returned.
+        if let Err(error) = self
+            .cache
+            .store_value(remote_key, &**value, self.lifetime)
+            .await
+        {
             self.store_fault("set", error);
         }
     }

@@ -2,33 +2,36 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
 use crate::breaker::{Breaker, BreakerSet, BreakerState, BreakerStats, BreakerStore};
 use crate::bus::{Bus, BusSink, Invalidation};
 use crate::clock::Clock;
-use crate::codec;
-use crate::config::{CacheConfig, StoreConfig, Timeout};
-use crate::deps::{RAW_SCOPE, Stamps, TAG_SCOPE, scope_hash};
-use crate::error::{Error, ErrorKind, Result};
+use crate::config::{CacheConfig, StoreConfig};
+use crate::deps::{Stamps, TAG_SCOPE, scope_hash};
+use crate::error::Result;
 use crate::fault::FaultLog;
 use crate::key::KeyHash;
-use crate::local::{Entry, LocalTable};
+use crate::local::LocalTable;
 use crate::registry::{MemoControl, Registry};
 use crate::stats::MemoStats;
 use crate::store::RemoteStore;
-use crate::value::CacheValue;
+
+mod api;
+mod bus_link;
+mod engine;
 
 /// A value of any type, as the low-level API keeps it in memory.
-type ErasedValue = Arc<dyn Any + Send + Sync>;
+pub(crate) type ErasedValue = Arc<dyn Any + Send + Sync>;
 
 /// Where a cache keeps its values.
 pub(crate) enum Backend {
-    /// Typed values in process.
-    Memory { raw: LocalTable<ErasedValue> },
+    /// Typed values in process (boxed: the table and its per-thread slots
+    /// are large beside the other variants).
+    Memory { raw: Box<LocalTable<ErasedValue>> },
     /// Nothing is kept.
     Null,
     /// Encoded values in a shared store.
@@ -117,7 +120,7 @@ impl Cache {
         let cache = match &config.store {
             StoreConfig::Memory { capacity } => {
                 let backend = Backend::Memory {
-                    raw: LocalTable::new(*capacity),
+                    raw: Box::new(LocalTable::new(*capacity)),
                 };
                 Self::assemble(config.clone(), clock, backend, Some(*capacity), None)
             }
@@ -275,7 +278,7 @@ impl Cache {
             }),
         };
         if let Some(bus) = &cache.inner.bus {
-            let sink: Arc<dyn BusSink> = Arc::new(SinkLink(Arc::downgrade(&cache.inner)));
+            let sink: Arc<dyn BusSink> = Arc::new(bus_link::SinkLink(Arc::downgrade(&cache.inner)));
             // The link lives as long as the bus keeps it; it holds the cache
             // weakly, so a dropped cache stops the bus's deliveries.
             bus.start(Arc::downgrade(&sink));
@@ -498,447 +501,11 @@ impl Cache {
         self.inner.l1_capacity
     }
 
-    /// `key` with the cache's prefix.
-    pub(crate) fn full_key(&self, key: &str) -> String {
-        format!("{}{key}", self.inner.config.key_prefix)
-    }
-
-    /// Records a store fault; in strict mode returns it, else `fallback`.
-    pub(crate) fn fault<T>(&self, operation: &str, error: Error, fallback: T) -> Result<T> {
-        self.inner
-            .faults
-            .record(self.inner.clock.now_ms(), operation, &error);
-        if self.inner.config.strict {
-            Err(error)
-        } else {
-            Ok(fallback)
-        }
-    }
-
-    /// The lifetime `timeout` gives under this cache's default.
-    pub(crate) fn lifetime(&self, timeout: Timeout) -> Option<std::time::Duration> {
-        timeout.resolve(self.inner.config.default_timeout)
-    }
-
-    pub(crate) fn decode<V: CacheValue>(
-        &self,
-        operation: &str,
-        bytes: Option<Vec<u8>>,
-    ) -> Result<Option<Arc<V>>> {
-        let Some(bytes) = bytes else {
-            return Ok(None);
-        };
-        match codec::decode::<V>(&bytes, self.inner.config.max_value_size) {
-            Ok(value) => Ok(value.map(Arc::new)),
-            Err(error) => self.fault(operation, error, None),
-        }
-    }
-
-    fn raw_key(&self, key: &str) -> KeyHash {
-        let prefix = &self.inner.config.key_prefix;
-        if prefix.is_empty() {
-            KeyHash::of_str(key)
-        } else {
-            KeyHash::of_str(&format!("{prefix}{key}"))
-        }
-    }
-
-    fn deadline(&self, timeout: Timeout) -> u64 {
-        let lifetime = timeout.resolve(self.inner.config.default_timeout);
-        self.inner.clock.deadline(lifetime)
-    }
-
-    /// The value under `key`, if present, unexpired and of type `V`.
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("name", "ada".to_owned(), Timeout::Default).await?;
-    /// let name = cache.get::<String>("name").await?;
-    /// assert_eq!(name.as_deref().map(String::as_str), Some("ada"));
-    /// assert!(cache.get::<u64>("name").await?.is_none()); // another type: a miss
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                self.record_raw(hash);
-                Ok(raw
-                    .get(&hash, self.inner.clock.now_ms())
-                    .and_then(|v| v.downcast::<V>().ok()))
-            }
-            Backend::Null => Ok(None),
-            Backend::Remote(store) => {
-                // Another process's low-level writes reach no bus.
-                crate::deps::record_untracked();
-                match store.get(&self.full_key(key)).await {
-                    Ok(bytes) => self.decode("get", bytes),
-                    Err(error) => self.fault("get", error, None),
-                }
-            }
-        }
-    }
-
-    /// Stores `value` under `key` for `timeout`.
-    ///
-    /// # Errors
-    /// Store faults and values over the size limit, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("answer", 42_u32, Timeout::secs(60)).await?;
-    /// assert_eq!(cache.get::<u32>("answer").await?.as_deref(), Some(&42));
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                raw.insert(hash, Arc::new(value), self.deadline(timeout));
-                self.bump_raw(hash);
-                Ok(())
-            }
-            Backend::Null => Ok(()),
-            Backend::Remote(store) => {
-                let result = match codec::encode(&value, self.inner.config.max_value_size) {
-                    Ok(bytes) => {
-                        store
-                            .set(&self.full_key(key), &bytes, self.lifetime(timeout))
-                            .await
-                    }
-                    Err(error) => Err(error),
-                };
-                result.or_else(|error| self.fault("set", error, ()))
-            }
-        }
-    }
-
-    /// Stores `value` only if `key` holds no live value; true if stored.
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// assert!(cache.add("lock", 1_u8, Timeout::secs(10)).await?);
-    /// assert!(!cache.add("lock", 2_u8, Timeout::secs(10)).await?); // already held
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                let added = raw.insert_if_absent(
-                    hash,
-                    Arc::new(value),
-                    self.deadline(timeout),
-                    self.inner.clock.now_ms(),
-                );
-                if added {
-                    self.bump_raw(hash);
-                }
-                Ok(added)
-            }
-            // Flask-Caching's NullCache says yes to everything it drops.
-            Backend::Null => Ok(true),
-            Backend::Remote(store) => {
-                let result = match codec::encode(&value, self.inner.config.max_value_size) {
-                    Ok(bytes) => {
-                        store
-                            .add(&self.full_key(key), &bytes, self.lifetime(timeout))
-                            .await
-                    }
-                    Err(error) => Err(error),
-                };
-                result.or_else(|error| self.fault("add", error, false))
-            }
-        }
-    }
-
-    /// Removes `key`; true if a live value was there.
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("k", 1_u8, Timeout::Default).await?;
-    /// assert!(cache.delete("k").await?);
-    /// assert!(!cache.delete("k").await?);
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn delete(&self, key: &str) -> Result<bool> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                let removed = raw.remove(&hash);
-                self.bump_raw(hash);
-                Ok(removed)
-            }
-            Backend::Null => Ok(false),
-            Backend::Remote(store) => store
-                .delete(&self.full_key(key))
-                .await
-                .or_else(|error| self.fault("delete", error, false)),
-        }
-    }
-
-    /// The values under `keys`, in order (one round trip on stores that
-    /// batch).
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("a", 1_u32, Timeout::Default).await?;
-    /// let values = cache.get_many::<u32>(&["a", "b"]).await?;
-    /// assert_eq!(values[0].as_deref(), Some(&1));
-    /// assert!(values[1].is_none());
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn get_many<V: CacheValue>(&self, keys: &[&str]) -> Result<Vec<Option<Arc<V>>>> {
-        if let Backend::Remote(store) = &self.inner.backend {
-            let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
-            return match store.get_many(&full).await {
-                Ok(found) => found
-                    .into_iter()
-                    .map(|bytes| self.decode("get_many", bytes))
-                    .collect(),
-                Err(error) => self.fault("get_many", error, vec![None; keys.len()]),
-            };
-        }
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            values.push(self.get::<V>(key).await?);
-        }
-        Ok(values)
-    }
-
-    /// Stores every pair for `timeout` (pipelined on stores that batch).
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set_many([("x", 1_u32), ("y", 2)], Timeout::Default).await?;
-    /// assert_eq!(cache.get::<u32>("y").await?.as_deref(), Some(&2));
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn set_many<V: CacheValue>(
-        &self,
-        pairs: impl IntoIterator<Item = (impl AsRef<str>, V)>,
-        timeout: Timeout,
-    ) -> Result<()> {
-        if let Backend::Remote(store) = &self.inner.backend {
-            let max = self.inner.config.max_value_size;
-            let encoded: Result<Vec<(String, Vec<u8>)>> = pairs
-                .into_iter()
-                .map(|(k, v)| Ok((self.full_key(k.as_ref()), codec::encode(&v, max)?)))
-                .collect();
-            let result = match encoded {
-                Ok(encoded) => store.set_many(&encoded, self.lifetime(timeout)).await,
-                Err(error) => Err(error),
-            };
-            return result.or_else(|error| self.fault("set_many", error, ()));
-        }
-        for (key, value) in pairs {
-            self.set(key.as_ref(), value, timeout).await?;
-        }
-        Ok(())
-    }
-
-    /// Removes every key; returns how many held a value.
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("x", 1_u8, Timeout::Default).await?;
-    /// assert_eq!(cache.delete_many(&["x", "never-set"]).await?, 1);
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
-        if let Backend::Remote(store) = &self.inner.backend {
-            let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
-            return store
-                .delete_many(&full)
-                .await
-                .or_else(|error| self.fault("delete_many", error, 0));
-        }
-        let mut removed = 0;
-        for key in keys {
-            removed += usize::from(self.delete(key).await?);
-        }
-        Ok(removed)
-    }
-
-    /// True if `key` holds a live value (of any type).
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("k", (), Timeout::Default).await?;
-    /// assert!(cache.has("k").await?);
-    /// assert!(!cache.has("other").await?);
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn has(&self, key: &str) -> Result<bool> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                self.record_raw(hash);
-                Ok(raw.get(&hash, self.inner.clock.now_ms()).is_some())
-            }
-            Backend::Null => Ok(false),
-            Backend::Remote(store) => store
-                .has(&self.full_key(key))
-                .await
-                .or_else(|error| self.fault("has", error, false)),
-        }
-    }
-
-    /// Adds `delta` to the integer under `key` (a missing key counts as 0)
-    /// and returns the new value; `None` when the store keeps nothing (or,
-    /// failing open, could not be reached). Atomic, also across processes
-    /// on shared stores. In memory the value keeps its timeout and a new
-    /// key gets the default one; remote stores keep counters without
-    /// expiry unless [`Cache::set`] gave one.
-    ///
-    /// # Errors
-    /// [`ErrorKind::NotANumber`] if `key` holds something other than an
-    /// integer; store faults in strict mode.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// assert_eq!(cache.inc("hits", 1).await?, Some(1));
-    /// assert_eq!(cache.inc("hits", 5).await?, Some(6));
-    /// cache.set("name", "ada".to_owned(), Timeout::Default).await?;
-    /// assert!(cache.inc("name", 1).await.is_err()); // not a number
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn inc(&self, key: &str, delta: i64) -> Result<Option<i64>> {
-        let raw = match &self.inner.backend {
-            Backend::Memory { raw } => raw,
-            Backend::Null => return Ok(None),
-            Backend::Remote(store) => {
-                return match store.incr(&self.full_key(key), delta).await {
-                    Ok(n) => Ok(Some(n)),
-                    Err(error) if error.kind() == ErrorKind::NotANumber => Err(error),
-                    Err(error) => self.fault("inc", error, None),
-                };
-            }
-        };
-        let now = self.inner.clock.now_ms();
-        let fresh_deadline = self.deadline(Timeout::Default);
-        let hash = self.raw_key(key);
-        let result = raw.update(hash, now, |old| {
-            let (current, expires_at) = match old {
-                None => (0, fresh_deadline),
-                Some(entry) => match entry.value.downcast_ref::<i64>() {
-                    Some(n) => (*n, entry.expires_at),
-                    None => return (old.cloned(), Err(not_a_number(key))),
-                },
-            };
-            let next = current.wrapping_add(delta);
-            let entry = Entry {
-                value: Arc::new(next) as ErasedValue,
-                expires_at,
-            };
-            (Some(entry), Ok(Some(next)))
-        });
-        self.bump_raw(hash);
-        result
-    }
-
-    /// Subtracts `delta`; see [`Cache::inc`].
-    ///
-    /// # Errors
-    /// As [`Cache::inc`].
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.inc("stock", 10).await?;
-    /// assert_eq!(cache.dec("stock", 3).await?, Some(7));
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn dec(&self, key: &str, delta: i64) -> Result<Option<i64>> {
-        self.inc(key, delta.wrapping_neg()).await
-    }
-
-    /// Removes every value of this cache, memoized ones included. On a
-    /// shared store only keys under this cache's prefix go.
-    ///
-    /// # Errors
-    /// Store faults, in strict mode only.
-    ///
-    /// ```
-    /// use memocache::Timeout;
-    /// # futures::executor::block_on(async {
-    /// let cache = memocache::Cache::memory();
-    /// cache.set("k", 1_u8, Timeout::Default).await?;
-    /// cache.clear().await?;
-    /// assert!(!cache.has("k").await?);
-    /// # Ok::<(), memocache::Error>(()) }).unwrap();
-    /// ```
-    pub async fn clear(&self) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => raw.clear(),
-            Backend::Null => {}
-            Backend::Remote(store) => {
-                if let Err(error) = store.clear(&self.inner.config.key_prefix).await {
-                    self.fault("clear", error, ())?;
-                }
-            }
-        }
-        for memo in self.inner.memo_controls() {
-            memo.invalidate_everything();
-        }
-        self.inner.stamps.bump_all();
-        self.publish(&Invalidation::Clear).await;
-        Ok(())
-    }
-
     /// Whether invalidations of what a view reads reach this process: in
     /// process, or through a bus. A shared store without a bus: no, and
     /// cached responses that read through it are not stored.
     pub(crate) fn deps_tracked(&self) -> bool {
         self.inner.bus.is_some() || !matches!(self.inner.backend, Backend::Remote(_))
-    }
-
-    fn record_raw(&self, hash: KeyHash) {
-        crate::deps::record_key(&self.inner.stamps, scope_hash(RAW_SCOPE), hash.0, || true);
-    }
-
-    fn bump_raw(&self, hash: KeyHash) {
-        self.inner.stamps.bump_key(scope_hash(RAW_SCOPE), hash.0);
     }
 
     /// Tags the response or fragment being made (by a
@@ -1025,81 +592,6 @@ impl CacheInner {
     fn memo_control(&self, name: &str) -> Option<Arc<dyn MemoControl>> {
         self.memos.control(name)
     }
-
-    /// Keeps the bus sink alive as long as the cache.
-    fn sink_keepalive(&self, sink: Arc<dyn BusSink>) {
-        *self.sink.lock() = Some(sink);
-    }
-}
-
-/// The cache as the bus sees it: held weakly, so the bus never keeps a
-/// dropped cache alive.
-struct SinkLink(Weak<CacheInner>);
-
-impl BusSink for SinkLink {
-    fn apply(&self, invalidation: &Invalidation) {
-        let Some(inner) = self.0.upgrade() else {
-            return;
-        };
-        match invalidation {
-            Invalidation::Key {
-                memo,
-                version,
-                hash,
-            } => {
-                if let Some(control) = inner.memo_control(memo) {
-                    control.evict_key(*version, *hash);
-                }
-                // Responses and fragments that read it (tags and the
-                // like travel under reserved names no memo has).
-                inner.stamps.bump_key(scope_hash(memo), *hash);
-            }
-            Invalidation::Memo { memo, version } => {
-                if let Some(control) = inner.memo_control(memo) {
-                    control.observe_version(*version);
-                }
-                inner.stamps.bump_scope(scope_hash(memo));
-            }
-            Invalidation::Clear => {
-                for control in inner.memo_controls() {
-                    control.invalidate_everything();
-                }
-                inner.stamps.bump_all();
-            }
-        }
-    }
-
-    fn trust_until(&self, deadline_ms: u64) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.trusted_until.store(deadline_ms, Ordering::Release);
-        }
-    }
-
-    fn distrust(&self, clear_l1: bool) {
-        let Some(inner) = self.0.upgrade() else {
-            return;
-        };
-        inner.trusted_until.store(0, Ordering::Release);
-        if clear_l1 {
-            for control in inner.memo_controls() {
-                control.clear_local();
-            }
-            inner.stamps.bump_all();
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.0
-            .upgrade()
-            .map_or(0, |inner| inner.clock.precise_now_ms())
-    }
-}
-
-fn not_a_number(key: &str) -> Error {
-    Error::new(
-        ErrorKind::NotANumber,
-        format!("cache key `{key}` holds a value that is not an i64"),
-    )
 }
 
 impl fmt::Debug for Cache {
