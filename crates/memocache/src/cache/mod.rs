@@ -89,7 +89,7 @@ impl Cache {
     /// Builds a cache from its configuration.
     ///
     /// # Errors
-    /// [`ErrorKind::Unsupported`] for stores this build does not include.
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) for stores this build does not include.
     ///
     /// ```
     /// use memocache::{Cache, CacheConfig};
@@ -415,7 +415,7 @@ impl Cache {
     /// ```
     ///
     /// # Errors
-    /// A [`ErrorKind::Config`] error naming what is wrong with the URL.
+    /// A [`ErrorKind::Config`](crate::ErrorKind::Config) error naming what is wrong with the URL.
     pub fn from_url(url: &str) -> Result<Self> {
         Self::new(CacheConfig::from_url(url)?)
     }
