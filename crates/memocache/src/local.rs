@@ -102,7 +102,9 @@ pub(crate) struct LocalTable<T: Send> {
     table: Table<T>,
     /// Bumped after every change of `table` (see the module docs).
     generation: CachePadded<AtomicU64>,
-    near: ThreadLocal<Near<T>>,
+    /// Padded: the threads' blocks sit side by side, and every read writes
+    /// its own block's borrow flag (two threads must not share a line).
+    near: ThreadLocal<CachePadded<Near<T>>>,
 }
 
 impl<T: Clone + Send> LocalTable<T> {
@@ -135,14 +137,21 @@ impl<T: Clone + Send> LocalTable<T> {
         let generation = self.generation.load(Ordering::Acquire);
         let near = self.near.get_or_default();
         let index = (key.0 as usize) % NEAR_SLOTS;
-        if let Ok(slots) = near.slots.try_borrow() {
-            if let Some(e) = &slots[index] {
-                if e.slot == slot && e.generation == generation && e.expires_at > now {
-                    return Some(e.value.clone());
+        // Whether the slot may be filled without taking it from a live
+        // entry of another key; `None` while the slots are borrowed.
+        let free = match near.slots.try_borrow() {
+            Ok(slots) => match &slots[index] {
+                Some(e) if e.generation == generation && e.expires_at > now => {
+                    if e.slot == slot {
+                        return Some(e.value.clone());
+                    }
+                    Some(false)
                 }
-            }
-        }
-        self.get_far(slot, generation, near, index, now)
+                _ => Some(true),
+            },
+            Err(_) => None,
+        };
+        self.get_far(slot, generation, near, index, now, free)
     }
 
     /// The table read behind [`LocalTable::get`], filling the near slot.
@@ -151,19 +160,21 @@ impl<T: Clone + Send> LocalTable<T> {
         &self,
         slot: Slot,
         generation: u64,
-        near: &Near<T>,
+        near: &CachePadded<Near<T>>,
         index: usize,
         now: u64,
+        free: Option<bool>,
     ) -> Option<T> {
         let entry = self.table.get(&slot)?;
         if entry.expires_at > now {
             let reads = near.far_reads.get().wrapping_add(1);
             near.far_reads.set(reads);
-            if let Ok(mut slots) = near.slots.try_borrow_mut() {
-                let free = slots[index]
-                    .as_ref()
-                    .is_none_or(|e| e.generation != generation || e.expires_at <= now);
-                if free || reads % TAKEOVER_EVERY == 0 {
+            let fill = match free {
+                Some(free) => free || reads % TAKEOVER_EVERY == 0,
+                None => false,
+            };
+            if fill {
+                if let Ok(mut slots) = near.slots.try_borrow_mut() {
                     let old = slots[index].replace(NearEntry {
                         slot,
                         generation,
