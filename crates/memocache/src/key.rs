@@ -28,6 +28,12 @@ impl KeyHash {
         // Keys that are one integer or one string (most ids and names) are
         // encoded here, byte for byte as postcard would, without its
         // machinery; anything else goes through postcard.
+        // The commonest keys (an integer, a string of up to 7 bytes) fit in
+        // a register: no buffer to zero, one store before hashing.
+        let mut word = Word::default();
+        if key.serialize(&mut word).is_ok() {
+            return Ok(Self(xxh3_128(&word.bytes.to_le_bytes()[..word.len])));
+        }
         let mut scalar = Scalar::default();
         if key.serialize(&mut scalar).is_ok() {
             return Ok(Self(xxh3_128(scalar.bytes())));
@@ -195,6 +201,134 @@ impl serde::Serializer for &mut Scalar {
         let slot = self.buffer.get_mut(self.len..end).ok_or(NotScalar)?;
         slot.copy_from_slice(v.as_bytes());
         self.len = end;
+        Ok(())
+    }
+    #[inline]
+    fn serialize_unit(self) -> Result<(), NotScalar> {
+        Ok(())
+    }
+
+    not_scalar! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_u8(u8) -> ();
+        serialize_i128(i128) -> ();
+        serialize_u128(u128) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+}
+
+/// postcard's encoding of a lone integer or string of up to 7 bytes, in a
+/// register: `len` bytes of `bytes`, little-endian.
+#[derive(Default)]
+struct Word {
+    bytes: u128,
+    len: usize,
+}
+
+impl Word {
+    #[inline]
+    fn varint(&mut self, mut n: u64) -> Result<(), NotScalar> {
+        let mut encoded: u128 = 0;
+        let mut width = 0;
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            let more = if n == 0 { 0 } else { 0x80 };
+            encoded |= u128::from(byte | more) << (8 * width);
+            width += 1;
+            if n == 0 {
+                break;
+            }
+        }
+        self.bytes = encoded;
+        self.len = width;
+        Ok(())
+    }
+
+    #[inline]
+    fn zigzag(&mut self, n: i64) -> Result<(), NotScalar> {
+        self.varint(((n << 1) ^ (n >> 63)) as u64)
+    }
+}
+
+impl serde::Serializer for &mut Word {
+    type Ok = ();
+    type Error = NotScalar;
+    type SerializeSeq = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTuple = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotScalar>;
+    type SerializeMap = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotScalar>;
+
+    #[inline]
+    fn serialize_u64(self, v: u64) -> Result<(), NotScalar> {
+        self.varint(v)
+    }
+    #[inline]
+    fn serialize_u32(self, v: u32) -> Result<(), NotScalar> {
+        self.varint(u64::from(v))
+    }
+    #[inline]
+    fn serialize_u16(self, v: u16) -> Result<(), NotScalar> {
+        self.varint(u64::from(v))
+    }
+    #[inline]
+    fn serialize_i64(self, v: i64) -> Result<(), NotScalar> {
+        self.zigzag(v)
+    }
+    #[inline]
+    fn serialize_i32(self, v: i32) -> Result<(), NotScalar> {
+        self.zigzag(i64::from(v))
+    }
+    #[inline]
+    fn serialize_i16(self, v: i16) -> Result<(), NotScalar> {
+        self.zigzag(i64::from(v))
+    }
+    #[inline]
+    fn serialize_str(self, v: &str) -> Result<(), NotScalar> {
+        if v.len() >= 8 {
+            return Err(NotScalar);
+        }
+        self.bytes = u128::from(pack_short(v.as_bytes()) << 8 | v.len() as u64);
+        self.len = 1 + v.len();
         Ok(())
     }
     #[inline]

@@ -170,6 +170,7 @@ mod local;
 mod memo;
 mod metrics;
 mod none;
+mod registry;
 #[cfg(feature = "axum")]
 pub mod response;
 mod stats;

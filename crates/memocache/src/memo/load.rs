@@ -98,7 +98,7 @@ where
                 l1_version: None,
             };
         };
-        let now = self.cache.inner.clock.now_ms();
+        let now = self.cache.clock().now_ms();
         if !self.cache.l1_trusted() || !self.shared.version_known.load(Ordering::Acquire) {
             return Probe::Miss {
                 hash,
@@ -244,7 +244,7 @@ where
                 Join::Lead(guard) => {
                     // A load may have finished between our miss and the join.
                     if let (true, Some(table)) = (route.use_l1, &self.shared.table) {
-                        let now = self.cache.inner.clock.now_ms();
+                        let now = self.cache.clock().now_ms();
                         if let Some(value) = table.get(&route.key, now) {
                             guard.finish(&value, |_| {});
                             return Ok(value);
@@ -348,7 +348,7 @@ where
     ) -> bool {
         let store = |v: &Arc<V>| {
             if let (true, true, Some(table)) = (keep, route.use_l1, &self.shared.table) {
-                let expires_at = self.cache.inner.clock.deadline(lifetime);
+                let expires_at = self.cache.clock().deadline(lifetime);
                 table.insert(route.key, Arc::clone(v), expires_at);
             }
         };
@@ -396,7 +396,7 @@ where
         };
         if self.cache.remote().is_none() {
             let key = hash.versioned(self.version());
-            let expires_at = self.cache.inner.clock.deadline(self.lifetime);
+            let expires_at = self.cache.clock().deadline(self.lifetime);
             self.shared.flights.invalidate(key, || {
                 if let Some(table) = &self.shared.table {
                     table.insert(key, Arc::clone(value), expires_at);
@@ -482,7 +482,7 @@ where
     }
 
     fn prefix(&self) -> &str {
-        &self.cache.inner.config.key_prefix
+        &self.cache.config().key_prefix
     }
 
     /// Where a shared store keeps this memo's version.
@@ -519,7 +519,8 @@ where
         else {
             return Claim::Nothing;
         };
-        let deadline = Instant::now() + self.cache.config().lease_wait;
+        // Tokio's clock, so a test with paused time waits without sleeping.
+        let deadline = tokio::time::Instant::now() + self.cache.config().lease_wait;
         let mut waited = false;
         loop {
             match store.get_with_ttl(remote_key).await {
@@ -552,7 +553,7 @@ where
                 waited = true;
                 self.shared.stats.bump(Counter::WaitedForLoad);
             }
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 tracing::debug!(memo = %self.shared.name, "lease wait over; loading without storing");
                 return Claim::Nothing;
             }
@@ -568,7 +569,7 @@ where
             return;
         };
         let encoded = if keep {
-            codec::encode(&**value, self.cache.inner.config.max_value_size).map(Some)
+            self.cache.encode_value(&**value).map(Some)
         } else {
             Ok(None)
         };
@@ -607,7 +608,7 @@ where
     /// Decodes stored bytes; a value that fails to decode is a miss and a
     /// counted fault.
     fn decode(&self, bytes: &[u8]) -> Option<Arc<V>> {
-        match codec::decode::<V>(bytes, self.cache.inner.config.max_value_size) {
+        match self.cache.decode_value::<V>(bytes) {
             Ok(value) => value.map(Arc::new),
             Err(error) => {
                 self.store_fault("decode", error);
@@ -617,15 +618,12 @@ where
     }
 
     async fn remote_set(&self, remote_key: &str, value: &Arc<V>) {
-        let Some(store) = self.cache.remote() else {
-            return;
-        };
-        let max = self.cache.inner.config.max_value_size;
-        let result = match codec::encode(&**value, max) {
-            Ok(bytes) => store.set(remote_key, &bytes, self.lifetime).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = result {
+        // Memos always fail open: a fault is counted, never returned.
+        if let Err(error) = self
+            .cache
+            .store_value(remote_key, &**value, self.lifetime)
+            .await
+        {
             self.store_fault("set", error);
         }
     }

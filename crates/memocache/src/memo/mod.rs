@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::{Cache, MemoControl};
+use crate::cache::Cache;
 use crate::config::Timeout;
 use crate::deps::Stamps;
 use crate::error::Result;
 use crate::flight::Flights;
 use crate::key::KeyHash;
 use crate::local::LocalTable;
+use crate::registry::MemoControl;
 use crate::stats::{Counter, MemoStats, Stats};
 use crate::value::CacheValue;
 
@@ -26,7 +27,7 @@ use futures_util::future::Either;
 use load::Probe;
 
 /// What every handle of one memo on one cache shares.
-pub(crate) struct MemoShared<V> {
+pub(crate) struct MemoShared<V: Send + Sync> {
     name: Arc<str>,
     /// Bumped by `forget_all`: part of every key, so old entries become
     /// unreachable at once (Flask-Caching's memoize version). With a shared
@@ -206,7 +207,7 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
 /// [`Memo::forget`] and [`Memo::forget_all`] take effect when they return:
 /// a load that started before them never stores its result afterwards, so
 /// no value older than the invalidation is served.
-pub struct Memo<K: ?Sized, V> {
+pub struct Memo<K: ?Sized, V: Send + Sync> {
     shared: Arc<MemoShared<V>>,
     cache: Cache,
     lifetime: Option<Duration>,
@@ -235,7 +236,7 @@ pub struct MemoBuilder<K: ?Sized, V> {
     _types: PhantomData<KeyAndValue<K, V>>,
 }
 
-impl<K: ?Sized, V> Clone for Memo<K, V> {
+impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -344,7 +345,16 @@ where
     /// # Ok::<(), memocache::Error>(())
     /// ```
     pub fn build(self, cache: &Cache) -> Result<Memo<K, V>> {
-        let shared = cache.memo_shared::<K, V>(&self.name)?;
+        let shared = cache
+            .registry()
+            .get_or_register::<K, V, _>(&self.name, || {
+                Arc::new(MemoShared::<V>::new(
+                    &self.name,
+                    cache.l1_capacity(),
+                    cache.remote().is_some(),
+                    Arc::clone(cache.stamps()),
+                ))
+            })?;
         Ok(Memo {
             shared,
             cache: cache.clone(),
@@ -634,7 +644,7 @@ where
     }
 }
 
-impl<K: ?Sized, V> fmt::Debug for Memo<K, V> {
+impl<K: ?Sized, V: Send + Sync> fmt::Debug for Memo<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Memo")
             .field("name", &self.shared.name)

@@ -10,7 +10,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memocache::{Cache, ErrorKind, Memo, Timeout};
+use memocache::{Cache, CacheConfig, Clock, ErrorKind, Memo, Timeout};
 use serde::{Deserialize, Serialize};
 
 /// What a backend is expected to do.
@@ -24,11 +24,33 @@ pub(crate) enum Kind {
     Shared,
 }
 
+/// Who decides that a value expired, and so how the expiry test moves
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// memocache, on the cache's [`Clock`]: the test moves a manual clock
+    /// and never sleeps.
+    Clock,
+    /// The store, on its own clock: Redis's `PX`, Memcached's whole
+    /// seconds, the filesystem's wall-clock deadlines (shared by every
+    /// process, so not memocache's clock). No clock of ours moves it: one
+    /// short real wait per backend, `wait` after a set with `ttl`.
+    RealTime { ttl: Duration, wait: Duration },
+}
+
+/// Redis and the filesystem keep milliseconds: a short real wait, with
+/// room for a loaded machine between the set and the first check.
+const MS_STORE: Expiry = Expiry::RealTime {
+    ttl: Duration::from_millis(600),
+    wait: Duration::from_millis(900),
+};
+
 /// A backend under test: how to build caches on it, and what keeps it
 /// alive (a server, a directory).
 pub(crate) struct Fixture {
     base: String,
     pub(crate) kind: Kind,
+    expiry: Expiry,
     _guard: Box<dyn Any + Send>,
 }
 
@@ -37,12 +59,23 @@ impl Fixture {
         Self {
             base,
             kind,
+            expiry: MS_STORE,
             _guard: Box::new(guard),
         }
     }
 
+    fn expiring(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
     /// A cache on this backend with extra URL options (`a=1&b=2`).
     pub(crate) fn cache(&self, options: &str) -> Cache {
+        self.cache_with_clock(options, Clock::coarse())
+    }
+
+    /// [`Fixture::cache`] whose own expiry checks follow `clock`.
+    pub(crate) fn cache_with_clock(&self, options: &str, clock: Clock) -> Cache {
         // Options go before a `#fragment` (`rediss://...#insecure`).
         let (base, fragment) = match self.base.split_once('#') {
             Some((base, fragment)) => (base, format!("#{fragment}")),
@@ -50,7 +83,9 @@ impl Fixture {
         };
         let separator = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{separator}timeout=300&{options}{fragment}");
-        Cache::from_url(&url).unwrap_or_else(|e| panic!("cache on {url}: {e}"))
+        CacheConfig::from_url(&url)
+            .and_then(|config| Cache::with_clock(config, clock))
+            .unwrap_or_else(|e| panic!("cache on {url}: {e}"))
     }
 
     fn keeps(&self) -> bool {
@@ -59,11 +94,11 @@ impl Fixture {
 }
 
 pub(crate) async fn memory() -> Fixture {
-    Fixture::new("memory://?capacity=10000".into(), Kind::Memory, ())
+    Fixture::new("memory://?capacity=10000".into(), Kind::Memory, ()).expiring(Expiry::Clock)
 }
 
 pub(crate) async fn null() -> Fixture {
-    Fixture::new("null://".into(), Kind::Null, ())
+    Fixture::new("null://".into(), Kind::Null, ()).expiring(Expiry::Clock)
 }
 
 pub(crate) async fn redis() -> Fixture {
@@ -90,7 +125,12 @@ pub(crate) async fn redis_cluster() -> Fixture {
 
 pub(crate) async fn memcached() -> Fixture {
     let server = testkit::MemcachedServer::start();
-    Fixture::new(server.url(), Kind::Shared, server)
+    // Memcached counts whole seconds on a clock that ticks once a second:
+    // a 1 s value goes between 1 and 2 s after it was set.
+    Fixture::new(server.url(), Kind::Shared, server).expiring(Expiry::RealTime {
+        ttl: Duration::from_secs(1),
+        wait: Duration::from_millis(2500),
+    })
 }
 
 pub(crate) async fn filesystem() -> Fixture {
@@ -162,10 +202,19 @@ pub(crate) async fn structs_round_trip_and_other_types_miss(f: Fixture) {
     assert_eq!(cache.store_errors(), 0);
 }
 
+/// Values expire after their timeout, `0` means never, and an expired key
+/// can be added again. Where memocache decides expiry the test moves a
+/// manual clock; where the store does, it waits once in real time (see
+/// [`Expiry`]).
 pub(crate) async fn expiry(f: Fixture) {
-    let cache = f.cache("prefix=t:");
+    let clock = Clock::manual();
+    let cache = f.cache_with_clock("prefix=t:", clock.clone());
+    let ttl = match f.expiry {
+        Expiry::Clock => Duration::from_secs(1),
+        Expiry::RealTime { ttl, .. } => ttl,
+    };
     cache
-        .set("short", 1_u8, Timeout::After(Duration::from_millis(1000)))
+        .set("short", 1_u8, Timeout::After(ttl))
         .await
         .expect("set");
     cache.set("never", 2_u8, Timeout::Never).await.expect("set");
@@ -175,7 +224,7 @@ pub(crate) async fn expiry(f: Fixture) {
         .expect("set");
     assert!(
         cache
-            .add("added", 4_u8, Timeout::After(Duration::from_millis(1000)))
+            .add("added", 4_u8, Timeout::After(ttl))
             .await
             .expect("add")
     );
@@ -184,8 +233,10 @@ pub(crate) async fn expiry(f: Fixture) {
         return;
     }
     assert!(cache.has("short").await.expect("has"));
-    // Memcached counts whole seconds on a clock that ticks once a second.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    match f.expiry {
+        Expiry::Clock => clock.advance(ttl + Duration::from_millis(1)),
+        Expiry::RealTime { wait, .. } => tokio::time::sleep(wait).await,
+    }
     assert!(!cache.has("short").await.expect("has"), "expired");
     assert_eq!(cache.get::<u8>("short").await.expect("get"), None);
     assert!(cache.has("never").await.expect("has"));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use memocache::{Cache, Memo};
+use memocache::{Cache, CacheConfig, Clock, Memo};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -63,6 +63,16 @@ fn tiered(server: &impl Redis, heartbeat_ms: u64) -> Cache {
         server.tiered_url()
     );
     Cache::from_url(&url).expect("tiered cache")
+}
+
+/// [`tiered`] with its L1 expiry and bus trust on `clock`.
+fn tiered_with_clock(server: &impl Redis, heartbeat_ms: u64, clock: Clock) -> Cache {
+    let url = format!(
+        "{}&prefix=t:&heartbeat_ms={heartbeat_ms}",
+        server.tiered_url()
+    );
+    let config = CacheConfig::from_url(&url).expect("tiered config");
+    Cache::with_clock(config, clock).expect("tiered cache")
 }
 
 macro_rules! on_single_and_cluster {
@@ -296,12 +306,18 @@ async fn versions_follow_a_redis_that_restarted_empty(server: &mut impl Redis) {
     );
 }
 
-/// An L1 copy never outlives the L2 entry it was read from: B reads A's
-/// value half-way through its 1 s timeout, and must not serve it after the
-/// L2 entry expired. (Redis keeps real time, so this test does too, with
-/// generous margins around the 1 s timeout.)
+/// An L1 copy never outlives the L2 entry it was read from: A stores with
+/// a 1 s timeout, B's memo would keep values for 60 s, so B's L1 copy must
+/// take the L2 entry's remaining time instead of its own. B's clock is
+/// manual: moving it past the second must expire B's copy, with no real
+/// wait. (Redis keeps real time and is not waited for: whether its entry is
+/// still there when B looks again does not matter, only that B's L1 does
+/// not answer. B's heartbeat is long so the bus's trust, on the same
+/// clock, outlasts the move.)
 async fn l1_copies_expire_with_their_l2_entry(server: &mut impl Redis) {
-    let (a, b) = (tiered(server, 2_000), tiered(server, 2_000));
+    let clock = Clock::manual();
+    let a = tiered(server, 2_000);
+    let b = tiered_with_clock(server, 10_000, clock.clone());
     in_sync(&a).await;
     in_sync(&b).await;
     let ma = Memo::<u32, String>::builder("ttl")
@@ -309,22 +325,26 @@ async fn l1_copies_expire_with_their_l2_entry(server: &mut impl Redis) {
         .build(&a)
         .expect("memo");
     let mb = Memo::<u32, String>::builder("ttl")
-        .timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(60))
         .build(&b)
         .expect("memo");
     let db = Source::default();
-    let stored_at = tokio::time::Instant::now();
     assert_eq!(*ma.get_or_load(&1, db.load("v")).await, "v-1");
-    tokio::time::sleep_until(stored_at + Duration::from_millis(500)).await;
     // B's first read learns the version; its second fills its L1 from L2.
     assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
     assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
     assert_eq!(*mb.get_or_load(&1, db.load("v")).await, "v-1");
-    assert!(mb.stats().hits_local >= 1, "{:?}", mb.stats());
-    tokio::time::sleep_until(stored_at + Duration::from_millis(1_300)).await;
+    let before = mb.stats();
+    assert!(before.hits_local >= 1, "{before:?}");
+    clock.advance(Duration::from_millis(1_001));
+    assert!(
+        b.l1_in_sync(),
+        "B still trusts its L1: the test means something"
+    );
+    let _ = mb.get_or_load(&1, db.load("v")).await;
     assert_eq!(
-        *mb.get_or_load(&1, db.load("v")).await,
-        "v-2",
-        "B's L1 copy expired with A's L2 entry"
+        mb.stats().hits_local,
+        before.hits_local,
+        "B's L1 copy expired with A's L2 entry, not after B's own 60 s"
     );
 }
