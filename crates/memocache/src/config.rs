@@ -106,13 +106,18 @@ pub enum StoreConfig {
     Null,
     /// A Redis server (`redis://`, `rediss://`, `redis+unix://`).
     Redis {
-        /// The connection URL as given.
+        /// The connection URL, without memocache's own options (those are
+        /// in `options`; the Redis client's own, such as `protocol`, stay).
         url: String,
+        /// The store's options from the URL (`timeout_ms`).
+        options: RedisOptions,
     },
     /// A Redis Cluster, by its seed nodes.
     RedisCluster {
         /// `redis://host:port` URLs of the seed nodes.
         nodes: Vec<String>,
+        /// The store's options from the URL (`timeout_ms`).
+        options: RedisOptions,
     },
     /// Memcached servers (`host:port` each).
     Memcached {
@@ -133,6 +138,103 @@ pub enum StoreConfig {
         /// The shared store.
         l2: Box<StoreConfig>,
     },
+}
+
+/// Default [`RedisOptions::timeout`]: one second.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The options of a Redis store, parsed from its URL's query.
+///
+/// ```
+/// use std::time::Duration;
+/// use memocache::{CacheConfig, RedisOptions, StoreConfig};
+/// let config = CacheConfig::from_url("redis://127.0.0.1:6379/0?timeout_ms=250")?;
+/// let StoreConfig::Redis { url, options } = config.store else { unreachable!() };
+/// assert_eq!(url, "redis://127.0.0.1:6379/0");
+/// assert_eq!(options, RedisOptions::default().timeout(Duration::from_millis(250)));
+/// assert_eq!(RedisOptions::default().timeout, Duration::from_secs(1));
+/// # Ok::<(), memocache::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Bound on every command, connection and TLS handshake included
+    /// (`timeout_ms`, default 1000, at least 1 ms).
+    pub timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_REDIS_TIMEOUT,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets the command bound (at least 1 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = memocache::RedisOptions::default().timeout(Duration::ZERO);
+    /// assert_eq!(options.timeout, Duration::from_millis(1));
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+}
+
+/// A Redis URL given to a store or bus constructor by hand, split into the
+/// connection URL and memocache's own options (the only other place that
+/// reads a URL's query is [`CacheConfig::from_url`], through the same
+/// [`Options`]).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct RedisUrl {
+    /// The URL without `timeout_ms` and `heartbeat_ms`.
+    pub(crate) url: String,
+    pub(crate) options: RedisOptions,
+    /// `heartbeat_ms`, for a bus.
+    pub(crate) heartbeat: Option<Duration>,
+}
+
+impl RedisUrl {
+    /// Splits `input`; a string that is not a URL is handed on as it is
+    /// (the Redis client says what is wrong with it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn parse(input: &str) -> Result<Self> {
+        let Ok(mut url) = Url::parse(input) else {
+            return Ok(Self {
+                url: input.to_owned(),
+                options: RedisOptions::default(),
+                heartbeat: None,
+            });
+        };
+        let mut options = Options::new(&url, input);
+        let redis = parse_redis_options(&mut options)?;
+        let heartbeat = parse_heartbeat(&mut options)?;
+        url.set_query(options.client_query().as_deref());
+        Ok(Self {
+            url: url.to_string(),
+            options: redis,
+            heartbeat,
+        })
+    }
+}
+
+fn parse_redis_options(options: &mut Options) -> Result<RedisOptions> {
+    let mut redis = RedisOptions::default();
+    if let Some(ms) = options.take_parsed::<u64>("timeout_ms")? {
+        redis = redis.timeout(Duration::from_millis(ms));
+    }
+    Ok(redis)
+}
+
+fn parse_heartbeat(options: &mut Options) -> Result<Option<Duration>> {
+    Ok(options
+        .take_parsed::<u64>("heartbeat_ms")?
+        .map(Duration::from_millis))
 }
 
 /// Everything needed to build a [`Cache`](crate::Cache).
@@ -389,9 +491,7 @@ impl CacheConfig {
             config.lease_wait = Duration::from_millis(ms);
         }
         config.breaker = parse_breaker(&mut options)?;
-        if let Some(ms) = options.take_parsed::<u64>("heartbeat_ms")? {
-            config.bus_heartbeat = Some(Duration::from_millis(ms));
-        }
+        config.bus_heartbeat = parse_heartbeat(&mut options)?;
         options.finish()?;
         Ok(config)
     }
@@ -483,17 +583,20 @@ fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<
         }),
         "null" => Ok(StoreConfig::Null),
         "redis" | "rediss" | "redis+unix" | "unix" => {
+            let redis = parse_redis_options(options)?;
+            // The Redis client's own options (`protocol`, ...) stay on its URL.
             let mut plain = url.clone();
-            plain.set_query(options.remaining_query().as_deref());
+            plain.set_query(options.client_query().as_deref());
             Ok(StoreConfig::Redis {
                 url: plain.to_string(),
+                options: redis,
             })
         }
         "redis+cluster" | "rediss+cluster" => {
             let secure = scheme.starts_with("rediss");
-            // Store options (`timeout_ms`) ride on every node's URL.
+            let redis = parse_redis_options(options)?;
             let query = options
-                .remaining_query()
+                .client_query()
                 .map(|q| format!("/?{q}"))
                 .unwrap_or_default();
             let nodes = host_list(url, hosts)?
@@ -505,7 +608,10 @@ fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<
                     )
                 })
                 .collect();
-            Ok(StoreConfig::RedisCluster { nodes })
+            Ok(StoreConfig::RedisCluster {
+                nodes,
+                options: redis,
+            })
         }
         "memcached" => Ok(StoreConfig::Memcached {
             servers: host_list(url, hosts)?,
@@ -550,6 +656,8 @@ fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
         .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
 }
 
+/// memocache's options that a Redis URL may carry besides the store's own
+/// (`timeout_ms`, taken before [`Options::client_query`]).
 const COMMON_OPTIONS: [&str; 11] = [
     "heartbeat_ms",
     "prefix",
@@ -599,8 +707,9 @@ impl Options {
             .transpose()
     }
 
-    /// Options not consumed here, handed on to a store's own URL parser.
-    fn remaining_query(&mut self) -> Option<String> {
+    /// Options that are not memocache's, handed on to the Redis client's
+    /// own URL parser (`protocol`, ...).
+    fn client_query(&mut self) -> Option<String> {
         let (common, own): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pairs)
             .into_iter()
             .partition(|(k, _)| COMMON_OPTIONS.contains(&k.as_str()));

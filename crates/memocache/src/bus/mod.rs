@@ -52,21 +52,9 @@ pub(crate) fn connect(
 ) -> Result<std::sync::Arc<dyn Bus>, Error> {
     match config {
         #[cfg(feature = "redis")]
-        StoreConfig::Redis { url } => {
-            let bus = RedisBus::new(url, prefix)?.with_breaker(breaker);
-            Ok(std::sync::Arc::new(match heartbeat {
-                Some(heartbeat) => bus.with_heartbeat(heartbeat),
-                None => bus,
-            }))
-        }
-        #[cfg(feature = "redis")]
-        StoreConfig::RedisCluster { nodes } => {
-            let bus = RedisBus::new_cluster(nodes, prefix)?.with_breaker(breaker);
-            Ok(std::sync::Arc::new(match heartbeat {
-                Some(heartbeat) => bus.with_heartbeat(heartbeat),
-                None => bus,
-            }))
-        }
+        StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => Ok(std::sync::Arc::new(
+            redis_bus(config, prefix, breaker, heartbeat)?,
+        )),
         other => {
             let _ = (prefix, breaker, heartbeat);
             Err(Error::new(
@@ -78,6 +66,32 @@ pub(crate) fn connect(
             ))
         }
     }
+}
+
+/// The Redis bus of a Redis or Redis Cluster store. `config.rs` took
+/// memocache's options off the URLs: the heartbeat comes typed.
+#[cfg(feature = "redis")]
+fn redis_bus(
+    config: &StoreConfig,
+    prefix: &str,
+    breaker: BreakerConfig,
+    heartbeat: Option<std::time::Duration>,
+) -> Result<RedisBus, Error> {
+    let bus = match config {
+        StoreConfig::RedisCluster { nodes, .. } => RedisBus::cluster(nodes, prefix)?,
+        StoreConfig::Redis { url, .. } => RedisBus::single(url, prefix)?,
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("no Redis bus for {other:?}"),
+            ));
+        }
+    }
+    .with_breaker(breaker);
+    Ok(match heartbeat {
+        Some(heartbeat) => bus.with_heartbeat(heartbeat),
+        None => bus,
+    })
 }
 
 /// One invalidation, as it travels between processes.
@@ -188,5 +202,34 @@ pub trait Bus: Debug + Send + Sync + 'static {
     /// again once this process reads the bus (see [`crate::breaker`]).
     fn breaker_stats(&self) -> Option<BreakerStats> {
         None
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod url_tests {
+    use std::time::Duration;
+
+    use crate::{CacheConfig, StoreConfig};
+
+    /// `heartbeat_ms` and the breaker options of a cache URL reach the bus
+    /// built from it.
+    #[test]
+    fn url_options_reach_the_bus() {
+        for input in [
+            "tiered+redis://127.0.0.1:1/0?heartbeat_ms=300&timeout_ms=50&breaker=off",
+            "tiered+redis+cluster://127.0.0.1:1,127.0.0.1:2?heartbeat_ms=300&breaker=off",
+        ] {
+            let config = CacheConfig::from_url(input).expect(input);
+            let StoreConfig::Tiered { l2, .. } = &config.store else {
+                panic!("{input}: {config:?}");
+            };
+            let bus =
+                super::redis_bus(l2, "p:", config.breaker, config.bus_heartbeat).expect(input);
+            assert_eq!(bus.heartbeat(), Duration::from_millis(300), "{input}");
+            assert!(
+                super::Bus::breaker_stats(&bus).is_none(),
+                "{input}: breaker=off"
+            );
+        }
     }
 }

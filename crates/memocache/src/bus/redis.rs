@@ -41,6 +41,7 @@ use tokio::sync::OnceCell;
 use super::{Bus, BusSink, Invalidation};
 use crate::breaker::{Breaker, BreakerConfig, BreakerStats};
 use crate::clock::Clock;
+use crate::config::RedisUrl;
 use crate::error::{Error, ErrorKind};
 use crate::store::store_error;
 
@@ -105,20 +106,17 @@ impl RedisBus {
     /// # Ok::<(), memocache::Error>(())
     /// ```
     pub fn new(url: &str, prefix: &str) -> Result<Self, Error> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::new(ErrorKind::Config, format!("bus URL `{url}`: {e}")))?;
-        let mut heartbeat = DEFAULT_HEARTBEAT;
-        for (name, value) in parsed.query_pairs() {
-            if name == "heartbeat_ms" {
-                let ms: u64 = value.parse().map_err(|e| {
-                    Error::new(
-                        ErrorKind::Config,
-                        format!("bus URL `{url}`: heartbeat_ms: {e}"),
-                    )
-                })?;
-                heartbeat = Duration::from_millis(ms.max(10));
-            }
-        }
+        let RedisUrl { url, heartbeat, .. } = RedisUrl::parse(url)?;
+        let bus = Self::single(&url, prefix)?;
+        Ok(match heartbeat {
+            Some(heartbeat) => bus.with_heartbeat(heartbeat),
+            None => bus,
+        })
+    }
+
+    /// A bus on the Redis server at `url`, a URL without memocache's own
+    /// options, with the default heartbeat.
+    pub(crate) fn single(url: &str, prefix: &str) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(|e| {
             Error::new(ErrorKind::Config, format!("bus URL `{url}`")).with_source(e)
         })?;
@@ -126,7 +124,7 @@ impl RedisBus {
             Target::Single(client),
             prefix,
             "",
-            heartbeat,
+            DEFAULT_HEARTBEAT,
         ))
     }
 
@@ -149,8 +147,13 @@ impl RedisBus {
     /// ```
     pub fn new_cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
         // The store's command bound does not apply to the bus.
-        let (nodes, _) = crate::store::take_cluster_timeout(nodes)?;
-        let nodes = nodes.as_slice();
+        let (nodes, _) = crate::store::split_cluster_nodes(nodes)?;
+        Self::cluster(&nodes, prefix)
+    }
+
+    /// A bus on a Redis Cluster, given node URLs without memocache's own
+    /// options.
+    pub(crate) fn cluster(nodes: &[String], prefix: &str) -> Result<Self, Error> {
         let client = |response: Option<Duration>| {
             let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                 .connection_timeout(COMMAND_TIMEOUT)

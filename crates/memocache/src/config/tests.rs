@@ -28,7 +28,8 @@ fn remote_schemes() {
     assert_eq!(
         parse("redis://127.0.0.1:6379/2?prefix=p").store,
         StoreConfig::Redis {
-            url: "redis://127.0.0.1:6379/2".into()
+            url: "redis://127.0.0.1:6379/2".into(),
+            options: RedisOptions::default(),
         }
     );
     assert_eq!(
@@ -37,7 +38,8 @@ fn remote_schemes() {
             nodes: vec![
                 "redis://127.0.0.1:7000".into(),
                 "redis://127.0.0.1:7001".into()
-            ]
+            ],
+            options: RedisOptions::default(),
         }
     );
     assert_eq!(
@@ -58,7 +60,8 @@ fn remote_schemes() {
         StoreConfig::Tiered {
             l1_capacity: 7,
             l2: Box::new(StoreConfig::Redis {
-                url: "redis://h:1/0".into()
+                url: "redis://h:1/0".into(),
+                options: RedisOptions::default(),
             })
         }
     );
@@ -97,7 +100,8 @@ fn breaker_options() {
     assert_eq!(
         **l2,
         StoreConfig::Redis {
-            url: "redis://127.0.0.1:6379/0".into()
+            url: "redis://127.0.0.1:6379/0".into(),
+            options: RedisOptions::default(),
         },
         "breaker and bus options stay out of the Redis URL"
     );
@@ -116,5 +120,39 @@ fn breaker_options() {
     ] {
         let error = CacheConfig::from_url(bad).expect_err(bad);
         assert!(error.is_config(), "{bad}: {error}");
+    }
+}
+
+#[test]
+fn store_options_are_typed() {
+    assert_eq!(
+        parse("redis://h:1/0?timeout_ms=250&protocol=resp3&heartbeat_ms=40").store,
+        StoreConfig::Redis {
+            url: "redis://h:1/0?protocol=resp3".into(),
+            options: RedisOptions::default().timeout(Duration::from_millis(250)),
+        },
+        "memocache's options leave the URL, the Redis client's stay"
+    );
+    assert_eq!(
+        parse("tiered+redis+cluster://a:1,b:2?timeout_ms=0").store,
+        StoreConfig::Tiered {
+            l1_capacity: DEFAULT_CAPACITY,
+            l2: Box::new(StoreConfig::RedisCluster {
+                nodes: vec!["redis://a:1".into(), "redis://b:2".into()],
+                options: RedisOptions::default().timeout(Duration::from_millis(1)),
+            }),
+        }
+    );
+    let error = CacheConfig::from_url("redis://h/?timeout_ms=soon").expect_err("bad");
+    assert!(error.to_string().contains("timeout_ms=soon"), "{error}");
+    for unknown in [
+        "memory://?timeout_ms=5",
+        "file:///tmp/x?heartbeat_ms=5&colour=blue",
+    ] {
+        let error = CacheConfig::from_url(unknown).expect_err(unknown);
+        assert!(
+            error.to_string().contains("unknown option"),
+            "{unknown}: {error}"
+        );
     }
 }

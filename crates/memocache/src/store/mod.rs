@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use std::sync::Arc;
 
-use crate::config::StoreConfig;
+use crate::config::{RedisOptions, StoreConfig};
 use crate::error::{Error, ErrorKind};
 
 #[cfg(feature = "filesystem")]
@@ -34,7 +34,7 @@ pub use memcached::MemcachedStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 #[cfg(feature = "redis")]
-pub(crate) use redis::take_cluster_timeout;
+pub(crate) use redis::split_cluster_nodes;
 
 /// Builds the shared store `config` names. Nothing is contacted here: the
 /// stores connect on first use and reconnect on their own, so an
@@ -46,8 +46,8 @@ pub(crate) fn connect(
     key_prefix: &str,
 ) -> Result<Arc<dyn RemoteStore>, Error> {
     match config {
-        StoreConfig::Redis { url } => redis_single(url),
-        StoreConfig::RedisCluster { nodes } => redis_cluster(nodes),
+        StoreConfig::Redis { url, options } => redis_single(url, *options),
+        StoreConfig::RedisCluster { nodes, options } => redis_cluster(nodes, *options),
         StoreConfig::Memcached { servers } => memcached(servers, key_prefix),
         StoreConfig::FileSystem { path, threshold } => file(path, *threshold),
         other => Err(Error::new(
@@ -58,13 +58,13 @@ pub(crate) fn connect(
 }
 
 #[cfg(feature = "redis")]
-fn redis_single(url: &str) -> Result<Arc<dyn RemoteStore>, Error> {
-    Ok(Arc::new(RedisStore::open(url)?))
+fn redis_single(url: &str, options: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(RedisStore::with_options(url, options)?))
 }
 
 #[cfg(feature = "redis")]
-fn redis_cluster(nodes: &[String]) -> Result<Arc<dyn RemoteStore>, Error> {
-    Ok(Arc::new(RedisStore::open_cluster(nodes)?))
+fn redis_cluster(nodes: &[String], options: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(RedisStore::cluster_with_options(nodes, options)?))
 }
 
 #[cfg(feature = "memcached")]
@@ -78,12 +78,12 @@ fn file(path: &std::path::Path, threshold: usize) -> Result<Arc<dyn RemoteStore>
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_single(_: &str) -> Result<Arc<dyn RemoteStore>, Error> {
+fn redis_single(_: &str, _: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error> {
     Err(feature_off("redis", "Redis"))
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_cluster(_: &[String]) -> Result<Arc<dyn RemoteStore>, Error> {
+fn redis_cluster(_: &[String], _: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error> {
     Err(feature_off("redis", "Redis Cluster"))
 }
 

@@ -28,6 +28,7 @@ use redis::{Cmd, RedisError, Value};
 use tokio::sync::OnceCell;
 
 use super::{RemoteStore, bounded, store_error};
+use crate::config::{RedisOptions, RedisUrl};
 use crate::error::{Error, ErrorKind};
 
 /// Replaces a lease with the loaded value, atomically, only if the lease is
@@ -36,8 +37,6 @@ const FILL: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
     if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) \
     else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 1";
 
-/// Default bound on one command, connection included.
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Keys per `SCAN` step and per `UNLINK` batch in [`RedisStore::clear`].
 const SCAN_BATCH: usize = 1000;
 /// How old a cluster's slot table may get before it is read again.
@@ -217,22 +216,44 @@ impl RedisStore {
     /// # Ok::<(), memocache::Error>(())
     /// ```
     pub fn open(url: &str) -> Result<Self, Error> {
-        let (url, timeout) = take_timeout(url)?;
-        let client = redis::Client::open(url.as_str())
+        let RedisUrl { url, options, .. } = RedisUrl::parse(url)?;
+        Self::with_options(&url, options)
+    }
+
+    /// A store on one Redis server at `url` (as [`RedisStore::open`] takes
+    /// it, without memocache's own query options), with `options`: what
+    /// [`Cache::from_url`](crate::Cache::from_url) builds from a
+    /// [`StoreConfig::Redis`](crate::StoreConfig::Redis). Does not connect
+    /// yet.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a URL the Redis client rejects.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::{RedisOptions, store::RedisStore};
+    /// let options = RedisOptions::default().timeout(Duration::from_millis(250));
+    /// let store = RedisStore::with_options("redis://127.0.0.1:6379/0", options)?;
+    /// assert_eq!(store.options(), options);
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn with_options(url: &str, options: RedisOptions) -> Result<Self, Error> {
+        let client = redis::Client::open(url)
             .map_err(|e| Error::config(format!("invalid Redis URL `{url}`: {e}")))?;
         Ok(Self {
             target: Target::Single {
                 client,
                 manager: OnceCell::new(),
             },
-            timeout,
+            timeout: options.timeout,
         })
     }
 
     /// A store on a Redis Cluster, given some of its nodes as
     /// `redis://host:port` URLs, or `rediss://host:port` for TLS (the first
     /// node's scheme and `#insecure` fragment set it for every node the
-    /// cluster reports). Does not connect yet.
+    /// cluster reports). A `?timeout_ms=` on a node (the first that has
+    /// one) bounds every command. Does not connect yet.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for bad node URLs.
@@ -244,7 +265,30 @@ impl RedisStore {
     /// # Ok::<(), memocache::Error>(())
     /// ```
     pub fn open_cluster(nodes: &[String]) -> Result<Self, Error> {
-        let (nodes, timeout) = take_cluster_timeout(nodes)?;
+        let (nodes, options) = split_cluster_nodes(nodes)?;
+        Self::cluster_with_options(&nodes, options)
+    }
+
+    /// A store on a Redis Cluster, given some of its nodes as URLs without
+    /// memocache's own query options, with `options`: what
+    /// [`Cache::from_url`](crate::Cache::from_url) builds from a
+    /// [`StoreConfig::RedisCluster`](crate::StoreConfig::RedisCluster).
+    /// Does not connect yet.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for bad node URLs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::{RedisOptions, store::RedisStore};
+    /// let nodes = ["redis://127.0.0.1:7000".to_owned(), "redis://127.0.0.1:7001".to_owned()];
+    /// let options = RedisOptions::default().timeout(Duration::from_millis(250));
+    /// let store = RedisStore::cluster_with_options(&nodes, options)?;
+    /// assert_eq!(store.options().timeout, Duration::from_millis(250));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn cluster_with_options(nodes: &[String], options: RedisOptions) -> Result<Self, Error> {
+        let timeout = options.timeout;
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -254,12 +298,24 @@ impl RedisStore {
         Ok(Self {
             target: Target::Cluster {
                 client,
-                nodes,
+                nodes: nodes.to_vec(),
                 connection: OnceCell::new(),
                 slots: Arc::default(),
             },
             timeout,
         })
+    }
+
+    /// The options the store was built with.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let store = memocache::store::RedisStore::open("redis://127.0.0.1/?timeout_ms=40")?;
+    /// assert_eq!(store.options().timeout, Duration::from_millis(40));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn options(&self) -> RedisOptions {
+        RedisOptions::default().timeout(self.timeout)
     }
 
     /// The connection, made on first use; a failed attempt is retried on
@@ -473,46 +529,19 @@ fn parse_masters(nodes: &str) -> Vec<(String, u16)> {
         .collect()
 }
 
-/// Splits our own `timeout_ms` option off a Redis URL.
-fn take_timeout(url: &str) -> Result<(String, Duration), Error> {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return Ok((url.to_owned(), DEFAULT_TIMEOUT));
-    };
-    let mut timeout = DEFAULT_TIMEOUT;
-    let mut kept = Vec::new();
-    for (name, value) in parsed.query_pairs() {
-        if name == "timeout_ms" {
-            let ms: u64 = value.parse().map_err(|e| {
-                Error::config(format!(
-                    "Redis URL `{url}`: option `timeout_ms={value}`: {e}"
-                ))
-            })?;
-            timeout = Duration::from_millis(ms.max(1));
-        } else {
-            kept.push((name.into_owned(), value.into_owned()));
-        }
-    }
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
-    }
-    Ok((parsed.to_string(), timeout))
-}
-
-/// Takes `timeout_ms` off every node URL of a cluster (the first one that
-/// has it sets the bound).
-pub(crate) fn take_cluster_timeout(nodes: &[String]) -> Result<(Vec<String>, Duration), Error> {
-    let mut timeout = None;
+/// Takes memocache's options off every node URL of a cluster (the first
+/// node that has `timeout_ms` sets the bound).
+pub(crate) fn split_cluster_nodes(nodes: &[String]) -> Result<(Vec<String>, RedisOptions), Error> {
+    let mut options = None;
     let mut plain = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let (url, bound) = take_timeout(node)?;
+        let parsed = RedisUrl::parse(node)?;
         if node.contains("timeout_ms=") {
-            timeout.get_or_insert(bound);
+            options.get_or_insert(parsed.options);
         }
-        plain.push(url);
+        plain.push(parsed.url);
     }
-    Ok((plain, timeout.unwrap_or(DEFAULT_TIMEOUT)))
+    Ok((plain, options.unwrap_or_default()))
 }
 
 /// Escapes the glob characters of `prefix` for `SCAN MATCH`.
@@ -792,15 +821,52 @@ mod tests {
 
     #[test]
     fn timeout_option_is_taken_off_the_url() {
-        let (url, timeout) = take_timeout("redis://h:1/0?timeout_ms=250").expect("parse");
-        assert_eq!(
-            (url.as_str(), timeout),
-            ("redis://h:1/0", Duration::from_millis(250))
-        );
-        let (url, timeout) = take_timeout("redis://h:1/?protocol=resp3").expect("parse");
-        assert_eq!(url, "redis://h:1/?protocol=resp3");
-        assert_eq!(timeout, DEFAULT_TIMEOUT);
-        assert!(take_timeout("redis://h/?timeout_ms=x").is_err());
+        let store = RedisStore::open("redis://h:1/0?timeout_ms=250").expect("parse");
+        assert_eq!(store.timeout, Duration::from_millis(250));
+        let Target::Single { client, .. } = &store.target else {
+            panic!("one server");
+        };
+        assert_eq!(client.get_connection_info().addr().to_string(), "h:1");
+        let store = RedisStore::open("redis://h:1/?protocol=resp3").expect("parse");
+        assert_eq!(store.options(), RedisOptions::default());
+        assert!(RedisStore::open("redis://h/?timeout_ms=x").is_err());
+        let (nodes, options) = split_cluster_nodes(&[
+            "redis://a:1".to_owned(),
+            "redis://b:2/?timeout_ms=30".to_owned(),
+        ])
+        .expect("parse");
+        assert_eq!(nodes, ["redis://a:1", "redis://b:2/"]);
+        assert_eq!(options.timeout, Duration::from_millis(30));
+    }
+
+    /// `timeout_ms` in a cache URL reaches the store built from it, and the
+    /// Redis client gets a URL without it.
+    #[test]
+    fn url_options_reach_the_store() {
+        for input in [
+            "redis://127.0.0.1:1/0?timeout_ms=250&prefix=p:",
+            "tiered+redis://127.0.0.1:1/0?timeout_ms=250&heartbeat_ms=300",
+            "redis+cluster://127.0.0.1:1,127.0.0.1:2?timeout_ms=250",
+        ] {
+            let config = crate::CacheConfig::from_url(input).expect(input);
+            let store = match &config.store {
+                crate::StoreConfig::Tiered { l2, .. } => (**l2).clone(),
+                other => other.clone(),
+            };
+            let store = match store {
+                crate::StoreConfig::Redis { url, options } => {
+                    assert_eq!(url, "redis://127.0.0.1:1/0", "{input}");
+                    RedisStore::with_options(&url, options)
+                }
+                crate::StoreConfig::RedisCluster { nodes, options } => {
+                    assert!(nodes.iter().all(|n| !n.contains('?')), "{nodes:?}");
+                    RedisStore::cluster_with_options(&nodes, options)
+                }
+                other => panic!("{input}: {other:?}"),
+            }
+            .expect(input);
+            assert_eq!(store.timeout, Duration::from_millis(250), "{input}");
+        }
     }
 
     #[test]
