@@ -50,7 +50,10 @@ struct Route {
 /// How long a lease holds a key for its loader; a crashed loader's lease
 /// frees the key after this.
 const LEASE_TTL: Duration = Duration::from_secs(10);
-/// How often a process waiting for another's load looks for the value.
+/// How often a process waiting for another's load looks for the value
+/// (on Tokio's clock). The shared stores offer no cheap notification of a
+/// key's change (Redis keyspace events cost every write of the server), so
+/// the wait polls.
 const LEASE_POLL: Duration = Duration::from_millis(2);
 
 /// What the shared store said about a missing key.
@@ -553,11 +556,14 @@ where
                 waited = true;
                 self.shared.stats.bump(Counter::WaitedForLoad);
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 tracing::debug!(memo = %self.shared.name, "lease wait over; loading without storing");
                 return Claim::Nothing;
             }
-            tokio::time::sleep(LEASE_POLL).await;
+            // The last look is at the deadline itself, so the wait is
+            // `lease_wait` exactly, not up to one poll more.
+            tokio::time::sleep_until((now + LEASE_POLL).min(deadline)).await;
         }
     }
 

@@ -2,7 +2,7 @@
 //! never by sleeping.
 
 use super::*;
-use crate::{CacheConfig, Clock};
+use crate::{CacheConfig, Clock, codec};
 use std::sync::atomic::AtomicUsize;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::yield_now;
@@ -428,4 +428,146 @@ async fn many_threads_many_keys_stay_consistent() {
         task.await.expect("task");
     }
     assert_eq!(memo.shared.flights.in_flight(), 0);
+}
+
+/// A shared store in which "another process" holds the lease of every key
+/// a memo tries to lease, and never fills it unless the test does.
+#[derive(Debug, Default)]
+struct LeasedElsewhere {
+    map: parking_lot::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// The key the memo found leased.
+    leased: parking_lot::Mutex<Option<String>>,
+}
+
+impl LeasedElsewhere {
+    /// The other process's load finishes: its value replaces its lease.
+    fn fill_elsewhere(&self, bytes: Vec<u8>) {
+        let key = self.leased.lock().clone().expect("a key was leased");
+        self.map.lock().insert(key, bytes);
+    }
+
+    fn holds_lease(&self) -> bool {
+        let Some(key) = self.leased.lock().clone() else {
+            return false;
+        };
+        self.map
+            .lock()
+            .get(&key)
+            .is_some_and(|bytes| codec::is_lease(bytes))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::RemoteStore for LeasedElsewhere {
+    async fn get(&self, key: &str) -> crate::Result<Option<Vec<u8>>> {
+        Ok(self.map.lock().get(key).cloned())
+    }
+    async fn set(&self, key: &str, value: &[u8], _: Option<Duration>) -> crate::Result<()> {
+        self.map.lock().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+    async fn add(&self, key: &str, value: &[u8], _: Option<Duration>) -> crate::Result<bool> {
+        let mut map = self.map.lock();
+        if map.contains_key(key) {
+            return Ok(false);
+        }
+        map.insert(key.to_owned(), value.to_vec());
+        Ok(true)
+    }
+    async fn lease(&self, key: &str, _: &[u8], _: Duration) -> crate::Result<bool> {
+        // The other process got there first.
+        self.map
+            .lock()
+            .entry(key.to_owned())
+            .or_insert_with(codec::lease_token);
+        *self.leased.lock() = Some(key.to_owned());
+        Ok(false)
+    }
+    async fn delete(&self, key: &str) -> crate::Result<bool> {
+        Ok(self.map.lock().remove(key).is_some())
+    }
+    async fn incr(&self, key: &str, delta: i64) -> crate::Result<i64> {
+        let mut map = self.map.lock();
+        let now = map
+            .get(key)
+            .and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok())
+            .unwrap_or(0);
+        map.insert(key.to_owned(), (now + delta).to_string().into_bytes());
+        Ok(now + delta)
+    }
+    async fn clear(&self, prefix: &str) -> crate::Result<()> {
+        self.map.lock().retain(|key, _| !key.starts_with(prefix));
+        Ok(())
+    }
+}
+
+fn leased_elsewhere(lease_wait: Duration) -> (Arc<LeasedElsewhere>, Cache) {
+    let store = Arc::new(LeasedElsewhere::default());
+    let config = CacheConfig {
+        lease_wait,
+        ..CacheConfig::default()
+    };
+    let cache = Cache::with_store(
+        config,
+        Arc::clone(&store) as Arc<dyn crate::store::RemoteStore>,
+    );
+    (store, cache)
+}
+
+/// Another process holds the key's lease and never fills it: the waiter
+/// gives up after `lease_wait` exactly (paused Tokio time: no real wait),
+/// loads the value itself and leaves the other process's lease alone.
+#[tokio::test(start_paused = true)]
+async fn lease_wait_runs_out_then_the_waiter_loads() {
+    let lease_wait = Duration::from_millis(101);
+    let (store, cache) = leased_elsewhere(lease_wait);
+    let memo = memo::<u8, u32>(&cache);
+    let calls = AtomicUsize::new(0);
+    let before = tokio::time::Instant::now();
+    let value = memo
+        .get_or_load(&1, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            7
+        })
+        .await;
+    assert_eq!(*value, 7);
+    assert_eq!(before.elapsed(), lease_wait, "gave up at the deadline");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(memo.stats().waited_for_load, 1);
+    assert!(
+        store.holds_lease(),
+        "the other process's lease is untouched"
+    );
+}
+
+/// Another process holds the key's lease and fills it before `lease_wait`
+/// runs out: the waiter takes its value and never loads.
+#[tokio::test(start_paused = true)]
+async fn lease_waiter_picks_up_the_other_process_value() {
+    let lease_wait = Duration::from_secs(2);
+    let (store, cache) = leased_elsewhere(lease_wait);
+    let memo = memo::<u8, u32>(&cache);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let before = tokio::time::Instant::now();
+    let waiter = tokio::spawn({
+        let (memo, calls) = (memo.clone(), Arc::clone(&calls));
+        async move {
+            memo.get_or_load(&1, || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                0
+            })
+            .await
+        }
+    });
+    until(|| store.holds_lease()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.fill_elsewhere(cache.encode_value(&42_u32).expect("encodes"));
+    assert_eq!(*waiter.await.expect("waiter"), 42);
+    let waited = before.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited <= Duration::from_millis(302),
+        "picked up at the next look (every 2 ms), not at the deadline: {waited:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the waiter never loaded");
+    assert_eq!(memo.stats().waited_for_load, 1);
 }
