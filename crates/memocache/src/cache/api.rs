@@ -3,30 +3,13 @@
 
 use std::sync::Arc;
 
-use super::{Backend, Cache, ErasedValue};
+use super::Cache;
 use crate::bus::Invalidation;
 use crate::config::Timeout;
-use crate::deps::{RAW_SCOPE, scope_hash};
-use crate::error::{Error, ErrorKind, Result};
-use crate::key::KeyHash;
-use crate::local::Entry;
+use crate::error::Result;
 use crate::value::CacheValue;
 
 impl Cache {
-    fn raw_key(&self, key: &str) -> KeyHash {
-        let prefix = &self.inner.config.key_prefix;
-        if prefix.is_empty() {
-            KeyHash::of_str(key)
-        } else {
-            KeyHash::of_str(&format!("{prefix}{key}"))
-        }
-    }
-
-    fn deadline(&self, timeout: Timeout) -> u64 {
-        let lifetime = timeout.resolve(self.inner.config.default_timeout);
-        self.inner.clock.deadline(lifetime)
-    }
-
     /// The value under `key`, if present, unexpired and of type `V`.
     ///
     /// # Errors
@@ -43,24 +26,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn get<V: CacheValue>(&self, key: &str) -> Result<Option<Arc<V>>> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                self.record_raw(hash);
-                Ok(raw
-                    .get(&hash, self.inner.clock.now_ms())
-                    .and_then(|v| v.downcast::<V>().ok()))
-            }
-            Backend::Null => Ok(None),
-            Backend::Remote(store) => {
-                // Another process's low-level writes reach no bus.
-                crate::deps::record_untracked();
-                match store.get(&self.full_key(key)).await {
-                    Ok(bytes) => self.decode("get", bytes),
-                    Err(error) => self.fault("get", error, None),
-                }
-            }
-        }
+        self.get_raw(key).await
     }
 
     /// Stores `value` under `key` for `timeout`.
@@ -77,19 +43,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn set<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                raw.insert(hash, Arc::new(value), self.deadline(timeout));
-                self.bump_raw(hash);
-                Ok(())
-            }
-            Backend::Null => Ok(()),
-            Backend::Remote(_) => self
-                .store_value(&self.full_key(key), &value, self.lifetime(timeout))
-                .await
-                .or_else(|error| self.fault("set", error, ())),
-        }
+        self.set_raw(key, value, timeout).await
     }
 
     /// Stores `value` only if `key` holds no live value; true if stored.
@@ -106,34 +60,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn add<V: CacheValue>(&self, key: &str, value: V, timeout: Timeout) -> Result<bool> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                let added = raw.insert_if_absent(
-                    hash,
-                    Arc::new(value),
-                    self.deadline(timeout),
-                    self.inner.clock.now_ms(),
-                );
-                if added {
-                    self.bump_raw(hash);
-                }
-                Ok(added)
-            }
-            // Flask-Caching's NullCache says yes to everything it drops.
-            Backend::Null => Ok(true),
-            Backend::Remote(store) => {
-                let result = match self.encode_value(&value) {
-                    Ok(bytes) => {
-                        store
-                            .add(&self.full_key(key), &bytes, self.lifetime(timeout))
-                            .await
-                    }
-                    Err(error) => Err(error),
-                };
-                result.or_else(|error| self.fault("add", error, false))
-            }
-        }
+        self.add_raw(key, value, timeout).await
     }
 
     /// Removes `key`; true if a live value was there.
@@ -151,19 +78,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                let removed = raw.remove(&hash);
-                self.bump_raw(hash);
-                Ok(removed)
-            }
-            Backend::Null => Ok(false),
-            Backend::Remote(store) => store
-                .delete(&self.full_key(key))
-                .await
-                .or_else(|error| self.fault("delete", error, false)),
-        }
+        self.delete_raw(key).await
     }
 
     /// The values under `keys`, in order (one round trip on stores that
@@ -183,21 +98,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn get_many<V: CacheValue>(&self, keys: &[&str]) -> Result<Vec<Option<Arc<V>>>> {
-        if let Backend::Remote(store) = &self.inner.backend {
-            let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
-            return match store.get_many(&full).await {
-                Ok(found) => found
-                    .into_iter()
-                    .map(|bytes| self.decode("get_many", bytes))
-                    .collect(),
-                Err(error) => self.fault("get_many", error, vec![None; keys.len()]),
-            };
-        }
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            values.push(self.get::<V>(key).await?);
-        }
-        Ok(values)
+        self.get_many_raw(keys).await
     }
 
     /// Stores every pair for `timeout` (pipelined on stores that batch).
@@ -218,21 +119,7 @@ impl Cache {
         pairs: impl IntoIterator<Item = (impl AsRef<str>, V)>,
         timeout: Timeout,
     ) -> Result<()> {
-        if let Backend::Remote(store) = &self.inner.backend {
-            let encoded: Result<Vec<(String, Vec<u8>)>> = pairs
-                .into_iter()
-                .map(|(k, v)| Ok((self.full_key(k.as_ref()), self.encode_value(&v)?)))
-                .collect();
-            let result = match encoded {
-                Ok(encoded) => store.set_many(&encoded, self.lifetime(timeout)).await,
-                Err(error) => Err(error),
-            };
-            return result.or_else(|error| self.fault("set_many", error, ()));
-        }
-        for (key, value) in pairs {
-            self.set(key.as_ref(), value, timeout).await?;
-        }
-        Ok(())
+        self.set_many_raw(pairs, timeout).await
     }
 
     /// Removes every key; returns how many held a value.
@@ -249,18 +136,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn delete_many(&self, keys: &[&str]) -> Result<usize> {
-        if let Backend::Remote(store) = &self.inner.backend {
-            let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
-            return store
-                .delete_many(&full)
-                .await
-                .or_else(|error| self.fault("delete_many", error, 0));
-        }
-        let mut removed = 0;
-        for key in keys {
-            removed += usize::from(self.delete(key).await?);
-        }
-        Ok(removed)
+        self.delete_many_raw(keys).await
     }
 
     /// True if `key` holds a live value (of any type).
@@ -278,18 +154,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn has(&self, key: &str) -> Result<bool> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => {
-                let hash = self.raw_key(key);
-                self.record_raw(hash);
-                Ok(raw.get(&hash, self.inner.clock.now_ms()).is_some())
-            }
-            Backend::Null => Ok(false),
-            Backend::Remote(store) => store
-                .has(&self.full_key(key))
-                .await
-                .or_else(|error| self.fault("has", error, false)),
-        }
+        self.has_raw(key).await
     }
 
     /// Adds `delta` to the integer under `key` (a missing key counts as 0)
@@ -300,8 +165,8 @@ impl Cache {
     /// expiry unless [`Cache::set`] gave one.
     ///
     /// # Errors
-    /// [`ErrorKind::NotANumber`] if `key` holds something other than an
-    /// integer; store faults in strict mode.
+    /// [`ErrorKind::NotANumber`](crate::ErrorKind::NotANumber) if `key`
+    /// holds something other than an integer; store faults in strict mode.
     ///
     /// ```
     /// use memocache::Timeout;
@@ -314,37 +179,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn inc(&self, key: &str, delta: i64) -> Result<Option<i64>> {
-        let raw = match &self.inner.backend {
-            Backend::Memory { raw } => raw,
-            Backend::Null => return Ok(None),
-            Backend::Remote(store) => {
-                return match store.incr(&self.full_key(key), delta).await {
-                    Ok(n) => Ok(Some(n)),
-                    Err(error) if error.kind() == ErrorKind::NotANumber => Err(error),
-                    Err(error) => self.fault("inc", error, None),
-                };
-            }
-        };
-        let now = self.inner.clock.now_ms();
-        let fresh_deadline = self.deadline(Timeout::Default);
-        let hash = self.raw_key(key);
-        let result = raw.update(hash, now, |old| {
-            let (current, expires_at) = match old {
-                None => (0, fresh_deadline),
-                Some(entry) => match entry.value.downcast_ref::<i64>() {
-                    Some(n) => (*n, entry.expires_at),
-                    None => return (old.cloned(), Err(not_a_number(key))),
-                },
-            };
-            let next = current.wrapping_add(delta);
-            let entry = Entry {
-                value: Arc::new(next) as ErasedValue,
-                expires_at,
-            };
-            (Some(entry), Ok(Some(next)))
-        });
-        self.bump_raw(hash);
-        result
+        self.inc_raw(key, delta).await
     }
 
     /// Subtracts `delta`; see [`Cache::inc`].
@@ -380,15 +215,7 @@ impl Cache {
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn clear(&self) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Memory { raw } => raw.clear(),
-            Backend::Null => {}
-            Backend::Remote(store) => {
-                if let Err(error) = store.clear(&self.inner.config.key_prefix).await {
-                    self.fault("clear", error, ())?;
-                }
-            }
-        }
+        self.clear_raw().await?;
         for memo in self.inner.memo_controls() {
             memo.invalidate_everything();
         }
@@ -396,19 +223,4 @@ impl Cache {
         self.publish(&Invalidation::Clear).await;
         Ok(())
     }
-
-    fn record_raw(&self, hash: KeyHash) {
-        crate::deps::record_key(&self.inner.stamps, scope_hash(RAW_SCOPE), hash.0, || true);
-    }
-
-    fn bump_raw(&self, hash: KeyHash) {
-        self.inner.stamps.bump_key(scope_hash(RAW_SCOPE), hash.0);
-    }
-}
-
-fn not_a_number(key: &str) -> Error {
-    Error::new(
-        ErrorKind::NotANumber,
-        format!("cache key `{key}` holds a value that is not an i64"),
-    )
 }

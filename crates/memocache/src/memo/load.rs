@@ -518,26 +518,28 @@ where
     /// the fleet: a lease. While another process holds the lease, waits (up
     /// to the cache's `lease_wait`) for its value to appear.
     async fn claim(&self, route: &Route) -> Claim<V> {
-        let (Some(store), Some(remote_key)) = (self.cache.remote(), route.remote_key.as_ref())
-        else {
+        let Some(remote_key) = route.remote_key.as_ref() else {
             return Claim::Nothing;
         };
+        if self.cache.remote().is_none() {
+            return Claim::Nothing;
+        }
         // Tokio's clock, so a test with paused time waits without sleeping.
         let deadline = tokio::time::Instant::now() + self.cache.config().lease_wait;
         let mut waited = false;
         loop {
-            match store.get_with_ttl(remote_key).await {
+            match self.cache.remote_get_with_ttl(remote_key).await {
                 Ok(Some((bytes, _))) if codec::is_lease(&bytes) => {}
                 Ok(Some((bytes, remaining))) => {
                     if let Some(value) = self.decode(&bytes) {
                         return Claim::Found(value, remaining);
                     }
                     // Undecodable (another type, corrupt): replace it.
-                    let _ = store.delete(remote_key).await;
+                    let _ = self.cache.remote_delete(remote_key).await;
                 }
                 Ok(None) => {
                     let token = codec::lease_token();
-                    match store.lease(remote_key, &token, LEASE_TTL).await {
+                    match self.cache.remote_lease(remote_key, &token, LEASE_TTL).await {
                         Ok(true) => return Claim::Lease(token),
                         Ok(false) => {}
                         Err(error) => {
