@@ -93,7 +93,7 @@
 //!
 //! With the `axum` feature, `response::ResponseCacheLayer` caches whole
 //! responses (Flask-Caching's `@cache.cached`), with ETags and `304`s, a
-//! gzip encoding stored once, stale-if-error and single flight;
+//! gzip and brotli encodings stored once, stale-if-error and single flight;
 //! [`Fragments`] caches rendered pieces of pages (Jinja's `{% cache %}`).
 //! Both record the memos, keys and [tags](Cache::tag) the view read and are
 //! dropped when any of them is invalidated, in every process of a tiered

@@ -5,20 +5,21 @@
 mod account;
 mod assets;
 mod chunks;
+mod client;
+
+pub use client::ClientIp;
 mod flash;
 mod messages;
 mod metrics;
 mod oidc;
 mod pages;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -89,7 +90,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         ));
-    let client = ClientLayerState {
+    let client = client::ClientLayer {
         proxies: Arc::clone(&edge.trusted_proxies),
         hsts_always: state.limits.secure_cookies,
     };
@@ -127,10 +128,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(axum::middleware::from_fn_with_state(
-            client,
-            client_and_https,
-        ))
+        .layer(client)
         // Outside the per-response layers, so that a hit skips them (what
         // they add is stored with the page); inside the client/HTTPS layer,
         // whose HSTS depends on the request.
@@ -213,64 +211,6 @@ fn redirect_with(to: &str, flash: Flash, secure: bool, mut extra: Vec<HeaderValu
     extra.push(flash::set(flash, secure));
     for cookie in extra {
         response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// The client's address, for rate limits: the TCP peer, or what a trusted
-/// proxy forwarded (see [`crate::net`]).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let resolved = parts.extensions.get::<ClientIp>().copied();
-        Ok(resolved.unwrap_or_else(|| {
-            Self(
-                parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical()),
-            )
-        }))
-    }
-}
-
-#[derive(Clone)]
-struct ClientLayerState {
-    proxies: Arc<TrustedProxies>,
-    hsts_always: bool,
-}
-
-/// Resolves the client's address once per request (for [`ClientIp`]) and
-/// sends HSTS when the board is served over HTTPS: always with
-/// `--secure-cookies`, else when a trusted proxy says the request came
-/// over HTTPS (as Talisman did by default).
-async fn client_and_https(
-    axum::extract::State(edge): axum::extract::State<ClientLayerState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let https = edge.hsts_always
-        || peer.is_some_and(|peer| edge.proxies.forwarded_https(peer, request.headers()));
-    if let Some(peer) = peer {
-        let client = edge.proxies.client_ip(peer, request.headers());
-        request.extensions_mut().insert(ClientIp(client));
-    }
-    let mut response = next.run(request).await;
-    if https {
-        response
-            .headers_mut()
-            .entry(header::STRICT_TRANSPORT_SECURITY)
-            .or_insert(HeaderValue::from_static(
-                "max-age=31536000; includeSubDomains",
-            ));
     }
     response
 }

@@ -264,7 +264,7 @@ async fn media_base_url_replaces_the_own_media_routes() {
 }
 
 #[tokio::test]
-async fn visitors_who_take_gzip_get_the_same_page_compressed() {
+async fn visitors_who_take_gzip_or_brotli_get_the_same_page_compressed() {
     use std::io::Read as _;
     let app = spawn_app().await;
     app.signed_up("ada").await;
@@ -284,7 +284,7 @@ async fn visitors_who_take_gzip_get_the_same_page_compressed() {
     let plain = plain.text().await.expect("body");
     let zipped = visitor
         .get(app.url("/"))
-        .header("accept-encoding", "gzip, deflate, br")
+        .header("accept-encoding", "gzip, deflate")
         .send()
         .await
         .expect("GET");
@@ -297,6 +297,17 @@ async fn visitors_who_take_gzip_get_the_same_page_compressed() {
         .read_to_string(&mut unzipped)
         .expect("valid gzip");
     assert_eq!(unzipped, plain);
+    // A browser (Chromium sends `gzip, deflate, br, zstd`) gets brotli,
+    // smaller still.
+    let brotli = visitor
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    assert!(varies_on_encoding(brotli.headers()));
+    assert!(brotli.bytes().await.expect("body").len() < bytes.len());
     // Logged-in pages name the user, so they are not shared.
     let mine = app
         .client

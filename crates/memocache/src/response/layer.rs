@@ -8,7 +8,7 @@ use http::Method;
 use tower::Layer;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::entry::Entry;
+use super::entry::{Codings, Entry};
 use super::service::ResponseCache;
 use super::stats::{Counters, ResponseCacheStats};
 use crate::cache::Cache;
@@ -41,7 +41,7 @@ pub(super) struct Config {
     pub(super) stale_if_error: Duration,
     pub(super) inner_timeout: Option<Duration>,
     pub(super) max_body: usize,
-    pub(super) gzip: bool,
+    pub(super) codings: Codings,
 }
 
 /// What every clone of a layer, and every service it made, shares.
@@ -106,7 +106,10 @@ impl ResponseCacheLayer {
                 stale_if_error: Duration::ZERO,
                 inner_timeout: None,
                 max_body: DEFAULT_MAX_BODY,
-                gzip: true,
+                codings: Codings {
+                    gzip: true,
+                    br: true,
+                },
             }),
             state: Arc::new(State {
                 table: LocalTable::new(DEFAULT_CAPACITY),
@@ -315,7 +318,8 @@ impl ResponseCacheLayer {
 
     /// Whether a gzip encoding is stored next to the plain body of
     /// compressible responses and served to clients that take it (default:
-    /// yes). It is compressed once per stored response, never per request.
+    /// yes). It is compressed once per stored response (on the first
+    /// request that takes it), never per request.
     ///
     /// ```
     /// # let cache = memocache::Cache::memory();
@@ -324,7 +328,22 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn gzip(mut self, on: bool) -> Self {
-        Arc::make_mut(&mut self.config).gzip = on;
+        Arc::make_mut(&mut self.config).codings.gzip = on;
+        self
+    }
+
+    /// Whether a brotli encoding is stored as well (default: yes), on the
+    /// same terms as [`gzip`](Self::gzip); a client that takes both gets
+    /// the one it weighs higher, brotli on a tie (it is smaller).
+    ///
+    /// ```
+    /// # let cache = memocache::Cache::memory();
+    /// let layer = memocache::response::ResponseCacheLayer::new(&cache).brotli(false);
+    /// # drop(layer);
+    /// ```
+    #[must_use]
+    pub fn brotli(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).codings.br = on;
         self
     }
 

@@ -49,13 +49,15 @@
 //! it varies on (one variant is kept per key); `Vary: *` is never stored.
 //!
 //! **Encodings.** The body is stored once plain and, when compressible
-//! (text, JSON, JavaScript, XML, SVG of 256 bytes or more), once gzipped:
-//! compressed on the first request that takes gzip, once per stored
-//! version and never per request (a version nobody asks gzip of is never
-//! compressed); each request gets the encoding it accepts. Each stored body has its own strong `ETag`; a
-//! request whose `If-None-Match` names it (or whose `If-Modified-Since` is
-//! not older than the response's `Last-Modified`) gets a `304` with no
-//! body. Headers are built when the response is stored: a hit clones them
+//! (text, JSON, JavaScript, XML, SVG of 256 bytes or more), once gzipped
+//! and once in brotli (quality 6): each compressed on the first request
+//! that takes it, once per stored version and never per request (a
+//! version nobody asks an encoding of is never compressed in it). Each
+//! request gets the encoding it weighs highest in `Accept-Encoding`
+//! (brotli on a tie: it is smaller), or the plain body. Each stored body
+//! has its own strong `ETag`; a request whose `If-None-Match` names it
+//! (or whose `If-Modified-Since` is not older than the response's
+//! `Last-Modified`) gets a `304` with no body. Headers are built when the response is stored: a hit clones them
 //! and the body's `Bytes` handle, and allocates nothing else.
 //!
 //! **Single flight.** Concurrent misses of one key run the view once; the
@@ -96,7 +98,7 @@
 //! | response filter | yes (default 200), never `Set-Cookie`/`private`/`no-store` | status only | `response_filter` (default all) |
 //! | requests with cookies | bypass unless opted in | cached | cached (it is the app's duty) |
 //! | `Vary` | honoured (one variant per key) | ignored | ignored |
-//! | encodings | plain + gzip, compressed once | as produced by the view | as produced by the view |
+//! | encodings | plain + gzip + brotli, each compressed once | as produced by the view | as produced by the view |
 //! | ETag / 304 | strong ETag per body, `If-None-Match`, `If-Modified-Since` | no | no |
 //! | stale-if-error | yes, with a window and a view timeout | `use_stale_on_failure` | no |
 //! | single flight | yes | no | no |
@@ -106,7 +108,7 @@
 //!
 //! # Not (yet) done
 //!
-//! Brotli or zstd encodings; storing responses in the shared tier (each
+//! zstd; storing responses in the shared tier (each
 //! process renders its own copy).
 
 mod entry;

@@ -355,7 +355,7 @@ impl ResponseCacheLayer {
             body,
             deps,
             fresh_until,
-            gzip: self.config.gzip,
+            codings: self.config.codings,
         })))
     }
 }

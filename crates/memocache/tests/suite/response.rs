@@ -449,7 +449,7 @@ async fn headers_of(url: &str) -> HeaderMap {
 }
 
 #[tokio::test]
-async fn gzip_is_stored_once_and_served_to_who_takes_it() {
+async fn gzip_and_brotli_are_stored_once_and_served_to_who_takes_them() {
     let cache = Cache::memory();
     let calls = Calls::default();
     let page = "<p>hello, board</p>\n".repeat(200);
@@ -468,7 +468,7 @@ async fn gzip_is_stored_once_and_served_to_who_takes_it() {
     let (_, plain_headers, plain) = fetch(&url, &[]).await;
     assert!(plain_headers.get(header::CONTENT_ENCODING).is_none());
     assert_eq!(plain.len(), 20 * 200);
-    let (_, gz_headers, gz) = fetch(&url, &[("accept-encoding", "br, gzip;q=0.8")]).await;
+    let (_, gz_headers, gz) = fetch(&url, &[("accept-encoding", "deflate, gzip;q=0.8")]).await;
     assert_eq!(gz_headers[header::CONTENT_ENCODING], "gzip");
     assert!(gz.len() < plain.len() / 4, "{} bytes", gz.len());
     assert_eq!(
@@ -496,6 +496,15 @@ async fn gzip_is_stored_once_and_served_to_who_takes_it() {
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     let (status, _, _) = fetch(&url, &[("if-none-match", &etag)]).await;
     assert_eq!(status, StatusCode::OK, "the plain body has another tag");
+    // Brotli, preferred when weighed at least as high, smaller again, with
+    // a tag of its own.
+    let (_, br_headers, br) = fetch(&url, &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(br_headers[header::CONTENT_ENCODING], "br");
+    assert!(br.len() <= gz.len(), "{} bytes", br.len());
+    assert_ne!(br_headers[header::ETAG], gz_headers[header::ETAG]);
+    assert_ne!(br_headers[header::ETAG], plain_headers[header::ETAG]);
+    let (_, weighed, _) = fetch(&url, &[("accept-encoding", "br;q=0.5, gzip")]).await;
+    assert_eq!(weighed[header::CONTENT_ENCODING], "gzip");
     assert_eq!(calls.count(), 1);
 }
 
