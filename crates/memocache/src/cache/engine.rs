@@ -96,6 +96,63 @@ impl Cache {
         }
     }
 
+    /// Whether there is a shared store behind the in-process tier.
+    pub(crate) fn has_remote(&self) -> bool {
+        self.remote().is_some()
+    }
+
+    /// The bytes under `full_key` in the shared store; nothing without
+    /// one. Faults are returned as they are.
+    pub(crate) async fn remote_get(&self, full_key: &str) -> Result<Option<Vec<u8>>> {
+        match self.remote() {
+            Some(store) => store.get(full_key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A memo's version and the value under it in one round trip (see
+    /// [`RemoteStore::get_versioned`](crate::store::RemoteStore::get_versioned));
+    /// `None` without a shared store. Faults are returned as they are.
+    pub(crate) async fn remote_get_versioned(
+        &self,
+        version_key: &str,
+        value_prefix: &str,
+        value_suffix: &str,
+        fallback_version: u64,
+    ) -> Option<Result<(u64, Option<Vec<u8>>)>> {
+        let store = self.remote()?;
+        Some(
+            store
+                .get_versioned(version_key, value_prefix, value_suffix, fallback_version)
+                .await,
+        )
+    }
+
+    /// Adds `delta` to the counter under `full_key` in the shared store (a
+    /// memo's version); `None` without one. Faults are returned as they
+    /// are.
+    pub(crate) async fn remote_incr(&self, full_key: &str, delta: i64) -> Option<Result<i64>> {
+        let store = self.remote()?;
+        Some(store.incr(full_key, delta).await)
+    }
+
+    /// Replaces the lease `token` on `full_key` with `bytes` (see
+    /// [`RemoteStore::fill`](crate::store::RemoteStore::fill)): false if the
+    /// lease is gone (an invalidation came) or there is no shared store.
+    /// Faults are returned as they are.
+    pub(crate) async fn remote_fill(
+        &self,
+        full_key: &str,
+        token: &[u8],
+        bytes: &[u8],
+        lifetime: Option<Duration>,
+    ) -> Result<bool> {
+        match self.remote() {
+            Some(store) => store.fill(full_key, token, bytes, lifetime).await,
+            None => Ok(false),
+        }
+    }
+
     /// Removes `full_key` from the shared store; false without one. Faults
     /// are returned as they are.
     pub(crate) async fn remote_delete(&self, full_key: &str) -> Result<bool> {

@@ -379,7 +379,7 @@ impl Cache {
     }
 
     /// The shared store, if any.
-    pub(crate) fn remote(&self) -> Option<&Arc<dyn RemoteStore>> {
+    fn remote(&self) -> Option<&Arc<dyn RemoteStore>> {
         match &self.inner.backend {
             Backend::Remote(store) => Some(store),
             _ => None,

@@ -133,7 +133,7 @@ where
             Probe::Miss {
                 hash,
                 l1_version: None,
-            } if self.cache.remote().is_some() && !self.l1_usable() => {
+            } if self.cache.has_remote() && !self.l1_usable() => {
                 self.remote_first(hash, load).await
             }
             Probe::Miss { hash, l1_version } => match self.route(hash, l1_version).await {
@@ -160,20 +160,21 @@ where
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
-        let Some(store) = self.cache.remote() else {
-            return load().await.map(Arc::new).map_err(Arc::new);
-        };
         let value_prefix = format!("{}{}:", self.prefix(), self.shared.name);
         let value_suffix = format!(":{hash}");
-        let version = match store
-            .get_versioned(
+        let read = self
+            .cache
+            .remote_get_versioned(
                 &self.version_key(),
                 &value_prefix,
                 &value_suffix,
                 self.version(),
             )
-            .await
-        {
+            .await;
+        let Some(read) = read else {
+            return load().await.map(Arc::new).map_err(Arc::new);
+        };
+        let version = match read {
             Ok((version, bytes)) => {
                 self.shared.adopt_version(version);
                 if let Some(value) = bytes.and_then(|b| self.decode(&b)) {
@@ -217,7 +218,7 @@ where
     }
 
     async fn route(&self, hash: KeyHash, l1_version: Option<u64>) -> Option<Route> {
-        if self.cache.remote().is_none() {
+        if !self.cache.has_remote() {
             let version = l1_version.unwrap_or_else(|| self.version());
             return Some(Route {
                 key: hash.versioned(version),
@@ -397,7 +398,7 @@ where
         let Ok(hash) = KeyHash::of(key) else {
             return;
         };
-        if self.cache.remote().is_none() {
+        if !self.cache.has_remote() {
             let key = hash.versioned(self.version());
             let expires_at = self.cache.clock().deadline(self.lifetime);
             self.shared.flights.invalidate(key, || {
@@ -418,10 +419,10 @@ where
     }
 
     pub(super) async fn forget_hash(&self, hash: KeyHash) {
-        let Some(store) = self.cache.remote() else {
+        if !self.cache.has_remote() {
             self.shared.evict(self.version(), hash);
             return;
-        };
+        }
         let Some(version) = self.remote_version().await else {
             // Cannot read the version: this process forgets, and so do the
             // others, under the version it last saw. On a Redis Cluster the
@@ -436,7 +437,7 @@ where
             return;
         };
         let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);
-        if let Err(error) = store.delete(&remote_key).await {
+        if let Err(error) = self.cache.remote_delete(&remote_key).await {
             self.store_fault("forget", error);
         }
         self.shared.evict(version, hash);
@@ -444,12 +445,12 @@ where
     }
 
     pub(super) async fn bump_version(&self) {
-        let Some(store) = self.cache.remote() else {
+        let Some(bumped) = self.cache.remote_incr(&self.version_key(), 1).await else {
             self.shared.version.fetch_add(1, Ordering::AcqRel);
             self.shared.bump_scope();
             return;
         };
-        match store.incr(&self.version_key(), 1).await {
+        match bumped {
             Ok(version) => {
                 let version = u64::try_from(version).unwrap_or_default();
                 self.shared.adopt_version(version);
@@ -502,8 +503,10 @@ where
     /// The memo's version in the shared store (mirrored locally); `None`
     /// if it cannot be read.
     async fn remote_version(&self) -> Option<u64> {
-        let store = self.cache.remote()?;
-        let version = match store.get(&self.version_key()).await {
+        if !self.cache.has_remote() {
+            return None;
+        }
+        let version = match self.cache.remote_get(&self.version_key()).await {
             Ok(bytes) => crate::store::parse_version(bytes.as_deref()),
             Err(error) => {
                 self.store_fault("version", error);
@@ -521,7 +524,7 @@ where
         let Some(remote_key) = route.remote_key.as_ref() else {
             return Claim::Nothing;
         };
-        if self.cache.remote().is_none() {
+        if !self.cache.has_remote() {
             return Claim::Nothing;
         }
         // Tokio's clock, so a test with paused time waits without sleeping.
@@ -573,20 +576,24 @@ where
     /// is not kept). A lease that is gone means an invalidation came while
     /// loading: the value is not stored.
     async fn fill(&self, remote_key: &str, token: &[u8], value: &Arc<V>, keep: bool) {
-        let Some(store) = self.cache.remote() else {
+        if !self.cache.has_remote() {
             return;
-        };
+        }
         let encoded = if keep {
             self.cache.encode_value(&**value).map(Some)
         } else {
             Ok(None)
         };
         let result = match encoded {
-            Ok(Some(bytes)) => store.fill(remote_key, token, &bytes, self.lifetime).await,
+            Ok(Some(bytes)) => {
+                self.cache
+                    .remote_fill(remote_key, token, &bytes, self.lifetime)
+                    .await
+            }
             // Release the lease so the next caller loads at once.
             Ok(None) => {
-                store
-                    .fill(remote_key, token, &[], Some(Duration::from_millis(1)))
+                self.cache
+                    .remote_fill(remote_key, token, &[], Some(Duration::from_millis(1)))
                     .await
             }
             Err(error) => Err(error),
@@ -602,8 +609,8 @@ where
 
     /// The decoded value under the route's shared key, if any.
     async fn remote_get(&self, route: &Route) -> Option<Arc<V>> {
-        let (store, remote_key) = (self.cache.remote()?, route.remote_key.as_ref()?);
-        match store.get(remote_key).await {
+        let remote_key = route.remote_key.as_ref()?;
+        match self.cache.remote_get(remote_key).await {
             Ok(Some(bytes)) => self.decode(&bytes),
             Ok(None) => None,
             Err(error) => {

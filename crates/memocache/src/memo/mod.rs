@@ -351,7 +351,7 @@ where
                 Arc::new(MemoShared::<V>::new(
                     &self.name,
                     cache.l1_capacity(),
-                    cache.remote().is_some(),
+                    cache.has_remote(),
                     Arc::clone(cache.stamps()),
                 ))
             })?;
