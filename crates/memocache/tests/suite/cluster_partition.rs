@@ -284,7 +284,7 @@ async fn tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read() {
         let bus_node = owner(&mut admins, "t:{memocache}:bus").await;
         let victim = (bus_node + 1) % 3;
         let db = Source::default();
-        let (cut, _other, m_cut, m_other, old) = tiered_fleet(&cluster, &db).await;
+        let (cut, other, m_cut, m_other, old) = tiered_fleet(&cluster, &db).await;
 
         cluster.proxies()[victim].black_hole();
         // The other process changes every row and forgets it (its deletes
@@ -292,17 +292,37 @@ async fn tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read() {
         // A forget that meets a fault (its delete on the cut-off node, or,
         // while the cluster client reconnects to that node, its version
         // read on another) may leave the old value in the store: fail-open.
-        let mut old: Vec<Option<String>> = old.into_iter().map(Some).collect();
-        for (key, old) in (0..10).zip(&mut old) {
-            let faults = m_other.stats().store_errors;
-            m_other.forget(&key).await;
-            if m_other.stats().store_errors != faults {
-                *old = None;
+        // Under load (a CI rehearsal ran it next to another suite) every
+        // forget of the first pass can time out while the client
+        // reconnects; a key whose forget faulted is forgotten again, up to
+        // three passes, and checked if one of them met no fault.
+        let before = old;
+        let mut old: Vec<Option<String>> = vec![None; before.len()];
+        let victim_node = format!("127.0.0.1:{}", cluster.proxies()[victim].port());
+        for pass in 0..3 {
+            if pass > 0 {
+                // Until the healthy nodes' breakers (opened by a stall) are
+                // closed again: only the cut-off node's stays open.
+                let settled = || open_nodes(&other).iter().all(|n| *n == victim_node);
+                until("only the cut-off node open", LIMIT, settled).await;
+            }
+            for (key, (old, before)) in (0..10).zip(old.iter_mut().zip(&before)) {
+                if old.is_some() {
+                    continue;
+                }
+                let faults = m_other.stats().store_errors;
+                m_other.forget(&key).await;
+                if m_other.stats().store_errors == faults {
+                    *old = Some(before.clone());
+                }
+            }
+            if old.iter().all(Option::is_some) {
+                break;
             }
         }
         let checked = old.iter().flatten().count();
         eprintln!("{checked} of 10 forgets met no fault");
-        assert!(checked > 0, "every forget met a fault");
+        assert!(checked > 0, "every forget met a fault, three times");
         let started = Instant::now();
         fresh_round(&m_cut, &db, &old).await;
         let first = started.elapsed();
@@ -310,7 +330,6 @@ async fn tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read() {
             first < Duration::from_millis(3 * TIMEOUT_MS + 1_000),
             "{first:?}"
         );
-        let victim_node = format!("127.0.0.1:{}", cluster.proxies()[victim].port());
         assert_eq!(open_nodes(&cut), [victim_node]);
         assert!(!cut.l1_in_sync(), "an open node breaker stops L1 trust");
         let started = Instant::now();
