@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init("info");
+    let _logs = telemetry::init("info");
     match cli.command {
         Some(Command::Demo(args)) => match board::demo::run(&args).await {
             Ok(summary) => {

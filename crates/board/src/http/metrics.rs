@@ -195,7 +195,7 @@ pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
 /// The rate limits' and the accept loop's counters.
 fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
     let limiter = &state.limiter;
-    let counters: [(&str, &str, &str, u64); 6] = [
+    let counters: [(&str, &str, &str, u64); 7] = [
         (
             "board_login_checks_total",
             "counter",
@@ -231,6 +231,12 @@ fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
             "counter",
             "Connections closed by the header-read or idle deadline.",
             connections.timed_out(),
+        ),
+        (
+            "board_log_lines_dropped_total",
+            "counter",
+            "Log lines dropped because the log writer was behind (a flood).",
+            u64::try_from(crate::telemetry::dropped_lines()).unwrap_or(u64::MAX),
         ),
     ];
     for (name, kind, help, value) in counters {

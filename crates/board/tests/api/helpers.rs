@@ -14,11 +14,8 @@ use tempfile::TempDir;
 
 use crate::storage::Backing;
 
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        board::telemetry::init("info");
-    }
-});
+static TRACING: LazyLock<Option<board::telemetry::LogGuard>> =
+    LazyLock::new(|| std::env::var_os("TEST_LOG").map(|_| board::telemetry::init("info")));
 
 /// The `--metrics-token` every test board gets, so tests can read
 /// `/metrics` (which is not public without one).
