@@ -145,14 +145,37 @@ fn gzip(body: &[u8]) -> Option<Bytes> {
     encoder.finish().ok().map(Bytes::from)
 }
 
-/// Copies the headers a 304 must repeat.
+/// Adds `Accept-Encoding` to the response's `Vary`: to its one `Vary`
+/// line when it has one (one header less on every answer), else as a new
+/// line.
+fn add_vary_accept_encoding(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::VARY).iter();
+    let merged = match (values.next(), values.next()) {
+        (Some(one), None) => one
+            .to_str()
+            .ok()
+            .and_then(|v| HeaderValue::from_str(&format!("{v}, Accept-Encoding")).ok()),
+        _ => None,
+    };
+    match merged {
+        Some(value) => {
+            headers.insert(header::VARY, value);
+        }
+        None => {
+            headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+    }
+}
+
+/// Copies the headers a 304 must repeat (RFC 9110, 15.4.5): not
+/// `Last-Modified`, which a 304 should not repeat when it has an `ETag`,
+/// and every stored answer has one.
 fn not_modified_headers(full: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for name in [
         header::ETAG,
         header::VARY,
         header::CACHE_CONTROL,
-        header::LAST_MODIFIED,
         header::EXPIRES,
         header::CONTENT_LOCATION,
         header::DATE,
@@ -237,7 +260,7 @@ impl Entry {
         if parts.codings.any()
             && !vary_names(&base).any(|n| n.eq_ignore_ascii_case("accept-encoding"))
         {
-            base.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            add_vary_accept_encoding(&mut base);
         }
         let now = SystemTime::now();
         let last_modified = match base
@@ -499,6 +522,52 @@ mod tests {
         brotli::BrotliDecompress(&mut &stored[..], &mut plain).unwrap();
         assert_eq!(plain, body, "the brotli body decodes to the plain one");
         assert!(stored.len() < body.len());
+    }
+
+    #[test]
+    fn vary_is_one_line_and_a_304_repeats_only_what_it_must() {
+        let mut response = Response::new(());
+        for (name, value) in [
+            (header::CONTENT_TYPE, "text/html"),
+            (header::VARY, "Cookie"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ] {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        let (response, ()) = response.into_parts();
+        let entry = Entry::build(Parts {
+            response: &response,
+            request: &HeaderMap::new(),
+            body: Bytes::from("<p>hello</p>".repeat(100)),
+            deps: Deps::default(),
+            fresh_until: u64::MAX,
+            codings: Codings {
+                gzip: true,
+                br: false,
+            },
+        });
+        let full = entry.respond(&HeaderMap::new(), None);
+        let vary: Vec<_> = full.headers().get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["Cookie, Accept-Encoding"]);
+        assert!(full.headers().contains_key(header::LAST_MODIFIED));
+        let mut revalidating = HeaderMap::new();
+        revalidating.insert(header::IF_NONE_MATCH, full.headers()[header::ETAG].clone());
+        let not_modified = entry.respond(&revalidating, None);
+        assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+        let mut names: Vec<_> = not_modified
+            .headers()
+            .keys()
+            .map(HeaderName::as_str)
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["cache-control", "etag", "vary"]);
+        assert_eq!(
+            not_modified.headers()[header::VARY],
+            "Cookie, Accept-Encoding"
+        );
     }
 
     #[test]
