@@ -52,8 +52,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -151,18 +153,34 @@ impl ConnStats {
     }
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown`
-/// completes, then waits for the open connections to finish.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `app` (a `Router`, or the board's whole stack, [`crate::http::App`],
+/// which is served as it is rather than boxed behind a router) on
+/// `listener` within `limits` until `shutdown` completes, then waits for
+/// the open connections to finish.
 ///
 /// # Errors
 /// None today; `io::Result` for the signature `axum::serve` had.
-pub async fn serve(
+pub async fn serve<S, B>(
     listener: TcpListener,
-    router: Router,
+    app: S,
     limits: ConnLimits,
     stats: Arc<ConnStats>,
     shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let addresses = Arc::new(PerAddress::default());
@@ -224,7 +242,7 @@ pub async fn serve(
             Arc::clone(&builder),
             stream,
             peer,
-            router.clone(),
+            app.clone(),
             timeouts,
             stopping.clone(),
             held,
@@ -286,15 +304,26 @@ impl Drop for Held {
     }
 }
 
-async fn connection(
+async fn connection<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    app: S,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
     held: Held,
-) {
+) where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -302,10 +331,11 @@ async fn connection(
     });
     let service = {
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             let busy = Busy::begin(&activity);
-            let response = router.clone().oneshot(request);
+            let response = app.clone().oneshot(request);
             // Busy until the body is sent, not only until the handler ends.
             async move {
                 response
@@ -430,14 +460,14 @@ impl Drop for Busy {
 
 /// A response body that keeps its request [`Busy`] until hyper drops it
 /// (sent, or the connection gone).
-struct Tracked {
-    body: axum::body::Body,
+struct Tracked<B> {
+    body: B,
     _busy: Busy,
 }
 
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

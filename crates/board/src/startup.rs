@@ -54,7 +54,7 @@ impl StartupError {
 /// A bound, not yet serving, board.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    app: crate::http::App,
     state: AppState,
     /// `--metrics-address`, bound, and its router.
     metrics: Option<(TcpListener, Router)>,
@@ -111,7 +111,7 @@ impl Application {
             )),
             None => None,
         };
-        let router = crate::http::app(state.clone(), edge);
+        let app = crate::http::app(state.clone(), edge);
         let limits = ConnLimits {
             header_read_timeout: settings.header_read_timeout,
             idle_timeout: settings.idle_timeout,
@@ -125,7 +125,7 @@ impl Application {
         });
         Ok(Self {
             listener,
-            router,
+            app,
             state,
             metrics,
             limits,
@@ -178,7 +178,7 @@ impl Application {
         };
         let Self {
             listener,
-            router,
+            app,
             state,
             metrics,
             limits,
@@ -209,7 +209,7 @@ impl Application {
                 None => Ok(()),
             }
         };
-        let public = crate::server::serve(listener, router, limits, connections, until_stopped());
+        let public = crate::server::serve(listener, app, limits, connections, until_stopped());
         let signal = async move {
             shutdown_signal().await;
             let _ = stop.send(true);

@@ -63,7 +63,7 @@ impl<S> tower::Layer<S> for ClientLayer {
 
 /// The service of [`ClientLayer`].
 #[derive(Clone)]
-pub(super) struct Client<S> {
+pub struct Client<S> {
     inner: S,
     edge: ClientLayer,
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod oidc;
 mod pages;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +24,13 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use memocache::response::ResponseCache;
 use secrecy::SecretString;
 use tower::ServiceBuilder;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, Trace, TraceLayer};
 use tracing::Level;
 
 pub use flash::IncomingFlash;
@@ -70,8 +73,60 @@ pub fn metrics_app(state: AppState, edge: &Edge) -> Router {
     metrics::admin_router(Arc::clone(&edge.connections)).with_state(state)
 }
 
-/// The whole board as a router, ready to serve or to call in tests.
-pub fn app(state: AppState, edge: Edge) -> Router {
+/// The whole board as one tower service: the routes inside the layers
+/// every request passes (request log, client address and HTTPS, page
+/// cache). Served as it is ([`crate::server::serve`]), not behind an outer
+/// `Router`, which would box and clone the whole stack per request.
+///
+/// ```no_run
+/// # async fn run(state: board::state::AppState) {
+/// use std::time::Duration;
+/// use tower::ServiceExt as _;
+///
+/// let app = board::http::app(state, board::http::Edge::new(Duration::from_secs(30)));
+/// let request = axum::http::Request::get("/healthz")
+///     .body(axum::body::Body::empty())
+///     .unwrap();
+/// let response = app.oneshot(request).await.unwrap();
+/// assert!(response.status().is_success());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct App(Stack);
+
+type Stack = Trace<
+    client::Client<ResponseCache<Router>>,
+    SharedClassifier<ServerErrorsAsFailures>,
+    DefaultMakeSpan,
+    (),
+    DefaultOnResponse,
+>;
+
+impl tower::Service<Request> for App {
+    type Response = <Stack as tower::Service<Request>>::Response;
+    type Error = Infallible;
+    type Future = <Stack as tower::Service<Request>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        self.0.call(request)
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// The whole board, ready to serve (see [`App`]).
+pub fn app(state: AppState, edge: Edge) -> App {
     let csp = content_security_policy(&state.media_base);
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -121,7 +176,7 @@ pub fn app(state: AppState, edge: Edge) -> Router {
     // each route (`Router::layer` would): a route clones its whole layer
     // stack for every request it serves, and a page-cache hit should not
     // pay for layers it never reaches.
-    let edge_layers = ServiceBuilder::new()
+    let stack = ServiceBuilder::new()
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
@@ -132,8 +187,9 @@ pub fn app(state: AppState, edge: Edge) -> Router {
         // Outside the per-response layers, so that a hit skips them (what
         // they add is stored with the page); inside the client/HTTPS layer,
         // whose HSTS depends on the request.
-        .layer(pages);
-    Router::new().fallback_service(edge_layers.service(routes))
+        .layer(pages)
+        .service(routes);
+    App(stack)
 }
 
 /// The response cache of the public pages (`/`, `/image/*`; every other
