@@ -10,7 +10,8 @@
 #   wrk_run FILE URL SECONDS [wrk args...]
 #                                  one wrk run (WRK_THREADS, WRK_CONNECTIONS),
 #                                  appends "rps p50 p99 dbcalls/s" to FILE
-#                                  (db calls read from DB_BASE if set)
+#                                  (db calls read from DB_BASE if set; wrk
+#                                  pinned to CPU WRK_PIN if set)
 #   report LABEL FILE              the median-rps run of FILE on one line
 #   median FILE                    median of the first column
 #
@@ -55,7 +56,7 @@ wrk_run() {
   local file=$1 url=$2 seconds=$3 before=0 after=0 out
   shift 3
   [[ -n ${DB_BASE:-} ]] && before=$(db_calls "$DB_BASE")
-  out=$(wrk -t"${WRK_THREADS:-2}" -c"${WRK_CONNECTIONS:-64}" -d"${seconds}s" --latency "$@" "$url")
+  out=$(${WRK_PIN:+taskset -c "$WRK_PIN"} wrk -t"${WRK_THREADS:-2}" -c"${WRK_CONNECTIONS:-64}" -d"${seconds}s" --latency "$@" "$url")
   [[ -n ${DB_BASE:-} ]] && after=$(db_calls "$DB_BASE")
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     grep -E 'Non-2xx|Socket errors' <<<"$out" >&2

@@ -57,7 +57,10 @@
 //! (brotli on a tie: it is smaller), or the plain body. Each stored body
 //! has its own strong `ETag`; a request whose `If-None-Match` names it
 //! (or whose `If-Modified-Since` is not older than the response's
-//! `Last-Modified`) gets a `304` with no body. Headers are built when the response is stored: a hit clones them
+//! `Last-Modified`) gets a `304` with no body and only the headers a `304`
+//! repeats (`ETag`, `Vary`, `Cache-Control`, `Expires`,
+//! `Content-Location`). `Accept-Encoding` joins the response's own `Vary`
+//! line. Headers are built when the response is stored: a hit clones them
 //! and the body's `Bytes` handle, and allocates nothing else.
 //!
 //! **Single flight.** Concurrent misses of one key run the view once; the
