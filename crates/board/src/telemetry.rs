@@ -1,5 +1,5 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`:
-//! one line per request).
+//! one line per request, from `http::access`).
 //!
 //! Lines are written by a background thread, in batches, never by the
 //! thread serving a request: a `write` to stderr per request (a pipe, a

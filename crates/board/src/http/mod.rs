@@ -2,6 +2,7 @@
 //! layers every response gets (request log, security headers, timeout,
 //! the client's address, the caching policy).
 
+mod access;
 mod account;
 mod assets;
 mod chunks;
@@ -27,10 +28,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use memocache::response::ResponseCache;
 use secrecy::SecretString;
 use tower::ServiceBuilder;
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, Trace, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 use tracing::Level;
 
 pub use flash::IncomingFlash;
@@ -94,13 +94,7 @@ pub fn metrics_app(state: AppState, edge: &Edge) -> Router {
 #[derive(Clone)]
 pub struct App(Stack);
 
-type Stack = Trace<
-    client::Client<ResponseCache<Router>>,
-    SharedClassifier<ServerErrorsAsFailures>,
-    DefaultMakeSpan,
-    (),
-    DefaultOnResponse,
->;
+type Stack = access::AccessLog<client::Client<ResponseCache<Router>>>;
 
 impl tower::Service<Request> for App {
     type Response = <Stack as tower::Service<Request>>::Response;
@@ -164,6 +158,14 @@ pub fn app(state: AppState, edge: Edge) -> App {
         ))
         .layer(axum::middleware::from_fn(cache_policy))
         .layer(headers)
+        // The request's span, for what the views log (the request log's
+        // own line is written outside the page cache, for every request).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_request(())
+                .on_response(()),
+        )
         // Inside the page cache: a hit answers at once and needs no timer
         // (a timer entry per request is a measurable share of a hit); a
         // miss, which runs the view, gets its 408 as before.
@@ -177,12 +179,7 @@ pub fn app(state: AppState, edge: Edge) -> App {
     // stack for every request it serves, and a page-cache hit should not
     // pay for layers it never reaches.
     let stack = ServiceBuilder::new()
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(access::AccessLogLayer)
         .layer(client)
         // Outside the per-response layers, so that a hit skips them (what
         // they add is stored with the page); inside the client/HTTPS layer,
