@@ -155,6 +155,53 @@ impl ConnStats {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What [`serve`] serves: a tower service of requests, cloned per
+/// connection and per request (a `Router`, or [`crate::http::App`]).
+///
+/// ```
+/// fn servable<S: board::server::AppService<B>, B>() {}
+/// servable::<axum::Router, axum::body::Body>();
+/// ```
+pub trait AppService<B>:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::http::Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> AppService<B> for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::http::Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body hyper can send.
+///
+/// ```
+/// fn sendable<B: board::server::ResponseBody>() {}
+/// sendable::<axum::body::Body>();
+/// ```
+pub trait ResponseBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
 /// Serves `app` (a `Router`, or the board's whole stack, [`crate::http::App`],
 /// which is served as it is rather than boxed behind a router) on
 /// `listener` within `limits` until `shutdown` completes, then waits for
@@ -162,25 +209,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// # Errors
 /// None today; `io::Result` for the signature `axum::serve` had.
-pub async fn serve<S, B>(
+pub async fn serve<S: AppService<B>, B: ResponseBody>(
     listener: TcpListener,
     app: S,
     limits: ConnLimits,
     stats: Arc<ConnStats>,
     shutdown: impl Future<Output = ()>,
-) -> io::Result<()>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> io::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let addresses = Arc::new(PerAddress::default());
@@ -304,7 +339,7 @@ impl Drop for Held {
     }
 }
 
-async fn connection<S, B>(
+async fn connection<S: AppService<B>, B: ResponseBody>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -312,18 +347,7 @@ async fn connection<S, B>(
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
     held: Held,
-) where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
