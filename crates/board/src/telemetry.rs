@@ -15,8 +15,9 @@ use std::sync::OnceLock;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-/// Most log lines waiting for the writer thread at once (about 200 bytes
-/// each: a few MiB at most).
+/// Most log lines waiting for the writer thread at once. A request's line
+/// is at most a few hundred bytes (its path is cut, see `http::access`),
+/// so the queue holds a few MiB at most.
 pub const QUEUE_LINES: usize = 16_384;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();

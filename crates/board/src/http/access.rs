@@ -1,5 +1,10 @@
-//! The request log: one `INFO` line per request (method, URI, status,
+//! The request log: one `INFO` line per request (method, path, status,
 //! latency), a page-cache hit included.
+//!
+//! The path is logged without its query (a sign-in callback's carries the
+//! provider's one-time code and state) and cut to [`MAX_LOGGED_PATH`]
+//! bytes: the client chooses it, and lines wait in a queue bounded in
+//! lines, not bytes (see [`crate::telemetry`]).
 //!
 //! A plain event rather than `tower_http`'s request span around the whole
 //! stack: a span is created, formatted, entered on every poll and closed
@@ -8,6 +13,7 @@
 //! [`super::app`]), so what a view logs carries its request; only a hit,
 //! which logs nothing else, goes without one.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,6 +25,23 @@ use pin_project_lite::pin_project;
 /// The request log's target, for `RUST_LOG` (`board::access=warn` turns
 /// it off and keeps the rest).
 pub(super) const TARGET: &str = "board::access";
+
+/// Longest path, in bytes, a log line carries.
+pub(super) const MAX_LOGGED_PATH: usize = 256;
+
+/// `uri`'s path as log lines show it: no query, at most
+/// [`MAX_LOGGED_PATH`] bytes (then `…`).
+pub(super) fn logged_path(uri: &Uri) -> Cow<'_, str> {
+    let path = uri.path();
+    if path.len() <= MAX_LOGGED_PATH {
+        return Cow::Borrowed(path);
+    }
+    let mut end = MAX_LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &path[..end]))
+}
 
 /// Logs each request when its response head is ready.
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,12 +117,17 @@ where
                 Ok(response) => tracing::info!(
                     target: TARGET,
                     %method,
-                    %uri,
+                    path = %logged_path(&uri),
                     status = response.status().as_u16(),
                     latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "request"
                 ),
-                Err(_) => tracing::info!(target: TARGET, %method, %uri, "request failed"),
+                Err(_) => tracing::info!(
+                    target: TARGET,
+                    %method,
+                    path = %logged_path(&uri),
+                    "request failed"
+                ),
             }
         }
         Poll::Ready(output)
@@ -131,7 +159,7 @@ mod tests {
         }
     }
 
-    async fn logged(filter: &str) -> (Option<String>, String) {
+    async fn logged(filter: &str, uri: &str) -> (Option<String>, String) {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -145,7 +173,7 @@ mod tests {
             *response.status_mut() = axum::http::StatusCode::CREATED;
             Ok::<_, Infallible>(response)
         });
-        let request = Request::post("/post?x=1")
+        let request = Request::post(uri)
             .body("body".to_string())
             .expect("request");
         let response = AccessLogLayer.layer(inner).oneshot(request).await;
@@ -156,18 +184,30 @@ mod tests {
 
     #[tokio::test]
     async fn each_request_gets_one_line_and_its_response_is_untouched() {
-        let (body, log) = logged("info").await;
+        let (body, log) = logged("info", "/post?x=1").await;
         assert_eq!(body.as_deref(), Some("body"));
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(
-            log.contains("request method=POST uri=/post?x=1 status=201 latency_ms="),
+            log.contains("request method=POST path=/post status=201 latency_ms="),
             "{log}"
         );
     }
 
     #[tokio::test]
+    async fn a_query_is_never_logged_and_a_long_path_is_cut() {
+        let (_, log) = logged("info", "/auth/oidc/x/callback?code=SECRET&state=S").await;
+        assert!(log.contains("path=/auth/oidc/x/callback "), "{log}");
+        assert!(!log.contains("SECRET"), "{log}");
+        let long = format!("/{}", "a".repeat(60_000));
+        let (_, log) = logged("info", &long).await;
+        assert_eq!(log.lines().count(), 1);
+        assert!(log.len() < MAX_LOGGED_PATH + 200, "{} bytes", log.len());
+        assert!(log.contains(&format!("path=/{}… ", "a".repeat(MAX_LOGGED_PATH - 1))));
+    }
+
+    #[tokio::test]
     async fn the_line_follows_rust_log() {
-        let (body, log) = logged("info,board::access=warn").await;
+        let (body, log) = logged("info,board::access=warn", "/post?x=1").await;
         assert_eq!(body.as_deref(), Some("body"));
         assert_eq!(log, "");
     }

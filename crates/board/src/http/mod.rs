@@ -30,8 +30,7 @@ use secrecy::SecretString;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 pub use flash::IncomingFlash;
 
@@ -159,10 +158,17 @@ pub fn app(state: AppState, edge: Edge) -> App {
         .layer(axum::middleware::from_fn(cache_policy))
         .layer(headers)
         // The request's span, for what the views log (the request log's
-        // own line is written outside the page cache, for every request).
+        // own line is written outside the page cache, for every request);
+        // its path as the request log shows it (no query, bounded).
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %access::logged_path(request.uri()),
+                    )
+                })
                 .on_request(())
                 .on_response(()),
         )
