@@ -4,9 +4,9 @@
 //! the pools and the decode budget, 8 parallel PNG bombs took 4.4 GB and
 //! 300 parallel logins 5.7 GB; the bound asserted here is 512 MiB.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -22,11 +22,23 @@ struct Board {
     child: Child,
     address: String,
     log: PathBuf,
+    /// With [`Board::start_never_read`]: the pipe nobody reads.
+    _stderr: Option<ChildStderr>,
     _dir: tempfile::TempDir,
 }
 
 impl Board {
     fn start(extra: &[&str]) -> Self {
+        Self::spawn(extra, false)
+    }
+
+    /// Logs into a pipe that is read only up to the "serving on" line:
+    /// once the pipe's buffer is full, every write to stderr blocks.
+    fn start_never_read(extra: &[&str]) -> Self {
+        Self::spawn(extra, true)
+    }
+
+    fn spawn(extra: &[&str], never_read: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("board.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
@@ -50,15 +62,34 @@ impl Board {
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stderr(if never_read {
+                Stdio::piped()
+            } else {
+                Stdio::from(std::fs::File::create(&log).expect("log file"))
+            })
             .spawn()
             .expect("board starts");
         let mut board = Self {
             child,
             address: String::new(),
             log,
+            _stderr: None,
             _dir: dir,
         };
+        if let Some(stderr) = board.child.stderr.take() {
+            let mut lines = BufReader::new(stderr);
+            let mut line = String::new();
+            while lines.read_line(&mut line).expect("board's stderr") > 0 {
+                if let Some(at) = line.find("serving on http://") {
+                    let rest = &line[at + "serving on ".len()..];
+                    board.address = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    board._stderr = Some(lines.into_inner());
+                    return board;
+                }
+                line.clear();
+            }
+            panic!("board exited before serving");
+        }
         // Readiness: the log names the bound address (port 0 was asked).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -380,4 +411,51 @@ async fn bombs_and_hash_floods_stay_under_512_mib() {
             .any(|&(what, status)| what.contains('.') && (status == 422 || status == 303)),
         "{statuses:?}"
     );
+}
+
+/// A log reader that stopped reading (a full pipe, a stuck terminal) once
+/// froze every request, each waiting on its `write` to stderr. Now the
+/// log thread blocks alone: requests go on, the queue stays bounded, and
+/// the lines it cannot hold are dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stopped_reading_holds_up_no_request() {
+    let board = Board::start_never_read(&["--metrics-token", crate::helpers::METRICS_TOKEN]);
+    // A request stuck behind the log fails the test rather than hanging it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    // More lines than the pipe, the writer's buffer and the queue hold
+    // together (64 KiB + 64 KiB + 16,384 lines), each as long as a line
+    // gets (the logged path is cut).
+    let path = format!("/no-such-page/{}", "x".repeat(2_000));
+    let requests = 24_000;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut answered = 0;
+    for _ in 0..requests / 64 {
+        let round = (0..64).map(|_| client.get(board.url(&path)).send());
+        for response in join_all(round).await {
+            let status = response.expect("answered").status();
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            answered += 1;
+        }
+        assert!(Instant::now() < deadline, "{answered} answered in 120 s");
+    }
+    let metrics = client
+        .get(board.url("/metrics"))
+        .bearer_auth(crate::helpers::METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("board_log_lines_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("board_log_lines_dropped_total");
+    assert!(dropped > 0, "nothing dropped:\n{metrics}");
+    let peak = board.peak_rss_kib();
+    assert!(peak < PEAK_LIMIT_KIB, "peak {peak} KiB");
 }
