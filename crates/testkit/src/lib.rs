@@ -39,12 +39,20 @@
 //! server kept in a `static` is never dropped, so its process would outlive
 //! the test binary.
 //!
+//! # Fleet tests
+//!
+//! For tests that run many clients against a fleet of servers while faults
+//! come and go: [`History`] records every write and read with its times and
+//! checks that no read was stale beyond a bound (and none saw a state that
+//! was never written.
+//!
 //! Linux-only in practice: ownership of a port and the process tree are read
 //! from `/proc`.
 
 mod chromedriver;
 mod cluster;
 mod dynalite;
+mod history;
 mod http;
 mod memcached;
 mod oidc;
@@ -57,6 +65,9 @@ mod s3;
 pub use chromedriver::Chromedriver;
 pub use cluster::RedisCluster;
 pub use dynalite::Dynalite;
+pub use history::{
+    Counts, History, ReadOp, Report, Staleness, Violation, ViolationKind, WriteOp, WriteOutcome,
+};
 pub use memcached::MemcachedServer;
 pub use oidc::OidcProvider;
 pub use ports::{free_port, wait_for_port};
