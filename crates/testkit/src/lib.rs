@@ -44,7 +44,9 @@
 //! For tests that run many clients against a fleet of servers while faults
 //! come and go: [`History`] records every write and read with its times and
 //! checks that no read was stale beyond a bound (and none saw a state that
-//! was never written.
+//! was never written); [`FaultSchedule`] draws a reproducible, seeded list
+//! of partitions, kills, Redis restarts and pauses that always leaves one
+//! member up and ends with everything healed.
 //!
 //! Linux-only in practice: ownership of a port and the process tree are read
 //! from `/proc`.
@@ -61,6 +63,7 @@ mod process;
 mod proxy;
 mod redis;
 mod s3;
+mod schedule;
 
 pub use chromedriver::Chromedriver;
 pub use cluster::RedisCluster;
@@ -74,6 +77,7 @@ pub use ports::{free_port, wait_for_port};
 pub use proxy::{Fault, FaultProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
+pub use schedule::{FaultSchedule, SEED_ENV, Step};
 
 #[cfg(test)]
 mod tests;
