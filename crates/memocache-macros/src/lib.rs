@@ -28,8 +28,9 @@
 //! let again = load_user(&cache, &Db, 7).await; // a cache hit
 //! assert_eq!(again.name, user.name);
 //!
-//! load_user_forget(&cache, 7).await; // at logout: `delete_memoized(load_user, 7)`
-//! load_user_forget_all(&cache).await; // `delete_memoized(load_user)`
+//! // At logout: `delete_memoized(load_user, 7)`; says whether every process heard it.
+//! assert!(load_user_forget(&cache, 7).await.is_fleet());
+//! assert!(load_user_forget_all(&cache).await.is_fleet()); // `delete_memoized(load_user)`
 //! let memo = load_user_memo(&cache); // the typed `Memo<i64, User>`
 //! assert_eq!(memo.name(), "load_user");
 //! # });
@@ -61,8 +62,8 @@ mod sig;
 /// generates, next to the function and with its visibility:
 ///
 /// ```text
-/// async fn load_user_forget(cache: &Cache, user_id: i64)  // delete_memoized(load_user, user_id)
-/// async fn load_user_forget_all(cache: &Cache)            // delete_memoized(load_user)
+/// async fn load_user_forget(cache: &Cache, user_id: i64) -> Reach  // delete_memoized(load_user, user_id)
+/// async fn load_user_forget_all(cache: &Cache) -> Reach            // delete_memoized(load_user)
 /// fn load_user_memo(cache: &Cache) -> Memo<i64, User>     // the typed memo, for the fast path
 /// ```
 ///

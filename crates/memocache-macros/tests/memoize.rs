@@ -61,11 +61,11 @@ async fn body_runs_once_per_key_until_forgotten() {
     assert_eq!(db.calls.get(), 2);
 
     // Forgetting another key leaves 7 cached.
-    load_user_forget(&cache, 8).await;
+    let _ = load_user_forget(&cache, 8).await;
     load_user(&cache, &db, 7).await;
     assert_eq!(db.calls.get(), 2);
 
-    load_user_forget(&cache, 7).await;
+    let _ = load_user_forget(&cache, 7).await;
     load_user(&cache, &db, 7).await;
     assert_eq!(db.calls.get(), 3);
     load_user(&cache, &db, 7).await;
@@ -80,7 +80,7 @@ async fn forget_all_forgets_every_key() {
         load_user(&cache, &db, id).await;
     }
     assert_eq!(db.calls.get(), 3);
-    load_user_forget_all(&cache).await;
+    let _ = load_user_forget_all(&cache).await;
     for id in 1..=3 {
         load_user(&cache, &db, id).await;
     }
@@ -94,7 +94,7 @@ async fn caches_are_separate() {
     load_user(&a, &db, 1).await;
     load_user(&b, &db, 1).await;
     assert_eq!(db.calls.get(), 2);
-    load_user_forget(&a, 1).await;
+    let _ = load_user_forget(&a, 1).await;
     load_user(&b, &db, 1).await;
     assert_eq!(db.calls.get(), 2);
 }
@@ -114,7 +114,7 @@ async fn memo_handle_shares_entries() {
             name: "user7".into()
         })
     );
-    memo.forget(&7).await;
+    let _ = memo.forget(&7).await;
     load_user(&cache, &db, 7).await;
     assert_eq!(db.calls.get(), 2);
     let stats = memo.stats();
@@ -262,7 +262,7 @@ async fn borrowed_arguments_key_like_owned_ones() {
         Some("hello ada!")
     );
 
-    greet_forget(&cache, "ada", &['!']).await;
+    let _ = greet_forget(&cache, "ada", &['!']).await;
     assert!(memo.get(&key).await.is_none());
     greet(&cache, &calls, "ada", &['?']).await;
     assert_eq!(calls.get(), 2);
@@ -283,7 +283,7 @@ async fn no_key_parameters_means_one_entry() {
     assert_eq!(calls.get(), 1);
     let memo: Memo<(), Vec<u32>> = nothing_but_cache_memo(&cache);
     assert!(memo.get(&()).await.is_some());
-    nothing_but_cache_forget(&cache).await;
+    let _ = nothing_but_cache_forget(&cache).await;
     nothing_but_cache(&cache, &calls).await;
     assert_eq!(calls.get(), 2);
 }
@@ -302,10 +302,10 @@ async fn cache_given_as_a_static() {
     assert_eq!(square(12).await, 144);
     assert_eq!(square(12).await, 144);
     assert_eq!(STATIC_CALLS.get(), 1);
-    square_forget(12).await;
+    let _ = square_forget(12).await;
     assert_eq!(square(12).await, 144);
     assert_eq!(STATIC_CALLS.get(), 2);
-    square_forget_all().await;
+    let _ = square_forget_all().await;
     assert_eq!(square(12).await, 144);
     assert_eq!(STATIC_CALLS.get(), 3);
     let memo: Memo<u64, u64> = square_memo();
@@ -330,10 +330,10 @@ fn cache_given_as_a_call_on_a_plain_function() {
     assert_eq!(cube(3), 27);
     assert_eq!(cube(3), 27);
     assert_eq!(CALL_CALLS.get(), 1);
-    cube_forget(3);
+    let _ = cube_forget(3);
     assert_eq!(cube(3), 27);
     assert_eq!(CALL_CALLS.get(), 2);
-    cube_forget_all();
+    let _ = cube_forget_all();
     assert_eq!(cube(3), 27);
     assert_eq!(CALL_CALLS.get(), 3);
 }
@@ -360,10 +360,10 @@ fn plain_functions_block() {
     assert_eq!(plain(&cache, &calls, "four"), 4);
     assert_eq!(plain(&cache, &calls, "four"), 4);
     assert_eq!(calls.get(), 1);
-    plain_forget(&cache, "four");
+    let _ = plain_forget(&cache, "four");
     assert_eq!(plain(&cache, &calls, "four"), 4);
     assert_eq!(calls.get(), 2);
-    plain_forget_all(&cache);
+    let _ = plain_forget_all(&cache);
     assert_eq!(plain(&cache, &calls, "four"), 4);
     assert_eq!(calls.get(), 3);
 
@@ -520,11 +520,11 @@ async fn methods_key_on_their_receiver() {
     assert_eq!(two.calls.get(), 1);
 
     // The helpers take `&self` because it is part of the key.
-    one.lookup_forget(&cache, 5).await;
+    let _ = one.lookup_forget(&cache, 5).await;
     one.lookup(&cache, 5).await;
     two.lookup(&cache, 5).await;
     assert_eq!((one.calls.get(), two.calls.get()), (2, 1));
-    Shard::lookup_forget_all(&cache).await;
+    let _ = Shard::lookup_forget_all(&cache).await;
     two.lookup(&cache, 5).await;
     assert_eq!(two.calls.get(), 2);
 
@@ -534,7 +534,7 @@ async fn methods_key_on_their_receiver() {
     assert_eq!(two.size(&cache), 200);
     assert_eq!(two.size(&cache), 200);
     assert_eq!(two.calls.get(), 3);
-    two.size_forget(&cache);
+    let _ = two.size_forget(&cache);
     assert_eq!(two.size(&cache), 200);
     assert_eq!(two.calls.get(), 4);
 }
@@ -568,10 +568,10 @@ async fn methods_with_the_cache_or_receiver_left_out() {
     assert_eq!(service.user(3).await.id, 3);
     assert_eq!(service.db.calls.get(), 1);
     // `self` is used by the cache expression, so the helpers take `&self`.
-    service.user_forget(3).await;
+    let _ = service.user_forget(3).await;
     service.user(3).await;
     assert_eq!(service.db.calls.get(), 2);
-    service.user_forget_all().await;
+    let _ = service.user_forget_all().await;
     service.user(3).await;
     assert_eq!(service.db.calls.get(), 3);
     let memo: Memo<i64, User> = service.user_memo();
@@ -586,7 +586,7 @@ async fn methods_with_the_cache_or_receiver_left_out() {
     assert_eq!(service.count(&cache, "four".into()).await, 4);
     assert_eq!(other.count(&cache, "four".into()).await, 4);
     assert_eq!(other.db.calls.get(), 0);
-    Service::count_forget(&cache, "four".into()).await;
+    let _ = Service::count_forget(&cache, "four".into()).await;
     assert_eq!(other.count(&cache, "four".into()).await, 4);
     assert_eq!(other.db.calls.get(), 1);
 }
@@ -617,7 +617,7 @@ async fn cache_expressions_using_parameters() {
     assert_eq!(from_state(&state, 1).await, 2);
     assert_eq!(from_state(&state, 1).await, 2);
     assert_eq!(state.calls.get(), 1);
-    from_state_forget(&state, 1).await;
+    let _ = from_state_forget(&state, 1).await;
     assert_eq!(from_state(&state, 1).await, 2);
     assert_eq!(state.calls.get(), 2);
 
@@ -626,7 +626,7 @@ async fn cache_expressions_using_parameters() {
     assert_eq!(owned_cache(cache.clone(), &calls, 1).await, 3);
     assert_eq!(owned_cache(cache.clone(), &calls, 1).await, 3);
     assert_eq!(calls.get(), 1);
-    owned_cache_forget(cache.clone(), 1).await;
+    let _ = owned_cache_forget(cache.clone(), 1).await;
     assert_eq!(owned_cache(cache.clone(), &calls, 1).await, 3);
     assert_eq!(calls.get(), 2);
 }
@@ -644,7 +644,7 @@ async fn lifetime_parameters_are_fine() {
     assert_eq!(with_lifetimes(&cache, &calls, "a").await, "A");
     assert_eq!(with_lifetimes(&cache, &calls, "a").await, "A");
     assert_eq!(calls.get(), 1);
-    with_lifetimes_forget(&cache, "a").await;
+    let _ = with_lifetimes_forget(&cache, "a").await;
     with_lifetimes(&cache, &calls, "a").await;
     assert_eq!(calls.get(), 2);
 }
@@ -803,8 +803,8 @@ mod visibility {
 async fn helpers_have_the_functions_visibility() {
     let cache = Cache::memory();
     assert_eq!(visibility::double(&cache, 2).await, 4);
-    visibility::double_forget(&cache, 2).await;
-    visibility::double_forget_all(&cache).await;
+    let _ = visibility::double_forget(&cache, 2).await;
+    let _ = visibility::double_forget_all(&cache).await;
     let _: Memo<i32, i32> = visibility::double_memo(&cache);
 }
 
@@ -826,12 +826,12 @@ async fn the_first_cache_and_later_ones_stay_apart() {
     }
     assert_eq!((on_first.get(), on_second.get()), (1, 1));
 
-    two_caches_forget(&second, 1).await;
+    let _ = two_caches_forget(&second, 1).await;
     two_caches(&first, &on_first, 1).await;
     two_caches(&second, &on_second, 1).await;
     assert_eq!((on_first.get(), on_second.get()), (1, 2));
 
-    two_caches_forget_all(&first).await;
+    let _ = two_caches_forget_all(&first).await;
     two_caches(&first, &on_first, 1).await;
     two_caches(&second, &on_second, 1).await;
     assert_eq!((on_first.get(), on_second.get()), (2, 2));

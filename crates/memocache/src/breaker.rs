@@ -122,7 +122,17 @@ pub struct BreakerConfig {
     /// Store errors in a row, none of them a timeout, that open the
     /// breaker (default 3). A timeout opens it at once.
     pub error_burst: u32,
+    /// The longest a read (a lookup, a version read, a lease check) waits
+    /// for the shared store before it is given up as a timeout (default
+    /// 15 ms; `None`: the store's own timeout). A cache read must never
+    /// cost more than the source read it saves: on a silent store the
+    /// first reads wait this long, then the breaker is open and the rest
+    /// skip the store. Writes and invalidations keep the store's timeout.
+    pub read_deadline: Option<Duration>,
 }
+
+/// Default [`BreakerConfig::read_deadline`].
+pub const DEFAULT_READ_DEADLINE: Duration = Duration::from_millis(15);
 
 impl Default for BreakerConfig {
     fn default() -> Self {
@@ -131,6 +141,7 @@ impl Default for BreakerConfig {
             probe_interval: Duration::from_millis(250),
             probe_max: Duration::from_secs(5),
             error_burst: 3,
+            read_deadline: Some(DEFAULT_READ_DEADLINE),
         }
     }
 }
@@ -471,6 +482,8 @@ struct Target<'a> {
 pub(crate) struct BreakerStore {
     store: Arc<dyn RemoteStore>,
     breakers: Arc<BreakerSet>,
+    /// See [`BreakerConfig::read_deadline`].
+    read_deadline: Option<Duration>,
 }
 
 impl BreakerStore {
@@ -480,7 +493,47 @@ impl BreakerStore {
     }
 
     pub(crate) fn with_set(store: Arc<dyn RemoteStore>, breakers: Arc<BreakerSet>) -> Self {
-        Self { store, breakers }
+        Self {
+            store,
+            breakers,
+            read_deadline: None,
+        }
+    }
+
+    /// Bounds reads by `deadline` (see [`BreakerConfig::read_deadline`]).
+    pub(crate) fn read_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.read_deadline = deadline;
+        self
+    }
+
+    /// A read through `target`'s breaker, given up at the read deadline as
+    /// a timeout (which opens the breaker). Outside a Tokio runtime there
+    /// is no timer: the store's own timeout bounds it.
+    async fn read<T>(
+        &self,
+        target: &Target<'_>,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let Some(deadline) = self
+            .read_deadline
+            .filter(|_| tokio::runtime::Handle::try_current().is_ok())
+        else {
+            return self.call(target, operation).await;
+        };
+        let bounded = async {
+            match tokio::time::timeout(deadline, operation).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(
+                    crate::ErrorKind::Store,
+                    format!(
+                        "the cache store: no answer to a read within {} ms (read deadline)",
+                        deadline.as_millis()
+                    ),
+                )
+                .timed_out()),
+            }
+        };
+        self.call(target, bounded).await
     }
 
     /// The breaker of the node that serves `key`.
@@ -592,11 +645,11 @@ impl BreakerStore {
     async fn get_split(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
         let groups = self.by_node(keys.iter().map(String::as_str));
         if let [(target, _)] = groups.as_slice() {
-            return self.call(target, self.store.get_many(keys)).await;
+            return self.read(target, self.store.get_many(keys)).await;
         }
         let reads = groups.iter().map(|(target, positions)| async move {
             let group: Vec<String> = positions.iter().map(|&at| keys[at].clone()).collect();
-            self.call(target, self.store.get_many(&group)).await
+            self.read(target, self.store.get_many(&group)).await
         });
         let found = futures_util::future::try_join_all(reads).await?;
         let mut values = vec![None; keys.len()];
@@ -655,7 +708,7 @@ impl Drop for Prober {
 #[async_trait]
 impl RemoteStore for BreakerStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.call(&self.target(key), self.store.get(key)).await
+        self.read(&self.target(key), self.store.get(key)).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
@@ -679,7 +732,7 @@ impl RemoteStore for BreakerStore {
             let read = self
                 .store
                 .get_versioned(version_key, value_prefix, value_suffix, guess);
-            return self.call(&version_target, read).await;
+            return self.read(&version_target, read).await;
         }
         // Two nodes: read them apart, each through its own breaker.
         crate::store::versioned_by_parts(self, version_key, value_prefix, value_suffix, guess).await
@@ -713,7 +766,7 @@ impl RemoteStore for BreakerStore {
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>, Error> {
-        self.call(&self.target(key), self.store.get_with_ttl(key))
+        self.read(&self.target(key), self.store.get_with_ttl(key))
             .await
     }
 
@@ -764,7 +817,7 @@ impl RemoteStore for BreakerStore {
     }
 
     async fn has(&self, key: &str) -> Result<bool, Error> {
-        self.call(&self.target(key), self.store.has(key)).await
+        self.read(&self.target(key), self.store.has(key)).await
     }
 
     async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {

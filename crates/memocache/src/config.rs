@@ -434,8 +434,10 @@ impl CacheConfig {
     /// `probe_ms` (first probe after the breaker opens, default 250),
     /// `probe_max_ms` (longest pause between probes, default 5000),
     /// `breaker_errors` (store errors in a row that open it, default 3; a
-    /// timeout opens it at once). They apply to the store and, in tiered mode,
-    /// to the invalidation bus.
+    /// timeout opens it at once), `read_deadline_ms` (the longest a read of
+    /// the shared store waits before it counts as a timeout and the value
+    /// comes from the source, default 15; `0` = the store's timeout). They
+    /// apply to the store and, in tiered mode, to the invalidation bus.
     ///
     /// `heartbeat_ms`: the invalidation bus's heartbeat in tiered mode
     /// (default 2000; the L1 trust horizon and the longest a `forget` waits
@@ -526,6 +528,9 @@ fn parse_breaker(options: &mut Options) -> Result<BreakerConfig> {
     }
     if let Some(errors) = options.take_parsed::<u32>("breaker_errors")? {
         breaker.error_burst = errors.max(1);
+    }
+    if let Some(ms) = options.take_parsed::<u64>("read_deadline_ms")? {
+        breaker.read_deadline = (ms > 0).then(|| Duration::from_millis(ms));
     }
     if breaker.probe_max < breaker.probe_interval {
         return Err(Error::config(format!(

@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Store,
     /// A stored value is not a number, so `inc`/`dec` cannot apply.
     NotANumber,
+    /// An [`Outbox`](crate::outbox::Outbox) could not record, list or
+    /// remove invalidations (the application's database failed).
+    Outbox,
 }
 
 /// An error of the cache library.

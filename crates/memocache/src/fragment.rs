@@ -20,6 +20,7 @@ use crate::cache::Cache;
 use crate::deps::{Deps, Recorder};
 use crate::key::KeyHash;
 use crate::local::LocalTable;
+use crate::reach::Reach;
 
 /// The reserved scope of fragment keys (for [`Fragments::forget`]).
 const FRAGMENT_SCOPE: &str = "\0fragment";
@@ -215,22 +216,27 @@ impl Fragments {
         Ok(text)
     }
 
-    /// Forgets the fragment `name` for `args`, in every process.
+    /// Forgets the fragment `name` for `args`, in every process; says
+    /// whether every process was reached (see [`Reach`]).
     ///
     /// ```
     /// # futures::executor::block_on(async {
     /// let cache = memocache::Cache::memory();
     /// let fragments = memocache::Fragments::new(&cache);
     /// fragments.get_or_render("motd", &(), || async { "hello".to_owned() }).await;
-    /// fragments.forget("motd", &()).await;
+    /// assert!(fragments.forget("motd", &()).await.is_fleet());
     /// let motd = fragments.get_or_render("motd", &(), || async { "bye".to_owned() }).await;
     /// assert_eq!(&*motd, "bye");
     /// # });
     /// ```
-    pub async fn forget<A: Serialize + ?Sized>(&self, name: &str, args: &A) {
-        if let Some(key) = Self::key(name, args) {
-            self.table.remove(&KeyHash(key));
-            self.cache.invalidate_dep_key(FRAGMENT_SCOPE, key).await;
+    pub async fn forget<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Reach {
+        match Self::key(name, args) {
+            Some(key) => {
+                self.table.remove(&KeyHash(key));
+                self.cache.invalidate_dep_key(FRAGMENT_SCOPE, key).await
+            }
+            // Never stored under any key.
+            None => Reach::FLEET,
         }
     }
 }

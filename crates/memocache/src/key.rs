@@ -358,6 +358,11 @@ pub fn memo_key(prefix: &str, memo: &str, version: u64, hash: KeyHash) -> String
     format!("{prefix}{memo}:{version}:{hash}")
 }
 
+/// Where a shared store keeps memo `memo`'s version.
+pub(crate) fn version_key(prefix: &str, memo: &str) -> String {
+    format!("{prefix}{memo}:ver")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,7 +130,18 @@
 //! - **fail-open**: a dead store costs a bounded time per call and the
 //!   value comes from the source.
 //! - **breaker**: a silent (black-holed) store costs one timeout, then
-//!   nothing until a probe closes the breaker.
+//!   nothing until a probe closes the breaker; a read waits at most the
+//!   read deadline (15 ms by default, [`BreakerConfig::read_deadline`]).
+//! - **durable invalidation** (any shared store, with an
+//!   [`outbox::Outbox`] in the application's database): a forget that
+//!   missed the store or the bus says so ([`Reach`]); one recorded with its
+//!   write is delivered by any process's [`outbox::Relay`], so a writer cut
+//!   off or killed after its commit leaves no process serving the old value
+//!   beyond the relay's bound (`suite::outbox::a_cut_off_writers_invalidation_is_delivered_by_another_process`,
+//!   `suite::outbox::a_forget_that_meets_a_fault_is_delivered_afterwards`,
+//!   `outbox::tests::the_relay_delivers_at_grace_and_confirms_at_settle`; in
+//!   the board, `fleet::durable` on SQLite and on DynamoDB, with partitions,
+//!   SIGKILLed writers and a seeded random fault schedule).
 //!
 //! | store | single-flight | fleet lease | no stale set | coherent L1 | fail-open | breaker |
 //! |---|---|---|---|---|---|---|
@@ -170,6 +181,8 @@ mod local;
 mod memo;
 mod metrics;
 mod none;
+pub mod outbox;
+mod reach;
 mod registry;
 #[cfg(feature = "axum")]
 pub mod response;
@@ -188,6 +201,7 @@ pub use config::{
 pub use error::{Error, ErrorKind, Result};
 pub use fragment::Fragments;
 pub use memo::{Memo, MemoBuilder};
+pub use reach::Reach;
 pub use stats::MemoStats;
 pub use value::CacheValue;
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::stats::MemoStats;
+use crate::key::KeyHash;
+use crate::stats::{Counter, MemoStats};
 
 /// What the cache needs from a memo whose types it does not know.
 pub(crate) trait MemoControl: Send + Sync {
@@ -25,6 +26,16 @@ pub(crate) trait MemoControl: Send + Sync {
     /// Another process bumped the memo's version.
     fn observe_version(&self, version: u64);
     fn stats(&self) -> MemoStats;
+    /// The version this process last saw.
+    fn version(&self) -> u64;
+    /// This process forgets `hash` at `version` (its own invalidation).
+    fn forget_local(&self, version: u64, hash: KeyHash);
+    /// Takes the version read from the shared store, which holds the truth.
+    fn adopt_version(&self, version: u64);
+    /// Bumps the version in this process alone; returns the new one.
+    fn bump_local(&self) -> u64;
+    /// Counts one event of the memo.
+    fn count(&self, counter: Counter);
 }
 
 struct RegisteredMemo {

@@ -220,7 +220,10 @@ impl Cache {
             memo.invalidate_everything();
         }
         self.inner.stamps.bump_all();
-        self.publish(&Invalidation::Clear).await;
+        // A process that misses it and keeps hearing the bus keeps its L1:
+        // `clear` is an operator's tool, not part of a write (writes go
+        // through memos and, for durability, `crate::outbox`).
+        let _ = self.publish(&Invalidation::Clear).await;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::breaker::{Breaker, BreakerSet, BreakerState, BreakerStats, BreakerStore};
-use crate::bus::{Bus, BusSink, Invalidation};
+use crate::bus::{Bus, BusSink};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, StoreConfig};
 use crate::deps::{Stamps, TAG_SCOPE, scope_hash};
@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::fault::FaultLog;
 use crate::key::KeyHash;
 use crate::local::LocalTable;
+use crate::reach::Reach;
 use crate::registry::{MemoControl, Registry};
 use crate::stats::MemoStats;
 use crate::store::RemoteStore;
@@ -23,6 +24,7 @@ use crate::store::RemoteStore;
 mod api;
 mod bus_link;
 mod engine;
+mod invalidate;
 
 /// A value of any type, as the low-level API keeps it in memory.
 pub(crate) type ErasedValue = Arc<dyn Any + Send + Sync>;
@@ -251,7 +253,8 @@ impl Cache {
             Backend::Remote(store) if config.breaker.enabled => {
                 let whole = Arc::new(Breaker::new("store", config.breaker, clock.clone()));
                 let breaker = Arc::new(BreakerSet::new(whole));
-                let guarded = BreakerStore::with_set(store, Arc::clone(&breaker));
+                let guarded = BreakerStore::with_set(store, Arc::clone(&breaker))
+                    .read_deadline(config.breaker.read_deadline);
                 (Backend::Remote(Arc::new(guarded)), Some(breaker))
             }
             other => (other, None),
@@ -314,6 +317,18 @@ impl Cache {
         let open =
             |stats: Option<BreakerStats>| stats.is_some_and(|s| s.state == BreakerState::Open);
         !open(self.store_breaker()) && !open(self.bus_breaker())
+    }
+
+    /// True when a shared store holds the values, so other processes read
+    /// them: Redis, Memcached, a file store, or a tiered cache.
+    ///
+    /// ```
+    /// assert!(!memocache::Cache::memory().is_shared());
+    /// assert!(memocache::Cache::from_url("redis://127.0.0.1:1/")?.is_shared());
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn is_shared(&self) -> bool {
+        self.has_remote()
     }
 
     /// The shared store's breaker: state and counters; `None` without a
@@ -383,15 +398,6 @@ impl Cache {
         match &self.inner.backend {
             Backend::Remote(store) => Some(store),
             _ => None,
-        }
-    }
-
-    /// Tells the other processes, if there is a bus; faults fail open.
-    pub(crate) async fn publish(&self, invalidation: &Invalidation) {
-        if let Some(bus) = &self.inner.bus {
-            if let Err(error) = bus.publish(invalidation).await {
-                let _ = self.fault("publish", error, ());
-            }
         }
     }
 
@@ -550,32 +556,9 @@ impl Cache {
     /// assert_eq!(&*price, "13 EUR");
     /// # });
     /// ```
-    pub async fn invalidate_tag(&self, tag: &str) {
+    pub async fn invalidate_tag(&self, tag: &str) -> Reach {
         self.invalidate_dep_key(TAG_SCOPE, KeyHash::of_str(tag).0)
-            .await;
-    }
-
-    /// Bumps the key dependency (`scope`, `hash`) here and, over the bus,
-    /// everywhere.
-    pub(crate) async fn invalidate_dep_key(&self, scope: &str, hash: u128) {
-        self.inner.stamps.bump_key(scope_hash(scope), hash);
-        let invalidation = Invalidation::Key {
-            memo: scope.to_string(),
-            version: 0,
-            hash,
-        };
-        self.publish(&invalidation).await;
-    }
-
-    /// Bumps the scope dependency `scope` here and everywhere.
-    #[cfg(feature = "axum")]
-    pub(crate) async fn invalidate_dep_scope(&self, scope: &str) {
-        self.inner.stamps.bump_scope(scope_hash(scope));
-        let invalidation = Invalidation::Memo {
-            memo: scope.to_string(),
-            version: 0,
-        };
-        self.publish(&invalidation).await;
+            .await
     }
 
     /// The cache's invalidation stamps.

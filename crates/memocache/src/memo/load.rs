@@ -21,6 +21,8 @@ use crate::codec;
 use crate::flight::{Flight, Join, LeaderGuard, Outcome, SharedError};
 use crate::key::{KeyHash, memo_key};
 use crate::none::is_none;
+use crate::reach::Reach;
+use crate::registry::MemoControl;
 use crate::stats::Counter;
 use crate::value::CacheValue;
 
@@ -418,61 +420,18 @@ where
         self.publish_key(version, hash).await;
     }
 
-    pub(super) async fn forget_hash(&self, hash: KeyHash) {
-        if !self.cache.has_remote() {
-            self.shared.evict(self.version(), hash);
-            return;
-        }
-        let Some(version) = self.remote_version().await else {
-            // Cannot read the version: this process forgets, and so do the
-            // others, under the version it last saw. On a Redis Cluster the
-            // version's node may be cut off while the bus answers
-            // (`tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read`
-            // caught it: returning here left the others' L1 copies in
-            // place). No delete in the store: it would wait out a timeout
-            // per call on a store that is down.
-            let version = self.version();
-            self.shared.evict(version, hash);
-            self.publish_key(version, hash).await;
-            return;
-        };
-        let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);
-        if let Err(error) = self.cache.remote_delete(&remote_key).await {
-            self.store_fault("forget", error);
-        }
-        self.shared.evict(version, hash);
-        self.publish_key(version, hash).await;
+    pub(super) async fn forget_hash(&self, hash: KeyHash) -> Reach {
+        let control: &dyn MemoControl = &*self.shared;
+        self.cache
+            .forget_key(&self.shared.name, Some(control), hash)
+            .await
     }
 
-    pub(super) async fn bump_version(&self) {
-        let Some(bumped) = self.cache.remote_incr(&self.version_key(), 1).await else {
-            self.shared.version.fetch_add(1, Ordering::AcqRel);
-            self.shared.bump_scope();
-            return;
-        };
-        match bumped {
-            Ok(version) => {
-                let version = u64::try_from(version).unwrap_or_default();
-                self.shared.adopt_version(version);
-                let memo = self.shared.name.to_string();
-                self.cache
-                    .publish(&Invalidation::Memo { memo, version })
-                    .await;
-            }
-            Err(error) => {
-                self.store_fault("forget_all", error);
-                // Keep this process from serving the old values at least,
-                // and the others too: on a Redis Cluster the version's node
-                // may be cut off while the bus answers, and their L1 copies
-                // would stay trusted.
-                let version = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
-                self.shared.bump_scope();
-                let memo = self.shared.name.to_string();
-                self.cache
-                    .publish(&Invalidation::Memo { memo, version })
-                    .await;
-            }
-        }
+    pub(super) async fn bump_version(&self) -> Reach {
+        let control: &dyn MemoControl = &*self.shared;
+        self.cache
+            .forget_memo(&self.shared.name, Some(control))
+            .await
     }
 
     async fn publish_key(&self, version: u64, hash: KeyHash) {
@@ -482,7 +441,10 @@ where
             version,
             hash: hash.0,
         };
-        self.cache.publish(&invalidation).await;
+        // A set's news: a process that misses it stops trusting its L1
+        // within a heartbeat (see `crate::bus`), and the store already
+        // holds the new value.
+        let _ = self.cache.publish(&invalidation).await;
     }
 
     fn prefix(&self) -> &str {

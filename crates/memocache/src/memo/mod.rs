@@ -17,6 +17,8 @@ use crate::error::Result;
 use crate::flight::Flights;
 use crate::key::KeyHash;
 use crate::local::LocalTable;
+use crate::outbox::Intent;
+use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::stats::{Counter, MemoStats, Stats};
 use crate::value::CacheValue;
@@ -159,6 +161,28 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
 
     fn stats(&self) -> MemoStats {
         self.stats.snapshot()
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn forget_local(&self, version: u64, hash: KeyHash) {
+        self.evict(version, hash);
+    }
+
+    fn adopt_version(&self, version: u64) {
+        MemoShared::adopt_version(self, version);
+    }
+
+    fn bump_local(&self) -> u64 {
+        let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
+        self.bump_scope();
+        version
+    }
+
+    fn count(&self, counter: Counter) {
+        self.stats.bump(counter);
     }
 }
 
@@ -594,9 +618,13 @@ where
     }
 
     /// Forgets the value for `key`: Flask-Caching's
-    /// `delete_memoized(f, *args)`. When this returns, no tier of any
-    /// process serves the old value, and a load of `key` that started
-    /// before does not store its result.
+    /// `delete_memoized(f, *args)`. When this returns and the answer
+    /// [`is_fleet`](Reach::is_fleet), no tier of any process serves the old
+    /// value, and a load of `key` that started before does not store its
+    /// result. This process never serves it again, whatever the answer;
+    /// one that missed the shared store or the bus may leave the old value
+    /// in other processes until its timeout: keep it and deliver it again,
+    /// or record it with the write in an [`Outbox`](crate::outbox::Outbox).
     ///
     /// ```
     /// use memocache::{Cache, Memo};
@@ -604,28 +632,70 @@ where
     /// let cache = Cache::memory();
     /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
     /// memo.set(&1, "ada".to_owned()).await;
-    /// memo.forget(&1).await; // e.g. at logout
-    /// assert!(memo.get(&1).await.is_none());
+    /// let reach = memo.forget(&1).await; // e.g. at logout
+    /// assert!(reach.is_fleet() && memo.get(&1).await.is_none());
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
-    pub async fn forget(&self, key: &K) {
-        self.__forget_by(key).await;
+    pub async fn forget(&self, key: &K) -> Reach {
+        self.__forget_by(key).await
     }
 
     /// [`Memo::forget`] with a key given as any value that serializes like
     /// `K`. Used by `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
-    pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) {
-        self.shared.stats.bump(Counter::Invalidation);
+    pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) -> Reach {
         match KeyHash::of(key) {
             Ok(hash) => self.forget_hash(hash).await,
-            Err(error) => tracing::warn!(memo = %self.shared.name, %error, "key not cacheable"),
+            Err(error) => {
+                // Never cached under any key: nothing to forget anywhere.
+                tracing::warn!(memo = %self.shared.name, %error, "key not cacheable");
+                Reach::FLEET
+            }
+        }
+    }
+
+    /// What [`Memo::forget`] of `key` does, as a value to record with a
+    /// write and deliver later, from any process (see [`crate::outbox`]).
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo, outbox::Intent};
+    /// let cache = Cache::memory();
+    /// let users: Memo<u64, String> = Memo::builder("users").build(&cache)?;
+    /// let intent = users.intent(&7)?;
+    /// assert!(matches!(intent, Intent::Key { ref memo, .. } if memo == "users"));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when `key` cannot be
+    /// serialized.
+    pub fn intent(&self, key: &K) -> Result<Intent> {
+        Ok(Intent::Key {
+            memo: self.shared.name.to_string(),
+            hash: KeyHash::of(key)?.0,
+        })
+    }
+
+    /// What [`Memo::forget_all`] does, as a value to record with a write
+    /// and deliver later (see [`crate::outbox`]).
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo, outbox::Intent};
+    /// let cache = Cache::memory();
+    /// let feed: Memo<(), Vec<String>> = Memo::builder("feed").build(&cache)?;
+    /// assert_eq!(feed.intent_all(), Intent::All { memo: "feed".into() });
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn intent_all(&self) -> Intent {
+        Intent::All {
+            memo: self.shared.name.to_string(),
         }
     }
 
     /// Forgets every value of this memo: Flask-Caching's
     /// `delete_memoized(f)`. O(1): it bumps the memo's version, which is
-    /// part of every key (one `INCR` on a shared store).
+    /// part of every key (one `INCR` on a shared store). Says whether the
+    /// whole fleet was reached, as [`Memo::forget`] does.
     ///
     /// ```
     /// use memocache::{Cache, Memo};
@@ -634,13 +704,12 @@ where
     /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
     /// memo.set(&1, "ada".to_owned()).await;
     /// memo.set(&2, "grace".to_owned()).await;
-    /// memo.forget_all().await; // e.g. after a message is posted
+    /// assert!(memo.forget_all().await.is_fleet()); // e.g. after a message is posted
     /// assert!(memo.get(&1).await.is_none() && memo.get(&2).await.is_none());
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
-    pub async fn forget_all(&self) {
-        self.shared.stats.bump(Counter::Invalidation);
-        self.bump_version().await;
+    pub async fn forget_all(&self) -> Reach {
+        self.bump_version().await
     }
 }
 

@@ -49,11 +49,11 @@ async fn forget_one_key_and_forget_all() {
     let load = |n: u32| move || async move { n };
     assert_eq!(*memo.get_or_load("a", load(1)).await, 1);
     assert_eq!(*memo.get_or_load("b", load(2)).await, 2);
-    memo.forget("a").await;
+    let _ = memo.forget("a").await;
     assert_eq!(*memo.get_or_load("a", load(10)).await, 10, "a reloads");
     assert_eq!(*memo.get_or_load("b", load(20)).await, 2, "b kept");
     let version = memo.version();
-    memo.forget_all().await;
+    let _ = memo.forget_all().await;
     assert_eq!(memo.version(), version + 1);
     assert_eq!(*memo.get_or_load("a", load(100)).await, 100);
     assert_eq!(*memo.get_or_load("b", load(200)).await, 200);
@@ -330,7 +330,7 @@ async fn load_started_before_forget_does_not_store_afterwards() {
         async move { memo.get_or_load(&1, loader).await }
     });
     started.await.expect("reader read the old row");
-    memo.forget(&1).await; // the row changed
+    let _ = memo.forget(&1).await; // the row changed
     release.send("old".to_string()).expect("reader waits");
     assert_eq!(*slow_reader.await.expect("reader"), "old");
     let fresh = memo.get_or_load(&1, || async { "new".to_string() }).await;
@@ -347,7 +347,7 @@ async fn load_started_before_forget_all_does_not_store_afterwards() {
         async move { memo.get_or_load(&1, loader).await }
     });
     started.await.expect("started");
-    memo.forget_all().await;
+    let _ = memo.forget_all().await;
     release.send("old".to_string()).expect("reader waits");
     slow_reader.await.expect("reader");
     assert_eq!(
@@ -418,7 +418,7 @@ async fn many_threads_many_keys_stay_consistent() {
                     let v = memo.get_or_load(&key, || async move { key * 2 }).await;
                     assert_eq!(*v, key * 2);
                     if i % 97 == 0 {
-                        memo.forget(&key).await;
+                        let _ = memo.forget(&key).await;
                     }
                 }
             })

@@ -15,6 +15,7 @@ use crate::cache::Cache;
 use crate::flight::Flights;
 use crate::key::KeyHash;
 use crate::local::LocalTable;
+use crate::reach::Reach;
 
 /// A predicate on a request.
 pub(super) type RequestPredicate = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
@@ -361,16 +362,16 @@ impl ResponseCacheLayer {
 
     /// Forgets the response to `method` on `path_and_query` (the query
     /// counts only with [`query_string`](Self::query_string)), in every
-    /// process of a tiered cache, before it returns.
+    /// process of a tiered cache, before it returns (see [`Reach`]).
     ///
     /// ```
     /// # futures::executor::block_on(async {
     /// # let cache = memocache::Cache::memory();
     /// let layer = memocache::response::ResponseCacheLayer::new(&cache);
-    /// layer.delete_cached(&http::Method::GET, "/").await;
+    /// assert!(layer.delete_cached(&http::Method::GET, "/").await.is_fleet());
     /// # });
     /// ```
-    pub async fn delete_cached(&self, method: &Method, path_and_query: &str) {
+    pub async fn delete_cached(&self, method: &Method, path_and_query: &str) -> Reach {
         let (path, query) = match path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (path_and_query, None),
@@ -380,7 +381,7 @@ impl ResponseCacheLayer {
         self.config
             .cache
             .invalidate_dep_key(&self.config.scope(), key)
-            .await;
+            .await
     }
 
     /// Forgets every response of this layer's key prefix, in every process.
@@ -389,14 +390,14 @@ impl ResponseCacheLayer {
     /// # futures::executor::block_on(async {
     /// # let cache = memocache::Cache::memory();
     /// let layer = memocache::response::ResponseCacheLayer::new(&cache);
-    /// layer.forget_all().await;
+    /// assert!(layer.forget_all().await.is_fleet());
     /// # });
     /// ```
-    pub async fn forget_all(&self) {
+    pub async fn forget_all(&self) -> Reach {
         self.config
             .cache
             .invalidate_dep_scope(&self.config.scope())
-            .await;
+            .await
     }
 }
 

@@ -431,10 +431,10 @@ pub(crate) async fn memo_hits_forget_and_forget_all(f: Fixture) {
     assert_eq!(count(), 2);
     assert_eq!(memo.stats().hits(), 1);
     assert!(memo.get(&1).await.is_some());
-    memo.forget(&1).await;
+    let _ = memo.forget(&1).await;
     assert_eq!(memo.get(&1).await, None);
     assert!(memo.get(&2).await.is_some(), "forget is per key");
-    memo.forget_all().await;
+    let _ = memo.forget_all().await;
     assert_eq!(memo.get(&2).await, None);
     memo.get_or_load(&2, load(2)).await;
     assert_eq!(count(), 3);
@@ -543,7 +543,7 @@ pub(crate) async fn two_instances_share_values_and_versions(f: Fixture) {
     }
     assert_eq!(seen.as_deref().map(String::as_str), Some("from one"));
     assert_eq!(*memo_two.get_or_load(&1, || async { 20 }).await, 10, "hit");
-    memo_one.forget_all().await;
+    let _ = memo_one.forget_all().await;
     assert_eq!(
         *memo_two.get_or_load(&1, || async { 30 }).await,
         30,

@@ -142,7 +142,7 @@ async fn a_load_started_before_a_remote_forget_is_not_stored(a: Cache, b: Cache)
         async move { ma.get_or_load(&1, loader).await }
     });
     started.await.expect("A read the old row");
-    mb.forget(&1).await; // the row changed
+    let _ = mb.forget(&1).await; // the row changed
     release.send("old".into()).expect("A waits");
     assert_eq!(
         *slow.await.expect("A"),
@@ -180,7 +180,7 @@ async fn a_forget_racing_a_fill_never_leaves_the_old_value(a: Cache, b: Cache) {
             async move { mb.forget(&key).await }
         });
         release.send("old".into()).expect("A waits");
-        forget.await.expect("B forgot");
+        let _ = forget.await.expect("B forgot");
         assert_eq!(*slow.await.expect("A"), "old");
         let after = mb.get_or_load(&key, || async { "new".to_string() }).await;
         assert_eq!(*after, "new", "key {key}: the old value survived a forget");

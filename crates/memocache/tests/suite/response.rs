@@ -205,7 +205,7 @@ async fn forgetting_a_memo_the_view_read_makes_the_next_response_fresh() {
     );
     assert_eq!(get_text(&url, &[]).await.1, "hit");
 
-    messages.forget_all().await;
+    let _ = messages.forget_all().await;
     assert_eq!(
         get_text(&url, &[]).await,
         ("list-2 by ada".into(), "miss".into())
@@ -213,10 +213,10 @@ async fn forgetting_a_memo_the_view_read_makes_the_next_response_fresh() {
     assert_eq!(get_text(&url, &[]).await.1, "hit");
 
     // One key of another memo it read.
-    users.forget(&7).await;
+    let _ = users.forget(&7).await;
     assert_eq!(get_text(&url, &[]).await.1, "miss");
     // A key it did not read changes nothing.
-    users.forget(&8).await;
+    let _ = users.forget(&8).await;
     assert_eq!(get_text(&url, &[]).await.1, "hit");
     // Low-level keys and tags the same way.
     cache.clear().await.expect("clear");
@@ -250,9 +250,9 @@ async fn low_level_keys_and_tags_are_dependencies_too() {
         .await
         .expect("set");
     assert_eq!(get_text(&url, &[]).await, ("bye".into(), "miss".into()));
-    cache.invalidate_tag("banner").await;
+    let _ = cache.invalidate_tag("banner").await;
     assert_eq!(get_text(&url, &[]).await.1, "miss");
-    cache.invalidate_tag("another").await;
+    let _ = cache.invalidate_tag("another").await;
     assert_eq!(get_text(&url, &[]).await.1, "hit");
 }
 
@@ -296,7 +296,7 @@ async fn a_fragment_passes_its_dependencies_to_the_response() {
         ("<aside>ada 1</aside>".into(), "miss".into())
     );
     assert_eq!(renders.count(), 1);
-    sidebar.forget_all().await;
+    let _ = sidebar.forget_all().await;
     assert_eq!(
         get_text(&other, &[]).await,
         ("<aside>ada 2</aside>".into(), "miss".into())
@@ -306,7 +306,7 @@ async fn a_fragment_passes_its_dependencies_to_the_response() {
         ("<aside>ada 2</aside>".into(), "miss".into())
     );
     assert_eq!(renders.count(), 2);
-    fragments.forget("sidebar", &()).await;
+    let _ = fragments.forget("sidebar", &()).await;
     assert_eq!(get_text(&home, &[]).await.1, "miss");
     assert_eq!(renders.count(), 3);
 }
@@ -724,10 +724,10 @@ async fn delete_cached_and_forget_all() {
     let (home, q) = (format!("{}/", app.base), format!("{}/q", app.base));
     assert_eq!(get_text(&home, &[]).await.0, "view-1");
     assert_eq!(get_text(&q, &[]).await.0, "q-2");
-    layer.delete_cached(&axum::http::Method::GET, "/").await;
+    let _ = layer.delete_cached(&axum::http::Method::GET, "/").await;
     assert_eq!(get_text(&home, &[]).await.0, "view-3");
     assert_eq!(get_text(&q, &[]).await.0, "q-2");
-    layer.forget_all().await;
+    let _ = layer.forget_all().await;
     assert_eq!(get_text(&home, &[]).await.0, "view-4");
     assert_eq!(get_text(&q, &[]).await.0, "q-5");
 }
@@ -834,7 +834,7 @@ async fn a_forget_in_one_process_refreshes_the_other_before_it_returns() {
         "from the shared tier"
     );
     for round in 2..12 {
-        memo_a.forget_all().await;
+        let _ = memo_a.forget_all().await;
         let expected = format!("list-{round}");
         assert_eq!(
             get_text(&url_b, &[]).await,
@@ -846,7 +846,7 @@ async fn a_forget_in_one_process_refreshes_the_other_before_it_returns() {
     }
     // Tags and delete_cached travel the same bus.
     let layer_a = ResponseCacheLayer::new(&a);
-    layer_a.delete_cached(&axum::http::Method::GET, "/").await;
+    let _ = layer_a.delete_cached(&axum::http::Method::GET, "/").await;
     assert_eq!(get_text(&url_b, &[]).await.1, "miss");
 }
 
@@ -864,7 +864,7 @@ async fn a_forget_while_the_view_runs_keeps_its_response_out() {
         url,
         _app,
     } = first_view_held_at_a_gate().await;
-    news.forget_all().await;
+    let _ = news.forget_all().await;
     gate.add_permits(100);
     assert_eq!(
         first.await.expect("first"),
@@ -888,7 +888,7 @@ async fn a_request_after_a_forget_never_shares_an_older_views_answer() {
         url,
         _app,
     } = first_view_held_at_a_gate().await;
-    news.forget_all().await;
+    let _ = news.forget_all().await;
     let second = tokio::spawn({
         let url = url.clone();
         async move { get_text(&url, &[]).await }

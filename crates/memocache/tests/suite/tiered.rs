@@ -177,7 +177,7 @@ async fn forget_on_one_process_reaches_the_other_before_it_returns(server: &mut 
             expected,
             "B's L1 hit"
         );
-        ma.forget(&7).await;
+        let _ = ma.forget(&7).await;
     }
     assert_eq!(db.calls(), 100);
     assert!(mb.stats().invalidations_received >= 100, "{:?}", mb.stats());
@@ -192,7 +192,7 @@ async fn forget_all_on_one_process_reaches_the_other(server: &mut impl Redis) {
     let db = Source::default();
     assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-1");
     assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-1");
-    ma.forget_all().await;
+    let _ = ma.forget_all().await;
     assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-2");
     assert_eq!(mb.version(), ma.version());
 }
@@ -238,7 +238,7 @@ async fn killed_bus_connection_never_yields_a_stale_read(server: &mut impl Redis
                 .await
                 .expect("CLIENT KILL");
         }
-        ma.forget(&1).await;
+        let _ = ma.forget(&1).await;
     }
     assert_eq!(
         db.calls(),
@@ -287,8 +287,8 @@ async fn versions_follow_a_redis_that_restarted_empty(server: &mut impl Redis) {
     let mb = Memo::<(), String>::builder("all").build(&b).expect("memo");
     let db = Source::default();
     assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-1");
-    ma.forget_all().await;
-    ma.forget_all().await;
+    let _ = ma.forget_all().await;
+    let _ = ma.forget_all().await;
     assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-2");
     assert_eq!(mb.version(), 2);
     server.stop();
@@ -298,7 +298,7 @@ async fn versions_follow_a_redis_that_restarted_empty(server: &mut impl Redis) {
     in_sync(&b).await;
     assert_eq!(*mb.get_or_load(&(), db.load("list")).await, "list-3");
     assert_eq!(mb.version(), 0, "B follows the store's version");
-    ma.forget_all().await;
+    let _ = ma.forget_all().await;
     assert_eq!(
         *mb.get_or_load(&(), db.load("list")).await,
         "list-4",
