@@ -20,6 +20,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let _logs = telemetry::init("info");
+    // Fault injection from `FAILPOINTS` (feature `failpoints`; nothing
+    // without it).
+    let _failpoints = fail::FailScenario::setup();
     match cli.command {
         Some(Command::Demo(args)) => match board::demo::run(&args).await {
             Ok(summary) => {

@@ -185,7 +185,8 @@ impl Application {
             connections,
             media_sweep,
         } = self;
-        // Stopped with the server (dropping the guard aborts it).
+        // Both stopped with the server (dropping the guards aborts them).
+        let _relay = state.data.start_relay(&state.cache);
         let _sweeping = media_sweep.map(|sweep| {
             AbortOnDrop(tokio::spawn(sweep_media_periodically(
                 state,

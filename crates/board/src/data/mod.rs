@@ -28,6 +28,18 @@
 //!
 //! The table of writes and what each forgets is checked by the tests at
 //! the end of this module, one test per write.
+//!
+//! # Durable invalidation
+//!
+//! Every write records what it forgets in the database's outbox before it
+//! writes (`memocache::outbox`), then delivers it; what cannot be
+//! delivered at once (Redis unreachable from this process, a transient
+//! fault, the process killed after its commit) is delivered by the relay
+//! every board runs. A write whose invalidation cannot be recorded is
+//! refused with nothing written. So "after a write returns, no process
+//! serves the old value" holds wherever the write was made: at once when
+//! the writer reaches Redis, within 0.75 s otherwise (the relay's grace
+//! and interval; see `memocache::outbox` for the bound).
 
 mod cursor;
 pub mod oidc;
@@ -37,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use memocache::outbox::{Durable, DurableError, Intent, Relay, RelayStats, RelayTask};
 use memocache::{Cache, Memo};
 use serde::{Deserialize, Serialize};
 
@@ -202,6 +215,10 @@ pub struct NewMessage {
 /// The board's data: stores, media and memos behind one handle.
 pub struct Data {
     stores: Stores,
+    /// Writes with their invalidations recorded first (`stores.outbox`).
+    durable: Durable,
+    /// Delivers what writers left in the outbox (see [`Data::start_relay`]).
+    relay: Arc<Relay>,
     media: Arc<dyn MediaStore>,
     memos: Memos,
     csrf: CsrfKey,
@@ -228,6 +245,8 @@ impl Data {
     ) -> Result<Self, memocache::Error> {
         Ok(Self {
             memos: Memos::build(cache, &settings)?,
+            durable: Durable::new(cache, Arc::clone(&stores.outbox)),
+            relay: Arc::new(Relay::new(cache, Arc::clone(&stores.outbox))),
             stores,
             media,
             csrf,
@@ -251,6 +270,19 @@ impl Data {
     /// The media store, for serving files and tools.
     pub fn media(&self) -> &Arc<dyn MediaStore> {
         &self.media
+    }
+
+    /// Starts delivering what writers left in the outbox (their forgets
+    /// met a fault, or they died after writing), until the handle is
+    /// dropped. Only with a shared cache: without one there is nothing to
+    /// deliver to.
+    pub fn start_relay(&self, cache: &Cache) -> Option<RelayTask> {
+        cache.is_shared().then(|| Arc::clone(&self.relay).spawn())
+    }
+
+    /// The outbox relay's counters, for `/metrics`.
+    pub fn relay_stats(&self) -> RelayStats {
+        self.relay.stats()
     }
 
     /// Messages per page.
@@ -312,7 +344,9 @@ impl Data {
             if let Err(error) = self.stores.sessions.delete(token_hash).await {
                 tracing::warn!(%error, "expired session not removed");
             }
-            self.memos.load_session.forget(token_hash).await;
+            // Best effort: every process checks the expiry of the session
+            // it holds, so a copy another process keeps is refused there.
+            let _ = self.memos.load_session.forget(token_hash).await;
             return Ok(None);
         }
         let Some(user) = self.user(&session.user_id).await? else {
@@ -366,10 +400,16 @@ impl Data {
     /// # Errors
     /// When the database fails.
     pub async fn end_session(&self, token_hash: &str, user_id: &str) -> Result<(), DataError> {
-        self.stores.sessions.delete(token_hash).await?;
-        self.memos.load_session.forget(token_hash).await;
-        self.memos.load_user.forget(user_id).await;
-        Ok(())
+        let intents = vec![
+            intent(&self.memos.load_session, token_hash)?,
+            intent(&self.memos.load_user, user_id)?,
+        ];
+        let sessions = &self.stores.sessions;
+        self.durably(
+            intents,
+            async move { Ok(sessions.delete(token_hash).await?) },
+        )
+        .await
     }
 
     /// Adds a user.
@@ -377,15 +417,17 @@ impl Data {
     /// # Errors
     /// [`DataError::NameTaken`] when the name is taken (any case).
     pub async fn register(&self, user: &User, password_hash: &str) -> Result<(), DataError> {
-        match self.stores.users.create(user, password_hash).await {
-            Ok(()) => {
-                // A lookup of this id before it existed may have cached None.
-                self.memos.load_user.forget(&user.id).await;
-                Ok(())
+        // A lookup of this id before it existed may have cached None.
+        let intents = vec![intent(&self.memos.load_user, &user.id)?];
+        let users = &self.stores.users;
+        self.durably(intents, async move {
+            match users.create(user, password_hash).await {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict) => Err(DataError::NameTaken),
+                Err(e) => Err(e.into()),
             }
-            Err(StoreError::Conflict) => Err(DataError::NameTaken),
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     /// The user named `username` (any case) with the password hash; never
@@ -408,6 +450,12 @@ impl Data {
     /// Replaces the password of `user_id` and revokes every other session
     /// of theirs (row and memo). Returns how many were revoked.
     ///
+    /// The sessions to revoke are only known once they are deleted, and an
+    /// invalidation is recorded before its write: so the whole
+    /// `load_session` memo is forgotten (O(1)), which costs every signed-in
+    /// user one session read on their next request. Password changes are
+    /// rare; a revoked session that stays open is not acceptable.
+    ///
     /// # Errors
     /// When the database fails.
     pub async fn change_password(
@@ -416,20 +464,20 @@ impl Data {
         password_hash: &str,
         keep_session: &str,
     ) -> Result<usize, DataError> {
-        self.stores
-            .users
-            .set_password(user_id, password_hash)
-            .await?;
-        self.memos.load_user.forget(user_id).await;
-        let removed = self
-            .stores
-            .sessions
-            .delete_for_user(user_id, Some(keep_session))
-            .await?;
-        for token_hash in &removed {
-            self.memos.load_session.forget(token_hash.as_str()).await;
-        }
-        Ok(removed.len())
+        let intents = vec![
+            intent(&self.memos.load_user, user_id)?,
+            self.memos.load_session.intent_all(),
+        ];
+        let stores = &self.stores;
+        self.durably(intents, async move {
+            stores.users.set_password(user_id, password_hash).await?;
+            let removed = stores
+                .sessions
+                .delete_for_user(user_id, Some(keep_session))
+                .await?;
+            Ok(removed.len())
+        })
+        .await
     }
 
     /// Renames `user_id` to `username` and forgets the cached user.
@@ -437,14 +485,16 @@ impl Data {
     /// # Errors
     /// [`DataError::NameTaken`] when another user has the name (any case).
     pub async fn rename_user(&self, user_id: &str, username: &str) -> Result<(), DataError> {
-        match self.stores.users.rename(user_id, username).await {
-            Ok(()) => {
-                self.memos.load_user.forget(user_id).await;
-                Ok(())
+        let intents = vec![intent(&self.memos.load_user, user_id)?];
+        let users = &self.stores.users;
+        self.durably(intents, async move {
+            match users.rename(user_id, username).await {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict) => Err(DataError::NameTaken),
+                Err(e) => Err(e.into()),
             }
-            Err(StoreError::Conflict) => Err(DataError::NameTaken),
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     /// Number of users (`board demo` checks the board is fresh).
@@ -612,11 +662,16 @@ impl Data {
             thumbnail: thumb.as_str().to_owned(),
             created_at: now_ms,
         };
-        if let Err(e) = self.stores.messages.insert(&message).await {
+        let messages = &self.stores.messages;
+        let inserted = self
+            .durably(self.message_intents(&message)?, async {
+                Ok(messages.insert(&message).await?)
+            })
+            .await;
+        if let Err(e) = inserted {
             self.remove_files(&[&full, &thumb]).await;
-            return Err(e.into());
+            return Err(e);
         }
-        self.messages_changed(&message).await;
         Ok(message)
     }
 
@@ -637,8 +692,11 @@ impl Data {
         if message.user_id != user_id {
             return Err(DataError::NotOwner);
         }
-        self.stores.messages.delete(&message.id).await?;
-        self.messages_changed(&message).await;
+        let messages = &self.stores.messages;
+        self.durably(self.message_intents(&message)?, async {
+            Ok(messages.delete(&message.id).await?)
+        })
+        .await?;
         // Demo messages share pictures: keep files another message shows.
         // The message is gone either way; if the check fails the files
         // stay (an orphan the media sweep removes later), never an error.
@@ -664,31 +722,61 @@ impl Data {
     /// # Errors
     /// When the database fails.
     pub async fn insert_many(&self, messages: &[Message]) -> Result<(), DataError> {
-        self.stores.messages.insert_many(messages).await?;
-        self.memos.all_messages.forget_all().await;
-        self.memos.message_count.forget_all().await;
         let mut users: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect();
         users.sort_unstable();
         users.dedup();
+        let mut intents = vec![
+            self.memos.all_messages.intent_all(),
+            self.memos.message_count.intent_all(),
+        ];
         for user in users {
-            self.memos.user_messages.forget(user).await;
+            intents.push(intent(&self.memos.user_messages, user)?);
         }
-        Ok(())
+        let store = &self.stores.messages;
+        self.durably(
+            intents,
+            async move { Ok(store.insert_many(messages).await?) },
+        )
+        .await
     }
 
     /// `delete_memoized(...)` of everything `message`'s arrival or
-    /// departure changes. With a tiered cache every process has dropped
-    /// the old values when this returns.
-    async fn messages_changed(&self, message: &Message) {
+    /// departure changes, as intents recorded with the write. With a
+    /// tiered cache every process has dropped the old values when the
+    /// write returns, or the outbox keeps them for the relays.
+    fn message_intents(&self, message: &Message) -> Result<Vec<Intent>, DataError> {
         let memos = &self.memos;
         let mine = Listing::User(message.user_id.clone());
-        tokio::join!(
-            memos.all_messages.forget_all(),
-            memos.user_messages.forget(&message.user_id),
-            memos.message_count.forget(&Listing::All),
-            memos.message_count.forget(&mine),
-            memos.image_message.forget(&message.image),
-        );
+        Ok(vec![
+            memos.all_messages.intent_all(),
+            intent(&memos.user_messages, &message.user_id)?,
+            intent(&memos.message_count, &Listing::All)?,
+            intent(&memos.message_count, &mine)?,
+            intent(&memos.image_message, &message.image)?,
+        ])
+    }
+
+    /// Runs `write` with `intents` recorded first and delivered after
+    /// (see [`memocache::outbox`]): an invalidation that cannot be recorded
+    /// refuses the write; one that cannot be delivered now is delivered by
+    /// a relay.
+    async fn durably<T, F>(&self, intents: Vec<Intent>, write: F) -> Result<T, DataError>
+    where
+        F: std::future::Future<Output = Result<T, DataError>>,
+    {
+        let write = async {
+            let written = write.await?;
+            // Tests kill the process here: committed, nothing delivered.
+            fail::fail_point!("board::after_write", |_| std::process::abort());
+            Ok(written)
+        };
+        match self.durable.write(intents, write).await {
+            Ok(written) => Ok(written.value),
+            Err(DurableError::Record(error)) => {
+                Err(StoreError::Backend(format!("nothing written: {error}")).into())
+            }
+            Err(DurableError::Write(error)) => Err(error),
+        }
     }
 
     async fn remove_files(&self, names: &[&MediaName]) {
@@ -698,6 +786,16 @@ impl Data {
             }
         }
     }
+}
+
+/// What `memo.forget(key)` does, as an intent to record.
+fn intent<K, V>(memo: &Memo<K, V>, key: &K) -> Result<Intent, DataError>
+where
+    K: Serialize + ?Sized + 'static,
+    V: memocache::CacheValue,
+{
+    memo.intent(key)
+        .map_err(|e| StoreError::Backend(format!("cache key: {e}")).into())
 }
 
 /// A loaded page, or `NotFound` when a token led past the oldest message.

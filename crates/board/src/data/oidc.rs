@@ -99,7 +99,8 @@ impl Data {
         if found.stale_at_ms > now_ms {
             return Ok(found.body.clone());
         }
-        memo.forget(url).await;
+        // A refresh of this process's copy; others refresh theirs by age.
+        let _ = memo.forget(url).await;
         let fresh = memo
             .get_or_try_load(url, load)
             .await
@@ -110,7 +111,9 @@ impl Data {
     /// Forgets the key set at `jwks_uri` (an ID token named a key it does
     /// not have: the provider may have rotated its keys).
     pub async fn oidc_forget_keys(&self, jwks_uri: &str) {
-        self.memos.oidc_jwks.forget(jwks_uri).await;
+        // Best effort: another process that meets the unknown key forgets
+        // its own copy the same way.
+        let _ = self.memos.oidc_jwks.forget(jwks_uri).await;
     }
 
     /// Discovery and JWKS fetches made by this process so far.
@@ -168,7 +171,9 @@ impl Data {
             }
         }
         let user = made.ok_or(DataError::NameTaken)?;
-        self.memos.load_user.forget(&user.id).await;
+        // The id is new and random: no process can hold a copy of it, so
+        // this forget is a formality and needs no outbox.
+        let _ = self.memos.load_user.forget(&user.id).await;
         match users.link_identity(issuer, subject, &user.id).await {
             Ok(()) => Ok((user, true)),
             Err(StoreError::Conflict) => {

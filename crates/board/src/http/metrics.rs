@@ -186,6 +186,19 @@ pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
     ] {
         let _ = writeln!(out, "board_page_cache_total{{outcome=\"{outcome}\"}} {n}");
     }
+    let relay = state.data.relay_stats();
+    out.push_str(
+        "# HELP board_outbox_relay_total Outbox entries this board's relay handled (durable invalidation).\n",
+    );
+    out.push_str("# TYPE board_outbox_relay_total counter\n");
+    for (outcome, n) in [
+        ("delivered", relay.delivered),
+        ("confirmed", relay.confirmed),
+        ("failed", relay.failed),
+        ("skipped_rounds", relay.skipped),
+    ] {
+        let _ = writeln!(out, "board_outbox_relay_total{{outcome=\"{outcome}\"}} {n}");
+    }
     // Every memo, breaker and tier line comes from the library's
     // exporter, so a counter added there shows up here.
     out.push_str(&state.cache.prometheus_text());

@@ -210,6 +210,10 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Messages.
     pub messages: Arc<dyn MessageStore>,
+    /// Invalidations recorded with the writes that cause them, until they
+    /// are delivered (see [`memocache::outbox`]). Not counted in `calls`:
+    /// the relays read it on a timer, not per request.
+    pub outbox: Arc<dyn memocache::outbox::Outbox>,
     /// Calls made so far, per table and operation.
     pub calls: DbCalls,
 }
@@ -237,13 +241,17 @@ impl Stores {
         }
     }
 
-    /// Wraps one database holding all three tables in counters.
-    fn counted<D: UserStore + SessionStore + MessageStore>(db: Arc<D>) -> Self {
+    /// Wraps one database holding every table in counters.
+    fn counted<D>(db: Arc<D>) -> Self
+    where
+        D: UserStore + SessionStore + MessageStore + memocache::outbox::Outbox,
+    {
         let calls = DbCalls::default();
         Self {
             users: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
             sessions: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
-            messages: Arc::new(counted::Counted::new(db, calls.clone())),
+            messages: Arc::new(counted::Counted::new(Arc::clone(&db), calls.clone())),
+            outbox: db,
             calls,
         }
     }

@@ -8,6 +8,8 @@ use std::path::Path;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod outbox;
+
 use super::{
     Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore, StoreError,
     StoreResult, User, UserStore,
@@ -76,6 +78,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (issuer, subject)
     ) WITHOUT ROWID;
     CREATE INDEX identities_by_user ON identities(user_id);",
+    // Durable invalidation: what each write forgets, recorded before the
+    // write and removed once delivered (see `memocache::outbox`).
+    "CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        intents     BLOB NOT NULL,
+        recorded_ms INTEGER NOT NULL
+    );",
 ];
 
 /// The columns of a message, in [`message_from`]'s order.

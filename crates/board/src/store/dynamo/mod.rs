@@ -7,6 +7,7 @@
 //! | `{prefix}users` | `id` (S) | none |
 //! | `{prefix}sessions` | `token_hash` (S) | `by_user`: `user_id` (S), keys only |
 //! | `{prefix}messages` | `message_id` (S) | `by_time`: `feed` (S) + `created_at` (N); `by_user`: `user_id` (S) + `created_at` (N); both project everything |
+//! | `{prefix}outbox` | `id` (S) | none: invalidations not yet delivered ([`outbox`]) |
 //!
 //! **Unique names without transactions** (dynalite has no
 //! `TransactWriteItems`): a user's name is claimed first by a *claim item*
@@ -155,6 +156,7 @@
 
 mod items;
 mod messages;
+mod outbox;
 mod watermark;
 
 use std::time::Duration;
@@ -259,12 +261,14 @@ impl DynamoUrl {
     }
 }
 
-/// The three tables on DynamoDB; implements every store trait.
+/// The tables on DynamoDB; implements every store trait and the outbox.
 pub struct Dynamo {
     client: Client,
     users: String,
     sessions: String,
     messages: String,
+    /// Invalidations not yet delivered (see [`outbox`]).
+    outbox: String,
 }
 
 impl Dynamo {
@@ -280,9 +284,10 @@ impl Dynamo {
             users: parsed.table("users"),
             sessions: parsed.table("sessions"),
             messages: parsed.table("messages"),
+            outbox: parsed.table("outbox"),
             client,
         };
-        for table in [&this.users, &this.sessions, &this.messages] {
+        for table in [&this.users, &this.sessions, &this.messages, &this.outbox] {
             if describe(&this.client, table).await?.is_none() {
                 return Err(OpenError::Database(format!(
                     "table {table} does not exist: run `board migrate --database-url '{url}'`"
@@ -436,6 +441,11 @@ fn specs(url: &DynamoUrl) -> Vec<TableSpec> {
                 },
             ],
         },
+        TableSpec {
+            name: url.table("outbox"),
+            key: "id",
+            indexes: vec![],
+        },
     ]
 }
 
@@ -581,6 +591,7 @@ pub async fn migrate(url: &str) -> Result<String, OpenError> {
         users: parsed.table("users"),
         sessions: parsed.table("sessions"),
         messages: parsed.table("messages"),
+        outbox: parsed.table("outbox"),
         client,
     };
     let done = db.recount().await.map_err(|e| match e {
