@@ -23,6 +23,31 @@ use testkit::RedisServer;
 const SECRET: &str = "fleet test secret key, the same on every instance";
 const PASSWORD: &str = "password123";
 
+mod durable;
+
+/// How to start one board of a fleet (kept, so a killed board can be
+/// started again the same way).
+#[derive(Clone)]
+struct Spec {
+    cache_url: String,
+    database_url: String,
+    media_url: String,
+    /// Extra environment (e.g. `FAILPOINTS`).
+    env: Vec<(String, String)>,
+}
+
+impl Spec {
+    /// SQLite and media files in `dir`, shared by the fleet.
+    fn embedded(dir: &Path, cache_url: &str) -> Self {
+        Self {
+            cache_url: cache_url.to_owned(),
+            database_url: format!("sqlite://{}", dir.join("board.sqlite").display()),
+            media_url: format!("file://{}", dir.join("media").display()),
+            env: Vec::new(),
+        }
+    }
+}
+
 /// One `board serve` process; killed and reaped on drop.
 struct Board {
     child: Child,
@@ -32,22 +57,31 @@ struct Board {
 
 impl Board {
     fn start(dir: &Path, name: &str, cache_url: &str) -> Self {
+        Self::start_with(dir, name, &Spec::embedded(dir, cache_url), None)
+    }
+
+    /// Starts a board from `spec`, on `port` if given (a restart keeps its
+    /// address), else on a free one.
+    fn start_with(dir: &Path, name: &str, spec: &Spec, port: Option<u16>) -> Self {
         let log = dir.join(format!("{name}.log"));
         for _ in 0..5 {
-            let port = testkit::free_port();
-            let out = std::fs::File::create(&log).expect("log file");
+            let port = port.unwrap_or_else(testkit::free_port);
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("log file");
             let err = out.try_clone().expect("log file");
             let child = Command::new(env!("CARGO_BIN_EXE_board"))
                 .arg("serve")
                 .args(["--address", &format!("127.0.0.1:{port}")])
-                .arg("--database-url")
-                .arg(format!("sqlite://{}", dir.join("board.sqlite").display()))
-                .arg("--media-url")
-                .arg(format!("file://{}", dir.join("media").display()))
-                .args(["--cache-url", cache_url, "--secret-key", SECRET])
+                .args(["--database-url", &spec.database_url])
+                .args(["--media-url", &spec.media_url])
+                .args(["--cache-url", &spec.cache_url, "--secret-key", SECRET])
                 // One page holds every post of the test, so /my lists them all.
                 .args(["--page-size", "200"])
                 .env("RUST_LOG", "warn")
+                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
@@ -68,6 +102,20 @@ impl Board {
             "board {name} did not start: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+    }
+
+    /// The port the board listens on.
+    fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
+    /// True once the process has exited (e.g. at a fail point).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Probes `/healthz` until it answers, or the process exits.
@@ -101,6 +149,8 @@ impl Board {
         format!("{}{path}", self.base)
     }
 
+    /// SIGKILL (`Child::kill` on Unix), then reaps the process: nothing
+    /// of it runs after this.
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
