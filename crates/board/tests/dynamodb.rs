@@ -101,14 +101,16 @@ async fn migrate_is_idempotent_and_open_without_tables_says_to_run_it() {
         first,
         "created table mig_users\n\
          created table mig_sessions with index by_user\n\
-         created table mig_messages with index by_time, by_user"
+         created table mig_messages with index by_time, by_user\n\
+         created table mig_outbox"
     );
     let second = board::store::migrate(&url).await.expect("second migrate");
     assert_eq!(
         second,
         "table mig_users already exists\n\
          table mig_sessions already exists\n\
-         table mig_messages already exists"
+         table mig_messages already exists\n\
+         table mig_outbox already exists"
     );
     Stores::open(&url).await.expect("open after migrate");
 

@@ -124,7 +124,12 @@ pub struct BreakerConfig {
     pub error_burst: u32,
     /// The longest a read (a lookup, a version read, a lease check) waits
     /// for the shared store before it is given up as a timeout (default
-    /// 15 ms; `None`: the store's own timeout). A cache read must never
+    /// 15 ms; `None`: the store's own timeout). It applies to one Redis
+    /// server (alone or as a tiered cache's L2) once it has answered a
+    /// first read (connecting takes longer); not to a Redis Cluster, whose
+    /// client holds every node's replies while it reconnects one, nor to
+    /// Memcached, whose pool remakes connections under a read, nor to a
+    /// local directory: those wait out the store's timeout as before. A cache read must never
     /// cost more than the source read it saves: on a silent store the
     /// first reads wait this long, then the breaker is open and the rest
     /// skip the store. Writes and invalidations keep the store's timeout.
@@ -484,6 +489,8 @@ pub(crate) struct BreakerStore {
     breakers: Arc<BreakerSet>,
     /// See [`BreakerConfig::read_deadline`].
     read_deadline: Option<Duration>,
+    /// Whether a read has been answered since the store was built.
+    answered: AtomicBool,
 }
 
 impl BreakerStore {
@@ -497,6 +504,7 @@ impl BreakerStore {
             store,
             breakers,
             read_deadline: None,
+            answered: AtomicBool::new(false),
         }
     }
 
@@ -514,11 +522,17 @@ impl BreakerStore {
         target: &Target<'_>,
         operation: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let Some(deadline) = self
-            .read_deadline
-            .filter(|_| tokio::runtime::Handle::try_current().is_ok())
-        else {
-            return self.call(target, operation).await;
+        // Not before the store first answered: the first call connects
+        // (a TLS handshake, a cluster's slot table), which takes longer
+        // than a read on an open connection.
+        let Some(deadline) = self.read_deadline.filter(|_| {
+            self.answered.load(Ordering::Acquire) && tokio::runtime::Handle::try_current().is_ok()
+        }) else {
+            let result = self.call(target, operation).await;
+            if result.is_ok() {
+                self.answered.store(true, Ordering::Release);
+            }
+            return result;
         };
         let bounded = async {
             match tokio::time::timeout(deadline, operation).await {

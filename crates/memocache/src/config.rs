@@ -434,8 +434,8 @@ impl CacheConfig {
     /// `probe_ms` (first probe after the breaker opens, default 250),
     /// `probe_max_ms` (longest pause between probes, default 5000),
     /// `breaker_errors` (store errors in a row that open it, default 3; a
-    /// timeout opens it at once), `read_deadline_ms` (the longest a read of
-    /// the shared store waits before it counts as a timeout and the value
+    /// timeout opens it at once), `read_deadline_ms` (one Redis server: the
+    /// longest a read waits before it counts as a timeout and the value
     /// comes from the source, default 15; `0` = the store's timeout). They
     /// apply to the store and, in tiered mode, to the invalidation bus.
     ///

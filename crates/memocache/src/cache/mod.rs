@@ -254,7 +254,7 @@ impl Cache {
                 let whole = Arc::new(Breaker::new("store", config.breaker, clock.clone()));
                 let breaker = Arc::new(BreakerSet::new(whole));
                 let guarded = BreakerStore::with_set(store, Arc::clone(&breaker))
-                    .read_deadline(config.breaker.read_deadline);
+                    .read_deadline(read_deadline(&config));
                 (Backend::Remote(Arc::new(guarded)), Some(breaker))
             }
             other => (other, None),
@@ -564,6 +564,23 @@ impl Cache {
     /// The cache's invalidation stamps.
     pub(crate) fn stamps(&self) -> &Arc<Stamps> {
         &self.inner.stamps
+    }
+}
+
+/// The read deadline of `config`'s shared store (see
+/// [`BreakerConfig::read_deadline`](crate::BreakerConfig::read_deadline)):
+/// one Redis server, directly or as a tiered cache's L2. Not a Redis
+/// Cluster, whose client holds every node's replies while it reconnects
+/// one (a healthy node would look silent), nor Memcached, whose pooled
+/// connections are remade under a read, nor a local directory.
+fn read_deadline(config: &CacheConfig) -> Option<std::time::Duration> {
+    let store = match &config.store {
+        StoreConfig::Tiered { l2, .. } => l2.as_ref(),
+        other => other,
+    };
+    match store {
+        StoreConfig::Redis { .. } => config.breaker.read_deadline,
+        _ => None,
     }
 }
 
