@@ -99,6 +99,12 @@ mod sig;
 /// parameter, and `()` for none. Calls hash the arguments by reference
 /// (the owned and borrowed types serialize alike), so nothing is cloned.
 ///
+/// A key is the arguments' *value*: equal arguments share one entry, and
+/// the forget helper with equal arguments forgets it. Maps and hash sets
+/// count whatever order they iterate in (a `&HashMap` argument built anew
+/// finds the entry of an equal one), `0.0` and `-0.0` are one key, and so
+/// are all NaNs; see `Memo`'s "Keys" for the details.
+///
 /// # The result
 ///
 /// - `-> V`: the cached `Arc<V>` is cloned out, so `V: Clone`.

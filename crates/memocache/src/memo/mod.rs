@@ -193,6 +193,36 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
 /// # }).unwrap();
 /// ```
 ///
+/// # Keys
+///
+/// A key is the *value* of `K`: equal keys find one entry, in every process
+/// and after every upgrade, and a `forget` with an equal key forgets it.
+/// `K` needs only `Serialize`; the stored key is a stable hash of its
+/// serialization, made canonical wherever a serialization would depend on
+/// more than the value: a map's entries (a `HashMap` iterates in a
+/// per-instance order) and a hash set's elements are written in one
+/// canonical order, `-0.0` counts as `0.0`, and every NaN as one NaN. So a
+/// `HashMap` or `HashSet` is as good a key as a `BTreeMap` or `BTreeSet`
+/// (and gives the same one). What serde cannot show stays yours: a
+/// `Serialize` of your own that writes a sequence from some other
+/// unordered collection must sort it, and `#[serde(skip)]` fields are not
+/// part of the key.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use memocache::{Cache, Memo};
+/// # futures::executor::block_on(async {
+/// let cache = Cache::memory();
+/// let totals: Memo<HashMap<String, i64>, i64> = Memo::builder("totals").build(&cache)?;
+/// let a = HashMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)]);
+/// let b = HashMap::from([("y".to_owned(), 2), ("x".to_owned(), 1)]); // equal, built anew
+/// totals.set(&a, 3).await;
+/// assert_eq!(totals.get(&b).await.as_deref(), Some(&3));
+/// totals.forget(&b).await; // forgets `a`'s entry: the keys are equal
+/// assert!(totals.get(&a).await.is_none());
+/// # Ok::<(), memocache::Error>(()) }).unwrap();
+/// ```
+///
 /// # Concurrent calls on the same key
 ///
 /// When several callers miss the same key at once, one of them runs its
