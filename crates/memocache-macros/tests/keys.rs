@@ -2,12 +2,13 @@
 //! in one entry and are forgotten together (issue 28, found by porting
 //! Flask-Caching's `test_memoize_kwargs` to a `HashMap` argument: 50 of 50
 //! calls missed, and a forget with an equal map left the old value served
-//! in 5 to 12 of 20 tries).
+//! in 5 to 12 of 20 tries). And a memo's timeout changes at run time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use memocache::{Cache, memoize};
+use memocache::{Cache, CacheConfig, Clock, Timeout, memoize};
 
 static TOTAL_RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -89,3 +90,40 @@ fn zero_and_negative_zero_share_one_entry() {
     assert_eq!(scaled(&cache, 0.0), "0.0");
     assert_eq!(scaled_memo(&cache).stats().loads, 2);
 }
+
+#[memoize(cache = cache, timeout = 60)]
+fn stamped(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+/// Flask-Caching's `f.cache_timeout = …` (its `test_cache_timeout_property`):
+/// the function's memo takes a new timeout at run time, read by the next
+/// value stored.
+#[test]
+fn the_timeout_changes_at_run_time() {
+    let clock = Clock::manual();
+    let cache = Cache::with_clock(CacheConfig::memory(100), clock.clone()).expect("cache");
+    assert_eq!(
+        stamped_memo(&cache).timeout(),
+        Some(Duration::from_secs(60))
+    );
+
+    stamped(&cache, 1); // stored for 60 s
+    stamped_memo(&cache).set_timeout(Timeout::secs(5));
+    assert_eq!(stamped_memo(&cache).timeout(), Some(Duration::from_secs(5)));
+    stamped(&cache, 2); // stored for 5 s
+
+    clock.advance(Duration::from_secs(5));
+    let memo = stamped_memo(&cache);
+    assert!(memo.get(&1).now().is_some(), "stored before: keeps 60 s");
+    assert!(memo.get(&2).now().is_none(), "stored after: 5 s");
+}
+
+/// Polls a future that completes at once (the in-process store's do).
+trait Now: std::future::Future + Sized {
+    fn now(self) -> Self::Output {
+        futures::FutureExt::now_or_never(self).expect("answers at once")
+    }
+}
+
+impl<F: std::future::Future> Now for F {}
