@@ -23,10 +23,11 @@ use serde::Serialize;
 use serde::ser::{self, SerializeMap as _, SerializeSeq as _};
 
 use super::order;
+use super::scalar::varint_word;
 
 /// Bytes kept on the stack before a key spills to the heap: a composite key
 /// (a pair of an id and a short name, a small struct) fits.
-const INLINE: usize = 48;
+const INLINE: usize = 64;
 
 /// Encodes `key`, then hands its bytes to `finish` (they may live on the
 /// stack).
@@ -35,7 +36,11 @@ where
     K: Serialize + ?Sized,
 {
     let mut encoder = Encoder::default();
-    key.serialize(&mut encoder)?;
+    let encoded = key.serialize(&mut encoder);
+    if let Some(scratch) = encoder.scratch.take() {
+        scratch.give_back();
+    }
+    encoded?;
     Ok(finish(encoder.out.as_slice()))
 }
 
@@ -119,18 +124,38 @@ impl Out {
 
     #[inline]
     fn push(&mut self, byte: u8) {
-        self.extend(&[byte]);
+        match (&self.heap, self.inline.get_mut(self.len)) {
+            (None, Some(slot)) => {
+                *slot = byte;
+                self.len += 1;
+            }
+            _ => self.extend(&[byte]),
+        }
     }
 
-    /// Removes and returns everything from `start` on.
-    fn split_off(&mut self, start: usize) -> Vec<u8> {
+    /// Appends the first `width` bytes of `word` (little-endian): on the
+    /// stack, one 16-byte store, without a variable-length copy.
+    #[inline]
+    fn put_word(&mut self, word: u128, width: usize) {
+        if self.heap.is_none()
+            && let Some(slot) = self.inline.get_mut(self.len..self.len + 16)
+        {
+            slot.copy_from_slice(&word.to_le_bytes());
+            self.len += width;
+            return;
+        }
+        self.extend(&word.to_le_bytes()[..width]);
+    }
+
+    /// Everything from `start` on.
+    fn tail(&self, start: usize) -> &[u8] {
+        &self.as_slice()[start..]
+    }
+
+    fn truncate(&mut self, len: usize) {
         match &mut self.heap {
-            Some(heap) => heap.split_off(start),
-            None => {
-                let tail = self.inline[start..self.len].to_vec();
-                self.len = start;
-                tail
-            }
+            Some(heap) => heap.truncate(len),
+            None => self.len = self.len.min(len),
         }
     }
 }
@@ -138,11 +163,82 @@ impl Out {
 #[derive(Default)]
 struct Encoder {
     out: Out,
+    /// Scratch shared by the maps and sets being written, nested ones
+    /// after their parents' (each takes back what it added when it ends),
+    /// so a key allocates them once, not once per collection.
+    /// (`None` until a key needs it: most have no map.)
+    scratch: Option<Scratch>,
+}
+
+thread_local! {
+    /// The last key's scratch, kept for the next one on this thread: a key
+    /// with a map then needs no allocation (measured: a third of the cost
+    /// of a `HashMap` key of three entries went to `malloc` and `free`).
+    static SPARE: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
+/// The most scratch a thread keeps between keys.
+const SPARE_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Scratch {
+    /// The entries of the collections being written.
+    entries: Vec<Entry>,
+    /// Their order keys, one after the other.
+    order: Vec<u8>,
+    /// Bytes being moved (entries put in order, a count put in front).
+    moved: Vec<u8>,
+}
+
+impl Scratch {
+    /// This thread's spare scratch, or a new one.
+    fn take_spare() -> Self {
+        SPARE.with(std::cell::Cell::take).unwrap_or_default()
+    }
+
+    /// Leaves this scratch, emptied, for the thread's next key (unless it
+    /// grew past [`SPARE_BYTES`]).
+    fn give_back(mut self) {
+        let bytes = self.order.capacity()
+            + self.moved.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>();
+        if bytes <= SPARE_BYTES {
+            self.entries.clear();
+            self.order.clear();
+            self.moved.clear();
+            SPARE.with(|cell| cell.set(Some(self)));
+        }
+    }
 }
 
 impl Encoder {
     #[inline]
-    fn varint(&mut self, mut n: u128) {
+    fn varint(&mut self, n: u64) {
+        match u8::try_from(n) {
+            // Lengths, counts, variant indexes and small ids: one byte.
+            Ok(byte) if byte < 0x80 => self.out.push(byte),
+            _ => {
+                let (word, width) = varint_word(n);
+                self.out.put_word(word, width);
+            }
+        }
+    }
+
+    /// Writes a collection's length when it is known; else returns where
+    /// the count goes once the collection ends.
+    #[inline]
+    fn count(&mut self, len: Option<usize>) -> Option<usize> {
+        match len {
+            Some(len) => {
+                self.varint(len as u64);
+                None
+            }
+            None => Some(self.out.len()),
+        }
+    }
+
+    /// A varint of up to 19 bytes, for 128-bit integers.
+    fn varint128(&mut self, mut n: u128) {
         let mut bytes = [0u8; 19];
         let mut width = 0;
         loop {
@@ -160,21 +256,30 @@ impl Encoder {
     }
 
     #[inline]
-    fn zigzag(&mut self, n: i128) {
-        self.varint(((n << 1) ^ (n >> 127)) as u128);
+    fn zigzag(&mut self, n: i64) {
+        self.varint(((n << 1) ^ (n >> 63)) as u64);
     }
 
     #[inline]
     fn len_prefixed(&mut self, bytes: &[u8]) {
-        self.varint(bytes.len() as u128);
+        self.varint(bytes.len() as u64);
         self.out.extend(bytes);
+    }
+
+    /// The scratch of maps and sets, taken when the first one starts.
+    fn scratch(&mut self) -> &mut Scratch {
+        self.scratch.get_or_insert_with(Scratch::take_spare)
     }
 
     /// Writes `count` before the bytes written since `start`.
     fn insert_count(&mut self, start: usize, count: usize) {
-        let tail = self.out.split_off(start);
-        self.varint(count as u128);
-        self.out.extend(&tail);
+        let mut moved = std::mem::take(&mut self.scratch().moved);
+        moved.clear();
+        moved.extend_from_slice(self.out.tail(start));
+        self.out.truncate(start);
+        self.varint(count as u64);
+        self.out.extend(&moved);
+        self.scratch().moved = moved;
     }
 }
 
@@ -217,27 +322,36 @@ const UNORDERED_MODULES: [&str; 6] = [
     "indexmap::map::",
 ];
 
+/// The type `I` names, without its references (`&`, `&mut `).
+#[inline]
+fn referent<I>() -> &'static str {
+    let mut name = type_name::<I>();
+    while let Some(rest) = name.strip_prefix('&') {
+        name = rest.strip_prefix("mut ").unwrap_or(rest);
+    }
+    name
+}
+
 /// Whether `collect_seq` was handed one of those collections (or one of
 /// their iterators). serde gives a serializer no other sign of a set: a
 /// `HashSet` serializes exactly as a `Vec` does, but its `Serialize` calls
-/// `collect_seq(self)`, and the iterable's type name tells.
+/// `collect_seq(self)`, and the iterable's type name tells. Only the
+/// outermost type counts (a `Vec` of sets is ordered). Called for every
+/// sequence, so the commonest (`alloc::vec::Vec`, slices, `VecDeque`) are
+/// turned away on their first byte.
 pub(super) fn is_unordered<I>() -> bool {
-    let name = type_name::<I>();
-    let name = name.trim_start_matches('&');
-    let name = name.strip_prefix("mut ").unwrap_or(name);
-    let path = name.split('<').next().unwrap_or(name);
-    UNORDERED_MODULES
-        .iter()
-        .any(|module| path.starts_with(module))
+    let name = referent::<I>();
+    matches!(name.as_bytes().first(), Some(b's' | b'h' | b'i'))
+        && UNORDERED_MODULES
+            .iter()
+            .any(|module| name.starts_with(module))
 }
 
 /// Whether `collect_map` was handed a `BTreeMap`, whose entries are already
 /// in order: written as they come, exactly as before, without computing
 /// their order keys.
 pub(super) fn is_btree_map<I>() -> bool {
-    let name = type_name::<I>();
-    name.trim_start_matches('&')
-        .starts_with("alloc::collections::btree::map::BTreeMap<")
+    referent::<I>().starts_with("alloc::collections::btree::map::BTreeMap<")
 }
 
 /// One entry of a map or element of a set, while its collection is written.
@@ -245,49 +359,47 @@ struct Entry {
     /// Its encoding: `start..end` of the output.
     start: usize,
     end: usize,
-    /// Its order key: `order_start..order_end` of the collection's `order`.
+    /// Its order key: `order_start..order_end` of the scratch `order`.
     order_start: usize,
     order_end: usize,
 }
 
 /// A map or set being written: its entries go to the output as they come,
-/// and are put in canonical order when it ends (a no-op move when they came
-/// in order, as a `BTreeMap`'s do).
+/// and are put in canonical order when it ends (nothing moves when they
+/// came in order).
 pub(super) struct Collection<'a> {
     encoder: &'a mut Encoder,
     /// Where the count goes when it was not known up front, else `None`.
     count_at: Option<usize>,
     /// Where the first entry starts.
     start: usize,
-    /// Whether to order entries at all (not for a `BTreeMap`).
-    canonical: bool,
-    entries: Vec<Entry>,
-    /// The entries' order keys, one after the other.
-    order: Vec<u8>,
+    /// Where this collection's entries and order keys start in the scratch.
+    entries_base: usize,
+    order_base: usize,
     /// Whether the entries so far came in canonical order.
     in_order: bool,
-    /// Where the current entry starts (maps: between key and value).
+    /// The current entry's start and order key (maps: between key and
+    /// value).
     current: Option<(usize, usize, usize)>,
     count: usize,
 }
 
 impl<'a> Collection<'a> {
-    fn new(encoder: &'a mut Encoder, len: Option<usize>, canonical: bool) -> Self {
-        let count_at = match len {
-            Some(len) => {
-                encoder.varint(len as u128);
-                None
-            }
-            None => Some(encoder.out.len()),
-        };
+    fn new(encoder: &'a mut Encoder, len: Option<usize>) -> Self {
+        let count_at = encoder.count(len);
         let start = encoder.out.len();
+        let scratch = encoder.scratch();
+        // Room for the usual small map at once (order keys of ids and
+        // short names), rather than growing entry by entry.
+        let expected = len.unwrap_or(4);
+        scratch.entries.reserve(expected);
+        scratch.order.reserve(24 * expected);
         Self {
-            encoder,
             count_at,
             start,
-            canonical,
-            entries: Vec::new(),
-            order: Vec::new(),
+            entries_base: scratch.entries.len(),
+            order_base: scratch.order.len(),
+            encoder,
             in_order: true,
             current: None,
             count: 0,
@@ -298,11 +410,10 @@ impl<'a> Collection<'a> {
     /// set's element), and writes `first`.
     fn begin<T: Serialize + ?Sized>(&mut self, first: &T) -> Result<(), EncodeError> {
         let start = self.encoder.out.len();
-        let order_start = self.order.len();
-        if self.canonical {
-            order::write(first, &mut self.order)?;
-        }
-        self.current = Some((start, order_start, self.order.len()));
+        let order = &mut self.encoder.scratch().order;
+        let order_start = order.len();
+        order::write(first, order)?;
+        self.current = Some((start, order_start, order.len()));
         first.serialize(&mut *self.encoder)
     }
 
@@ -312,47 +423,56 @@ impl<'a> Collection<'a> {
         let Some((start, order_start, order_end)) = self.current.take() else {
             return;
         };
-        if !self.canonical {
-            return;
-        }
         let entry = Entry {
             start,
             end: self.encoder.out.len(),
             order_start,
             order_end,
         };
-        if let Some(last) = self.entries.last()
-            && self.compare(last, &entry).is_gt()
+        let Encoder { out, scratch } = &mut *self.encoder;
+        let Scratch { entries, order, .. } = scratch.get_or_insert_with(Scratch::take_spare);
+        if entries.len() > self.entries_base
+            && let Some(last) = entries.last()
+            && compare(out, order, last, &entry).is_gt()
         {
             self.in_order = false;
         }
-        self.entries.push(entry);
+        entries.push(entry);
     }
 
-    /// Canonical order: by order key, then (for entries whose keys order
-    /// alike, which equal maps never have) by their bytes, so the result
-    /// never depends on the order entries came in.
-    fn compare(&self, a: &Entry, b: &Entry) -> std::cmp::Ordering {
-        let bytes = self.encoder.out.as_slice();
-        self.order[a.order_start..a.order_end]
-            .cmp(&self.order[b.order_start..b.order_end])
-            .then_with(|| bytes[a.start..a.end].cmp(&bytes[b.start..b.end]))
-    }
-
-    fn finish(mut self) {
+    fn finish(self) {
+        let Encoder { out, scratch } = &mut *self.encoder;
+        let Scratch {
+            entries,
+            order,
+            moved,
+        } = scratch.get_or_insert_with(Scratch::take_spare);
         if !self.in_order {
-            let mut entries = std::mem::take(&mut self.entries);
-            entries.sort_unstable_by(|a, b| self.compare(a, b));
-            let written = self.encoder.out.split_off(self.start);
-            for entry in &entries {
-                let at = entry.start - self.start..entry.end - self.start;
-                self.encoder.out.extend(&written[at]);
+            let mine = &mut entries[self.entries_base..];
+            mine.sort_unstable_by(|a, b| compare(out, order, a, b));
+            moved.clear();
+            moved.extend_from_slice(out.tail(self.start));
+            out.truncate(self.start);
+            for entry in mine.iter() {
+                out.extend(&moved[entry.start - self.start..entry.end - self.start]);
             }
         }
+        entries.truncate(self.entries_base);
+        order.truncate(self.order_base);
         if let Some(at) = self.count_at {
             self.encoder.insert_count(at, self.count);
         }
     }
+}
+
+/// Canonical order: by order key, then (for entries whose keys order
+/// alike, which equal maps never have) by their bytes, so the result never
+/// depends on the order entries came in.
+fn compare(out: &Out, order: &[u8], a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    let bytes = out.as_slice();
+    order[a.order_start..a.order_end]
+        .cmp(&order[b.order_start..b.order_end])
+        .then_with(|| bytes[a.start..a.end].cmp(&bytes[b.start..b.end]))
 }
 
 impl ser::SerializeMap for Collection<'_> {
@@ -391,11 +511,53 @@ impl ser::SerializeSeq for Collection<'_> {
     }
 }
 
-/// A sequence in the order given: a `Vec`'s order is part of its value.
+/// A sequence or map in the order given: a `Vec`'s order is part of its
+/// value, and a `BTreeMap`'s entries come in order.
 pub(super) struct Ordered<'a> {
     encoder: &'a mut Encoder,
     count_at: Option<usize>,
     count: usize,
+}
+
+impl<'a> Ordered<'a> {
+    #[inline]
+    fn new(encoder: &'a mut Encoder, len: Option<usize>) -> Self {
+        let count_at = encoder.count(len);
+        Self {
+            encoder,
+            count_at,
+            count: 0,
+        }
+    }
+
+    #[inline]
+    fn finish(self) {
+        if let Some(at) = self.count_at {
+            self.encoder.insert_count(at, self.count);
+        }
+    }
+}
+
+impl ser::SerializeMap for Ordered<'_> {
+    type Ok = ();
+    type Error = EncodeError;
+
+    #[inline]
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), EncodeError> {
+        self.count += 1;
+        key.serialize(&mut *self.encoder)
+    }
+
+    #[inline]
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        value.serialize(&mut *self.encoder)
+    }
+
+    #[inline]
+    fn end(self) -> Result<(), EncodeError> {
+        self.finish();
+        Ok(())
+    }
 }
 
 impl ser::SerializeSeq for Ordered<'_> {
@@ -410,9 +572,7 @@ impl ser::SerializeSeq for Ordered<'_> {
 
     #[inline]
     fn end(self) -> Result<(), EncodeError> {
-        if let Some(at) = self.count_at {
-            self.encoder.insert_count(at, self.count);
-        }
+        self.finish();
         Ok(())
     }
 }
@@ -438,8 +598,43 @@ impl ser::SerializeSeq for Seq<'_> {
     #[inline]
     fn end(self) -> Result<(), EncodeError> {
         match self {
-            Self::Ordered(seq) => seq.end(),
+            Self::Ordered(seq) => ser::SerializeSeq::end(seq),
             Self::Set(set) => ser::SerializeSeq::end(set),
+        }
+    }
+}
+
+/// A map is written in canonical order, or (a `BTreeMap`) as given.
+pub(super) enum Map<'a> {
+    Ordered(Ordered<'a>),
+    Canonical(Collection<'a>),
+}
+
+impl ser::SerializeMap for Map<'_> {
+    type Ok = ();
+    type Error = EncodeError;
+
+    #[inline]
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), EncodeError> {
+        match self {
+            Self::Ordered(map) => map.serialize_key(key),
+            Self::Canonical(map) => map.serialize_key(key),
+        }
+    }
+
+    #[inline]
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        match self {
+            Self::Ordered(map) => map.serialize_value(value),
+            Self::Canonical(map) => map.serialize_value(value),
+        }
+    }
+
+    #[inline]
+    fn end(self) -> Result<(), EncodeError> {
+        match self {
+            Self::Ordered(map) => ser::SerializeMap::end(map),
+            Self::Canonical(map) => ser::SerializeMap::end(map),
         }
     }
 }
@@ -483,7 +678,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
     type SerializeTupleVariant = Self;
-    type SerializeMap = Collection<'a>;
+    type SerializeMap = Map<'a>;
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
@@ -507,25 +702,25 @@ impl<'a> ser::Serializer for &'a mut Encoder {
 
     #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
-        self.zigzag(i128::from(v));
+        self.zigzag(i64::from(v));
         Ok(())
     }
 
     #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
-        self.zigzag(i128::from(v));
+        self.zigzag(i64::from(v));
         Ok(())
     }
 
     #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        self.zigzag(i128::from(v));
+        self.zigzag(v);
         Ok(())
     }
 
     #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
-        self.zigzag(v);
+        self.varint128(((v << 1) ^ (v >> 127)) as u128);
         Ok(())
     }
 
@@ -537,25 +732,25 @@ impl<'a> ser::Serializer for &'a mut Encoder {
 
     #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
-        self.varint(u128::from(v));
+        self.varint(u64::from(v));
         Ok(())
     }
 
     #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
-        self.varint(u128::from(v));
+        self.varint(u64::from(v));
         Ok(())
     }
 
     #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        self.varint(u128::from(v));
+        self.varint(v);
         Ok(())
     }
 
     #[inline]
     fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
-        self.varint(v);
+        self.varint128(v);
         Ok(())
     }
 
@@ -618,7 +813,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         index: u32,
         _: &'static str,
     ) -> Result<(), EncodeError> {
-        self.varint(u128::from(index));
+        self.varint(u64::from(index));
         Ok(())
     }
 
@@ -639,24 +834,13 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         _: &'static str,
         value: &T,
     ) -> Result<(), EncodeError> {
-        self.varint(u128::from(index));
+        self.varint(u64::from(index));
         value.serialize(self)
     }
 
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, EncodeError> {
-        let count_at = match len {
-            Some(len) => {
-                self.varint(len as u128);
-                None
-            }
-            None => Some(self.out.len()),
-        };
-        Ok(Seq::Ordered(Ordered {
-            encoder: self,
-            count_at,
-            count: 0,
-        }))
+        Ok(Seq::Ordered(Ordered::new(self, len)))
     }
 
     #[inline]
@@ -677,12 +861,12 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         _: &'static str,
         _: usize,
     ) -> Result<Self, EncodeError> {
-        self.varint(u128::from(index));
+        self.varint(u64::from(index));
         Ok(self)
     }
 
-    fn serialize_map(self, len: Option<usize>) -> Result<Collection<'a>, EncodeError> {
-        Ok(Collection::new(self, len, true))
+    fn serialize_map(self, len: Option<usize>) -> Result<Map<'a>, EncodeError> {
+        Ok(Map::Canonical(Collection::new(self, len)))
     }
 
     #[inline]
@@ -698,7 +882,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         _: &'static str,
         _: usize,
     ) -> Result<Self, EncodeError> {
-        self.varint(u128::from(index));
+        self.varint(u64::from(index));
         Ok(self)
     }
 
@@ -711,7 +895,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         let iter = iter.into_iter();
         let len = exact_len(&iter);
         let mut seq = if unordered {
-            Seq::Set(Collection::new(self, len, true))
+            Seq::Set(Collection::new(self, len))
         } else {
             self.serialize_seq(len)?
         };
@@ -727,10 +911,13 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         V: Serialize,
         I: IntoIterator<Item = (K, V)>,
     {
-        let canonical = !is_btree_map::<I>();
         let iter = iter.into_iter();
         let len = exact_len(&iter);
-        let mut map = Collection::new(self, len, canonical);
+        let mut map = if is_btree_map::<I>() {
+            Map::Ordered(Ordered::new(self, len))
+        } else {
+            Map::Canonical(Collection::new(self, len))
+        };
         for (key, value) in iter {
             map.serialize_entry(&key, &value)?;
         }

@@ -45,11 +45,16 @@ struct Writer<'a> {
 impl Writer<'_> {
     /// Bytes with `0` escaped as `0 0xff`, ended by `0 0`.
     fn bytes(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.out.push(byte);
-            if byte == 0 {
-                self.out.push(0xff);
+        self.out.reserve(bytes.len() + 2);
+        if bytes.contains(&0) {
+            for &byte in bytes {
+                self.out.push(byte);
+                if byte == 0 {
+                    self.out.push(0xff);
+                }
             }
+        } else {
+            self.out.extend_from_slice(bytes);
         }
         self.out.extend_from_slice(&[0, 0]);
     }

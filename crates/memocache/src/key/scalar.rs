@@ -230,7 +230,7 @@ scalar_serializer!(Word);
 /// load over several single-byte stores stalls on store forwarding
 /// (measured: +10 ns a key).
 #[inline]
-fn varint_word(mut n: u64) -> (u128, usize) {
+pub(super) fn varint_word(mut n: u64) -> (u128, usize) {
     let mut encoded: u128 = 0;
     let mut width = 0;
     loop {
