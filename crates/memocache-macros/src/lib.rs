@@ -100,6 +100,31 @@ mod sig;
 /// parameter, and `()` for none. Calls hash the arguments by reference
 /// (the owned and borrowed types serialize alike), so nothing is cloned.
 ///
+/// A key is the arguments' *value*: equal arguments share one entry, and
+/// the forget helper with equal arguments forgets it. Maps and hash sets
+/// count whatever order they iterate in (a `&HashMap` argument built anew
+/// finds the entry of an equal one), `0.0` and `-0.0` are one key, and so
+/// are all NaNs; see `Memo`'s "Keys" for the details.
+///
+/// # Changing the timeout at run time
+///
+/// `<name>_memo(&cache).set_timeout(...)` changes the timeout of the
+/// function's memo on that cache, for every call from then on (Flask-Caching's
+/// `f.cache_timeout = ...`); values already stored keep theirs.
+///
+/// ```
+/// # use memocache::{Cache, Timeout, memoize};
+/// #[memoize(cache = cache, timeout = 600)]
+/// fn square(cache: &Cache, n: u64) -> u64 {
+///     n * n
+/// }
+///
+/// let cache = Cache::memory();
+/// square_memo(&cache).set_timeout(Timeout::secs(60));
+/// assert_eq!(square_memo(&cache).timeout(), Some(std::time::Duration::from_secs(60)));
+/// assert_eq!(square(&cache, 12), 144); // stored for 60 s
+/// ```
+///
 /// # The result
 ///
 /// - `-> V`: the cached `Arc<V>` is cloned out, so `V: Clone`.

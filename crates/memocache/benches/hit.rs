@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p memocache --bench hit`
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +64,31 @@ fn hits(c: &mut Criterion) {
     now(by_name.get_or_load("alice", || async { user(1) }));
     group.bench_function("memo str", |b| {
         b.iter(|| now(by_name.get_or_load(black_box("alice"), || async { unreachable!() })))
+    });
+
+    // Keys that are not one integer or string go through the general
+    // encoder: a pair, as `#[memoize]` builds for two parameters, and a map.
+    let by_pair = Memo::<(u64, String), User>::builder("by_pair")
+        .timeout(Duration::from_secs(600))
+        .build(&cache)
+        .expect("memo");
+    let pair = (42_u64, "alice".to_owned());
+    now(by_pair.get_or_load(&pair, || async { user(42) }));
+    group.bench_function("memo (u64, String)", |b| {
+        b.iter(|| now(by_pair.get_or_load(black_box(&pair), || async { unreachable!() })))
+    });
+
+    let by_filter = Memo::<BTreeMap<String, u32>, User>::builder("by_filter")
+        .timeout(Duration::from_secs(600))
+        .build(&cache)
+        .expect("memo");
+    let filter: BTreeMap<String, u32> = [("page", 2), ("per_page", 20), ("user", 7)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    now(by_filter.get_or_load(&filter, || async { user(7) }));
+    group.bench_function("memo BTreeMap of 3", |b| {
+        b.iter(|| now(by_filter.get_or_load(black_box(&filter), || async { unreachable!() })))
     });
 
     let quick = quick_cache::sync::Cache::<u64, Arc<User>>::new(10_000);

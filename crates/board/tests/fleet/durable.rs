@@ -435,7 +435,7 @@ async fn a_writer_killed_after_its_commit_is_invalidated_anyway_on_dynamodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn randomized_faults_never_serve_a_stale_page_beyond_the_bound() {
     let seed = FaultSchedule::seed_from_env(0x5eed_0023);
-    let schedule = FaultSchedule::new(seed, 24, 3);
+    let schedule = FaultSchedule::new(seed, 40, 3);
     println!("replay with FAULT_SEED={seed:#x}: {schedule:#}");
     let mut cut = CutFleet::start(Storage::Embedded, &[]).await;
     let session = cut
@@ -480,7 +480,7 @@ async fn randomized_faults_never_serve_a_stale_page_beyond_the_bound() {
             faults += 1;
         }
         // A burst of operations after each step.
-        for _ in 0..40 {
+        for _ in 0..50 {
             let up: Vec<usize> = (0..3).filter(|&m| !down[m]).collect();
             let board = up[next(up.len())];
             let choice = next(10);

@@ -298,7 +298,7 @@ where
             Claim::Found(value, remaining) => {
                 self.shared.stats.bump(Counter::HitRemote);
                 // The L1 copy must not outlive the shared one.
-                let lifetime = match (remaining, self.lifetime) {
+                let lifetime = match (remaining, self.lifetime()) {
                     (Some(left), Some(ours)) => Some(left.min(ours)),
                     (left, ours) => left.or(ours),
                 };
@@ -318,7 +318,7 @@ where
                 self.shared.stats.bump(Counter::Load);
                 let value = Arc::new(value);
                 let keep = self.cache_none || !is_none(&*value);
-                let current = self.complete(route, completion, &value, keep, self.lifetime);
+                let current = self.complete(route, completion, &value, keep, self.lifetime());
                 if let (true, Some(remote_key), Some(token)) = (current, &route.remote_key, &lease)
                 {
                     self.fill(remote_key, token, &value, keep).await;
@@ -402,7 +402,7 @@ where
         };
         if !self.cache.has_remote() {
             let key = hash.versioned(self.version());
-            let expires_at = self.cache.clock().deadline(self.lifetime);
+            let expires_at = self.cache.clock().deadline(self.lifetime());
             self.shared.flights.invalidate(key, || {
                 if let Some(table) = &self.shared.table {
                     table.insert(key, Arc::clone(value), expires_at);
@@ -549,7 +549,7 @@ where
         let result = match encoded {
             Ok(Some(bytes)) => {
                 self.cache
-                    .remote_fill(remote_key, token, &bytes, self.lifetime)
+                    .remote_fill(remote_key, token, &bytes, self.lifetime())
                     .await
             }
             // Release the lease so the next caller loads at once.
@@ -598,7 +598,7 @@ where
         // Memos always fail open: a fault is counted, never returned.
         if let Err(error) = self
             .cache
-            .store_value(remote_key, &**value, self.lifetime)
+            .store_value(remote_key, &**value, self.lifetime())
             .await
         {
             self.store_fault("set", error);

@@ -48,6 +48,44 @@ pub(crate) struct MemoShared<V: Send + Sync> {
     stamps: Arc<Stamps>,
     /// This memo's name as a dependency scope.
     scope: u64,
+    /// The timeout set at run time by [`Memo::set_timeout`], for every
+    /// handle (see [`RuntimeTimeout`]).
+    timeout: RuntimeTimeout,
+}
+
+/// A timeout that can change while the memo runs (Flask-Caching's
+/// `f.cache_timeout = …`): one atomic, read when a value is stored, so the
+/// hit path never touches it. Until it is first set, each handle stores for
+/// the timeout it was built with.
+struct RuntimeTimeout(AtomicU64);
+
+impl RuntimeTimeout {
+    /// Not set: each handle's built timeout applies.
+    const UNSET: u64 = u64::MAX;
+    /// Set to "never expires".
+    const FOREVER: u64 = u64::MAX - 1;
+
+    fn new() -> Self {
+        Self(AtomicU64::new(Self::UNSET))
+    }
+
+    /// Stores `lifetime` (`None` = forever), in nanoseconds; lifetimes past
+    /// 584 years are cut to that.
+    fn set(&self, lifetime: Option<Duration>) {
+        let raw = lifetime.map_or(Self::FOREVER, |d| {
+            u64::try_from(d.as_nanos()).map_or(Self::FOREVER - 1, |n| n.min(Self::FOREVER - 1))
+        });
+        self.0.store(raw, Ordering::Release);
+    }
+
+    /// The lifetime set, if one was: `Some(None)` = forever.
+    fn get(&self) -> Option<Option<Duration>> {
+        match self.0.load(Ordering::Acquire) {
+            Self::UNSET => None,
+            Self::FOREVER => Some(None),
+            nanos => Some(Some(Duration::from_nanos(nanos))),
+        }
+    }
 }
 
 impl<V: CacheValue> MemoShared<V> {
@@ -67,6 +105,7 @@ impl<V: CacheValue> MemoShared<V> {
             stats: Stats::default(),
             table: l1_capacity.map(LocalTable::new),
             flights: Flights::new(),
+            timeout: RuntimeTimeout::new(),
         }
     }
 
@@ -217,6 +256,36 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
 /// # }).unwrap();
 /// ```
 ///
+/// # Keys
+///
+/// A key is the *value* of `K`: equal keys find one entry, in every process
+/// and after every upgrade, and a `forget` with an equal key forgets it.
+/// `K` needs only `Serialize`; the stored key is a stable hash of its
+/// serialization, made canonical wherever a serialization would depend on
+/// more than the value: a map's entries (a `HashMap` iterates in a
+/// per-instance order) and a hash set's elements are written in one
+/// canonical order, `-0.0` counts as `0.0`, and every NaN as one NaN. So a
+/// `HashMap` or `HashSet` is as good a key as a `BTreeMap` or `BTreeSet`
+/// (and gives the same one). What serde cannot show stays yours: a
+/// `Serialize` of your own that writes a sequence from some other
+/// unordered collection must sort it, and `#[serde(skip)]` fields are not
+/// part of the key.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use memocache::{Cache, Memo};
+/// # futures::executor::block_on(async {
+/// let cache = Cache::memory();
+/// let totals: Memo<HashMap<String, i64>, i64> = Memo::builder("totals").build(&cache)?;
+/// let a = HashMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)]);
+/// let b = HashMap::from([("y".to_owned(), 2), ("x".to_owned(), 1)]); // equal, built anew
+/// totals.set(&a, 3).await;
+/// assert_eq!(totals.get(&b).await.as_deref(), Some(&3));
+/// totals.forget(&b).await; // forgets `a`'s entry: the keys are equal
+/// assert!(totals.get(&a).await.is_none());
+/// # Ok::<(), memocache::Error>(()) }).unwrap();
+/// ```
+///
 /// # Concurrent calls on the same key
 ///
 /// When several callers miss the same key at once, one of them runs its
@@ -234,7 +303,9 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
 pub struct Memo<K: ?Sized, V: Send + Sync> {
     shared: Arc<MemoShared<V>>,
     cache: Cache,
-    lifetime: Option<Duration>,
+    /// The timeout this handle was built with, until one is set at run
+    /// time ([`Memo::lifetime`] reads both).
+    built_lifetime: Option<Duration>,
     cache_none: bool,
     _key: PhantomData<fn(&K)>,
 }
@@ -265,7 +336,7 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
         Self {
             shared: Arc::clone(&self.shared),
             cache: self.cache.clone(),
-            lifetime: self.lifetime,
+            built_lifetime: self.built_lifetime,
             cache_none: self.cache_none,
             _key: PhantomData,
         }
@@ -382,7 +453,7 @@ where
         Ok(Memo {
             shared,
             cache: cache.clone(),
-            lifetime: self.timeout.resolve(cache.config().default_timeout),
+            built_lifetime: self.timeout.resolve(cache.config().default_timeout),
             cache_none: self.cache_none,
             _key: PhantomData,
         })
@@ -452,6 +523,51 @@ where
     /// ```
     pub fn version(&self) -> u64 {
         self.shared.version.load(Ordering::Acquire)
+    }
+
+    /// How long values stored from now on live (`None`: until evicted or
+    /// forgotten): the timeout set by [`Memo::set_timeout`] if one was,
+    /// else the one this handle was built with.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::{Cache, Memo};
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").timeout(Duration::from_secs(60)).build(&cache)?;
+    /// assert_eq!(memo.timeout(), Some(Duration::from_secs(60)));
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.lifetime()
+    }
+
+    /// Changes how long the values stored from now on live, for every
+    /// handle of this memo on this cache: those built before and after,
+    /// and the function of a `#[memoize]` (reach it with `<name>_memo`).
+    /// Flask-Caching's `f.cache_timeout = …`. Values already stored keep
+    /// the lifetime they were stored with; [`Timeout::Default`] is the
+    /// cache's default timeout, [`Timeout::Never`] and a zero duration never
+    /// expire. A load in flight as it changes stores with the old timeout
+    /// or the new one. It is this process's setting: other processes of a
+    /// fleet keep theirs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use memocache::{Cache, Clock, CacheConfig, Memo, Timeout};
+    /// # futures::executor::block_on(async {
+    /// let clock = Clock::manual();
+    /// let cache = Cache::with_clock(CacheConfig::memory(100), clock.clone())?;
+    /// let memo: Memo<u64, String> = Memo::builder("names").timeout(Duration::from_secs(60)).build(&cache)?;
+    ///
+    /// memo.set_timeout(Timeout::secs(5)); // read by the next store
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// clock.advance(Duration::from_secs(5));
+    /// assert!(memo.get(&1).await.is_none());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn set_timeout(&self, timeout: Timeout) {
+        let lifetime = timeout.resolve(self.cache.config().default_timeout);
+        self.shared.timeout.set(lifetime);
     }
 
     /// The cached value for `key`, if any tier holds one; never loads.
@@ -713,11 +829,18 @@ where
     }
 }
 
+impl<K: ?Sized, V: Send + Sync> Memo<K, V> {
+    /// The lifetime of a value stored now (`None` = forever).
+    fn lifetime(&self) -> Option<Duration> {
+        self.shared.timeout.get().unwrap_or(self.built_lifetime)
+    }
+}
+
 impl<K: ?Sized, V: Send + Sync> fmt::Debug for Memo<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Memo")
             .field("name", &self.shared.name)
-            .field("lifetime", &self.lifetime)
+            .field("lifetime", &self.lifetime())
             .field("cache_none", &self.cache_none)
             .finish_non_exhaustive()
     }

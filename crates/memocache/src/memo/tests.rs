@@ -108,6 +108,57 @@ async fn zero_timeout_means_forever() {
     assert_eq!(*memo.get_or_load(&0, || async { 2 }).await, 1);
 }
 
+/// Flask-Caching's `f.cache_timeout = …`: the timeout changes at run time
+/// for every handle of the memo (built before or after), the next value
+/// stored takes it, and values already stored keep theirs.
+#[tokio::test]
+async fn the_timeout_changes_at_run_time_for_every_handle() {
+    let clock = Clock::manual();
+    let config = CacheConfig::memory(10).default_timeout(Some(Duration::from_secs(300)));
+    let cache = Cache::with_clock(config, clock.clone()).expect("cache");
+    let built = |seconds| {
+        Memo::<u8, u8>::builder("t")
+            .timeout(Duration::from_secs(seconds))
+            .build(&cache)
+            .expect("memo")
+    };
+    let (first, second) = (built(60), built(120));
+    assert_eq!(first.timeout(), Some(Duration::from_secs(60)));
+    assert_eq!(
+        second.timeout(),
+        Some(Duration::from_secs(120)),
+        "until set, each its own"
+    );
+    first.set(&0, 0).await; // 60 s
+
+    first.set_timeout(Timeout::secs(5));
+    let later = built(600);
+    for memo in [&first, &second, &later] {
+        assert_eq!(memo.timeout(), Some(Duration::from_secs(5)));
+    }
+    second.set(&1, 1).await; // 5 s
+    clock.advance(Duration::from_secs(5));
+    assert!(
+        first.get(&1).await.is_none(),
+        "stored after the change: 5 s"
+    );
+    assert!(
+        first.get(&0).await.is_some(),
+        "stored before: keeps its 60 s"
+    );
+
+    later.set_timeout(Timeout::Never);
+    assert_eq!(first.timeout(), None);
+    later.set_timeout(Timeout::Default);
+    assert_eq!(
+        first.timeout(),
+        Some(Duration::from_secs(300)),
+        "the cache's default"
+    );
+    later.set_timeout(Timeout::After(Duration::MAX));
+    assert!(first.timeout() > Some(Duration::from_secs(500 * 365 * 24 * 3600)));
+}
+
 #[tokio::test]
 async fn none_is_not_cached_unless_asked() {
     let cache = cache();
