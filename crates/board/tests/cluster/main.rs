@@ -277,6 +277,17 @@ async fn the_local_overlay_plays_as_a_coherent_fleet_that_rolls_without_failing_
     assert_eq!(boards.len(), 2, "two board replicas: {boards:?}");
     let (a, b) = (&boards[0], &boards[1]);
 
+    // The manifests' securityContext, as podman applied it.
+    for pod in &boards {
+        let applied = ok(podman().args([
+            "inspect",
+            "--format",
+            "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}}",
+            &pod.container(),
+        ]));
+        assert_eq!(applied.trim(), "true 10001:10001", "{}", pod.name);
+    }
+
     // Both replicas ready, and behind the load balancer.
     for pod in &boards {
         let (status, body) = cluster.get(&pod.url("/healthz"), None).await;
