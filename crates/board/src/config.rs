@@ -92,6 +92,14 @@ pub struct Settings {
     #[arg(long, env = "BOARD_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretString>,
 
+    /// Refuse to start without `--secret-key` rather than make a random
+    /// one: the instances of a fleet must share the key (a form served by
+    /// one is posted to another), so one started without it (a container
+    /// whose Secret is missing) stops at once and says why. The container
+    /// image sets it.
+    #[arg(long, env = "BOARD_REQUIRE_SECRET_KEY")]
+    pub require_secret_key: bool,
+
     /// Largest accepted image, e.g. `10MiB`, `500KiB` or a number of bytes.
     #[arg(long, env = "BOARD_UPLOAD_LIMIT", default_value = "10MiB", value_parser = parse_size)]
     pub upload_limit: u64,
@@ -380,6 +388,7 @@ impl Settings {
             media_base_url: None,
             cache_url: "memory://?capacity=10000".into(),
             secret_key: None,
+            require_secret_key: false,
             upload_limit: 10 * 1024 * 1024,
             max_image_side: 5_600,
             page_size: 50,

@@ -309,6 +309,11 @@ fn secret(settings: &Settings) -> Result<SecretString, StartupError> {
             "--secret-key must be at least 32 characters".into(),
         )),
         Some(key) => Ok(key.clone()),
+        None if settings.require_secret_key => Err(StartupError::Config(
+            "no --secret-key (BOARD_SECRET_KEY) given and --require-secret-key is set: \
+             give every instance the same key of at least 32 characters"
+                .into(),
+        )),
         None => {
             tracing::info!(
                 "no --secret-key given: using a random one (open forms need a reload after a restart)"

@@ -26,6 +26,7 @@ fn serve_help_lists_every_setting_with_its_variable() {
         ("--media-base-url", "BOARD_MEDIA_BASE_URL"),
         ("--cache-url", "BOARD_CACHE_URL"),
         ("--secret-key", "BOARD_SECRET_KEY"),
+        ("--require-secret-key", "BOARD_REQUIRE_SECRET_KEY"),
         ("--upload-limit", "BOARD_UPLOAD_LIMIT"),
         ("--request-timeout", "BOARD_REQUEST_TIMEOUT"),
         ("--user-cache-timeout", "BOARD_USER_CACHE_TIMEOUT"),
@@ -81,6 +82,17 @@ fn bad_configuration_exits_2_with_a_clear_message() {
                 "127.0.0.1:0",
             ],
             "at least 32 characters",
+        ),
+        (
+            &[
+                "serve",
+                "--database-url",
+                &db,
+                "--require-secret-key",
+                "--address",
+                "127.0.0.1:0",
+            ],
+            "no --secret-key (BOARD_SECRET_KEY) given",
         ),
         (
             &[
