@@ -4,6 +4,7 @@ mod cluster_partition;
 mod conformance;
 mod fleet;
 mod low_level;
+mod parity;
 mod partition;
 mod remote_faults;
 #[cfg(feature = "axum")]
