@@ -88,6 +88,15 @@
 //!   from the low-level API.
 //! - The in-process capacity applies to each memo and to the low-level key
 //!   space separately, so a flood of one kind of entry cannot evict another.
+//! - Keys are values, in every process: equal arguments (maps and sets in
+//!   any iteration order included) share one entry, where Flask-Caching
+//!   keys an object on its identity.
+//!
+//! Flask-Caching's own test suite (`test_memoize.py`, `test_cache.py`,
+//! `test_view.py`) is walked test by test in `tests/suite/parity/`, and
+//! `PARITY.md` (next to this crate's `Cargo.toml`) tables every one of its
+//! tests: ours, and whether the behaviour is the same, spelled
+//! differently, different by design, missing, or Python-only.
 //!
 //! # Responses and fragments
 //!

@@ -5,6 +5,7 @@ mod conformance;
 mod fleet;
 mod low_level;
 mod outbox;
+mod parity;
 mod partition;
 mod remote_faults;
 #[cfg(feature = "axum")]

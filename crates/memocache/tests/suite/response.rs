@@ -14,8 +14,8 @@ use memocache::{Cache, CacheConfig, Clock, Fragments, Memo};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// An app served on a free loopback port until dropped.
-struct Served {
-    base: String,
+pub(super) struct Served {
+    pub(super) base: String,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,7 +25,7 @@ impl Drop for Served {
     }
 }
 
-async fn serve(app: Router) -> Served {
+pub(super) async fn serve(app: Router) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");
@@ -41,7 +41,7 @@ fn client() -> reqwest::Client {
 }
 
 /// A GET with extra headers: status, headers, body.
-async fn fetch(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+pub(super) async fn fetch(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
     let mut request = client().get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -61,7 +61,8 @@ async fn fetch(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, V
     (status, map, body)
 }
 
-async fn get_text(url: &str, headers: &[(&str, &str)]) -> (String, String) {
+/// A GET's body as text and its `x-cache` header (`none` when absent).
+pub(super) async fn get_text(url: &str, headers: &[(&str, &str)]) -> (String, String) {
     let (_, map, body) = fetch(url, headers).await;
     let label = map
         .get("x-cache")
