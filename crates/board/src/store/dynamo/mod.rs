@@ -7,7 +7,7 @@
 //! | `{prefix}users` | `id` (S) | none |
 //! | `{prefix}sessions` | `token_hash` (S) | `by_user`: `user_id` (S), keys only |
 //! | `{prefix}messages` | `message_id` (S) | `by_time`: `feed` (S) + `created_at` (N); `by_user`: `user_id` (S) + `created_at` (N); both project everything |
-//! | `{prefix}outbox` | `id` (S) | none: invalidations not yet delivered ([`outbox`]) |
+//! | `{prefix}outbox` | `id` (S) | none: invalidations not yet delivered (`memocache::outbox`) |
 //!
 //! **Unique names without transactions** (dynalite has no
 //! `TransactWriteItems`): a user's name is claimed first by a *claim item*
@@ -267,7 +267,7 @@ pub struct Dynamo {
     users: String,
     sessions: String,
     messages: String,
-    /// Invalidations not yet delivered (see [`outbox`]).
+    /// Invalidations not yet delivered (the `outbox` module).
     outbox: String,
 }
 
