@@ -185,6 +185,7 @@ mod error;
 mod fault;
 mod flight;
 mod fragment;
+mod intent;
 mod key;
 mod local;
 mod memo;

@@ -70,89 +70,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 
 use crate::cache::Cache;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+pub use crate::intent::Intent;
 use crate::reach::Reach;
-
-/// One invalidation, as it is recorded and delivered: what
-/// [`Memo::forget`](crate::Memo::forget) (`Key`),
-/// [`Memo::forget_all`](crate::Memo::forget_all) (`All`) or
-/// [`Cache::invalidate_tag`] (`Tag`) does, by name, so any process can
-/// deliver it. Made by [`Memo::intent`](crate::Memo::intent) and
-/// [`Memo::intent_all`](crate::Memo::intent_all).
-///
-/// ```
-/// use memocache::outbox::Intent;
-/// let intents = vec![Intent::All { memo: "feed".into() }, Intent::Tag { tag: "prices".into() }];
-/// let bytes = Intent::encode(&intents);
-/// assert_eq!(Intent::decode(&bytes)?, intents);
-/// # Ok::<(), memocache::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Intent {
-    /// Forget one key of a memo.
-    Key {
-        /// The memo's name.
-        memo: String,
-        /// The stable hash of the key arguments.
-        hash: u128,
-    },
-    /// Forget every value of a memo.
-    All {
-        /// The memo's name.
-        memo: String,
-    },
-    /// Remove the responses and fragments tagged `tag`.
-    Tag {
-        /// The tag.
-        tag: String,
-    },
-}
-
-/// The first byte of an encoded batch: the format's version.
-const FORMAT: u8 = 1;
-
-impl Intent {
-    /// Encodes a batch of intents for an outbox row: a version byte, then
-    /// postcard.
-    ///
-    /// ```
-    /// use memocache::outbox::Intent;
-    /// assert_eq!(Intent::encode(&[]), vec![1, 0]);
-    /// ```
-    pub fn encode(intents: &[Intent]) -> Vec<u8> {
-        let mut bytes = vec![FORMAT];
-        match postcard::to_allocvec(intents) {
-            Ok(body) => bytes.extend_from_slice(&body),
-            Err(error) => unreachable!("intents always serialize: {error}"),
-        }
-        bytes
-    }
-
-    /// Decodes a batch made by [`Intent::encode`].
-    ///
-    /// ```
-    /// use memocache::outbox::Intent;
-    /// assert!(Intent::decode(b"not an outbox row").is_err());
-    /// ```
-    ///
-    /// # Errors
-    /// [`ErrorKind::Codec`] for bytes that are not such a batch.
-    pub fn decode(bytes: &[u8]) -> Result<Vec<Intent>> {
-        match bytes.split_first() {
-            Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|error| {
-                Error::new(ErrorKind::Codec, "outbox entry: undecodable intents").with_source(error)
-            }),
-            _ => Err(Error::new(
-                ErrorKind::Codec,
-                "outbox entry: unknown format (written by a newer version?)",
-            )),
-        }
-    }
-}
 
 /// An entry of an outbox that is not confirmed yet.
 ///

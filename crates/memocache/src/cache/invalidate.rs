@@ -12,8 +12,8 @@
 use super::Cache;
 use crate::bus::Invalidation;
 use crate::deps::{TAG_SCOPE, scope_hash};
+use crate::intent::Intent;
 use crate::key::{KeyHash, memo_key, version_key};
-use crate::outbox::Intent;
 use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::stats::Counter;
