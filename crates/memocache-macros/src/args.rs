@@ -17,6 +17,8 @@ struct RawOptions {
     name: Option<LitStr>,
     #[darling(default)]
     cache_none: bool,
+    #[darling(default)]
+    group: bool,
 }
 
 /// The checked options.
@@ -27,6 +29,8 @@ pub(crate) struct Options {
     pub(crate) skip: Vec<Ident>,
     pub(crate) name: Option<LitStr>,
     pub(crate) cache_none: bool,
+    /// Whether entries are grouped by the first key parameter.
+    pub(crate) group: bool,
 }
 
 /// How long results live.
@@ -88,6 +92,7 @@ impl Options {
             skip: raw.skip.0,
             name: raw.name,
             cache_none: raw.cache_none,
+            group: raw.group,
         })
     }
 }

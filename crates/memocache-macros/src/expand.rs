@@ -24,7 +24,17 @@ pub(crate) fn memoize(attr: TokenStream, item: &TokenStream) -> TokenStream {
         }
     };
     let result = Options::parse(attr)
-        .and_then(|options| analyse(&func, &options).map(|analysis| (options, analysis)));
+        .and_then(|options| analyse(&func, &options).map(|analysis| (options, analysis)))
+        .and_then(|(options, analysis)| {
+            if options.group && analysis.key.len() < 2 {
+                return Err(darling::Error::custom(
+                    "`group` groups a memo's entries by its first key parameter, to forget them \
+                     together: it needs at least two key parameters (e.g. `&self` and an \
+                     argument, or a user id and a page)",
+                ));
+            }
+            Ok((options, analysis))
+        });
     match result {
         Ok((options, analysis)) => Expansion::new(&options, &func, &analysis).render(),
         Err(errors) => {
@@ -89,11 +99,13 @@ impl<'a> Expansion<'a> {
         let memoized = self.memoized();
         let forget = self.forget();
         let forget_all = self.forget_all();
+        let forget_group = self.options.group.then(|| self.forget_group());
         let memo = self.memo_fn();
         quote! {
             #memoized
             #forget
             #forget_all
+            #forget_group
             #memo
         }
     }
@@ -127,6 +139,7 @@ impl<'a> Expansion<'a> {
             Lifetime::Millis(ms) => quote!(.timeout(::core::time::Duration::from_millis(#ms))),
         };
         let cache_none = self.options.cache_none.then(|| quote!(.cache_none(true)));
+        let grouped = self.options.group.then(|| quote!(.grouped()));
         let cache = Ident::new("__memocache_cache", Span::mixed_site());
         let memo = Ident::new("memo", Span::mixed_site());
         let error = Ident::new("error", Span::mixed_site());
@@ -134,6 +147,7 @@ impl<'a> Expansion<'a> {
             match #krate::Memo::<#key, #value>::builder(#name)
                 #lifetime
                 #cache_none
+                #grouped
                 .build(#cache)
             {
                 ::core::result::Result::Ok(#memo) => #memo,
@@ -202,8 +216,26 @@ impl<'a> Expansion<'a> {
     /// The key as the helpers and the function pass it: a reference to
     /// the key parameter, a reference to a tuple of references, or `&()`.
     fn query(&self, in_helper: bool) -> TokenStream {
-        let elems: Vec<TokenStream> = self
-            .analysis
+        let elems = self.query_elems(in_helper);
+        match elems.as_slice() {
+            [] => quote!(&()),
+            [single] => single.clone(),
+            _ => quote!(&(#(#elems),*)),
+        }
+    }
+
+    /// The key's group as the helpers and the function pass it (a
+    /// reference to the first key parameter), on a grouped memo.
+    fn group_query(&self, in_helper: bool) -> Option<TokenStream> {
+        if !self.options.group {
+            return None;
+        }
+        self.query_elems(in_helper).into_iter().next()
+    }
+
+    /// A reference to each key parameter.
+    fn query_elems(&self, in_helper: bool) -> Vec<TokenStream> {
+        self.analysis
             .key
             .iter()
             .map(|&i| match &self.analysis.params[i] {
@@ -232,25 +264,25 @@ impl<'a> Expansion<'a> {
                 }
                 Param::Pattern { .. } => unreachable!("rejected by the analysis"),
             })
-            .collect();
-        match elems.as_slice() {
-            [] => quote!(&()),
-            [single] => single.clone(),
-            _ => quote!(&(#(#elems),*)),
-        }
+            .collect()
     }
 
     /// The parameters of a helper: `&self` if needed, the parameters the
     /// cache expression uses, then (for `_forget`) the key parameters.
     fn helper_params(&self, with_key: bool) -> (Vec<TokenStream>, Vec<&Type>) {
+        let key: &[usize] = if with_key { &self.analysis.key } else { &[] };
+        self.helper_params_with(key)
+    }
+
+    /// The parameters of a helper that takes the key parameters `key`.
+    fn helper_params_with(&self, key: &[usize]) -> (Vec<TokenStream>, Vec<&Type>) {
         let analysis = self.analysis;
         let uses_self = |indices: &[usize]| {
             indices
                 .iter()
                 .any(|&i| matches!(analysis.params[i], Param::Receiver(_)))
         };
-        let needs_self =
-            uses_self(&analysis.cache_params) || (with_key && uses_self(&analysis.key));
+        let needs_self = uses_self(&analysis.cache_params) || uses_self(key);
         let mut params = Vec::new();
         let mut types = Vec::new();
         if needs_self {
@@ -259,7 +291,6 @@ impl<'a> Expansion<'a> {
                 params.push(quote!(&#this));
             }
         }
-        let key: &[usize] = if with_key { &analysis.key } else { &[] };
         for &i in analysis.cache_params.iter().chain(key) {
             if let Param::Named { name, ty } = &analysis.params[i] {
                 params.push(quote!(#name: #ty));
@@ -304,9 +335,21 @@ impl<'a> Expansion<'a> {
     /// A helper: `#vis [async] fn name<'a>(params) -> Reach { memo.action }`,
     /// the future `action` awaited, or blocked on in a plain function.
     fn helper(&self, name: &Ident, doc: &str, with_key: bool, action: &TokenStream) -> TokenStream {
+        let key: &[usize] = if with_key { &self.analysis.key } else { &[] };
+        self.helper_taking(name, doc, key, action)
+    }
+
+    /// [`Expansion::helper`] taking the key parameters `key`.
+    fn helper_taking(
+        &self,
+        name: &Ident,
+        doc: &str,
+        key: &[usize],
+        action: &TokenStream,
+    ) -> TokenStream {
         let vis = &self.func.vis;
         let cfgs = self.inherited_attrs();
-        let (params, types) = self.helper_params(with_key);
+        let (params, types) = self.helper_params_with(key);
         let generics = self.helper_generics(&types);
         let memo_var = Ident::new("__memocache_memo", Span::mixed_site());
         let memo = self.memo_expr();
@@ -348,7 +391,30 @@ impl<'a> Expansion<'a> {
              If another memo of the same name but other types is built on the cache.",
         );
         let query = self.query(true);
-        self.helper(&name, &doc, true, &quote!(__forget_by(#query)))
+        let action = match self.group_query(true) {
+            Some(group) => quote!(__forget_in_group_by(#group, #query)),
+            None => quote!(__forget_by(#query)),
+        };
+        self.helper(&name, &doc, true, &action)
+    }
+
+    /// `<fn>_forget_group`, on a grouped memo: forgets every result whose
+    /// first key parameter is the one given.
+    fn forget_group(&self) -> TokenStream {
+        let fn_name = self.fn_name();
+        let name = format_ident!("{}_forget_group", fn_name);
+        let doc = format!(
+            "Forgets every result `{fn_name}` memoized whose first key parameter is this \
+             one, in O(1) (Flask-Caching's `delete_memoized(obj.method)` for one \
+             instance): `memocache::Memo::forget_group`. Says whether every process was \
+             reached (`memocache::Reach`).\n\n\
+             Generated by `#[memoize(group)]`.\n\n\
+             # Panics\n\
+             If another memo of the same name but other types is built on the cache.",
+        );
+        let first = &self.analysis.key[..1];
+        let group = self.group_query(true).unwrap_or_else(|| quote!(&()));
+        self.helper_taking(&name, &doc, first, &quote!(__forget_group_by(#group)))
     }
 
     fn forget_all(&self) -> TokenStream {
@@ -484,7 +550,12 @@ impl<'a> Expansion<'a> {
         let memo_binding = self.memo_binding();
         let query = self.query(false);
         let checks = self.type_checks();
-        let fetch = quote!(#memo_var.__get_or_try_load_by(#query, #load));
+        let fetch = match self.group_query(false) {
+            Some(group) => {
+                quote!(#memo_var.__get_or_try_load_in_group_by(#group, #query, #load))
+            }
+            None => quote!(#memo_var.__get_or_try_load_by(#query, #load)),
+        };
         let (block_on, fetch) = if self.is_async() {
             (None, quote!(#fetch.await))
         } else {

@@ -83,6 +83,7 @@ mod sig;
 /// | `skip(a, b, self)` | Parameters left out of the key: database handles, loggers… |
 /// | `name = "..."` | The memo's name, unique per cache (it is part of the stored keys). Default: the function's name. |
 /// | `cache_none = <bool>` | Whether `None` (or `()`) results are cached. Default `false`, as Flask-Caching's `cache_none=False`. |
+/// | `group` | Groups results by the first key parameter (`self` on a method: one instance), and generates `<name>_forget_group`, which forgets one group's results in O(1): Flask-Caching's `delete_memoized(obj.method)`. Needs two key parameters or more. See `Memo::forget_group`. |
 ///
 /// On methods the default name is the method's name alone: give `name`
 /// when methods of one name on two types are memoized in one cache.

@@ -874,3 +874,79 @@ async fn a_null_cache_always_loads() {
     on_null(&cache, &calls).await;
     assert_eq!(calls.get(), 2);
 }
+
+/// A shape with an id, memoized per instance and argument, grouped by the
+/// instance: `delete_memoized(shape.scaled)` forgets one shape's results.
+#[derive(Serialize)]
+struct Shape {
+    id: u32,
+    side: u64,
+}
+
+static SCALED_CALLS: LazyLock<Calls> = LazyLock::new(Calls::default);
+
+impl Shape {
+    #[memoize(cache = cache, group)]
+    fn scaled(&self, cache: &Cache, factor: u64) -> u64 {
+        SCALED_CALLS.bump();
+        self.side * factor
+    }
+}
+
+#[test]
+fn a_group_is_one_instance_of_a_method() {
+    let cache = Cache::memory();
+    let (a, b) = (Shape { id: 1, side: 2 }, Shape { id: 2, side: 3 });
+    let before = SCALED_CALLS.get();
+    for factor in 1..=3 {
+        assert_eq!(a.scaled(&cache, factor), 2 * factor);
+        assert_eq!(b.scaled(&cache, factor), 3 * factor);
+    }
+    assert_eq!(SCALED_CALLS.get() - before, 6);
+    // One instance's results go, the other's stay.
+    assert!(a.scaled_forget_group(&cache).is_fleet());
+    for factor in 1..=3 {
+        a.scaled(&cache, factor);
+        b.scaled(&cache, factor);
+    }
+    assert_eq!(SCALED_CALLS.get() - before, 9, "only `a` ran again");
+    // One key of a grouped memo, through the generated helper.
+    assert!(b.scaled_forget(&cache, 2).is_fleet());
+    b.scaled(&cache, 2);
+    assert_eq!(SCALED_CALLS.get() - before, 10);
+    // The typed memo sees the same groups.
+    let memo = Shape::scaled_memo(&cache);
+    assert!(memo.is_grouped());
+}
+
+/// One user's pages, grouped by user.
+#[memoize(cache = cache, group, skip(calls))]
+async fn page_of(cache: &Cache, calls: &Calls, user: &str, page: u32) -> String {
+    calls.bump();
+    format!("{user}:{page}")
+}
+
+#[tokio::test]
+async fn a_group_is_one_user_of_a_free_function() {
+    let cache = Cache::memory();
+    let calls = Calls::default();
+    for page in 0..3 {
+        page_of(&cache, &calls, "ada", page).await;
+        page_of(&cache, &calls, "grace", page).await;
+    }
+    assert!(page_of_forget_group(&cache, "ada").await.is_fleet());
+    for page in 0..3 {
+        page_of(&cache, &calls, "ada", page).await;
+        page_of(&cache, &calls, "grace", page).await;
+    }
+    assert_eq!(
+        calls.get(),
+        9,
+        "ada's three pages loaded again, grace's served"
+    );
+    // The typed memo's `forget_group` takes the owned first key type.
+    let memo = page_of_memo(&cache);
+    assert!(memo.forget_group(&"grace".to_owned()).await.is_fleet());
+    page_of(&cache, &calls, "grace", 0).await;
+    assert_eq!(calls.get(), 10);
+}

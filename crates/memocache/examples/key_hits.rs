@@ -10,7 +10,8 @@
 //!
 //! Shapes: `u64`, `str`, `pair` (`(u64, String)`), `btree3` and `hash3` (a
 //! `BTreeMap` / `HashMap` of three `String → u32` entries), `f64`
-//! (`(u64, f64)`). With `n = 0` only the setup runs: subtract its
+//! (`(u64, f64)`), `pair-grouped` (`pair` in a memo built `grouped`: the
+//! group's version looked up on every hit). With `n = 0` only the setup runs: subtract its
 //! instruction count to get the hits'.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,22 @@ fn hits<K: serde::Serialize + 'static>(cache: &Cache, name: &str, key: &K, n: u6
     start.elapsed()
 }
 
+/// [`hits`] on a memo built `grouped`.
+fn grouped_hits(cache: &Cache, name: &str, key: &(u64, String), n: u64) -> Duration {
+    let memo = Memo::<(u64, String), u64>::builder(name)
+        .grouped()
+        .build(cache)
+        .expect("memo");
+    let loaded = memo.get_or_load(key, || async { 1 }).now_or_never();
+    loaded.expect("the in-process store answers at once");
+    let start = Instant::now();
+    for _ in 0..n {
+        let hit = memo.get_or_load(black_box(key), || async { unreachable!("a hit") });
+        black_box(hit.now_or_never().expect("a hit answers at once"));
+    }
+    start.elapsed()
+}
+
 fn filter() -> impl Iterator<Item = (String, u32)> {
     [("page", 2), ("per_page", 20), ("user", 7)]
         .into_iter()
@@ -41,7 +58,7 @@ fn filter() -> impl Iterator<Item = (String, u32)> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: key_hits <u64|str|pair|btree3|hash3|f64> <hits> [rounds]";
+    let usage = "usage: key_hits <u64|str|pair|pair-grouped|btree3|hash3|f64> <hits> [rounds]";
     let (Some(shape), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!("{usage}");
@@ -57,6 +74,7 @@ fn main() {
             "u64" => hits(&cache, &name, &42_u64, n),
             "str" => hits(&cache, &name, &"alice".to_owned(), n),
             "pair" => hits(&cache, &name, &(42_u64, "alice".to_owned()), n),
+            "pair-grouped" => grouped_hits(&cache, &name, &(42_u64, "alice".to_owned()), n),
             "btree3" => hits(&cache, &name, &filter().collect::<BTreeMap<_, _>>(), n),
             "hash3" => hits(&cache, &name, &filter().collect::<HashMap<_, _>>(), n),
             "f64" => hits(&cache, &name, &(1_u64, 2.5_f64), n),

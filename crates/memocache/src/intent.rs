@@ -10,8 +10,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// [`Memo::forget`](crate::Memo::forget) (`Key`),
 /// [`Memo::forget_all`](crate::Memo::forget_all) (`All`) or
 /// [`Cache::invalidate_tag`](crate::Cache::invalidate_tag) (`Tag`) does, by name, so any process can
-/// deliver it. Made by [`Memo::intent`](crate::Memo::intent) and
-/// [`Memo::intent_all`](crate::Memo::intent_all).
+/// deliver it. Made by [`Memo::intent`](crate::Memo::intent),
+/// [`Memo::intent_all`](crate::Memo::intent_all) and
+/// [`Memo::intent_group`](crate::Memo::intent_group).
 ///
 /// ```
 /// use memocache::outbox::Intent;
@@ -25,14 +26,16 @@ use crate::error::{Error, ErrorKind, Result};
 pub enum Intent {
     /// Forget one key of a memo.
     Key {
-        /// The memo's name.
+        /// The memo's name (on a [grouped](crate::MemoBuilder::grouped)
+        /// memo, its group's name, which carries the key's group).
         memo: String,
         /// The stable hash of the key arguments.
         hash: u128,
     },
-    /// Forget every value of a memo.
+    /// Forget every value of a memo, or of one of its groups.
     All {
-        /// The memo's name.
+        /// The memo's name, or a group's name (made by
+        /// [`Memo::intent_group`](crate::Memo::intent_group)).
         memo: String,
     },
     /// Remove the responses and fragments tagged `tag`.

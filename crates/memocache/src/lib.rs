@@ -91,6 +91,12 @@
 //! - Keys are values, in every process: equal arguments (maps and sets in
 //!   any iteration order included) share one entry, where Flask-Caching
 //!   keys an object on its identity.
+//! - Forgetting one instance's entries of a memoized method
+//!   (`delete_memoized(obj.method)`), or one user's pages, is O(1) and
+//!   fleet-wide: a memo built [`grouped`](MemoBuilder::grouped) (or
+//!   `#[memoize(group)]`) keeps a version per first key argument, and
+//!   [`Memo::forget_group`] bumps it, where Flask-Caching bumps a version
+//!   per function and instance too but only in one cache.
 //!
 //! Flask-Caching's own test suite (`test_memoize.py`, `test_cache.py`,
 //! `test_view.py`) is walked test by test in `tests/suite/parity/`, and
@@ -210,7 +216,7 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use fragment::Fragments;
-pub use memo::{Memo, MemoBuilder};
+pub use memo::{GroupedKey, Memo, MemoBuilder};
 pub use reach::Reach;
 pub use stats::MemoStats;
 pub use value::CacheValue;

@@ -8,7 +8,7 @@ use crate::stats::MemoStats;
 
 type Metric = (&'static str, &'static str, fn(&MemoStats) -> f64);
 
-const METRICS: [Metric; 8] = [
+const METRICS: [Metric; 9] = [
     (
         "memocache_misses_total",
         "Lookups that found no usable value.",
@@ -48,6 +48,11 @@ const METRICS: [Metric; 8] = [
         "memocache_invalidations_received_total",
         "Invalidations other processes sent over the bus and this one applied.",
         |s| s.invalidations_received as f64,
+    ),
+    (
+        "memocache_group_invalidations_total",
+        "forget_group calls (also in memocache_invalidations_total).",
+        |s| s.group_invalidations as f64,
     ),
 ];
 
@@ -221,6 +226,7 @@ mod tests {
             "memocache_store_errors_total{memo=\"m\"} 0",
             "memocache_waited_for_load_total{memo=\"m\"} 0",
             "memocache_invalidations_received_total{memo=\"m\"} 0",
+            "memocache_group_invalidations_total{memo=\"m\"} 0",
             "memocache_cache_store_errors_total 0",
             "memocache_l1_in_sync 1",
             "memocache_store_available 1",

@@ -26,8 +26,6 @@ pub(crate) trait MemoControl: Send + Sync {
     /// Another process bumped the memo's version.
     fn observe_version(&self, version: u64);
     fn stats(&self) -> MemoStats;
-    /// The version this process last saw.
-    fn version(&self) -> u64;
     /// This process forgets `hash` at `version` (its own invalidation).
     fn forget_local(&self, version: u64, hash: KeyHash);
     /// Takes the version read from the shared store, which holds the truth.
@@ -36,6 +34,17 @@ pub(crate) trait MemoControl: Send + Sync {
     fn bump_local(&self) -> u64;
     /// Counts one event of the memo.
     fn count(&self, counter: Counter);
+    /// The version entries of `group` are filed under (the memo's version
+    /// for `None` or an ungrouped memo), as this process last saw it.
+    fn version_in(&self, group: Option<KeyHash>) -> u64;
+    /// A mark taken before reading a group's version from the shared store.
+    fn group_news_mark(&self) -> u64;
+    /// Takes a group's version read from the shared store (after `mark`).
+    fn adopt_group(&self, group: KeyHash, version: u64, mark: Option<u64>);
+    /// Another process bumped a group's version.
+    fn observe_group(&self, group: KeyHash, version: u64);
+    /// Bumps a group's version in this process alone (no shared store).
+    fn bump_group_local(&self, group: KeyHash) -> u64;
 }
 
 struct RegisteredMemo {

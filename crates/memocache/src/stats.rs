@@ -25,9 +25,10 @@ pub(crate) enum Counter {
     StoreError,
     WaitedForLoad,
     InvalidationReceived,
+    GroupInvalidation,
 }
 
-const COUNTERS: usize = 10;
+const COUNTERS: usize = 11;
 
 type Block = CachePadded<[AtomicU64; COUNTERS]>;
 
@@ -74,6 +75,7 @@ impl Stats {
             store_errors: self.sum(Counter::StoreError),
             waited_for_load: self.sum(Counter::WaitedForLoad),
             invalidations_received: self.sum(Counter::InvalidationReceived),
+            group_invalidations: self.sum(Counter::GroupInvalidation),
         }
     }
 }
@@ -115,6 +117,9 @@ pub struct MemoStats {
     pub waited_for_load: u64,
     /// Invalidations received from other processes over the bus.
     pub invalidations_received: u64,
+    /// [`Memo::forget_group`](crate::Memo::forget_group) calls made here
+    /// (also counted in `invalidations`).
+    pub group_invalidations: u64,
 }
 
 impl MemoStats {

@@ -38,8 +38,13 @@ impl BusSink for SinkLink {
                 inner.stamps.bump_key(scope_hash(memo), *hash);
             }
             Invalidation::Memo { memo, version } => {
+                // A memo's name, or one of its groups' (see `memo::group`).
+                let (memo, group) = crate::key::split_group(memo);
                 if let Some(control) = inner.memo_control(memo) {
-                    control.observe_version(*version);
+                    match group {
+                        Some(group) => control.observe_group(group, *version),
+                        None => control.observe_version(*version),
+                    }
                 }
                 inner.stamps.bump_scope(scope_hash(memo));
             }

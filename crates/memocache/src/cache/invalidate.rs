@@ -13,7 +13,7 @@ use super::Cache;
 use crate::bus::Invalidation;
 use crate::deps::{TAG_SCOPE, scope_hash};
 use crate::intent::Intent;
-use crate::key::{KeyHash, memo_key, version_key};
+use crate::key::{KeyHash, group_name, memo_key, split_group, version_key};
 use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::stats::Counter;
@@ -64,16 +64,30 @@ impl Cache {
     pub(crate) fn deliver_locally(&self, intents: &[Intent]) {
         for intent in intents {
             match intent {
-                Intent::Key { memo, hash } => match self.inner.memo_control(memo) {
-                    Some(control) => control.forget_local(control.version(), KeyHash(*hash)),
-                    None => self.inner.stamps.bump_key(scope_hash(memo), *hash),
-                },
-                Intent::All { memo } => match self.inner.memo_control(memo) {
-                    Some(control) => {
-                        control.bump_local();
+                Intent::Key { memo, hash } => {
+                    let (memo, group) = split_group(memo);
+                    match self.inner.memo_control(memo) {
+                        Some(control) => {
+                            control.forget_local(control.version_in(group), KeyHash(*hash));
+                        }
+                        None => self.inner.stamps.bump_key(scope_hash(memo), *hash),
                     }
-                    None => self.inner.stamps.bump_scope(scope_hash(memo)),
-                },
+                }
+                Intent::All { memo } => {
+                    let (memo, group) = split_group(memo);
+                    match (self.inner.memo_control(memo), group) {
+                        // With a shared store, a group bumped here alone
+                        // would file entries where no other process looks:
+                        // the whole memo goes, in this process.
+                        (Some(control), Some(group)) if !self.has_remote() => {
+                            control.bump_group_local(group);
+                        }
+                        (Some(control), _) => {
+                            control.bump_local();
+                        }
+                        (None, _) => self.inner.stamps.bump_scope(scope_hash(memo)),
+                    }
+                }
                 Intent::Tag { tag } => {
                     self.inner
                         .stamps
@@ -86,13 +100,18 @@ impl Cache {
     async fn deliver_one(&self, intent: &Intent) -> Reach {
         match intent {
             Intent::Key { memo, hash } => {
+                let (memo, group) = split_group(memo);
                 let control = self.inner.memo_control(memo);
-                self.forget_key(memo, control.as_deref(), KeyHash(*hash))
+                self.forget_key(memo, control.as_deref(), KeyHash(*hash), group)
                     .await
             }
             Intent::All { memo } => {
+                let (memo, group) = split_group(memo);
                 let control = self.inner.memo_control(memo);
-                self.forget_memo(memo, control.as_deref()).await
+                match group {
+                    Some(group) => self.forget_group(memo, group, control.as_deref()).await,
+                    None => self.forget_memo(memo, control.as_deref()).await,
+                }
             }
             Intent::Tag { tag } => {
                 self.invalidate_dep_key(TAG_SCOPE, KeyHash::of_str(tag).0)
@@ -102,12 +121,13 @@ impl Cache {
     }
 
     /// Forgets `hash` of memo `name` (`control`: the memo, if this process
-    /// built it).
+    /// built it; `group`: the key's group, on a grouped memo).
     pub(crate) async fn forget_key(
         &self,
         name: &str,
         control: Option<&dyn MemoControl>,
         hash: KeyHash,
+        group: Option<KeyHash>,
     ) -> Reach {
         let evict = |version: u64| match control {
             Some(control) => control.forget_local(version, hash),
@@ -118,18 +138,25 @@ impl Cache {
             control.count(Counter::Invalidation);
         }
         if !self.has_remote() {
-            evict(control.map_or(0, MemoControl::version));
+            evict(control.map_or(0, |control| control.version_in(group)));
             return Reach::FLEET;
         }
         let prefix = &self.config().key_prefix;
-        let version = match self.remote_get(&version_key(prefix, name)).await {
-            Ok(bytes) => {
-                let version = crate::store::parse_version(bytes.as_deref());
-                if let Some(control) = control {
-                    control.adopt_version(version);
-                }
-                version
-            }
+        let read = match group {
+            Some(group) => self.read_versions(name, control, group).await,
+            None => self
+                .remote_get(&version_key(prefix, name))
+                .await
+                .map(|bytes| {
+                    let version = crate::store::parse_version(bytes.as_deref());
+                    if let Some(control) = control {
+                        control.adopt_version(version);
+                    }
+                    version
+                }),
+        };
+        let version = match read {
+            Ok(version) => version,
             Err(error) => {
                 self.memo_fault(control, "version", error);
                 // Cannot read the version: this process forgets, and so do
@@ -141,7 +168,7 @@ impl Cache {
                 // timeout per call on a store that is down. The store may
                 // keep the old value: reported, for the caller to deliver
                 // again.
-                let version = control.map_or(0, MemoControl::version);
+                let version = control.map_or(0, |control| control.version_in(group));
                 evict(version);
                 let sent = self.publish_key(name, version, hash).await;
                 return Reach::MISSED_STORE.and(sent);
@@ -199,6 +226,100 @@ impl Cache {
                             .and(self.publish(&Invalidation::Memo { memo, version: 0 }).await);
                     }
                 };
+                let sent = self.publish(&Invalidation::Memo { memo, version }).await;
+                Reach::MISSED_STORE.and(sent)
+            }
+        }
+    }
+
+    /// The version a grouped memo files `group`'s entries under in the
+    /// shared store (the memo's version plus the group's), both read in one
+    /// batch and mirrored locally (`control`, if this process built the
+    /// memo).
+    pub(crate) async fn remote_versions(
+        &self,
+        name: &str,
+        control: &dyn MemoControl,
+        group: KeyHash,
+    ) -> crate::Result<u64> {
+        self.read_versions(name, Some(control), group).await
+    }
+
+    async fn read_versions(
+        &self,
+        name: &str,
+        control: Option<&dyn MemoControl>,
+        group: KeyHash,
+    ) -> crate::Result<u64> {
+        let Some(store) = self.remote() else {
+            return Ok(control.map_or(0, |control| control.version_in(Some(group))));
+        };
+        let prefix = &self.config().key_prefix;
+        let keys = [
+            version_key(prefix, name),
+            version_key(prefix, &group_name(name, group)),
+        ];
+        let mark = control.map(MemoControl::group_news_mark);
+        let read = store.get_many(&keys).await?;
+        let mut versions = read
+            .iter()
+            .map(|bytes| crate::store::parse_version(bytes.as_deref()));
+        let version = versions.next().unwrap_or_default();
+        let group_version = versions.next().unwrap_or_default();
+        if let Some(control) = control {
+            control.adopt_version(version);
+            control.adopt_group(group, group_version, mark);
+        }
+        Ok(version.wrapping_add(group_version))
+    }
+
+    /// Forgets every value of group `group` of memo `name`: bumps the
+    /// group's version (one `INCR` on a shared store). See `memo::group`.
+    pub(crate) async fn forget_group(
+        &self,
+        name: &str,
+        group: KeyHash,
+        control: Option<&dyn MemoControl>,
+    ) -> Reach {
+        if let Some(control) = control {
+            control.count(Counter::Invalidation);
+            control.count(Counter::GroupInvalidation);
+        }
+        let memo = group_name(name, group);
+        let key = version_key(&self.config().key_prefix, &memo);
+        let Some(bumped) = self.remote_incr(&key, 1).await else {
+            match control {
+                Some(control) => {
+                    control.bump_group_local(group);
+                }
+                None => self.inner.stamps.bump_scope(scope_hash(name)),
+            }
+            return Reach::FLEET;
+        };
+        match bumped {
+            Ok(version) => {
+                let version = u64::try_from(version).unwrap_or_default();
+                match control {
+                    Some(control) => control.adopt_group(group, version, None),
+                    None => self.inner.stamps.bump_scope(scope_hash(name)),
+                }
+                self.publish(&Invalidation::Memo { memo, version }).await
+            }
+            Err(error) => {
+                self.memo_fault(control, "forget_group", error);
+                // A group bumped here alone would file entries where no
+                // other process looks: as `forget_all` under a fault, this
+                // process drops every value of the memo, and tells the
+                // others to do the same (they follow the store again when
+                // they next read its version).
+                let Some(control) = control else {
+                    self.inner.stamps.bump_scope(scope_hash(name));
+                    let memo = name.to_string();
+                    return Reach::MISSED_STORE
+                        .and(self.publish(&Invalidation::Memo { memo, version: 0 }).await);
+                };
+                let version = control.bump_local();
+                let memo = name.to_string();
                 let sent = self.publish(&Invalidation::Memo { memo, version }).await;
                 Reach::MISSED_STORE.and(sent)
             }

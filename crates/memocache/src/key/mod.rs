@@ -165,5 +165,30 @@ pub(crate) fn version_key(prefix: &str, memo: &str) -> String {
     format!("{prefix}{memo}:ver")
 }
 
+/// What separates a memo's name from one of its groups in a group's name
+/// (a control character: no memo is named with it).
+const GROUP_SEPARATOR: char = '\x1f';
+
+/// The name of group `group` of memo `memo`: `{memo}\x1f{group}`. It names
+/// the group's version in a shared store (`{prefix}{memo}\x1f{group}:ver`),
+/// the group's invalidations on the bus, and its intents in an outbox.
+pub(crate) fn group_name(memo: &str, group: KeyHash) -> String {
+    format!("{memo}{GROUP_SEPARATOR}{group}")
+}
+
+/// A name as the memo it belongs to and, for a group's name (see
+/// [`group_name`]), the group.
+pub(crate) fn split_group(name: &str) -> (&str, Option<KeyHash>) {
+    let Some((memo, group)) = name.rsplit_once(GROUP_SEPARATOR) else {
+        return (name, None);
+    };
+    match u128::from_str_radix(group, 16) {
+        Ok(group) if group_name(memo, KeyHash(group)).len() == name.len() => {
+            (memo, Some(KeyHash(group)))
+        }
+        _ => (name, None),
+    }
+}
+
 #[cfg(test)]
 mod tests;

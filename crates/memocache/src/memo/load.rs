@@ -33,6 +33,8 @@ pub(super) enum Probe<V> {
     /// when it was consulted (known and trusted), else `None`.
     Miss {
         hash: KeyHash,
+        /// The key's group, on a grouped memo.
+        group: Option<KeyHash>,
         l1_version: Option<u64>,
     },
     /// The key could not be serialized: load without caching.
@@ -83,12 +85,32 @@ where
     V: CacheValue,
 {
     /// Looks `key` up in the in-process tier, if it has one it may trust.
+    /// `group`: the key's group (see `group`), required on a grouped memo.
     #[inline]
-    pub(super) fn probe<Q: Serialize + ?Sized>(&self, key: &Q) -> Probe<V> {
+    pub(super) fn probe<Q: Serialize + ?Sized>(
+        &self,
+        key: &Q,
+        group: Option<crate::Result<KeyHash>>,
+    ) -> Probe<V> {
         let hash = match KeyHash::of(key) {
             Ok(hash) => hash,
             Err(error) => {
                 tracing::warn!(memo = %self.shared.name, %error, "key not cacheable");
+                crate::deps::record_untracked();
+                return Probe::Uncacheable;
+            }
+        };
+        let group = match (group, self.shared.groups.is_some()) {
+            (Some(Ok(group)), true) => Some(group),
+            (None, false) => None,
+            (Some(Ok(_)), false) => None,
+            (Some(Err(error)), _) => {
+                tracing::warn!(memo = %self.shared.name, %error, "key's group not cacheable");
+                crate::deps::record_untracked();
+                return Probe::Uncacheable;
+            }
+            (None, true) => {
+                tracing::warn!(memo = %self.shared.name, "a grouped memo called without the key's group");
                 crate::deps::record_untracked();
                 return Probe::Uncacheable;
             }
@@ -100,6 +122,7 @@ where
         let Some(table) = &self.shared.table else {
             return Probe::Miss {
                 hash,
+                group,
                 l1_version: None,
             };
         };
@@ -107,10 +130,17 @@ where
         if !self.cache.l1_trusted() || !self.shared.version_known.load(Ordering::Acquire) {
             return Probe::Miss {
                 hash,
+                group,
                 l1_version: None,
             };
         }
-        let version = self.version();
+        let Some(version) = self.shared.version_in(group) else {
+            return Probe::Miss {
+                hash,
+                group,
+                l1_version: None,
+            };
+        };
         match table.get(&hash.versioned(version), now) {
             Some(value) => {
                 self.shared.stats.bump(Counter::HitLocal);
@@ -118,6 +148,7 @@ where
             }
             None => Probe::Miss {
                 hash,
+                group,
                 l1_version: Some(version),
             },
         }
@@ -134,15 +165,20 @@ where
             Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
             Probe::Miss {
                 hash,
+                group: None,
                 l1_version: None,
             } if self.cache.has_remote() && !self.l1_usable() => {
                 self.remote_first(hash, load).await
             }
-            Probe::Miss { hash, l1_version } => match self.route(hash, l1_version).await {
+            Probe::Miss {
+                hash,
+                group,
+                l1_version,
+            } => match self.route(hash, group, l1_version).await {
                 Some(route) => self.load_through(route, load).await,
                 // The shared store is down and the version unknown: serve
                 // from the source, uncached (fail-open).
-                None => self.load_uncached(hash, load).await,
+                None => self.load_uncached(hash, group, load).await,
             },
         }
     }
@@ -187,7 +223,7 @@ where
             }
             Err(error) => {
                 self.store_fault("get", error);
-                return self.load_uncached(hash, load).await;
+                return self.load_uncached(hash, None, load).await;
             }
         };
         let route = Route {
@@ -205,23 +241,33 @@ where
     /// the locally mirrored version, which a local `forget_all` bumps and a
     /// local `forget` invalidates, so no caller joins a load that started
     /// before an invalidation made here.
-    async fn load_uncached<F, Fut, E>(&self, hash: KeyHash, load: F) -> Result<Arc<V>, Arc<E>>
+    async fn load_uncached<F, Fut, E>(
+        &self,
+        hash: KeyHash,
+        group: Option<KeyHash>,
+        load: F,
+    ) -> Result<Arc<V>, Arc<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
         let route = Route {
-            key: hash.versioned(self.version()),
+            key: hash.versioned(self.local_version(group)),
             remote_key: None,
             use_l1: false,
         };
         self.load_through(route, load).await
     }
 
-    async fn route(&self, hash: KeyHash, l1_version: Option<u64>) -> Option<Route> {
+    async fn route(
+        &self,
+        hash: KeyHash,
+        group: Option<KeyHash>,
+        l1_version: Option<u64>,
+    ) -> Option<Route> {
         if !self.cache.has_remote() {
-            let version = l1_version.unwrap_or_else(|| self.version());
+            let version = l1_version.unwrap_or_else(|| self.local_version(group));
             return Some(Route {
                 key: hash.versioned(version),
                 remote_key: None,
@@ -230,7 +276,7 @@ where
         }
         let version = match l1_version {
             Some(version) => version,
-            None => self.remote_version().await?,
+            None => self.remote_version(group).await?,
         };
         Some(Route {
             key: hash.versioned(version),
@@ -385,11 +431,15 @@ where
 
     /// Any tier's value for `key`, without loading or filling the L1.
     pub(super) async fn lookup_only(&self, key: &K) -> Option<Arc<V>> {
-        match self.probe(key) {
+        match self.probe(key, self.group_of(key)) {
             Probe::Hit(value) => Some(value),
             Probe::Uncacheable => None,
-            Probe::Miss { hash, l1_version } => {
-                let route = self.route(hash, l1_version).await?;
+            Probe::Miss {
+                hash,
+                group,
+                l1_version,
+            } => {
+                let route = self.route(hash, group, l1_version).await?;
                 self.remote_get(&route).await
             }
         }
@@ -400,8 +450,13 @@ where
         let Ok(hash) = KeyHash::of(key) else {
             return;
         };
+        let group = match self.group_of(key) {
+            Some(Ok(group)) => Some(group),
+            Some(Err(_)) => return,
+            None => None,
+        };
         if !self.cache.has_remote() {
-            let key = hash.versioned(self.version());
+            let key = hash.versioned(self.local_version(group));
             let expires_at = self.cache.clock().deadline(self.lifetime());
             self.shared.flights.invalidate(key, || {
                 if let Some(table) = &self.shared.table {
@@ -410,7 +465,7 @@ where
             });
             return;
         }
-        let Some(version) = self.remote_version().await else {
+        let Some(version) = self.remote_version(group).await else {
             return;
         };
         let remote_key = memo_key(self.prefix(), &self.shared.name, version, hash);
@@ -420,10 +475,10 @@ where
         self.publish_key(version, hash).await;
     }
 
-    pub(super) async fn forget_hash(&self, hash: KeyHash) -> Reach {
+    pub(super) async fn forget_hash(&self, hash: KeyHash, group: Option<KeyHash>) -> Reach {
         let control: &dyn MemoControl = &*self.shared;
         self.cache
-            .forget_key(&self.shared.name, Some(control), hash)
+            .forget_key(&self.shared.name, Some(control), hash, group)
             .await
     }
 
@@ -462,11 +517,35 @@ where
         let _ = self.cache.fault(operation, error, ());
     }
 
-    /// The memo's version in the shared store (mirrored locally); `None`
-    /// if it cannot be read.
-    async fn remote_version(&self) -> Option<u64> {
+    /// The version `group`'s entries are filed under as this process knows
+    /// it (the memo's version for `None`; a group it does not know counts
+    /// as 0): for keys that are not stored in the shared store.
+    fn local_version(&self, group: Option<KeyHash>) -> u64 {
+        self.shared
+            .version_in(group)
+            .unwrap_or_else(|| self.version())
+    }
+
+    /// The version `group`'s entries are filed under in the shared store
+    /// (the memo's for `None`), mirrored locally; `None` if it cannot be
+    /// read.
+    async fn remote_version(&self, group: Option<KeyHash>) -> Option<u64> {
         if !self.cache.has_remote() {
             return None;
+        }
+        if let Some(group) = group {
+            let control: &dyn MemoControl = &*self.shared;
+            return match self
+                .cache
+                .remote_versions(&self.shared.name, control, group)
+                .await
+            {
+                Ok(version) => Some(version),
+                Err(error) => {
+                    self.store_fault("version", error);
+                    None
+                }
+            };
         }
         let version = match self.cache.remote_get(&self.version_key()).await {
             Ok(bytes) => crate::store::parse_version(bytes.as_deref()),

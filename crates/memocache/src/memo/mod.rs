@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cache::Cache;
 use crate::config::Timeout;
 use crate::deps::Stamps;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::flight::Flights;
 use crate::intent::Intent;
 use crate::key::KeyHash;
@@ -23,9 +23,11 @@ use crate::registry::MemoControl;
 use crate::stats::{Counter, MemoStats, Stats};
 use crate::value::CacheValue;
 
+mod group;
 mod load;
 
 use futures_util::future::Either;
+pub use group::GroupedKey;
 use load::Probe;
 
 /// What every handle of one memo on one cache shares.
@@ -51,6 +53,9 @@ pub(crate) struct MemoShared<V: Send + Sync> {
     /// The timeout set at run time by [`Memo::set_timeout`], for every
     /// handle (see [`RuntimeTimeout`]).
     timeout: RuntimeTimeout,
+    /// The versions of its groups, for a memo built
+    /// [`grouped`](MemoBuilder::grouped) (see `group`).
+    groups: Option<group::GroupVersions>,
 }
 
 /// A timeout that can change while the memo runs (Flask-Caching's
@@ -94,8 +99,10 @@ impl<V: CacheValue> MemoShared<V> {
         l1_capacity: Option<usize>,
         shared_store: bool,
         stamps: Arc<Stamps>,
+        grouped: bool,
     ) -> Self {
         Self {
+            groups: grouped.then(group::GroupVersions::default),
             stamps,
             scope: crate::deps::scope_hash(name),
             name: Arc::from(name),
@@ -181,6 +188,7 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
             self.flights.invalidate_all(|| table.clear());
         }
         if self.shared_store {
+            self.forget_groups();
             // Whatever made us clear may have changed the store's version
             // too: read it again before trusting the L1.
             self.version_known.store(false, Ordering::Release);
@@ -202,10 +210,6 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
         self.stats.snapshot()
     }
 
-    fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-
     fn forget_local(&self, version: u64, hash: KeyHash) {
         self.evict(version, hash);
     }
@@ -222,6 +226,27 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
 
     fn count(&self, counter: Counter) {
         self.stats.bump(counter);
+    }
+
+    fn version_in(&self, group: Option<KeyHash>) -> u64 {
+        MemoShared::version_in(self, group).unwrap_or_else(|| self.version.load(Ordering::Acquire))
+    }
+
+    fn group_news_mark(&self) -> u64 {
+        MemoShared::group_news_mark(self)
+    }
+
+    fn adopt_group(&self, group: KeyHash, version: u64, mark: Option<u64>) {
+        MemoShared::adopt_group(self, group, version, mark);
+    }
+
+    fn observe_group(&self, group: KeyHash, version: u64) {
+        self.stats.bump(Counter::InvalidationReceived);
+        MemoShared::observe_group(self, group, version);
+    }
+
+    fn bump_group_local(&self, group: KeyHash) -> u64 {
+        MemoShared::bump_group_local(self, group)
     }
 }
 
@@ -307,8 +332,13 @@ pub struct Memo<K: ?Sized, V: Send + Sync> {
     /// time ([`Memo::lifetime`] reads both).
     built_lifetime: Option<Duration>,
     cache_none: bool,
+    /// The group of a key, for a grouped memo.
+    group_of: Option<GroupOf<K>>,
     _key: PhantomData<fn(&K)>,
 }
+
+/// How a grouped memo finds a key's group.
+type GroupOf<K> = fn(&K) -> Result<KeyHash>;
 
 /// Marks a builder's key and value types without owning either.
 type KeyAndValue<K, V> = (fn(&K), fn() -> V);
@@ -328,6 +358,7 @@ pub struct MemoBuilder<K: ?Sized, V> {
     name: String,
     timeout: Timeout,
     cache_none: bool,
+    group_of: Option<GroupOf<K>>,
     _types: PhantomData<KeyAndValue<K, V>>,
 }
 
@@ -338,6 +369,7 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
             cache: self.cache.clone(),
             built_lifetime: self.built_lifetime,
             cache_none: self.cache_none,
+            group_of: self.group_of,
             _key: PhantomData,
         }
     }
@@ -364,6 +396,7 @@ where
             name: name.into(),
             timeout: Timeout::Default,
             cache_none: false,
+            group_of: None,
             _types: PhantomData,
         }
     }
@@ -448,13 +481,30 @@ where
                     cache.l1_capacity(),
                     cache.has_remote(),
                     Arc::clone(cache.stamps()),
+                    self.group_of.is_some(),
                 ))
             })?;
+        if shared.groups.is_some() != self.group_of.is_some() {
+            return Err(Error::new(
+                ErrorKind::MemoTypeMismatch,
+                format!(
+                    "memo `{}` is already built on this cache {} groups: build every handle \
+                     of it alike",
+                    self.name,
+                    if shared.groups.is_some() {
+                        "with"
+                    } else {
+                        "without"
+                    }
+                ),
+            ));
+        }
         Ok(Memo {
             shared,
             cache: cache.clone(),
             built_lifetime: self.timeout.resolve(cache.config().default_timeout),
             cache_none: self.cache_none,
+            group_of: self.group_of,
             _key: PhantomData,
         })
     }
@@ -627,7 +677,7 @@ where
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = V> + 'a,
     {
-        match self.probe(key) {
+        match self.probe(key, self.group_of(key)) {
             // A hit is a ready future: no state machine to build or poll.
             // The miss path is boxed so the future stays two words wide:
             // callers move it (into `.await` state, `now_or_never`), and a
@@ -672,7 +722,7 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key) {
+        match self.probe(key, self.group_of(key)) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
@@ -693,7 +743,30 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key) {
+        match self.probe(key, None) {
+            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+            probe => Either::Right(Box::pin(self.finish(probe, load))),
+        }
+    }
+
+    /// [`Memo::__get_or_try_load_by`] on a grouped memo, with the key's
+    /// group given as any value that serializes like it. Used by
+    /// `#[memoize(group)]`; not part of the stable API.
+    #[doc(hidden)]
+    pub fn __get_or_try_load_in_group_by<'a, G, Q, F, Fut, E>(
+        &'a self,
+        group: &G,
+        key: &Q,
+        load: F,
+    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
+    where
+        G: Serialize + ?Sized,
+        Q: Serialize + ?Sized,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<V, E>> + 'a,
+        E: Send + Sync + 'static,
+    {
+        match self.probe(key, Some(KeyHash::of(group))) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
@@ -753,20 +826,45 @@ where
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn forget(&self, key: &K) -> Reach {
-        self.__forget_by(key).await
+        self.forget_hashed(KeyHash::of(key), self.group_of(key))
+            .await
     }
 
     /// [`Memo::forget`] with a key given as any value that serializes like
     /// `K`. Used by `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
     pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) -> Reach {
-        match KeyHash::of(key) {
-            Ok(hash) => self.forget_hash(hash).await,
-            Err(error) => {
+        self.forget_hashed(KeyHash::of(key), None).await
+    }
+
+    /// [`Memo::__forget_by`] on a grouped memo, with the key's group given
+    /// as any value that serializes like it. Used by `#[memoize(group)]`;
+    /// not part of the stable API.
+    #[doc(hidden)]
+    pub async fn __forget_in_group_by<G, Q>(&self, group: &G, key: &Q) -> Reach
+    where
+        G: Serialize + ?Sized,
+        Q: Serialize + ?Sized,
+    {
+        self.forget_hashed(KeyHash::of(key), Some(KeyHash::of(group)))
+            .await
+    }
+
+    async fn forget_hashed(&self, hash: Result<KeyHash>, group: Option<Result<KeyHash>>) -> Reach {
+        let (hash, group) = match (hash, group.transpose()) {
+            (Ok(hash), Ok(group)) => (hash, group),
+            (Err(error), _) | (_, Err(error)) => {
                 // Never cached under any key: nothing to forget anywhere.
                 tracing::warn!(memo = %self.shared.name, %error, "key not cacheable");
-                Reach::FLEET
+                return Reach::FLEET;
             }
+        };
+        match (group, self.shared.groups.is_some()) {
+            (group, true) if group.is_none() => {
+                tracing::warn!(memo = %self.shared.name, "forget on a grouped memo without the key's group: forgetting all");
+                self.forget_all().await
+            }
+            (group, grouped) => self.forget_hash(hash, group.filter(|_| grouped)).await,
         }
     }
 
@@ -786,8 +884,12 @@ where
     /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when `key` cannot be
     /// serialized.
     pub fn intent(&self, key: &K) -> Result<Intent> {
+        let memo = match self.group_of(key).transpose()? {
+            Some(group) => crate::key::group_name(&self.shared.name, group),
+            None => self.shared.name.to_string(),
+        };
         Ok(Intent::Key {
-            memo: self.shared.name.to_string(),
+            memo,
             hash: KeyHash::of(key)?.0,
         })
     }

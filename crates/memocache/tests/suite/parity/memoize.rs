@@ -344,6 +344,37 @@ fn a_methods_forget_all_forgets_every_instance() {
     assert_ne!(adder2.add(&cache, &runs, 3), a2);
 }
 
+impl Adder {
+    /// `add`, grouped by instance: what `delete_memoized(obj.method)`
+    /// needs.
+    #[memoize(cache = cache, timeout = 5, name = "Adder::add_grouped", skip(runs), group)]
+    fn add_grouped(&self, cache: &Cache, runs: &Runs, b: i64) -> Stamped {
+        (self.initial + b, runs.run())
+    }
+}
+
+/// `test_memoize_classfunc_delete`: `delete_memoized(adder1.add)` forgets
+/// adder1's entries and leaves adder2's; with `#[memoize(group)]`, by
+/// `adder1.add_grouped_forget_group(&cache)`, in O(1).
+#[test]
+fn forget_one_instances_entries() {
+    let (cache, _) = manual(None);
+    let runs = Runs::default();
+    let (adder1, adder2) = (adder(1), adder(2));
+    let a1 = adder1.add_grouped(&cache, &runs, 3);
+    let a1b = adder1.add_grouped(&cache, &runs, 4);
+    let a2 = adder2.add_grouped(&cache, &runs, 3);
+    assert_eq!(adder1.add_grouped(&cache, &runs, 3), a1);
+    assert!(adder1.add_grouped_forget_group(&cache).is_fleet());
+    assert_ne!(adder1.add_grouped(&cache, &runs, 3), a1);
+    assert_ne!(adder1.add_grouped(&cache, &runs, 4), a1b);
+    assert_eq!(
+        adder2.add_grouped(&cache, &runs, 3),
+        a2,
+        "adder2's entry stays"
+    );
+}
+
 /// No state worth a key: `self` is skipped.
 struct Stateless;
 
