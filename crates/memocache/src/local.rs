@@ -333,6 +333,12 @@ impl Hasher for PassThroughHasher {
         self.0 ^= i;
     }
 
+    /// A [`KeyHash`]'s 128 bits (the groups of a memo), folded.
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.0 ^= (i as u64) ^ ((i >> 64) as u64);
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         // Not used for `KeyHash`, but keep any other input well mixed.
         self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);

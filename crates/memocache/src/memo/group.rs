@@ -39,6 +39,7 @@ use super::{Memo, MemoBuilder, MemoShared};
 use crate::error::Result;
 use crate::intent::Intent;
 use crate::key::{KeyHash, group_name};
+use crate::local::PassThroughHash;
 use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::value::CacheValue;
@@ -97,7 +98,8 @@ pub(super) fn group_hash<K: GroupedKey + ?Sized>(key: &K) -> Result<KeyHash> {
 /// The versions of a memo's groups this process knows.
 #[derive(Default)]
 pub(super) struct GroupVersions {
-    known: RwLock<HashMap<u128, u64>>,
+    /// By the group's hash, which is uniform already: not hashed again.
+    known: RwLock<HashMap<u128, u64, PassThroughHash>>,
     /// Counts the bus's news of groups this process did not know; a read
     /// of the shared store that overlapped one is not remembered (the news
     /// may be newer than what was read).

@@ -85,13 +85,14 @@ where
     V: CacheValue,
 {
     /// Looks `key` up in the in-process tier, if it has one it may trust.
-    /// `group`: the key's group (see `group`), required on a grouped memo.
+    /// `group` gives the key's group (see `group`), asked for only on a
+    /// grouped memo, where it is required.
     #[inline]
-    pub(super) fn probe<Q: Serialize + ?Sized>(
-        &self,
-        key: &Q,
-        group: Option<crate::Result<KeyHash>>,
-    ) -> Probe<V> {
+    pub(super) fn probe<Q, G>(&self, key: &Q, group: G) -> Probe<V>
+    where
+        Q: Serialize + ?Sized,
+        G: FnOnce() -> Option<crate::Result<KeyHash>>,
+    {
         let hash = match KeyHash::of(key) {
             Ok(hash) => hash,
             Err(error) => {
@@ -100,20 +101,12 @@ where
                 return Probe::Uncacheable;
             }
         };
-        let group = match (group, self.shared.groups.is_some()) {
-            (Some(Ok(group)), true) => Some(group),
-            (None, false) => None,
-            (Some(Ok(_)), false) => None,
-            (Some(Err(error)), _) => {
-                tracing::warn!(memo = %self.shared.name, %error, "key's group not cacheable");
-                crate::deps::record_untracked();
-                return Probe::Uncacheable;
-            }
-            (None, true) => {
-                tracing::warn!(memo = %self.shared.name, "a grouped memo called without the key's group");
-                crate::deps::record_untracked();
-                return Probe::Uncacheable;
-            }
+        let group = match self.shared.groups {
+            None => None,
+            Some(_) => match self.resolve_group(group()) {
+                Some(group) => Some(group),
+                None => return Probe::Uncacheable,
+            },
         };
         // Before the value is read: see `crate::deps`.
         crate::deps::record_key(&self.shared.stamps, self.shared.scope, hash.0, || {
@@ -134,12 +127,18 @@ where
                 l1_version: None,
             };
         }
-        let Some(version) = self.shared.version_in(group) else {
-            return Probe::Miss {
-                hash,
-                group,
-                l1_version: None,
-            };
+        let version = match group {
+            None => self.version(),
+            Some(_) => match self.shared.version_in(group) {
+                Some(version) => version,
+                None => {
+                    return Probe::Miss {
+                        hash,
+                        group,
+                        l1_version: None,
+                    };
+                }
+            },
         };
         match table.get(&hash.versioned(version), now) {
             Some(value) => {
@@ -152,6 +151,21 @@ where
                 l1_version: Some(version),
             },
         }
+    }
+
+    /// The group a grouped memo's caller gave; `None` (logged) when it
+    /// gave none or it cannot be hashed: the call is not cached.
+    #[cold]
+    #[inline(never)]
+    fn resolve_group(&self, group: Option<crate::Result<KeyHash>>) -> Option<KeyHash> {
+        let error = match group {
+            Some(Ok(group)) => return Some(group),
+            Some(Err(error)) => error.to_string(),
+            None => "a grouped memo called without the key's group".to_owned(),
+        };
+        tracing::warn!(memo = %self.shared.name, %error, "key's group not cacheable");
+        crate::deps::record_untracked();
+        None
     }
 
     pub(super) async fn finish<F, Fut, E>(&self, probe: Probe<V>, load: F) -> Result<Arc<V>, Arc<E>>
@@ -431,7 +445,7 @@ where
 
     /// Any tier's value for `key`, without loading or filling the L1.
     pub(super) async fn lookup_only(&self, key: &K) -> Option<Arc<V>> {
-        match self.probe(key, self.group_of(key)) {
+        match self.probe(key, || self.group_of(key)) {
             Probe::Hit(value) => Some(value),
             Probe::Uncacheable => None,
             Probe::Miss {

@@ -677,7 +677,7 @@ where
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = V> + 'a,
     {
-        match self.probe(key, self.group_of(key)) {
+        match self.probe(key, || self.group_of(key)) {
             // A hit is a ready future: no state machine to build or poll.
             // The miss path is boxed so the future stays two words wide:
             // callers move it (into `.await` state, `now_or_never`), and a
@@ -722,7 +722,7 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, self.group_of(key)) {
+        match self.probe(key, || self.group_of(key)) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
@@ -743,7 +743,7 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, None) {
+        match self.probe(key, || None) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
@@ -766,7 +766,7 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, Some(KeyHash::of(group))) {
+        match self.probe(key, || Some(KeyHash::of(group))) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
