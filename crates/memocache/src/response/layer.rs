@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use tower::Layer;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::entry::{Codings, Entry};
-use super::service::ResponseCache;
 use super::stats::{Counters, ResponseCacheStats};
 use crate::cache::Cache;
 use crate::flight::Flights;
@@ -425,14 +423,6 @@ impl Config {
             }
         }
         hasher.digest128()
-    }
-}
-
-impl<S> Layer<S> for ResponseCacheLayer {
-    type Service = ResponseCache<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ResponseCache::new(inner, self.clone())
     }
 }
 

@@ -117,6 +117,7 @@
 mod entry;
 mod future;
 mod layer;
+mod request;
 mod service;
 mod stats;
 
