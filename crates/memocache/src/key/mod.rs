@@ -79,11 +79,12 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::{Error, ErrorKind};
 
+mod canon;
 mod encode;
 mod order;
 mod scalar;
 
-use encode::EncodeError;
+use canon::EncodeError;
 use scalar::{Scalar, Word};
 
 /// The stable 128-bit hash of a memo's arguments.

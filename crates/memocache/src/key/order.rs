@@ -23,7 +23,7 @@
 use serde::Serialize;
 use serde::ser::{self, SerializeMap as _, SerializeSeq as _};
 
-use super::encode::{EncodeError, canonical_f32, canonical_f64, is_unordered};
+use super::canon::{EncodeError, canonical_f32, canonical_f64, is_unordered};
 
 /// Appends the order key of `value` to `out`.
 pub(super) fn write<T: Serialize + ?Sized>(

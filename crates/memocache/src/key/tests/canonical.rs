@@ -7,7 +7,8 @@ use std::hash::BuildHasherDefault;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
 
-use crate::key::encode::{self, is_btree_map, is_unordered};
+use crate::key::canon::{is_btree_map, is_unordered};
+use crate::key::encode;
 use crate::key::{KeyHash, order};
 
 /// A hasher without per-instance randomness: iteration order then
