@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::store::{BreakerStore, RemoteStore};
+use async_trait::async_trait;
 
 const ANSWERS: u8 = 0;
 const TIMES_OUT: u8 = 1;

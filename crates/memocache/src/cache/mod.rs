@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::breaker::{Breaker, BreakerSet, BreakerState, BreakerStats, BreakerStore};
+use crate::breaker::{Breaker, BreakerSet, BreakerState, BreakerStats};
 use crate::bus::{Bus, BusSink};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, StoreConfig};
@@ -19,6 +19,7 @@ use crate::local::LocalTable;
 use crate::reach::Reach;
 use crate::registry::{MemoControl, Registry};
 use crate::stats::MemoStats;
+use crate::store::BreakerStore;
 use crate::store::RemoteStore;
 
 mod api;

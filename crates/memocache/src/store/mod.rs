@@ -19,6 +19,7 @@ use crate::error::{Error, ErrorKind};
 
 #[cfg(feature = "filesystem")]
 mod file;
+mod guarded;
 #[cfg(feature = "memcached")]
 mod memcached;
 #[cfg(feature = "redis")]
@@ -27,13 +28,14 @@ mod redis;
 #[cfg(feature = "filesystem")]
 #[cfg_attr(docsrs, doc(cfg(feature = "filesystem")))]
 pub use file::FileStore;
+#[cfg(feature = "redis")]
+pub(crate) use guarded::BreakerStore;
 #[cfg(feature = "memcached")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
 pub use memcached::MemcachedStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
-#[cfg(feature = "redis")]
 pub(crate) use redis::split_cluster_nodes;
 
 /// Builds the shared store `config` names. Nothing is contacted here: the
