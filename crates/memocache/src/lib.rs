@@ -199,6 +199,8 @@ mod metrics;
 mod none;
 pub mod outbox;
 mod reach;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod registry;
 #[cfg(feature = "axum")]
 pub mod response;

@@ -31,9 +31,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use tokio::sync::OnceCell;
@@ -43,6 +41,7 @@ use crate::breaker::{Breaker, BreakerConfig, BreakerStats};
 use crate::clock::Clock;
 use crate::config::RedisUrl;
 use crate::error::{Error, ErrorKind};
+use crate::redis_conn::{Conn, manager};
 use crate::store::store_error;
 
 /// Trust horizon and acknowledgement wait bound.
@@ -274,15 +273,9 @@ impl RedisBus {
         self.publisher
             .get_or_try_init(|| async {
                 match &self.client {
-                    Target::Single(client) => {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-                            .set_response_timeout(Some(COMMAND_TIMEOUT))
-                            .set_number_of_retries(1);
-                        ConnectionManager::new_lazy_with_config(client.clone(), config)
-                            .map(Conn::Manager)
-                            .map_err(|e| store_error("cannot set up the bus connection", e))
-                    }
+                    Target::Single(client) => manager(client, COMMAND_TIMEOUT, 1)
+                        .map(Conn::Manager)
+                        .map_err(|e| store_error("cannot set up the bus connection", e)),
                     Target::Cluster { publisher, .. } => {
                         bounded_connect(publisher.get_async_connection())
                             .await
@@ -622,45 +615,6 @@ enum Target {
         publisher: Box<ClusterClient>,
         reader: Box<ClusterClient>,
     },
-}
-
-/// A connection of any kind, cheap to clone.
-#[derive(Clone)]
-enum Conn {
-    Manager(ConnectionManager),
-    Multiplexed(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Self::Manager(c) => c.req_packed_command(cmd),
-            Self::Multiplexed(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Manager(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Manager(c) => c.get_db(),
-            Self::Multiplexed(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
 }
 
 /// `XADD stream MAXLEN ~ N * o <member> p <payload>`.

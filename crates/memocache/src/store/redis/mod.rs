@@ -16,11 +16,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -28,8 +28,15 @@ use redis::{Cmd, RedisError, Value};
 use tokio::sync::OnceCell;
 
 use super::{RemoteStore, bounded, store_error};
+use crate::redis_conn::{self, Conn};
+
+mod slots;
+
 use crate::config::{RedisOptions, RedisUrl};
 use crate::error::{Error, ErrorKind};
+#[cfg(test)]
+use slots::key_slot;
+use slots::{SLOT_REFRESH, SlotMap, SlotTable, parse_masters};
 
 /// Replaces a lease with the loaded value, atomically, only if the lease is
 /// still there (one key: runs on a cluster too).
@@ -39,11 +46,6 @@ const FILL: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
 
 /// Keys per `SCAN` step and per `UNLINK` batch in [`RedisStore::clear`].
 const SCAN_BATCH: usize = 1000;
-/// How old a cluster's slot table may get before it is read again.
-const SLOT_REFRESH: Duration = Duration::from_secs(10);
-/// Hash slots of a Redis Cluster.
-const SLOTS: usize = 16_384;
-
 /// A Redis server or cluster as a [`RemoteStore`].
 ///
 /// Values are kept with `SET ... PX` (server-side expiry), `add` is
@@ -74,127 +76,6 @@ enum Target {
         connection: OnceCell<ClusterConnection>,
         slots: Arc<SlotTable>,
     },
-}
-
-/// Which master serves each slot, as this store last read it.
-#[derive(Default)]
-struct SlotTable {
-    map: parking_lot::RwLock<Option<SlotMap>>,
-    refreshing: AtomicBool,
-}
-
-struct SlotMap {
-    read_at: Instant,
-    /// `host:port` of each master.
-    nodes: Vec<Arc<str>>,
-    /// Index into `nodes` per slot; `u16::MAX` for a slot nobody serves.
-    owner: Box<[u16]>,
-}
-
-impl SlotMap {
-    /// From a `CLUSTER SLOTS` reply: `[[start, end, [host, port, ...], replicas...], ...]`.
-    fn parse(reply: &Value, asked: &str) -> Option<Self> {
-        let Value::Array(ranges) = reply else {
-            return None;
-        };
-        let mut nodes: Vec<Arc<str>> = Vec::new();
-        let mut owner = vec![u16::MAX; SLOTS].into_boxed_slice();
-        for range in ranges {
-            let Value::Array(fields) = range else {
-                return None;
-            };
-            let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
-                (fields.first(), fields.get(1), fields.get(2))
-            else {
-                return None;
-            };
-            let host = match master.first() {
-                Some(Value::BulkString(host)) if !host.is_empty() => {
-                    String::from_utf8_lossy(host).into_owned()
-                }
-                // An empty or missing host: the node we asked.
-                _ => asked.to_owned(),
-            };
-            let Some(Value::Int(port)) = master.get(1) else {
-                return None;
-            };
-            let name = format!("{host}:{port}");
-            let index = match nodes.iter().position(|n| **n == *name) {
-                Some(index) => index,
-                None => {
-                    nodes.push(Arc::from(name));
-                    nodes.len() - 1
-                }
-            };
-            let index = u16::try_from(index).ok()?;
-            let start = usize::try_from(*start).ok()?;
-            let end = usize::try_from(*end).ok()?;
-            for slot in owner.get_mut(start..=end)? {
-                *slot = index;
-            }
-        }
-        Some(Self {
-            read_at: Instant::now(),
-            nodes,
-            owner,
-        })
-    }
-
-    fn node_of(&self, key: &[u8]) -> Option<Arc<str>> {
-        let index = *self.owner.get(usize::from(key_slot(key)))?;
-        self.nodes.get(usize::from(index)).cloned()
-    }
-}
-
-/// The hash slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag
-/// (the part between the first `{` and the next `}`, if not empty), modulo
-/// 16384, as Redis Cluster computes it.
-fn key_slot(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(hashed) % 16_384
-}
-
-/// A connection of either kind, cheap to clone.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
 }
 
 impl RedisStore {
@@ -324,16 +205,10 @@ impl RedisStore {
         match &self.target {
             Target::Single { client, manager } => {
                 let manager = manager
-                    .get_or_try_init(|| async {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(self.timeout))
-                            .set_response_timeout(Some(self.timeout))
-                            .set_number_of_retries(0);
-                        ConnectionManager::new_lazy_with_config(client.clone(), config)
-                    })
+                    .get_or_try_init(|| async { redis_conn::manager(client, self.timeout, 0) })
                     .await
                     .map_err(|e| redis_error("cannot set up the Redis connection", e))?;
-                Ok(Conn::Single(manager.clone()))
+                Ok(Conn::Manager(manager.clone()))
             }
             Target::Cluster {
                 client,
@@ -506,27 +381,6 @@ impl RedisStore {
             cursor = next;
         }
     }
-}
-
-/// Lines of `CLUSTER NODES` flagged `master` and not failed:
-/// `<id> <ip:port@cport[,hostname]> <flags> ...`.
-fn parse_masters(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let _id = fields.next()?;
-            let address = fields.next()?;
-            let flags = fields.next()?;
-            let flags: Vec<&str> = flags.split(',').collect();
-            if !flags.contains(&"master") || flags.contains(&"fail") {
-                return None;
-            }
-            let address = address.split(['@', ',']).next()?;
-            let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
 }
 
 /// Takes memocache's options off every node URL of a cluster (the first
@@ -784,7 +638,9 @@ impl RemoteStore for RedisStore {
         let pattern = scan_pattern(prefix);
         let mut conn = self.connection().await?;
         match &mut conn {
-            Conn::Single(_) => self.clear_node(&mut conn.clone(), None, &pattern).await,
+            Conn::Manager(_) | Conn::Multiplexed(_) => {
+                self.clear_node(&mut conn.clone(), None, &pattern).await
+            }
             Conn::Cluster(cluster) => {
                 let masters = self.masters(cluster).await?;
                 for master in &masters {
@@ -809,116 +665,4 @@ impl fmt::Debug for RedisStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scan_patterns_escape_globs() {
-        assert_eq!(scan_pattern("app:"), "app:*");
-        assert_eq!(scan_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\*");
-        assert_eq!(scan_pattern(""), "*");
-    }
-
-    #[test]
-    fn timeout_option_is_taken_off_the_url() {
-        let store = RedisStore::open("redis://h:1/0?timeout_ms=250").expect("parse");
-        assert_eq!(store.timeout, Duration::from_millis(250));
-        let Target::Single { client, .. } = &store.target else {
-            panic!("one server");
-        };
-        assert_eq!(client.get_connection_info().addr().to_string(), "h:1");
-        let store = RedisStore::open("redis://h:1/?protocol=resp3").expect("parse");
-        assert_eq!(store.options(), RedisOptions::default());
-        assert!(RedisStore::open("redis://h/?timeout_ms=x").is_err());
-        let (nodes, options) = split_cluster_nodes(&[
-            "redis://a:1".to_owned(),
-            "redis://b:2/?timeout_ms=30".to_owned(),
-        ])
-        .expect("parse");
-        assert_eq!(nodes, ["redis://a:1", "redis://b:2/"]);
-        assert_eq!(options.timeout, Duration::from_millis(30));
-    }
-
-    /// `timeout_ms` in a cache URL reaches the store built from it, and the
-    /// Redis client gets a URL without it.
-    #[test]
-    fn url_options_reach_the_store() {
-        for input in [
-            "redis://127.0.0.1:1/0?timeout_ms=250&prefix=p:",
-            "tiered+redis://127.0.0.1:1/0?timeout_ms=250&heartbeat_ms=300",
-            "redis+cluster://127.0.0.1:1,127.0.0.1:2?timeout_ms=250",
-        ] {
-            let config = crate::CacheConfig::from_url(input).expect(input);
-            let store = match &config.store {
-                crate::StoreConfig::Tiered { l2, .. } => (**l2).clone(),
-                other => other.clone(),
-            };
-            let store = match store {
-                crate::StoreConfig::Redis { url, options } => {
-                    assert_eq!(url, "redis://127.0.0.1:1/0", "{input}");
-                    RedisStore::with_options(&url, options)
-                }
-                crate::StoreConfig::RedisCluster { nodes, options } => {
-                    assert!(nodes.iter().all(|n| !n.contains('?')), "{nodes:?}");
-                    RedisStore::cluster_with_options(&nodes, options)
-                }
-                other => panic!("{input}: {other:?}"),
-            }
-            .expect(input);
-            assert_eq!(store.timeout, Duration::from_millis(250), "{input}");
-        }
-    }
-
-    #[test]
-    fn key_slots_follow_redis_cluster() {
-        // Values from `CLUSTER KEYSLOT`.
-        assert_eq!(key_slot(b"foo"), 12_182);
-        assert_eq!(key_slot(b"bar"), 5_061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        assert_eq!(
-            key_slot(b"{}x"),
-            crc16::State::<crc16::XMODEM>::calculate(b"{}x") % 16_384
-        );
-    }
-
-    #[test]
-    fn slot_maps_are_read_from_cluster_slots() {
-        let range = |start: i64, end: i64, port: i64, host: &str| {
-            Value::Array(vec![
-                Value::Int(start),
-                Value::Int(end),
-                Value::Array(vec![
-                    Value::BulkString(host.as_bytes().to_vec()),
-                    Value::Int(port),
-                ]),
-            ])
-        };
-        let reply = Value::Array(vec![
-            range(0, 8_000, 7000, "10.0.0.1"),
-            range(8_001, 16_383, 7001, ""),
-        ]);
-        let map = SlotMap::parse(&reply, "127.0.0.1").expect("parses");
-        assert_eq!(map.node_of(b"bar").as_deref(), Some("10.0.0.1:7000"));
-        assert_eq!(map.node_of(b"foo").as_deref(), Some("127.0.0.1:7001"));
-        assert!(SlotMap::parse(&Value::Int(1), "h").is_none());
-        let gap = Value::Array(vec![range(0, 10, 7000, "h")]);
-        let map = SlotMap::parse(&gap, "h").expect("parses");
-        assert_eq!(map.node_of(b"foo"), None, "a slot nobody serves");
-    }
-
-    #[test]
-    fn masters_are_read_from_cluster_nodes() {
-        let nodes = "a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
-                     b 127.0.0.1:7001@17001,host master - 0 0 2 connected 5461-10922\n\
-                     c 127.0.0.1:7002@17002 slave a 0 0 3 connected\n\
-                     d 127.0.0.1:7003@17003 master,fail - 0 0 4 disconnected\n";
-        assert_eq!(
-            parse_masters(nodes),
-            [
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001)
-            ]
-        );
-    }
-}
+mod tests;
