@@ -1,0 +1,329 @@
+//! The cache URL's grammar: [`CacheConfig::from_url`]'s parser, and the
+//! same options read off a Redis URL given to a store or bus by hand.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::{CacheConfig, DEFAULT_CAPACITY, RedisOptions, StoreConfig};
+use crate::breaker::BreakerConfig;
+use crate::error::{Error, Result};
+
+/// A Redis URL given to a store or bus constructor by hand, split into the
+/// connection URL and memocache's own options (the only other place that
+/// reads a URL's query is [`CacheConfig::from_url`], through the same
+/// [`Options`]).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct RedisUrl {
+    /// The URL without `timeout_ms` and `heartbeat_ms`.
+    pub(crate) url: String,
+    pub(crate) options: RedisOptions,
+    /// `heartbeat_ms`, for a bus.
+    pub(crate) heartbeat: Option<Duration>,
+}
+
+impl RedisUrl {
+    /// Splits `input`; a string that is not a URL is handed on as it is
+    /// (the Redis client says what is wrong with it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn parse(input: &str) -> Result<Self> {
+        let Ok(mut url) = Url::parse(input) else {
+            return Ok(Self {
+                url: input.to_owned(),
+                options: RedisOptions::default(),
+                heartbeat: None,
+            });
+        };
+        let mut options = Options::new(&url, input);
+        let redis = parse_redis_options(&mut options)?;
+        let heartbeat = parse_heartbeat(&mut options)?;
+        url.set_query(options.client_query().as_deref());
+        Ok(Self {
+            url: url.to_string(),
+            options: redis,
+            heartbeat,
+        })
+    }
+}
+
+fn parse_redis_options(options: &mut Options) -> Result<RedisOptions> {
+    let mut redis = RedisOptions::default();
+    if let Some(ms) = options.take_parsed::<u64>("timeout_ms")? {
+        redis = redis.timeout(Duration::from_millis(ms));
+    }
+    Ok(redis)
+}
+
+fn parse_heartbeat(options: &mut Options) -> Result<Option<Duration>> {
+    Ok(options
+        .take_parsed::<u64>("heartbeat_ms")?
+        .map(Duration::from_millis))
+}
+
+/// [`CacheConfig::from_url`].
+pub(super) fn parse_cache_url(input: &str) -> Result<CacheConfig> {
+    // `url` cannot parse `host1:1,host2:2` authorities: take the host
+    // list out before parsing and put a placeholder host in.
+    let (parsable, hosts) = split_host_list(input);
+    let url = Url::parse(&parsable)
+        .map_err(|e| Error::config(format!("invalid cache URL `{input}`: {e}")))?;
+    let mut options = Options::new(&url, input);
+    let store = parse_store(&url, hosts.as_deref(), &mut options)?;
+    let mut config = CacheConfig::with_store(store);
+    if let Some(prefix) = options.take("prefix") {
+        config.key_prefix = prefix;
+    }
+    if let Some(seconds) = options.take_parsed::<u64>("timeout")? {
+        config = config.default_timeout(Some(Duration::from_secs(seconds)));
+    }
+    if let Some(strict) = options.take_parsed::<bool>("strict")? {
+        config.strict = strict;
+    }
+    if let Some(ms) = options.take_parsed::<u64>("stall_timeout_ms")? {
+        config.stall_timeout = Duration::from_millis(ms);
+    }
+    if let Some(bytes) = options.take_parsed::<usize>("max_value_size")? {
+        config.max_value_size = bytes;
+    }
+    if let Some(ms) = options.take_parsed::<u64>("lease_wait_ms")? {
+        config.lease_wait = Duration::from_millis(ms);
+    }
+    config.breaker = parse_breaker(&mut options)?;
+    config.bus_heartbeat = parse_heartbeat(&mut options)?;
+    options.finish()?;
+    Ok(config)
+}
+
+fn parse_breaker(options: &mut Options) -> Result<BreakerConfig> {
+    let mut breaker = BreakerConfig::default();
+    if let Some(raw) = options.take("breaker") {
+        breaker.enabled = match raw.as_str() {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            _ => {
+                return Err(Error::config(format!(
+                    "cache URL `{}`: option `breaker={raw}`: expected `on` or `off`",
+                    options.source
+                )));
+            }
+        };
+    }
+    if let Some(ms) = options.take_parsed::<u64>("probe_ms")? {
+        breaker.probe_interval = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = options.take_parsed::<u64>("probe_max_ms")? {
+        breaker.probe_max = Duration::from_millis(ms.max(1));
+    }
+    if let Some(errors) = options.take_parsed::<u32>("breaker_errors")? {
+        breaker.error_burst = errors.max(1);
+    }
+    if let Some(ms) = options.take_parsed::<u64>("read_deadline_ms")? {
+        breaker.read_deadline = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if breaker.probe_max < breaker.probe_interval {
+        return Err(Error::config(format!(
+            "cache URL `{}`: `probe_max_ms` ({} ms) is shorter than `probe_ms` ({} ms)",
+            options.source,
+            breaker.probe_max.as_millis(),
+            breaker.probe_interval.as_millis()
+        )));
+    }
+    Ok(breaker)
+}
+
+/// Schemes whose authority is a comma-separated list of servers.
+const HOST_LIST_SCHEMES: [&str; 3] = ["redis+cluster", "rediss+cluster", "memcached"];
+
+fn split_host_list(input: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        return (input.to_owned(), None);
+    };
+    let base_scheme = scheme.strip_prefix("tiered+").unwrap_or(scheme);
+    if !HOST_LIST_SCHEMES.contains(&base_scheme) {
+        return (input.to_owned(), None);
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    (
+        format!("{scheme}://hosts{tail}"),
+        Some(authority.to_owned()),
+    )
+}
+
+fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<StoreConfig> {
+    let scheme = url.scheme();
+    if let Some(l2_scheme) = scheme.strip_prefix("tiered+") {
+        let l1_capacity = options
+            .take_parsed::<usize>("l1_capacity")?
+            .unwrap_or(DEFAULT_CAPACITY);
+        let l2_url = replace_scheme(url, l2_scheme)?;
+        let l2 = parse_store(&l2_url, hosts, options)?;
+        if matches!(l2, StoreConfig::Memory { .. } | StoreConfig::Null) {
+            return Err(Error::config(format!(
+                "`{scheme}`: a tiered cache needs a shared store behind it, not `{l2_scheme}`"
+            )));
+        }
+        return Ok(StoreConfig::Tiered {
+            l1_capacity,
+            l2: Box::new(l2),
+        });
+    }
+    match scheme {
+        "memory" | "simple" => Ok(StoreConfig::Memory {
+            capacity: options
+                .take_parsed::<usize>("capacity")?
+                .unwrap_or(DEFAULT_CAPACITY),
+        }),
+        "null" => Ok(StoreConfig::Null),
+        "redis" | "rediss" | "redis+unix" | "unix" => {
+            let redis = parse_redis_options(options)?;
+            // The Redis client's own options (`protocol`, ...) stay on its URL.
+            let mut plain = url.clone();
+            plain.set_query(options.client_query().as_deref());
+            Ok(StoreConfig::Redis {
+                url: plain.to_string(),
+                options: redis,
+            })
+        }
+        "redis+cluster" | "rediss+cluster" => {
+            let secure = scheme.starts_with("rediss");
+            let redis = parse_redis_options(options)?;
+            let query = options
+                .client_query()
+                .map(|q| format!("/?{q}"))
+                .unwrap_or_default();
+            let nodes = host_list(url, hosts)?
+                .into_iter()
+                .map(|node| {
+                    format!(
+                        "{}://{node}{query}",
+                        if secure { "rediss" } else { "redis" }
+                    )
+                })
+                .collect();
+            Ok(StoreConfig::RedisCluster {
+                nodes,
+                options: redis,
+            })
+        }
+        "memcached" => Ok(StoreConfig::Memcached {
+            servers: host_list(url, hosts)?,
+        }),
+        "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|()| Error::config(format!("`{url}` does not name a local directory")))?;
+            Ok(StoreConfig::FileSystem {
+                path,
+                threshold: options.take_parsed::<usize>("threshold")?.unwrap_or(500),
+            })
+        }
+        other => Err(Error::config(format!(
+            "unknown cache scheme `{other}://` (expected memory, null, redis, rediss, \
+             redis+cluster, memcached, file, or tiered+<store>)"
+        ))),
+    }
+}
+
+/// The servers of a host-list URL, as split off by [`split_host_list`].
+fn host_list(url: &Url, hosts: Option<&str>) -> Result<Vec<String>> {
+    let hosts: Vec<String> = hosts
+        .unwrap_or_default()
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if hosts.is_empty() {
+        return Err(Error::config(format!("`{url}` names no server")));
+    }
+    Ok(hosts)
+}
+
+fn replace_scheme(url: &Url, scheme: &str) -> Result<Url> {
+    let raw = url.as_str();
+    let rest = raw
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    Url::parse(&format!("{scheme}://{rest}"))
+        .map_err(|e| Error::config(format!("invalid cache URL `{raw}`: {e}")))
+}
+
+/// memocache's options that a Redis URL may carry besides the store's own
+/// (`timeout_ms`, taken before [`Options::client_query`]).
+const COMMON_OPTIONS: [&str; 11] = [
+    "heartbeat_ms",
+    "prefix",
+    "timeout",
+    "strict",
+    "stall_timeout_ms",
+    "max_value_size",
+    "lease_wait_ms",
+    "breaker",
+    "probe_ms",
+    "probe_max_ms",
+    "breaker_errors",
+];
+
+/// Query options, consumed one by one so that unknown options are reported.
+struct Options {
+    pairs: Vec<(String, String)>,
+    source: String,
+}
+
+impl Options {
+    fn new(url: &Url, source: &str) -> Self {
+        Self {
+            pairs: url.query_pairs().into_owned().collect(),
+            source: source.to_owned(),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let index = self.pairs.iter().position(|(k, _)| k == name)?;
+        Some(self.pairs.remove(index).1)
+    }
+
+    fn take_parsed<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.take(name)
+            .map(|raw| {
+                raw.parse::<T>().map_err(|e| {
+                    Error::config(format!(
+                        "cache URL `{}`: option `{name}={raw}`: {e}",
+                        self.source
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Options that are not memocache's, handed on to the Redis client's
+    /// own URL parser (`protocol`, ...).
+    fn client_query(&mut self) -> Option<String> {
+        let (common, own): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pairs)
+            .into_iter()
+            .partition(|(k, _)| COMMON_OPTIONS.contains(&k.as_str()));
+        self.pairs = common;
+        if own.is_empty() {
+            return None;
+        }
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &own {
+            out.append_pair(k, v);
+        }
+        Some(out.finish())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.pairs.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(Error::config(format!(
+                "cache URL `{}`: unknown option `{name}`",
+                self.source
+            ))),
+        }
+    }
+}
