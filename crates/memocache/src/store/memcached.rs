@@ -172,27 +172,43 @@ impl MemcachedStore {
                 return Ok(generation);
             }
         }
+        self.read_or_bump_generation(false).await
+    }
+
+    /// Reads (or, `bump`, increments) the namespace's generation. One
+    /// Memcached does not have is started from the clock, so that a
+    /// generation evicted by Memcached never comes back as an old one;
+    /// when another process starts it at the same moment, read again.
+    async fn read_or_bump_generation(&self, bump: bool) -> Result<u64, Error> {
         let key = self.generation_key();
         let server = self.server(&key);
         let generation = loop {
             let mut slot = self.slot(server).await?;
             let client = connected(&mut slot)?;
-            match client.get(&key).await {
-                Ok(Some(value)) => break parse_u64(value.data.as_deref()).unwrap_or(0),
-                Ok(None) => {
-                    // Start from the clock, so that a generation evicted by
-                    // Memcached never comes back as an old one.
-                    let first = now_ms();
-                    match client
-                        .add(&key, first.to_string().as_str(), None, None)
-                        .await
-                    {
-                        Ok(()) => break first,
-                        Err(e) if is_status(&e, &Status::NotStored) => continue,
-                        Err(e) => return Err(fail(&mut slot, "add", e)),
-                    }
+            let found = if bump {
+                match client.increment(&key, 1).await {
+                    Ok(n) => Some(n),
+                    Err(e) if is_status(&e, &Status::NotFound) => None,
+                    Err(e) => return Err(fail(&mut slot, "incr", e)),
                 }
-                Err(e) => return Err(fail(&mut slot, "get", e)),
+            } else {
+                match client.get(&key).await {
+                    Ok(Some(value)) => Some(parse_u64(value.data.as_deref()).unwrap_or(0)),
+                    Ok(None) => None,
+                    Err(e) => return Err(fail(&mut slot, "get", e)),
+                }
+            };
+            if let Some(generation) = found {
+                break generation;
+            }
+            let first = now_ms();
+            match client
+                .add(&key, first.to_string().as_str(), None, None)
+                .await
+            {
+                Ok(()) => break first,
+                Err(e) if is_status(&e, &Status::NotStored) => continue,
+                Err(e) => return Err(fail(&mut slot, "add", e)),
             }
         };
         *self.generation.lock() = Some((generation, Instant::now()));
@@ -429,29 +445,7 @@ impl MemcachedStore {
                 ),
             ));
         }
-        let key = self.generation_key();
-        let server = self.server(&key);
-        let next = loop {
-            let mut slot = self.slot(server).await?;
-            let client = connected(&mut slot)?;
-            match client.increment(&key, 1).await {
-                Ok(n) => break n,
-                Err(e) if is_status(&e, &Status::NotFound) => {
-                    let first = now_ms();
-                    match client
-                        .add(&key, first.to_string().as_str(), None, None)
-                        .await
-                    {
-                        Ok(()) => break first,
-                        Err(e) if is_status(&e, &Status::NotStored) => continue,
-                        Err(e) => return Err(fail(&mut slot, "add", e)),
-                    }
-                }
-                Err(e) => return Err(fail(&mut slot, "incr", e)),
-            }
-        };
-        *self.generation.lock() = Some((next, Instant::now()));
-        Ok(())
+        self.read_or_bump_generation(true).await.map(|_| ())
     }
 }
 
