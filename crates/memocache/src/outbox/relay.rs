@@ -1,5 +1,5 @@
 //! [`Relay`]: what every process runs to deliver the intents writers left
-//! in the outbox (see the [module documentation](super) for when and why).
+//! in the outbox (see [`crate::outbox`] for when and why).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -104,7 +104,7 @@ pub struct RelayStats {
     pub skipped: u64,
 }
 
-/// Delivers an outbox's pending entries (see the [module docs](self)). Run
+/// Delivers an outbox's pending entries (see the [module docs](crate::outbox)). Run
 /// one in every process of a fleet: [`Relay::spawn`].
 ///
 /// ```
