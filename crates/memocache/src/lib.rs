@@ -213,8 +213,8 @@ pub use breaker::{BreakerConfig, BreakerState, BreakerStats};
 pub use cache::Cache;
 pub use clock::Clock;
 pub use config::{
-    CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, RedisOptions,
-    StoreConfig, Timeout,
+    CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, ENV_URL_VARIABLE,
+    RedisOptions, StoreConfig, Timeout,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use fragment::Fragments;

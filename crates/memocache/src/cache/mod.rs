@@ -412,6 +412,22 @@ impl Cache {
         self.inner.faults.total()
     }
 
+    /// Builds a cache from the environment: `MEMOCACHE_URL` and the
+    /// `MEMOCACHE_<OPTION>` variables (see [`CacheConfig::from_env`]).
+    ///
+    /// ```
+    /// // With no MEMOCACHE_ variable set: an in-process cache.
+    /// let cache = memocache::Cache::from_env()?;
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the
+    /// variable that is wrong.
+    pub fn from_env() -> Result<Self> {
+        Self::new(CacheConfig::from_env()?)
+    }
+
     /// Builds a cache from a URL such as `memory://?capacity=10000`
     /// (see [`CacheConfig::from_url`]).
     ///

@@ -424,7 +424,10 @@ impl std::str::FromStr for CacheConfig {
     }
 }
 
+mod env;
 mod parse;
+
+pub use env::ENV_URL_VARIABLE;
 
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use parse::RedisUrl;

@@ -62,12 +62,25 @@ fn parse_heartbeat(options: &mut Options) -> Result<Option<Duration>> {
 
 /// [`CacheConfig::from_url`].
 pub(super) fn parse_cache_url(input: &str) -> Result<CacheConfig> {
+    parse_cache_url_with(input, &[])
+}
+
+/// [`CacheConfig::from_url`] of `input` with `overrides` in place of the
+/// URL's own options of the same names (environment variables).
+pub(super) fn parse_cache_url_with(
+    input: &str,
+    overrides: &[(String, String)],
+) -> Result<CacheConfig> {
     // `url` cannot parse `host1:1,host2:2` authorities: take the host
     // list out before parsing and put a placeholder host in.
     let (parsable, hosts) = split_host_list(input);
     let url = Url::parse(&parsable)
         .map_err(|e| Error::config(format!("invalid cache URL `{input}`: {e}")))?;
     let mut options = Options::new(&url, input);
+    for (name, value) in overrides {
+        options.pairs.retain(|(k, _)| k != name);
+        options.pairs.push((name.clone(), value.clone()));
+    }
     let store = parse_store(&url, hosts.as_deref(), &mut options)?;
     let mut config = CacheConfig::with_store(store);
     if let Some(prefix) = options.take("prefix") {

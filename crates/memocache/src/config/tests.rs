@@ -156,3 +156,65 @@ fn store_options_are_typed() {
         );
     }
 }
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_environment_maps_one_to_one_onto_the_url() {
+    let config = CacheConfig::from_vars(vars(&[
+        (
+            "MEMOCACHE_URL",
+            "redis://127.0.0.1:6379/0?prefix=url:&timeout=10",
+        ),
+        ("MEMOCACHE_PREFIX", "env:"),
+        ("MEMOCACHE_LEASE_WAIT_MS", "250"),
+        ("PATH", "/usr/bin"),
+    ]))
+    .expect("config");
+    assert_eq!(config.key_prefix, "env:", "the variable wins over the URL");
+    assert_eq!(
+        config.default_timeout,
+        Some(Duration::from_secs(10)),
+        "the URL's own"
+    );
+    assert_eq!(config.lease_wait, Duration::from_millis(250));
+    assert_eq!(
+        config,
+        CacheConfig::from_url("redis://127.0.0.1:6379/0?prefix=env:&timeout=10&lease_wait_ms=250")
+            .expect("url")
+    );
+    // Nothing set: an in-process cache with the defaults.
+    assert_eq!(
+        CacheConfig::from_vars(Vec::new()).expect("default"),
+        CacheConfig::from_url("memory://").expect("memory")
+    );
+}
+
+#[test]
+fn a_bad_variable_is_named_with_its_value() {
+    let error = |pairs: &[(&str, &str)]| {
+        CacheConfig::from_vars(vars(pairs))
+            .expect_err("refused")
+            .to_string()
+    };
+    let typo = error(&[("MEMOCACHE_URL", "memory://"), ("MEMOCACHE_TIMEOT", "60")]);
+    assert!(
+        typo.contains("MEMOCACHE_TIMEOT=60") && typo.contains("unknown option"),
+        "{typo}"
+    );
+    let bad = error(&[("MEMOCACHE_CAPACITY", "lots")]);
+    assert!(bad.contains("MEMOCACHE_CAPACITY=lots"), "{bad}");
+    let url = error(&[("MEMOCACHE_URL", "nosuch://x")]);
+    assert!(url.contains("MEMOCACHE_URL"), "{url}");
+    // An option the store does not take.
+    let store = error(&[
+        ("MEMOCACHE_URL", "memory://"),
+        ("MEMOCACHE_L1_CAPACITY", "5"),
+    ]);
+    assert!(store.contains("MEMOCACHE_L1_CAPACITY=5"), "{store}");
+}
