@@ -1,10 +1,11 @@
-//! Who is asking: sessions, passwords, CSRF tokens, login rate limits, and
-//! the extractors handlers use ([`AuthUser`], [`MaybeAuthUser`],
-//! [`CsrfForm`]).
+//! Who is asking, as building blocks: session tokens and cookies,
+//! password hashes, CSRF tokens, login rate limits. They import nothing of
+//! the app above them; the extractors handlers use (`AuthUser`,
+//! `MaybeAuthUser`, `CsrfForm`) and the pool-bound hashing live with the
+//! handlers in `http`.
 
 pub mod clock;
 pub mod csrf;
-pub mod extract;
 pub mod password;
 pub mod ratelimit;
 pub mod session;
@@ -12,7 +13,6 @@ pub mod session;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-pub use extract::{AuthUser, CsrfForm, HasCsrf, MaybeAuthUser};
 pub use session::Session;
 
 /// `bytes` random bytes from the OS-seeded generator, as lowercase hex.

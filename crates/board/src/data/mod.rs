@@ -53,8 +53,9 @@ use memocache::outbox::{Durable, DurableError, Intent, Relay, RelayStats, RelayT
 use memocache::{Cache, Memo};
 use serde::{Deserialize, Serialize};
 
+pub use crate::oidc::OidcDocument;
 pub use cursor::{BadCursor, CursorKey};
-pub use oidc::{Fetched, OidcDocument};
+pub use oidc::Fetched;
 pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use crate::auth::Session;

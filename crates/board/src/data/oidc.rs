@@ -19,17 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::{Data, DataError};
-use crate::oidc::{Oidc, OidcError};
+use crate::oidc::{Documents, Oidc, OidcDocument, OidcError};
 use crate::store::{StoreError, User};
-
-/// Which provider document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OidcDocument {
-    /// `/.well-known/openid-configuration`.
-    Discovery,
-    /// The key set at the discovery document's `jwks_uri`.
-    Jwks,
-}
 
 /// A fetched document and when it goes stale.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +222,23 @@ fn base_name(hint: Option<&str>) -> String {
         name.insert_str(0, "user");
     }
     name
+}
+
+/// The sign-in flow reads the provider's documents through the memos.
+impl Documents for Data {
+    async fn document(
+        &self,
+        oidc: &Oidc,
+        kind: OidcDocument,
+        url: &str,
+        now_ms: i64,
+    ) -> Result<String, OidcError> {
+        self.oidc_document(oidc, kind, url, now_ms).await
+    }
+
+    async fn forget_keys(&self, jwks_uri: &str) {
+        self.oidc_forget_keys(jwks_uri).await;
+    }
 }
 
 #[cfg(test)]

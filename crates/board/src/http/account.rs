@@ -7,12 +7,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::extract::AuthContext;
+use super::password;
+use super::{AuthUser, CsrfForm, HasCsrf, MaybeAuthUser};
 use super::{ClientIp, IncomingFlash, redirect_with, secure};
 use super::{render, render_with};
+use crate::auth as auth_mod;
 use crate::auth::csrf::ANON_COOKIE;
-use crate::auth::extract::AuthContext;
 use crate::auth::session::{self, SESSION_COOKIE, clear_cookie, set_cookie};
-use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf, MaybeAuthUser, password};
 use crate::data::DataError;
 use crate::domain::{Password, Username};
 use crate::error::AppError;

@@ -9,10 +9,11 @@ use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
+use super::extract::{AuthContext, verify};
 use super::render_with;
+use super::{AuthUser, CsrfForm, HasCsrf};
 use super::{IncomingFlash, redirect_with, secure};
-use crate::auth::extract::{AuthContext, verify};
-use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf};
+use crate::auth as auth_mod;
 use crate::data::{DataError, NewMessage};
 use crate::domain::{Author, Description, Location};
 use crate::error::{AppError, human_size};

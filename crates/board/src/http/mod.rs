@@ -7,13 +7,16 @@ mod account;
 mod assets;
 mod chunks;
 mod client;
+mod extract;
 
 pub use client::ClientIp;
+use extract::{AuthUser, CsrfForm, HasCsrf, MaybeAuthUser};
 mod flash;
 mod messages;
 mod metrics;
 mod oidc;
 mod pages;
+mod password;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -322,7 +325,8 @@ mod tests {
             ("flash.rs", include_str!("flash.rs")),
             ("assets.rs", include_str!("assets.rs")),
             ("mod.rs", include_str!("mod.rs")),
-            ("extract.rs", include_str!("../auth/extract.rs")),
+            ("extract.rs", include_str!("extract.rs")),
+            ("password.rs", include_str!("password.rs")),
         ];
         for (file, source) in handlers {
             let code = source.split("#[cfg(test)]").next().unwrap_or(source);

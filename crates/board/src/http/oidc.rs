@@ -9,9 +9,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::account::start_session;
+use super::{AuthUser, CsrfForm, HasCsrf, MaybeAuthUser};
 use super::{ClientIp, redirect_with, secure};
+use crate::auth::now_ms;
 use crate::auth::session::{self, clear_cookie, set_cookie};
-use crate::auth::{AuthUser, CsrfForm, HasCsrf, MaybeAuthUser, now_ms};
 use crate::data::DataError;
 use crate::error::AppError;
 use crate::oidc::{self, CallbackParams, OidcError, Provider, STATE_COOKIE, STATE_LIFETIME};
@@ -160,7 +161,7 @@ async fn callback(
 
 async fn finish(
     state: &AppState,
-    auth: Option<crate::auth::extract::AuthContext>,
+    auth: Option<super::extract::AuthContext>,
     slug: &str,
     params: CallbackParams,
     headers: &HeaderMap,

@@ -15,7 +15,7 @@ use super::chunks::Chunks;
 
 use super::IncomingFlash;
 use super::render;
-use crate::auth::{AuthUser, MaybeAuthUser};
+use super::{AuthUser, MaybeAuthUser};
 use crate::data::FeedPage;
 use crate::error::AppError;
 use crate::media::MediaName;

@@ -43,8 +43,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use state::{LoginState, MAX_STATE_COOKIE, STATE_COOKIE, STATE_LIFETIME, StateKey};
 
-use crate::data::{Data, OidcDocument};
-
 /// Largest response read from a provider (discovery, JWKS, token), bytes.
 pub const MAX_RESPONSE: usize = 256 * 1024;
 /// Timeout of one call to a provider.
@@ -366,16 +364,43 @@ type ProviderClient = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-/// The provider's client with its metadata and keys from the memos.
+/// Which provider document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OidcDocument {
+    /// `/.well-known/openid-configuration`.
+    Discovery,
+    /// The key set at the discovery document's `jwks_uri`.
+    Jwks,
+}
+
+/// Where the sign-in flow gets a provider's documents: the data layer's
+/// memos (single-flight, fleet-wide, kept for the documents' lifetimes),
+/// fetched with [`Oidc::get_document`] on a miss.
+pub trait Documents: Sync {
+    /// The document `kind` at `url`.
+    fn document(
+        &self,
+        oidc: &Oidc,
+        kind: OidcDocument,
+        url: &str,
+        now_ms: i64,
+    ) -> impl std::future::Future<Output = Result<String, OidcError>> + Send;
+
+    /// Forgets the key set at `jwks_uri` (an ID token named a key it does
+    /// not have: the provider may have rotated its keys).
+    fn forget_keys(&self, jwks_uri: &str) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// The provider's client with its metadata and keys from `data`.
 async fn provider_client(
     oidc: &Oidc,
-    data: &Data,
+    data: &impl Documents,
     provider: &Provider,
     now_ms: i64,
     refresh_keys: bool,
 ) -> Result<(ProviderClient, CoreProviderMetadata), OidcError> {
     let discovery = data
-        .oidc_document(
+        .document(
             oidc,
             OidcDocument::Discovery,
             &provider.discovery_url(),
@@ -393,10 +418,10 @@ async fn provider_client(
     }
     let jwks_uri = metadata.jwks_uri().url().to_string();
     if refresh_keys {
-        data.oidc_forget_keys(&jwks_uri).await;
+        data.forget_keys(&jwks_uri).await;
     }
     let jwks = data
-        .oidc_document(oidc, OidcDocument::Jwks, &jwks_uri, now_ms)
+        .document(oidc, OidcDocument::Jwks, &jwks_uri, now_ms)
         .await?;
     let jwks: CoreJsonWebKeySet =
         serde_json::from_str(&jwks).map_err(|e| OidcError::ProviderDown(format!("JWKS: {e}")))?;
@@ -419,7 +444,7 @@ async fn provider_client(
 /// [`OidcError::ProviderDown`] when the metadata cannot be had.
 pub async fn begin(
     oidc: &Oidc,
-    data: &Data,
+    data: &impl Documents,
     provider: &Provider,
     redirect_url: String,
     return_to: String,
@@ -482,7 +507,7 @@ const MAX_PARAM: usize = 2048;
 /// One [`OidcError`] per way it can fail (see there).
 pub async fn finish(
     oidc: &Oidc,
-    data: &Data,
+    data: &impl Documents,
     provider: &Provider,
     cookie: Option<&str>,
     params: CallbackParams,

@@ -5,19 +5,19 @@ use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::csrf::{self, ANON_COOKIE};
-pub use super::session::AuthContext;
-use super::session::{self, SESSION_COOKIE};
+use crate::auth::csrf::{self, ANON_COOKIE};
+pub(crate) use crate::auth::session::AuthContext;
+use crate::auth::session::{self, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
 
 /// The user if logged in.
 #[derive(Debug, Clone)]
-pub struct MaybeAuthUser(pub Option<AuthContext>);
+pub(crate) struct MaybeAuthUser(pub Option<AuthContext>);
 
 /// A logged-in user; other requests are sent to the login page.
 #[derive(Debug, Clone)]
-pub struct AuthUser(pub AuthContext);
+pub(crate) struct AuthUser(pub AuthContext);
 
 /// Resolved once per request and kept in the extensions for later
 /// extractors.
@@ -30,7 +30,7 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<AuthConte
     }
     let found = match session::cookie(&parts.headers, SESSION_COOKIE) {
         Some(token) if session::is_well_formed(token) => {
-            let token_hash = super::sha256_hex(token);
+            let token_hash = crate::auth::sha256_hex(token);
             lookup(state, &token_hash).await?
         }
         _ => None,
@@ -67,7 +67,7 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// A form with a CSRF token.
-pub trait HasCsrf {
+pub(crate) trait HasCsrf {
     /// Whether the form is shown to logged-out visitors (login, register),
     /// so that a token of the anonymous cookie is accepted too.
     const ANONYMOUS: bool = false;
@@ -78,7 +78,7 @@ pub trait HasCsrf {
 
 /// A URL-encoded form whose CSRF token has been checked.
 #[derive(Debug)]
-pub struct CsrfForm<T>(pub T);
+pub(crate) struct CsrfForm<T>(pub T);
 
 impl<T> FromRequest<AppState> for CsrfForm<T>
 where
@@ -108,7 +108,7 @@ where
 
 /// True if `given` is the session's token, or the anonymous cookie's token
 /// where one is accepted.
-pub fn verify(auth: Option<&AuthContext>, anonymous: Option<&str>, given: &str) -> bool {
+pub(crate) fn verify(auth: Option<&AuthContext>, anonymous: Option<&str>, given: &str) -> bool {
     auth.is_some_and(|a| csrf::matches(&a.session.csrf, given))
         || anonymous.is_some_and(|expected| csrf::matches(expected, given))
 }
