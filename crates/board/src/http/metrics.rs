@@ -208,7 +208,7 @@ pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
 /// The rate limits' and the accept loop's counters.
 fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
     let limiter = &state.limiter;
-    let counters: [(&str, &str, &str, u64); 7] = [
+    let counters: [(&str, &str, &str, u64); 8] = [
         (
             "board_login_checks_total",
             "counter",
@@ -244,6 +244,12 @@ fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
             "counter",
             "Connections closed by the header-read or idle deadline.",
             connections.timed_out(),
+        ),
+        (
+            "board_connections_shed_total",
+            "counter",
+            "Idle connections closed at --max-connections to admit a new one.",
+            connections.shed(),
         ),
         (
             "board_log_lines_dropped_total",
