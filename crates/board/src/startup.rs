@@ -439,6 +439,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             session_timeout: session_timeout(settings, &cache),
             messages_timeout: messages_timeout(settings, &cache),
             my_messages_timeout: settings.my_messages_cache_timeout,
+            posting: settings.post_limits(),
         },
     )
     .map_err(config_error)?;

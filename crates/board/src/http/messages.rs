@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::render_with;
-use super::{IncomingFlash, redirect_with, secure};
+use super::{ClientIp, IncomingFlash, redirect_with, secure};
 use crate::auth::extract::{AuthContext, verify};
 use crate::auth::{self as auth_mod, AuthUser, CsrfForm, HasCsrf};
 use crate::data::{DataError, NewMessage};
@@ -150,9 +150,13 @@ async fn read_form(
 async fn save(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, AppError> {
+    // Past a post budget already: refused before the upload is read or
+    // decoded (`Data::post` takes from the budgets and decides).
+    state.data.may_post(&auth.user.id, ip).await?;
     let multipart = multipart.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let limit = state.limits.upload_limit;
     // Read (and discard) at most this much of an oversized upload.
@@ -222,6 +226,7 @@ async fn save(
 
     let new = NewMessage {
         user_id: auth.user.id.clone(),
+        address: ip,
         author: author.into_inner(),
         location: location.into_inner(),
         description: description.into_inner(),

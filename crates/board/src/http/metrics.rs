@@ -263,6 +263,19 @@ fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
     }
+    let (account, address) = state.data.posts_refused();
+    out.push_str(
+        "# HELP board_posts_refused_total Posts refused (429, nothing stored) by the post and upload budgets, by whose budget was spent.\n",
+    );
+    out.push_str("# TYPE board_posts_refused_total counter\n");
+    let _ = writeln!(
+        out,
+        "board_posts_refused_total{{budget=\"account\"}} {account}"
+    );
+    let _ = writeln!(
+        out,
+        "board_posts_refused_total{{budget=\"address\"}} {address}"
+    );
     out.push_str(
         "# HELP board_connections_refused_total Connections closed at accept, by the cap that was full.\n",
     );
