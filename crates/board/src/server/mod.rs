@@ -68,7 +68,7 @@ use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -241,18 +241,23 @@ pub async fn serve<S: AppService<B>, B: ResponseBody>(
         // At the total cap the oldest idle connection makes room; when
         // every one is serving a request, the socket is closed at once.
         let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) if registry.shed_oldest_idle() => None,
-            Err(_) => {
-                drop(stream);
-                stats.refused_total.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, "connection refused: --max-connections serving requests");
-                continue;
-            }
+            // Entered among the connections that may be shed at once, not
+            // when its task first runs: a burst of accepts must find the
+            // connections before it (a fresh one is idle until its head
+            // is read, and goes if asked before its task starts).
+            Ok(slot) => Admission::Now(Entered::new(slot, &registry)),
+            Err(_) => match registry.shed_oldest_idle() {
+                Some(handoff) => Admission::AfterShed(handoff),
+                None => {
+                    drop(stream);
+                    stats.refused_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "connection refused: --max-connections serving requests");
+                    continue;
+                }
+            },
         };
         let admit = Admit {
             slot,
-            slots: Arc::clone(&slots),
             share,
             stats: Arc::clone(&stats),
             registry: Arc::clone(&registry),
@@ -312,11 +317,39 @@ impl Timeouts {
 /// A connection let in, with its slot, or without one when it is to take
 /// the slot of the idle connection shed for it.
 struct Admit {
-    slot: Option<OwnedSemaphorePermit>,
-    slots: Arc<Semaphore>,
+    slot: Admission,
     share: Option<AddressShare>,
     stats: Arc<ConnStats>,
     registry: Arc<shed::Registry>,
+}
+
+/// How a connection gets its slot.
+enum Admission {
+    /// A free one, at accept.
+    Now(Entered),
+    /// The slot of the idle connection shed for it, handed over by that
+    /// connection's task once its socket is closed (never through the
+    /// semaphore, where the accept loop could take it for a later
+    /// connection that then sheds nobody).
+    AfterShed(oneshot::Receiver<OwnedSemaphorePermit>),
+}
+
+/// A connection with its slot, entered among those that may be shed.
+struct Entered {
+    slot: OwnedSemaphorePermit,
+    activity: Arc<Activity>,
+    entry: shed::Entry,
+}
+
+impl Entered {
+    fn new(slot: OwnedSemaphorePermit, registry: &Arc<shed::Registry>) -> Self {
+        let activity = Arc::new(Activity::new());
+        Self {
+            slot,
+            entry: shed::Registry::enter(registry, Arc::clone(&activity)),
+            activity,
+        }
+    }
 }
 
 /// Serves an admitted connection once it has a slot.
@@ -331,15 +364,15 @@ async fn admitted<S: AppService<B>, B: ResponseBody>(
 ) {
     let Admit {
         slot,
-        slots,
         share,
         stats,
         registry,
     } = admit;
-    let slot = match slot {
-        Some(slot) => slot,
-        None => match tokio::time::timeout(shed::SHED_WAIT, slots.acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
+    let entered = match slot {
+        Admission::Now(entered) => entered,
+        Admission::AfterShed(handoff) => match tokio::time::timeout(shed::SHED_WAIT, handoff).await
+        {
+            Ok(Ok(slot)) => Entered::new(slot, &registry),
             // The idle connection began a request and stays (or the
             // server stops): no room after all.
             _ => {
@@ -352,10 +385,14 @@ async fn admitted<S: AppService<B>, B: ResponseBody>(
     };
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.open.fetch_add(1, Ordering::Relaxed);
-    let activity = Arc::new(Activity::new());
+    let Entered {
+        slot,
+        activity,
+        entry,
+    } = entered;
     let held = Held {
-        _entry: shed::Registry::enter(&registry, Arc::clone(&activity)),
-        _slot: slot,
+        _entry: entry,
+        slot: Some(slot),
         _share: share,
         stats,
     };
@@ -370,7 +407,8 @@ async fn admitted<S: AppService<B>, B: ResponseBody>(
 /// `open` gauge.
 struct Held {
     _entry: shed::Entry,
-    _slot: OwnedSemaphorePermit,
+    /// Taken out to hand it to the connection this one is shed for.
+    slot: Option<OwnedSemaphorePermit>,
     _share: Option<AddressShare>,
     stats: Arc<ConnStats>,
 }
@@ -390,7 +428,7 @@ async fn connection<S: AppService<B>, B: ResponseBody>(
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
     activity: Arc<Activity>,
-    held: Held,
+    mut held: Held,
 ) {
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -411,49 +449,60 @@ async fn connection<S: AppService<B>, B: ResponseBody>(
             }
         })
     };
-    let conn = builder.serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let mut closing = false;
-    let now = Instant::now();
-    let mut alarm = std::pin::pin!(tokio::time::sleep_until(
-        timeouts.alarm(activity.deadline(timeouts), now)
-    ));
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
+    // The slot goes to the newcomer only once the socket is closed (the
+    // block drops the connection), so the open-files count holds.
+    let handoff = {
+        let conn = builder.serve_connection(io, service);
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        let now = Instant::now();
+        let mut alarm = std::pin::pin!(tokio::time::sleep_until(
+            timeouts.alarm(activity.deadline(timeouts), now)
+        ));
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    break None;
                 }
-                break;
-            }
-            () = alarm.as_mut() => {
-                let now = Instant::now();
-                let deadline = activity.deadline(timeouts);
-                if deadline.is_some_and(|d| d <= now) {
-                    // Nothing in flight: no request in the router, no body
-                    // being sent. At most a request head is half read, and
-                    // hyper would finish that first on a graceful shutdown,
-                    // so the connection is dropped.
-                    held.stats.timed_out.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "connection closed: header-read or idle deadline");
-                    break;
+                () = alarm.as_mut() => {
+                    let now = Instant::now();
+                    let deadline = activity.deadline(timeouts);
+                    if deadline.is_some_and(|d| d <= now) {
+                        // Nothing in flight: no request in the router, no
+                        // body being sent. At most a request head is half
+                        // read, and hyper would finish that first on a
+                        // graceful shutdown, so the connection is dropped.
+                        held.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "connection closed: header-read or idle deadline");
+                        break None;
+                    }
+                    alarm.as_mut().reset(timeouts.alarm(deadline, now));
                 }
-                alarm.as_mut().reset(timeouts.alarm(deadline, now));
-            }
-            () = activity.kicked.notified() => {
-                // Asked to make room at the cap (see `shed`): gone if still
-                // idle, as a deadline would close it.
-                if activity.go_if_idle() {
-                    held.stats.shed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "connection closed: idle, shed at --max-connections");
-                    break;
+                () = activity.kicked.notified() => {
+                    // Asked to make room at the cap (see `shed`): gone if
+                    // still idle, as a deadline would close it.
+                    if let Some(handoff) = activity.go_if_idle() {
+                        held.stats.shed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "connection closed: idle, shed at --max-connections");
+                        break Some(handoff);
+                    }
                 }
-            }
-            _ = stopping.wait_for(|stop| *stop), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+                _ = stopping.wait_for(|stop| *stop), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
         }
+    };
+    // Asked to go but gone by itself meanwhile (the client closed, a
+    // deadline): the slot still goes to the newcomer.
+    let handoff = handoff.or_else(|| activity.closed());
+    if let (Some(handoff), Some(slot)) = (handoff, held.slot.take()) {
+        // A newcomer that gave up meanwhile drops it: back to the pool.
+        let _ = handoff.send(slot);
     }
     drop(held);
 }
@@ -475,8 +524,12 @@ struct ActivityState {
     idle_since: Instant,
     /// The first byte read since `idle_since`.
     reading_since: Option<Instant>,
-    /// Asked to go at the cap, and not yet gone or withdrawn.
-    asked_to_go: bool,
+    /// Asked to go at the cap, and not yet gone or withdrawn: where its
+    /// slot is to go.
+    asked_to_go: Option<oneshot::Sender<OwnedSemaphorePermit>>,
+    /// Going or gone: never asked again (a second newcomer would wait for
+    /// a slot already handed to the first).
+    closing: bool,
 }
 
 impl Activity {
@@ -487,42 +540,50 @@ impl Activity {
                 started: 0,
                 idle_since: Instant::now(),
                 reading_since: None,
-                asked_to_go: false,
+                asked_to_go: None,
+                closing: false,
             }),
             kicked: Notify::new(),
         }
     }
 
-    /// Asks the connection to go if it is idle and not yet asked; true if
-    /// asked (its task is woken).
-    fn ask_to_go(&self) -> bool {
+    /// Asks the connection to go, its slot to `handoff`, if it is idle
+    /// and not yet asked (its task is woken); else gives `handoff` back.
+    fn ask_to_go(
+        &self,
+        handoff: oneshot::Sender<OwnedSemaphorePermit>,
+    ) -> Result<(), oneshot::Sender<OwnedSemaphorePermit>> {
         let mut state = self.state.lock();
-        if state.in_flight > 0 || state.asked_to_go {
-            return false;
+        if state.in_flight > 0 || state.asked_to_go.is_some() || state.closing {
+            return Err(handoff);
         }
-        state.asked_to_go = true;
+        state.asked_to_go = Some(handoff);
         drop(state);
         self.kicked.notify_one();
-        true
+        Ok(())
     }
 
-    /// The connection's answer to the ask: true (close it) if it is still
-    /// idle; false if a request began meanwhile, which withdraws the ask.
-    fn go_if_idle(&self) -> bool {
+    /// The connection's answer to the ask: where its slot goes (close it)
+    /// if it is still idle; `None` if a request began meanwhile, which
+    /// withdraws the ask (the newcomer is refused).
+    fn go_if_idle(&self) -> Option<oneshot::Sender<OwnedSemaphorePermit>> {
         let mut state = self.state.lock();
-        if !state.asked_to_go {
-            return false;
-        }
-        if state.in_flight > 0 {
-            state.asked_to_go = false;
-            return false;
-        }
-        true
+        let handoff = state.asked_to_go.take()?;
+        state.closing = state.in_flight == 0;
+        state.closing.then_some(handoff)
+    }
+
+    /// The connection is closed: never asked again; where its slot goes
+    /// if it was asked meanwhile.
+    fn closed(&self) -> Option<oneshot::Sender<OwnedSemaphorePermit>> {
+        let mut state = self.state.lock();
+        state.closing = true;
+        state.asked_to_go.take()
     }
 
     #[cfg(test)]
     fn asked_to_go(&self) -> bool {
-        self.state.lock().asked_to_go
+        self.state.lock().asked_to_go.is_some()
     }
 
     /// When to close the connection if nothing changes; `None` while a

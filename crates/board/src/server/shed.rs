@@ -16,10 +16,13 @@
 //! The rule: the accept loop, finding no free slot, marks the first idle
 //! connection in accept order (the oldest) as *asked to go* and wakes its
 //! task; the new connection waits (at most [`SHED_WAIT`]) for the slot
-//! that frees. The victim's task closes the connection only if it is still
-//! idle when it runs, under the same lock a request takes to begin, so a
-//! request that started in between is served and the connection stays (the
-//! newcomer then waits for the next free slot or is refused). So a
+//! that frees, handed to it by the victim's task once the socket is
+//! closed (directly, not through the pool, where the accept loop could
+//! take it for a later connection that would then shed nobody). The
+//! victim's task closes the connection only if it is still idle when it
+//! runs, under the same lock a request takes to begin, so a request that
+//! started in between is served and the connection stays (the newcomer
+//! is then refused, as it would have been without shedding). So a
 //! connection serving a request is never closed; a connection from an
 //! attacker's sockets lasts until as many newer connections arrive as are
 //! older than it, and a new client always gets in.
@@ -34,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::Activity;
 
@@ -67,11 +71,19 @@ impl Registry {
         }
     }
 
-    /// Asks the oldest idle connection to go; false when every open
-    /// connection is busy with a request (or already asked).
-    pub(super) fn shed_oldest_idle(&self) -> bool {
+    /// Asks the oldest idle connection to go; the slot it frees arrives
+    /// on the receiver. `None` when every open connection is busy with a
+    /// request (or already asked).
+    pub(super) fn shed_oldest_idle(&self) -> Option<oneshot::Receiver<OwnedSemaphorePermit>> {
+        let (mut handoff, slot) = oneshot::channel();
         let open = self.open.lock();
-        open.by_age.values().any(|activity| activity.ask_to_go())
+        for activity in open.by_age.values() {
+            match activity.ask_to_go(handoff) {
+                Ok(()) => return Some(slot),
+                Err(back) => handoff = back,
+            }
+        }
+        None
     }
 
     #[cfg(test)]
@@ -107,29 +119,50 @@ mod tests {
             .collect();
         // The oldest is serving a request: the second goes.
         let busy = Busy::begin(&activities[0]);
-        assert!(registry.shed_oldest_idle());
+        assert!(registry.shed_oldest_idle().is_some());
         assert!(!activities[0].asked_to_go());
         assert!(activities[1].asked_to_go());
         // Asked once only: the next shed takes the third.
-        assert!(registry.shed_oldest_idle());
+        assert!(registry.shed_oldest_idle().is_some());
         assert!(activities[2].asked_to_go());
-        assert!(!registry.shed_oldest_idle(), "only a busy one left");
+        assert!(
+            registry.shed_oldest_idle().is_none(),
+            "only a busy one left"
+        );
         drop(busy);
-        assert!(registry.shed_oldest_idle(), "idle again");
+        assert!(registry.shed_oldest_idle().is_some(), "idle again");
         drop(entries);
         assert_eq!(registry.len(), 0);
     }
 
-    #[test]
-    fn a_connection_whose_request_began_after_the_ask_stays() {
+    #[tokio::test]
+    async fn a_connection_whose_request_began_after_the_ask_stays() {
         let activity = Arc::new(Activity::new());
-        assert!(activity.ask_to_go());
+        let (handoff, slot) = oneshot::channel();
+        activity.ask_to_go(handoff).expect("idle");
         // Its request head completed before its task saw the ask.
         let busy = Busy::begin(&activity);
-        assert!(!activity.go_if_idle(), "serving a request: stays");
+        assert!(activity.go_if_idle().is_none(), "serving a request: stays");
         assert!(!activity.asked_to_go(), "the ask is withdrawn");
+        assert!(slot.await.is_err(), "the newcomer gets no slot");
         drop(busy);
-        assert!(activity.ask_to_go());
-        assert!(activity.go_if_idle());
+        let (handoff, slot) = oneshot::channel();
+        activity.ask_to_go(handoff).expect("idle again");
+        let pool = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = Arc::clone(&pool).try_acquire_owned().expect("permit");
+        activity
+            .go_if_idle()
+            .expect("goes")
+            .send(permit)
+            .expect("sent");
+        let (late, _) = oneshot::channel();
+        assert!(
+            activity.ask_to_go(late).is_err(),
+            "going: never asked again"
+        );
+        let received = slot.await.expect("the newcomer has the slot");
+        assert_eq!(pool.available_permits(), 0, "handed over, not freed");
+        drop(received);
+        assert_eq!(pool.available_permits(), 1);
     }
 }
