@@ -76,7 +76,8 @@ pub struct Settings {
 
     /// The cache every memo and counter lives in: `memory://?capacity=10000`
     /// (in process), `null://` (nothing cached: every view reads the
-    /// database, and login and registration rate limits are off),
+    /// database, and login and registration rate limits and post budgets
+    /// are off),
     /// `tiered+redis://127.0.0.1:6379/?l1_capacity=10000` (for a fleet of
     /// boards sharing one database: an in-process L1 kept coherent across
     /// processes through Redis; give every instance the same

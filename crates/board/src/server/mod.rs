@@ -10,12 +10,12 @@
 //! - **Idle** (`--idle-timeout`): a keep-alive connection with no request
 //!   in flight and no bytes coming is closed after it.
 //! - **Total** (`--max-connections`, never over 80% of the open-files
-//!   limit, which is raised to its hard limit at start: see [`files`]): at
-//!   it a new connection is admitted by closing the oldest idle one (see
-//!   [`shed`]); when every connection is serving a request, the new one is
-//!   accepted and closed at once, so the listen backlog drains instead of
-//!   holding sockets, and `accept` never fails for want of file
-//!   descriptors.
+//!   limit, which is raised to its hard limit at start: see
+//!   [`raise_open_files_limit`]): at it a new connection is admitted by
+//!   closing the oldest idle one (see `server/shed.rs`); when every
+//!   connection is serving a request, the new one is accepted and closed
+//!   at once, so the listen backlog drains instead of holding sockets, and
+//!   `accept` never fails for want of file descriptors.
 //! - **Per address** (`--max-connections-per-address`): one client cannot
 //!   take every slot; `--trusted-proxies` are exempt (many clients share
 //!   their address).
