@@ -304,8 +304,18 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_millis().div_ceil(1000).max(1) as u64
 }
 
-/// `45 seconds`, `6 minutes`, `3 hours`, `1 day`: rounded up, so a
+/// `45 seconds`, `6 minutes`, `3 hours`, `2 days`: rounded up, so a
 /// client waiting that long finds the window over.
+///
+/// ```
+/// use board::error::human_duration;
+/// use std::time::Duration;
+/// assert_eq!(human_duration(Duration::from_millis(200)), "1 second");
+/// assert_eq!(human_duration(Duration::from_secs(45)), "45 seconds");
+/// assert_eq!(human_duration(Duration::from_secs(361)), "7 minutes");
+/// assert_eq!(human_duration(Duration::from_secs(86_400)), "24 hours");
+/// assert_eq!(human_duration(Duration::from_secs(172_800)), "2 days");
+/// ```
 pub fn human_duration(duration: std::time::Duration) -> String {
     let seconds = whole_seconds(duration);
     let (n, unit) = match seconds {
