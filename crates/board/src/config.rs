@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::budget::Allowance;
 use crate::net::IpNet;
 
 /// `board`: a message board with cached users and messages.
@@ -75,7 +76,8 @@ pub struct Settings {
 
     /// The cache every memo and counter lives in: `memory://?capacity=10000`
     /// (in process), `null://` (nothing cached: every view reads the
-    /// database, and login and registration rate limits are off),
+    /// database, and login and registration rate limits and post budgets
+    /// are off),
     /// `tiered+redis://127.0.0.1:6379/?l1_capacity=10000` (for a fleet of
     /// boards sharing one database: an in-process L1 kept coherent across
     /// processes through Redis; give every instance the same
@@ -192,6 +194,31 @@ pub struct Settings {
     #[arg(long, env = "BOARD_REGISTRATIONS_PER_ADDRESS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub registrations_per_address: u32,
+
+    // Post and upload budgets (issue 27): each a list of AMOUNT/WINDOW
+    // allowances, the short window the burst; counted in the cache, so a
+    // fleet sharing it shares them. `none` turns one off.
+    /// Messages one account may post per window, e.g. `30/10m,200/1d`
+    /// (30 in any 10 minutes from the first, and 200 a day). A post past
+    /// it is refused with 429 and `Retry-After`, and nothing of it is
+    /// stored.
+    #[arg(long, env = "BOARD_POST_BUDGET_PER_ACCOUNT", default_value = "30/10m,200/1d",
+          value_parser = parse_allowances_count)]
+    pub post_budget_per_account: Allowances,
+    /// Messages one client address may post per window, over all its
+    /// accounts (several people may share an address).
+    #[arg(long, env = "BOARD_POST_BUDGET_PER_ADDRESS", default_value = "60/10m,600/1d",
+          value_parser = parse_allowances_count)]
+    pub post_budget_per_address: Allowances,
+    /// Bytes one account's posts may store per window (each image as
+    /// stored and its thumbnail), e.g. `100MiB/10m,1GiB/1d`.
+    #[arg(long, env = "BOARD_UPLOAD_BUDGET_PER_ACCOUNT", default_value = "100MiB/10m,1GiB/1d",
+          value_parser = parse_allowances_bytes)]
+    pub upload_budget_per_account: Allowances,
+    /// Bytes the posts of one client address may store per window.
+    #[arg(long, env = "BOARD_UPLOAD_BUDGET_PER_ADDRESS", default_value = "200MiB/10m,2GiB/1d",
+          value_parser = parse_allowances_bytes)]
+    pub upload_budget_per_address: Allowances,
 
     /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are
     /// believed, comma-separated addresses or CIDR blocks (e.g.
@@ -405,6 +432,10 @@ impl Settings {
             login_failures_per_address: 20,
             login_window: Duration::from_secs(15 * 60),
             registrations_per_address: 10,
+            post_budget_per_account: Allowances::defaults(|l| &l.posts_per_account),
+            post_budget_per_address: Allowances::defaults(|l| &l.posts_per_address),
+            upload_budget_per_account: Allowances::defaults(|l| &l.bytes_per_account),
+            upload_budget_per_address: Allowances::defaults(|l| &l.bytes_per_address),
             trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -431,6 +462,17 @@ impl Settings {
 }
 
 impl Settings {
+    /// The post and upload budgets the `--post-budget-*` and
+    /// `--upload-budget-*` flags describe.
+    pub fn post_limits(&self) -> crate::data::PostLimits {
+        crate::data::PostLimits {
+            posts_per_account: self.post_budget_per_account.0.clone(),
+            posts_per_address: self.post_budget_per_address.0.clone(),
+            bytes_per_account: self.upload_budget_per_account.0.clone(),
+            bytes_per_address: self.upload_budget_per_address.0.clone(),
+        }
+    }
+
     /// The OpenID providers the `--oidc-*` flags describe.
     ///
     /// # Errors
@@ -473,6 +515,46 @@ impl Settings {
             })
             .collect())
     }
+}
+
+/// A budget's allowances (`30/10m,200/1d`); empty (`none`) for no budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowances(pub Vec<Allowance>);
+
+impl Allowances {
+    fn defaults(pick: impl Fn(&crate::data::PostLimits) -> &Vec<Allowance>) -> Self {
+        Self(pick(&crate::data::PostLimits::default()).clone())
+    }
+}
+
+fn parse_allowances(
+    input: &str,
+    one: fn(&str) -> Result<Allowance, String>,
+) -> Result<Allowances, String> {
+    if input.trim() == "none" {
+        return Ok(Allowances(Vec::new()));
+    }
+    input
+        .split(',')
+        .map(|part| one(part.trim()))
+        .collect::<Result<_, _>>()
+        .map(Allowances)
+}
+
+/// Parses `30/10m,200/1d` (or `none`).
+///
+/// # Errors
+/// A message for a malformed allowance.
+pub fn parse_allowances_count(input: &str) -> Result<Allowances, String> {
+    parse_allowances(input, Allowance::parse_count)
+}
+
+/// Parses `100MiB/10m,1GiB/1d` (or `none`).
+///
+/// # Errors
+/// A message for a malformed allowance.
+pub fn parse_allowances_bytes(input: &str) -> Result<Allowances, String> {
+    parse_allowances(input, Allowance::parse_bytes)
 }
 
 /// Parses `10MiB`, `512KiB`, `2MB`, `1G` or a plain number of bytes.
@@ -667,6 +749,16 @@ mod tests {
         );
         assert_eq!(parsed.media_sweep_interval, defaults.media_sweep_interval);
         assert_eq!(parsed.media_sweep_grace, defaults.media_sweep_grace);
+        assert_eq!(parsed.post_limits(), defaults.post_limits());
+        assert_eq!(defaults.post_limits(), crate::data::PostLimits::default());
+        // A burst of at most 50 posts per account.
+        assert!(
+            defaults
+                .post_limits()
+                .posts_per_account
+                .iter()
+                .any(|a| a.amount <= 50)
+        );
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn tool_data(stores: Stores, media: Arc<dyn MediaStore>) -> Result<Data, String>
         session_timeout: Duration::ZERO,
         messages_timeout: Duration::ZERO,
         my_messages_timeout: Duration::ZERO,
+        posting: crate::data::PostLimits::default(),
     };
     Data::new(
         stores,

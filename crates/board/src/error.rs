@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::data::DataError;
+use crate::data::{DataError, OverBudget, Scope, Spent};
 use crate::store::StoreError;
 use crate::views::ErrorPage;
 
@@ -56,6 +56,9 @@ pub enum AppError {
     /// Too many registrations from one address.
     #[error("too many registrations")]
     TooManyRegistrations,
+    /// A post or upload budget is spent; nothing was posted.
+    #[error("post refused: {0}")]
+    OverBudget(OverBudget),
     /// A sign-in with an OpenID provider failed; nothing was changed.
     #[error("sign-in: {0}")]
     SignIn(#[from] crate::oidc::OidcError),
@@ -90,6 +93,7 @@ impl From<DataError> for AppError {
             DataError::NameTaken => {
                 Self::BadRequest("That user name is taken. Please choose another.".into())
             }
+            DataError::OverBudget(over) => Self::OverBudget(over),
             DataError::BadCursor(_) => Self::BadRequest(
                 "That page link is damaged or was not made by this board. \
                  Start again from the first page."
@@ -120,7 +124,7 @@ impl AppError {
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } | Self::TextTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyAttempts { .. } | Self::TooManyRegistrations => {
+            Self::TooManyAttempts { .. } | Self::TooManyRegistrations | Self::OverBudget(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             // The database did not answer (after the store's own retries):
@@ -172,6 +176,7 @@ impl AppError {
                 "Too many attempts",
                 "Too many accounts were registered from your address. Please try again in an hour.".into(),
             ),
+            Self::OverBudget(over) => ("Posting limit reached", over_budget_text(over)),
             Self::Store(_) => (
                 "Try again in a moment",
                 "The board's database is not answering right now, so this request was not carried out. Everything already posted is safe; please try again in a moment.".into(),
@@ -193,6 +198,7 @@ impl IntoResponse for AppError {
         let status = self.status();
         let retry_after = match self {
             Self::Busy { retry_after, .. } => Some(retry_after.max(1)),
+            Self::OverBudget(over) => Some(whole_seconds(over.retry_after)),
             _ => None,
         };
         if retry_after.is_some() {
@@ -263,6 +269,66 @@ fn sign_in_page(error: &crate::oidc::OidcError) -> (&'static str, String) {
         ),
     };
     (title, text.to_owned())
+}
+
+/// What a refused post's page says: whose budget, how much in how long,
+/// that nothing was posted, and when to try again.
+fn over_budget_text(over: &OverBudget) -> String {
+    let window = human_duration(over.allowance.window);
+    let spent = match (over.scope, over.spent) {
+        (Scope::Account, Spent::Posts) => format!(
+            "This account has posted {} messages in {window}, as many as it may.",
+            over.allowance.amount
+        ),
+        (Scope::Account, Spent::Bytes) => format!(
+            "This account has uploaded {} of images in {window}, as much as it may.",
+            human_size(over.allowance.amount)
+        ),
+        (Scope::Address, Spent::Posts) => format!(
+            "{} messages were posted from your network address in {window}, as many as may be.",
+            over.allowance.amount
+        ),
+        (Scope::Address, Spent::Bytes) => format!(
+            "{} of images were uploaded from your network address in {window}, as much as may be.",
+            human_size(over.allowance.amount)
+        ),
+    };
+    format!(
+        "{spent} Nothing was posted. Please try again in {}.",
+        human_duration(over.retry_after)
+    )
+}
+
+/// Whole seconds, rounded up, at least 1 (`Retry-After`).
+fn whole_seconds(duration: std::time::Duration) -> u64 {
+    duration.as_millis().div_ceil(1000).max(1) as u64
+}
+
+/// `45 seconds`, `6 minutes`, `3 hours`, `2 days`: rounded up, so a
+/// client waiting that long finds the window over.
+///
+/// ```
+/// use board::error::human_duration;
+/// use std::time::Duration;
+/// assert_eq!(human_duration(Duration::from_millis(200)), "1 second");
+/// assert_eq!(human_duration(Duration::from_secs(45)), "45 seconds");
+/// assert_eq!(human_duration(Duration::from_secs(361)), "7 minutes");
+/// assert_eq!(human_duration(Duration::from_secs(86_400)), "24 hours");
+/// assert_eq!(human_duration(Duration::from_secs(172_800)), "2 days");
+/// ```
+pub fn human_duration(duration: std::time::Duration) -> String {
+    let seconds = whole_seconds(duration);
+    let (n, unit) = match seconds {
+        0..90 => (seconds, "second"),
+        90..5_400 => (seconds.div_ceil(60), "minute"),
+        5_400..129_600 => (seconds.div_ceil(3_600), "hour"),
+        _ => (seconds.div_ceil(86_400), "day"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 /// `10 MiB`, `500 KiB`, `12 bytes`.

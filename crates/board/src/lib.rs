@@ -14,6 +14,7 @@
 //! (templates).
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod data;
 pub mod demo;

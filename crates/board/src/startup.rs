@@ -51,6 +51,29 @@ impl StartupError {
     }
 }
 
+/// Raises the open-files limit to its hard limit (see
+/// [`crate::server::raise_open_files_limit`]) and sizes the connection cap
+/// from it; logs both limits and the cap.
+fn connection_cap(wanted: u32) -> usize {
+    let files = crate::server::raise_open_files_limit();
+    let cap = crate::server::connection_cap(wanted, files.now);
+    tracing::info!(
+        open_files_at_start = ?files.before,
+        open_files = ?files.now,
+        open_files_hard = ?files.hard,
+        max_connections = cap,
+        "open-files limit and connection cap"
+    );
+    if cap < wanted as usize {
+        tracing::warn!(
+            wanted,
+            cap,
+            "--max-connections lowered to 80% of the open-files limit"
+        );
+    }
+    cap
+}
+
 /// A bound, not yet serving, board.
 pub struct Application {
     listener: TcpListener,
@@ -115,7 +138,7 @@ impl Application {
         let limits = ConnLimits {
             header_read_timeout: settings.header_read_timeout,
             idle_timeout: settings.idle_timeout,
-            max_connections: crate::server::connection_cap(settings.max_connections),
+            max_connections: connection_cap(settings.max_connections),
             max_per_address: settings.max_connections_per_address as usize,
             trusted_proxies,
         };
@@ -416,6 +439,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             session_timeout: session_timeout(settings, &cache),
             messages_timeout: messages_timeout(settings, &cache),
             my_messages_timeout: settings.my_messages_cache_timeout,
+            posting: settings.post_limits(),
         },
     )
     .map_err(config_error)?;

@@ -1,6 +1,7 @@
-//! Rate limits on password checks and registrations, counted in the cache
-//! (`inc` in a window started by `add`), so a fleet sharing a cache shares
-//! the counts.
+//! Rate limits on password checks and registrations: budgets
+//! ([`crate::budget`]) counted in the cache, so a fleet sharing a cache
+//! shares the counts (and a process that cannot reach the shared store
+//! keeps them alone rather than none).
 //!
 //! The rule: an attempt is *reserved* before the slow argon2 check.
 //! `Cache::inc` is atomic in process and on Redis, so of N parallel
@@ -20,14 +21,17 @@
 //! A check that succeeds gives its reservation back to the account and the
 //! address and clears its own account + address bucket; nobody else's.
 //! With `null://` nothing is counted and nothing is limited (documented on
-//! `--cache-url`); a cache that cannot be reached fails open.
+//! `--cache-url`); a shared store that cannot be reached fails open to a
+//! per-process count.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use memocache::{Cache, Timeout};
+use memocache::Cache;
+
+use crate::budget::{Allowance, Budgets};
 
 /// The registration window: `--registrations-per-address` is per hour.
 pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
@@ -50,7 +54,7 @@ pub struct LoginLimits {
 /// Login and registration counters and their limits.
 #[derive(Clone, Debug)]
 pub struct LoginLimiter {
-    cache: Cache,
+    budgets: Budgets,
     limits: LoginLimits,
     counts: Arc<Counts>,
 }
@@ -102,7 +106,7 @@ impl LoginLimiter {
     /// Counters in `cache` with `limits`.
     pub fn new(cache: Cache, limits: LoginLimits) -> Self {
         Self {
-            cache,
+            budgets: Budgets::new(cache),
             limits,
             counts: Arc::default(),
         }
@@ -159,12 +163,20 @@ impl LoginLimiter {
             account,
             address,
         } = attempt.keys;
-        let cleared = self.cache.delete(&pair).await.map(|_| ());
-        let returned = self.cache.dec(&account, 1).await.map(|_| ());
-        let returned_too = self.cache.dec(&address, 1).await.map(|_| ());
-        if let Err(error) = cleared.and(returned).and(returned_too) {
-            tracing::warn!(%error, "rate-limit counter not cleared");
-        }
+        let limits = &self.limits;
+        self.budgets
+            .clear(&pair, self.allowance(limits.per_account_address))
+            .await;
+        self.budgets
+            .give_back(&account, 1, self.allowance(limits.per_account))
+            .await;
+        self.budgets
+            .give_back(&address, 1, self.allowance(limits.per_address))
+            .await;
+    }
+
+    fn allowance(&self, limit: u32) -> Allowance {
+        Allowance::new(u64::from(limit), self.limits.window)
     }
 
     /// Reserves one provider sign-in (an OpenID callback: a code exchange
@@ -188,9 +200,9 @@ impl LoginLimiter {
 
     /// The provider sign-in succeeded: its reservation goes back.
     pub async fn signed_in(&self, attempt: SignInAttempt) {
-        if let Err(error) = self.cache.dec(&attempt.key, 1).await {
-            tracing::warn!(%error, "rate-limit counter not returned");
-        }
+        self.budgets
+            .give_back(&attempt.key, 1, self.allowance(self.limits.per_address))
+            .await;
     }
 
     /// Counts one registration from `address`; false past the limit.
@@ -212,22 +224,12 @@ impl LoginLimiter {
     }
 
     /// Takes one from `key`'s budget of `limit` per `window`: true if it
-    /// was still within it. The window starts with the first attempt
-    /// (`add` sets the timeout, `inc` keeps it); the count is `inc`'s
-    /// answer, so two callers never see the same number.
+    /// was still within it (see [`Budgets::take`]).
     async fn take(&self, key: &str, limit: u32, window: Duration) -> bool {
-        if let Err(error) = self.cache.add(key, 0_i64, Timeout::After(window)).await {
-            tracing::warn!(%error, "rate-limit window not started");
-        }
-        match self.cache.inc(key, 1).await {
-            Ok(Some(n)) => n <= i64::from(limit),
-            // Nothing kept (`null://`) or, failing open, not reachable.
-            Ok(None) => true,
-            Err(error) => {
-                tracing::warn!(%error, "rate-limit counter not updated");
-                true
-            }
-        }
+        self.budgets
+            .take(key, 1, Allowance::new(u64::from(limit), window))
+            .await
+            .is_ok()
     }
 }
 
@@ -330,8 +332,10 @@ mod tests {
             let _ = limiter.reserve(&format!("user{n}"), ip(1)).await;
         }
         let probe = Keys::new("user50", ip(1));
-        assert!(!limiter.cache.has(&probe.pair).await.expect("memory"));
-        assert!(!limiter.cache.has(&probe.account).await.expect("memory"));
+        let allowance = limiter.allowance(5);
+        assert_eq!(limiter.budgets.spent(&probe.pair, allowance).await, None);
+        let allowance = limiter.allowance(50);
+        assert_eq!(limiter.budgets.spent(&probe.account, allowance).await, None);
     }
 
     #[tokio::test]

@@ -43,8 +43,10 @@
 
 mod cursor;
 pub mod oidc;
+mod posting;
 mod sweep;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +58,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::oidc::OidcDocument;
 pub use cursor::{BadCursor, CursorKey};
 pub use oidc::Fetched;
+pub use posting::{OverBudget, PostLimits, Scope, Spent};
 pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use crate::auth::Session;
@@ -90,6 +93,10 @@ pub enum DataError {
     /// A page link was edited or made elsewhere.
     #[error(transparent)]
     BadCursor(#[from] BadCursor),
+    /// A post or upload budget is spent (see [`Data::post`]); nothing was
+    /// stored.
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
 }
 
 /// Settings the data layer needs.
@@ -108,6 +115,8 @@ pub struct DataSettings {
     pub messages_timeout: Duration,
     /// `user_messages` (first page of `/my`) timeout.
     pub my_messages_timeout: Duration,
+    /// The post and upload budgets.
+    pub posting: PostLimits,
 }
 
 /// The memos, by the names the original used where it had them.
@@ -201,6 +210,8 @@ impl FeedPage {
 pub struct NewMessage {
     /// The poster.
     pub user_id: String,
+    /// The poster's client address, for the per-address budgets.
+    pub address: IpAddr,
     /// Signed by.
     pub author: String,
     /// Where (may be empty).
@@ -229,6 +240,8 @@ pub struct Data {
     sweep_cursor: parking_lot::Mutex<Option<String>>,
     /// OpenID provider documents fetched (`oidc`).
     oidc_fetches: oidc::OidcFetches,
+    /// The post and upload budgets (`posting`).
+    posting: posting::PostBudget,
 }
 
 impl Data {
@@ -246,6 +259,10 @@ impl Data {
     ) -> Result<Self, memocache::Error> {
         Ok(Self {
             memos: Memos::build(cache, &settings)?,
+            posting: posting::PostBudget::new(
+                crate::budget::Budgets::new(cache.clone()),
+                settings.posting.clone(),
+            ),
             durable: Durable::new(cache, Arc::clone(&stores.outbox)),
             relay: Arc::new(Relay::new(cache, Arc::clone(&stores.outbox))),
             stores,
@@ -635,45 +652,6 @@ impl Data {
             newer,
             first: bound == Bound::Newest,
         })
-    }
-
-    /// Posts a message: stores the image and thumbnail, then the row, and
-    /// forgets every cached value the new message changes. If the row
-    /// cannot be written the files are removed again.
-    ///
-    /// # Errors
-    /// When the media store or the database fails (nothing is posted).
-    pub async fn post(&self, new: NewMessage, now_ms: i64) -> Result<Message, DataError> {
-        let (full, thumb) = MediaName::fresh_pair(new.image.0, new.thumbnail.0);
-        self.media
-            .put(&full, new.image.1)
-            .await
-            .map_err(|e| DataError::Media(e.to_string()))?;
-        if let Err(e) = self.media.put(&thumb, new.thumbnail.1).await {
-            self.remove_files(&[&full]).await;
-            return Err(DataError::Media(e.to_string()));
-        }
-        let message = Message {
-            id: crate::auth::random_hex(16),
-            user_id: new.user_id,
-            author: new.author,
-            location: new.location,
-            description: new.description,
-            image: full.as_str().to_owned(),
-            thumbnail: thumb.as_str().to_owned(),
-            created_at: now_ms,
-        };
-        let messages = &self.stores.messages;
-        let inserted = self
-            .durably(self.message_intents(&message)?, async {
-                Ok(messages.insert(&message).await?)
-            })
-            .await;
-        if let Err(e) = inserted {
-            self.remove_files(&[&full, &thumb]).await;
-            return Err(e);
-        }
-        Ok(message)
     }
 
     /// Deletes message `id` if `user_id` owns it (checked against the

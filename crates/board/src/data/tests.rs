@@ -29,6 +29,7 @@ async fn data_with_dir(page_size: u32) -> (Data, std::path::PathBuf) {
         session_timeout: Duration::from_secs(600),
         messages_timeout: Duration::from_secs(600),
         my_messages_timeout: Duration::from_secs(600),
+        posting: crate::data::PostLimits::default(),
     };
     let data = Data::new(
         stores,
@@ -53,6 +54,7 @@ fn user(id: &str, name: &str) -> User {
 fn new_message(user_id: &str, text: &str) -> NewMessage {
     NewMessage {
         user_id: user_id.into(),
+        address: [127, 0, 0, 1].into(),
         author: "a".into(),
         location: String::new(),
         description: text.into(),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::extract::{AuthContext, verify};
 use super::render_with;
 use super::{AuthUser, CsrfForm, HasCsrf};
-use super::{IncomingFlash, redirect_with, secure};
+use super::{ClientIp, IncomingFlash, redirect_with, secure};
 use crate::auth as auth_mod;
 use crate::data::{DataError, NewMessage};
 use crate::domain::{Author, Description, Location};
@@ -151,9 +151,13 @@ async fn read_form(
 async fn save(
     State(state): State<AppState>,
     AuthUser(auth): AuthUser,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, AppError> {
+    // Past a post budget already: refused before the upload is read or
+    // decoded (`Data::post` takes from the budgets and decides).
+    state.data.may_post(&auth.user.id, ip).await?;
     let multipart = multipart.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let limit = state.limits.upload_limit;
     // Read (and discard) at most this much of an oversized upload.
@@ -223,6 +227,7 @@ async fn save(
 
     let new = NewMessage {
         user_id: auth.user.id.clone(),
+        address: ip,
         author: author.into_inner(),
         location: location.into_inner(),
         description: description.into_inner(),

@@ -208,7 +208,7 @@ pub(super) fn exposition(state: &AppState, connections: &ConnStats) -> String {
 /// The rate limits' and the accept loop's counters.
 fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
     let limiter = &state.limiter;
-    let counters: [(&str, &str, &str, u64); 7] = [
+    let counters: [(&str, &str, &str, u64); 8] = [
         (
             "board_login_checks_total",
             "counter",
@@ -246,6 +246,12 @@ fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
             connections.timed_out(),
         ),
         (
+            "board_connections_shed_total",
+            "counter",
+            "Idle connections closed at --max-connections to admit a new one.",
+            connections.shed(),
+        ),
+        (
             "board_log_lines_dropped_total",
             "counter",
             "Log lines dropped because the log writer was behind (a flood).",
@@ -257,6 +263,19 @@ fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
     }
+    let (account, address) = state.data.posts_refused();
+    out.push_str(
+        "# HELP board_posts_refused_total Posts refused (429, nothing stored) by the post and upload budgets, by whose budget was spent.\n",
+    );
+    out.push_str("# TYPE board_posts_refused_total counter\n");
+    let _ = writeln!(
+        out,
+        "board_posts_refused_total{{budget=\"account\"}} {account}"
+    );
+    let _ = writeln!(
+        out,
+        "board_posts_refused_total{{budget=\"address\"}} {address}"
+    );
     out.push_str(
         "# HELP board_connections_refused_total Connections closed at accept, by the cap that was full.\n",
     );

@@ -182,14 +182,53 @@ async fn a_flood_of_idle_sockets_from_one_address_leaves_others_served() {
     }
 }
 
+/// Waits (bounded) until the metric `series` reaches `at_least`.
+async fn metric_reaches(app: &TestApp, series: &str, at_least: u64) {
+    let started = Instant::now();
+    while app.metric(series).await < at_least {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{series} stayed under {at_least}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A connection from `from` with a request in flight: a form POST whose
+/// body never comes. `Expect: 100-continue` makes the board say when the
+/// handler starts reading the body, so the request is known to be in the
+/// router (no sleeping on it).
+async fn busy_from(app: &TestApp, from: [u8; 4]) -> TcpStream {
+    let mut stream = connect_from(app, from).await;
+    stream
+        .write_all(
+            b"POST /login HTTP/1.1\r\nHost: board\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 64\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .expect("request head");
+    let mut seen = Vec::new();
+    let mut buf = [0_u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("100 Continue") {
+        let n = timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("100 Continue in time")
+            .expect("read");
+        assert!(n > 0, "closed before reading the body");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stream
+}
+
 #[tokio::test]
-async fn past_the_total_cap_new_connections_are_closed_until_one_goes() {
+async fn when_every_connection_serves_a_request_a_new_one_is_closed_until_one_ends() {
     let app = spawn_with(|s| s.max_connections = 20).await;
     let mut held = Vec::new();
     for _ in 0..20 {
-        held.push(connect_from(&app, FLOODER).await);
+        held.push(busy_from(&app, FLOODER).await);
     }
-    // Bounded: the board accepts the 20 in order; a 21st is closed at once.
+    // Nothing idle to shed: a 21st is closed at once.
     let mut extra = connect_from(&app, FLOODER).await;
     assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
     assert!(healthz(&app).await.is_err(), "no slot for 127.0.0.1 either");
@@ -201,6 +240,51 @@ async fn past_the_total_cap_new_connections_are_closed_until_one_goes() {
             "slots not returned"
         );
     }
+    assert_eq!(app.metric("board_connections_shed_total").await, 0);
+}
+
+/// Issue 27: the distributed slowloris. Idle sockets from 40 addresses, 3
+/// each (under any per-address cap), three times the total cap: each new
+/// one closes the oldest idle one, and a new client gets in at once.
+#[tokio::test]
+async fn idle_sockets_from_many_addresses_make_room_for_new_clients_at_the_cap() {
+    const CAP: usize = 40;
+    let app = spawn_with(|s| s.max_connections = CAP as u32).await;
+    let mut flood = Vec::new();
+    for n in 0..(3 * CAP) {
+        let address = [127, 0, 1, 1 + (n % CAP) as u8];
+        flood.push(connect_from(&app, address).await);
+    }
+    metric_reaches(&app, "board_connections_shed_total", 2 * CAP as u64).await;
+    assert_eq!(
+        app.metric("board_connections_refused_total{cap=\"total\"}")
+            .await,
+        0
+    );
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(healthz(&app).await.expect("healthz"), StatusCode::OK);
+        let page = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(1))
+            .build()
+            .expect("client")
+            .get(app.url("/"))
+            .send()
+            .await
+            .expect("GET / within 1 s");
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    // The oldest went first; the newest are still open.
+    for old in &mut flood[..CAP] {
+        assert!(
+            closed_within(old, Duration::from_secs(5)).await,
+            "oldest shed"
+        );
+    }
+    let newest = flood.last_mut().expect("a socket");
+    assert!(!closed_within(newest, Duration::from_millis(50)).await);
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ use testkit::RedisServer;
 const SECRET: &str = "fleet test secret key, the same on every instance";
 const PASSWORD: &str = "password123";
 
+mod budget;
 mod durable;
 
 /// How to start one board of a fleet (kept, so a killed board can be
@@ -81,6 +82,17 @@ impl Board {
                 // One page holds every post of the test, so /my lists them all.
                 .args(["--page-size", "200"])
                 .env("RUST_LOG", "warn")
+                // The tests post hundreds of messages by one account:
+                // no post budgets, but where a test sets them (budget.rs).
+                .envs(
+                    [
+                        "BOARD_POST_BUDGET_PER_ACCOUNT",
+                        "BOARD_POST_BUDGET_PER_ADDRESS",
+                        "BOARD_UPLOAD_BUDGET_PER_ACCOUNT",
+                        "BOARD_UPLOAD_BUDGET_PER_ADDRESS",
+                    ]
+                    .map(|name| (name, "none")),
+                )
                 .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdin(Stdio::null())
                 .stdout(out)

@@ -10,9 +10,12 @@
 //! - **Idle** (`--idle-timeout`): a keep-alive connection with no request
 //!   in flight and no bytes coming is closed after it.
 //! - **Total** (`--max-connections`, never over 80% of the open-files
-//!   limit): past it a new connection is accepted and closed at once, so
-//!   the listen backlog drains instead of holding sockets, and `accept`
-//!   never fails for want of file descriptors.
+//!   limit, which is raised to its hard limit at start: see
+//!   [`raise_open_files_limit`]): at it a new connection is admitted by
+//!   closing the oldest idle one (see `server/shed.rs`); when every
+//!   connection is serving a request, the new one is accepted and closed
+//!   at once, so the listen backlog drains instead of holding sockets, and
+//!   `accept` never fails for want of file descriptors.
 //! - **Per address** (`--max-connections-per-address`): one client cannot
 //!   take every slot; `--trusted-proxies` are exempt (many clients share
 //!   their address).
@@ -42,6 +45,9 @@
 //! close at once, requests in flight complete), and the loop returns once
 //! every connection has given its slot back.
 
+mod files;
+mod shed;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -62,11 +68,13 @@ use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
 use crate::net::TrustedProxies;
+
+pub use files::{OpenFiles, connection_cap, raise_open_files_limit};
 
 /// The connection bounds.
 #[derive(Debug, Clone)]
@@ -83,42 +91,6 @@ pub struct ConnLimits {
     pub trusted_proxies: Arc<TrustedProxies>,
 }
 
-/// Share of the process's open-files limit that connections may use; the
-/// rest is for the database, the cache, media files and logs.
-const FD_SHARE_PERCENT: u64 = 80;
-
-/// `wanted`, lowered to 80% of the open-files limit (`RLIMIT_NOFILE`).
-pub fn connection_cap(wanted: u32) -> usize {
-    let wanted = wanted as usize;
-    match open_files_limit() {
-        Some(limit) => {
-            let cap = usize::try_from(limit.saturating_mul(FD_SHARE_PERCENT) / 100)
-                .unwrap_or(usize::MAX)
-                .max(1);
-            if cap < wanted {
-                tracing::info!(
-                    wanted,
-                    cap,
-                    open_files_limit = limit,
-                    "--max-connections lowered to 80% of the open-files limit"
-                );
-            }
-            wanted.min(cap)
-        }
-        None => wanted,
-    }
-}
-
-#[cfg(unix)]
-fn open_files_limit() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
-}
-
-#[cfg(not(unix))]
-fn open_files_limit() -> Option<u64> {
-    None
-}
-
 /// What the accept loop did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ConnStats {
@@ -127,6 +99,7 @@ pub struct ConnStats {
     refused_total: AtomicU64,
     refused_address: AtomicU64,
     timed_out: AtomicU64,
+    shed: AtomicU64,
 }
 
 impl ConnStats {
@@ -150,6 +123,10 @@ impl ConnStats {
     /// Connections closed by the header-read or idle deadline.
     pub fn timed_out(&self) -> u64 {
         self.timed_out.load(Ordering::Relaxed)
+    }
+    /// Idle connections closed at the cap to admit a new one.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
     }
 }
 
@@ -219,6 +196,7 @@ pub async fn serve<S: AppService<B>, B: ResponseBody>(
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let addresses = Arc::new(PerAddress::default());
+    let registry = Arc::new(shed::Registry::default());
     let (stop, stopping) = watch::channel(false);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -245,13 +223,7 @@ pub async fn serve<S: AppService<B>, B: ResponseBody>(
                 }
             },
         };
-        // Over a cap the socket is dropped (closed) at once.
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            drop(stream);
-            stats.refused_total.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "connection refused: --max-connections open");
-            continue;
-        };
+        // Over the per-address cap the socket is dropped (closed) at once.
         let ip = peer.ip().to_canonical();
         let share = if limits.trusted_proxies.contains(ip) {
             None
@@ -266,21 +238,38 @@ pub async fn serve<S: AppService<B>, B: ResponseBody>(
                 }
             }
         };
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let held = Held {
-            _slot: slot,
-            _share: share,
-            stats: Arc::clone(&stats),
+        // At the total cap the oldest idle connection makes room; when
+        // every one is serving a request, the socket is closed at once.
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            // Entered among the connections that may be shed at once, not
+            // when its task first runs: a burst of accepts must find the
+            // connections before it (a fresh one is idle until its head
+            // is read, and goes if asked before its task starts).
+            Ok(slot) => Admission::Now(Entered::new(slot, &registry)),
+            Err(_) => match registry.shed_oldest_idle() {
+                Some(handoff) => Admission::AfterShed(handoff),
+                None => {
+                    drop(stream);
+                    stats.refused_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "connection refused: --max-connections serving requests");
+                    continue;
+                }
+            },
         };
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(connection(
+        let admit = Admit {
+            slot,
+            share,
+            stats: Arc::clone(&stats),
+            registry: Arc::clone(&registry),
+        };
+        tokio::spawn(admitted(
+            admit,
             Arc::clone(&builder),
             stream,
             peer,
             app.clone(),
             timeouts,
             stopping.clone(),
-            held,
         ));
     }
     drop(listener);
@@ -325,10 +314,101 @@ impl Timeouts {
     }
 }
 
-/// What a connection holds while open: its slot, its address's share, and
-/// its place in the `open` gauge.
+/// A connection let in, with its slot, or without one when it is to take
+/// the slot of the idle connection shed for it.
+struct Admit {
+    slot: Admission,
+    share: Option<AddressShare>,
+    stats: Arc<ConnStats>,
+    registry: Arc<shed::Registry>,
+}
+
+/// How a connection gets its slot.
+enum Admission {
+    /// A free one, at accept.
+    Now(Entered),
+    /// The slot of the idle connection shed for it, handed over by that
+    /// connection's task once its socket is closed (never through the
+    /// semaphore, where the accept loop could take it for a later
+    /// connection that then sheds nobody).
+    AfterShed(oneshot::Receiver<OwnedSemaphorePermit>),
+}
+
+/// A connection with its slot, entered among those that may be shed.
+struct Entered {
+    slot: OwnedSemaphorePermit,
+    activity: Arc<Activity>,
+    entry: shed::Entry,
+}
+
+impl Entered {
+    fn new(slot: OwnedSemaphorePermit, registry: &Arc<shed::Registry>) -> Self {
+        let activity = Arc::new(Activity::new());
+        Self {
+            slot,
+            entry: shed::Registry::enter(registry, Arc::clone(&activity)),
+            activity,
+        }
+    }
+}
+
+/// Serves an admitted connection once it has a slot.
+async fn admitted<S: AppService<B>, B: ResponseBody>(
+    admit: Admit,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: S,
+    timeouts: Timeouts,
+    stopping: watch::Receiver<bool>,
+) {
+    let Admit {
+        slot,
+        share,
+        stats,
+        registry,
+    } = admit;
+    let entered = match slot {
+        Admission::Now(entered) => entered,
+        Admission::AfterShed(handoff) => match tokio::time::timeout(shed::SHED_WAIT, handoff).await
+        {
+            Ok(Ok(slot)) => Entered::new(slot, &registry),
+            // The idle connection began a request and stays (or the
+            // server stops): no room after all.
+            _ => {
+                drop(stream);
+                stats.refused_total.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "connection refused: no slot freed in time");
+                return;
+            }
+        },
+    };
+    stats.accepted.fetch_add(1, Ordering::Relaxed);
+    stats.open.fetch_add(1, Ordering::Relaxed);
+    let Entered {
+        slot,
+        activity,
+        entry,
+    } = entered;
+    let held = Held {
+        _entry: entry,
+        slot: Some(slot),
+        _share: share,
+        stats,
+    };
+    connection(
+        builder, stream, peer, app, timeouts, stopping, activity, held,
+    )
+    .await;
+}
+
+/// What a connection holds while open: its slot, its address's share, its
+/// place among the connections that may be shed, and its place in the
+/// `open` gauge.
 struct Held {
-    _slot: OwnedSemaphorePermit,
+    _entry: shed::Entry,
+    /// Taken out to hand it to the connection this one is shed for.
+    slot: Option<OwnedSemaphorePermit>,
     _share: Option<AddressShare>,
     stats: Arc<ConnStats>,
 }
@@ -339,6 +419,7 @@ impl Drop for Held {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one call site, each part distinct
 async fn connection<S: AppService<B>, B: ResponseBody>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
@@ -346,9 +427,9 @@ async fn connection<S: AppService<B>, B: ResponseBody>(
     app: S,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
-    held: Held,
+    activity: Arc<Activity>,
+    mut held: Held,
 ) {
-    let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: Arc::clone(&activity),
@@ -368,47 +449,70 @@ async fn connection<S: AppService<B>, B: ResponseBody>(
             }
         })
     };
-    let conn = builder.serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let mut closing = false;
-    let now = Instant::now();
-    let mut alarm = std::pin::pin!(tokio::time::sleep_until(
-        timeouts.alarm(activity.deadline(timeouts), now)
-    ));
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
+    // The slot goes to the newcomer only once the socket is closed (the
+    // block drops the connection), so the open-files count holds.
+    let handoff = {
+        let conn = builder.serve_connection(io, service);
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        let now = Instant::now();
+        let mut alarm = std::pin::pin!(tokio::time::sleep_until(
+            timeouts.alarm(activity.deadline(timeouts), now)
+        ));
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    break None;
                 }
-                break;
-            }
-            () = alarm.as_mut() => {
-                let now = Instant::now();
-                let deadline = activity.deadline(timeouts);
-                if deadline.is_some_and(|d| d <= now) {
-                    // Nothing in flight: no request in the router, no body
-                    // being sent. At most a request head is half read, and
-                    // hyper would finish that first on a graceful shutdown,
-                    // so the connection is dropped.
-                    held.stats.timed_out.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "connection closed: header-read or idle deadline");
-                    break;
+                () = alarm.as_mut() => {
+                    let now = Instant::now();
+                    let deadline = activity.deadline(timeouts);
+                    if deadline.is_some_and(|d| d <= now) {
+                        // Nothing in flight: no request in the router, no
+                        // body being sent. At most a request head is half
+                        // read, and hyper would finish that first on a
+                        // graceful shutdown, so the connection is dropped.
+                        held.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "connection closed: header-read or idle deadline");
+                        break None;
+                    }
+                    alarm.as_mut().reset(timeouts.alarm(deadline, now));
                 }
-                alarm.as_mut().reset(timeouts.alarm(deadline, now));
-            }
-            _ = stopping.wait_for(|stop| *stop), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+                () = activity.kicked.notified() => {
+                    // Asked to make room at the cap (see `shed`): gone if
+                    // still idle, as a deadline would close it.
+                    if let Some(handoff) = activity.go_if_idle() {
+                        held.stats.shed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "connection closed: idle, shed at --max-connections");
+                        break Some(handoff);
+                    }
+                }
+                _ = stopping.wait_for(|stop| *stop), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
         }
+    };
+    // Asked to go but gone by itself meanwhile (the client closed, a
+    // deadline): the slot still goes to the newcomer.
+    let handoff = handoff.or_else(|| activity.closed());
+    if let (Some(handoff), Some(slot)) = (handoff, held.slot.take()) {
+        // A newcomer that gave up meanwhile drops it: back to the pool.
+        let _ = handoff.send(slot);
     }
     drop(held);
 }
 
-/// When a connection last did something, as its deadlines need it.
+/// When a connection last did something, as its deadlines need it, and
+/// whether it was asked to make room (see [`shed`]).
 struct Activity {
     state: Mutex<ActivityState>,
+    /// Wakes the connection's task when it is asked to go.
+    kicked: Notify,
 }
 
 struct ActivityState {
@@ -420,6 +524,12 @@ struct ActivityState {
     idle_since: Instant,
     /// The first byte read since `idle_since`.
     reading_since: Option<Instant>,
+    /// Asked to go at the cap, and not yet gone or withdrawn: where its
+    /// slot is to go.
+    asked_to_go: Option<oneshot::Sender<OwnedSemaphorePermit>>,
+    /// Going or gone: never asked again (a second newcomer would wait for
+    /// a slot already handed to the first).
+    closing: bool,
 }
 
 impl Activity {
@@ -430,8 +540,50 @@ impl Activity {
                 started: 0,
                 idle_since: Instant::now(),
                 reading_since: None,
+                asked_to_go: None,
+                closing: false,
             }),
+            kicked: Notify::new(),
         }
+    }
+
+    /// Asks the connection to go, its slot to `handoff`, if it is idle
+    /// and not yet asked (its task is woken); else gives `handoff` back.
+    fn ask_to_go(
+        &self,
+        handoff: oneshot::Sender<OwnedSemaphorePermit>,
+    ) -> Result<(), oneshot::Sender<OwnedSemaphorePermit>> {
+        let mut state = self.state.lock();
+        if state.in_flight > 0 || state.asked_to_go.is_some() || state.closing {
+            return Err(handoff);
+        }
+        state.asked_to_go = Some(handoff);
+        drop(state);
+        self.kicked.notify_one();
+        Ok(())
+    }
+
+    /// The connection's answer to the ask: where its slot goes (close it)
+    /// if it is still idle; `None` if a request began meanwhile, which
+    /// withdraws the ask (the newcomer is refused).
+    fn go_if_idle(&self) -> Option<oneshot::Sender<OwnedSemaphorePermit>> {
+        let mut state = self.state.lock();
+        let handoff = state.asked_to_go.take()?;
+        state.closing = state.in_flight == 0;
+        state.closing.then_some(handoff)
+    }
+
+    /// The connection is closed: never asked again; where its slot goes
+    /// if it was asked meanwhile.
+    fn closed(&self) -> Option<oneshot::Sender<OwnedSemaphorePermit>> {
+        let mut state = self.state.lock();
+        state.closing = true;
+        state.asked_to_go.take()
+    }
+
+    #[cfg(test)]
+    fn asked_to_go(&self) -> bool {
+        self.state.lock().asked_to_go.is_some()
     }
 
     /// When to close the connection if nothing changes; `None` while a
@@ -611,15 +763,6 @@ mod tests {
         assert!(PerAddress::enter(&table, [127, 0, 0, 3].into(), 2).is_some());
         drop(first);
         assert!(PerAddress::enter(&table, ip, 2).is_some());
-    }
-
-    #[test]
-    fn the_cap_never_exceeds_the_open_files_limit() {
-        let cap = connection_cap(u32::MAX);
-        if let Some(limit) = open_files_limit() {
-            assert!(cap as u64 <= limit * FD_SHARE_PERCENT / 100 || cap == 1);
-        }
-        assert_eq!(connection_cap(1), 1);
     }
 
     #[test]
