@@ -28,7 +28,6 @@ mod redis;
 #[cfg(feature = "filesystem")]
 #[cfg_attr(docsrs, doc(cfg(feature = "filesystem")))]
 pub use file::FileStore;
-#[cfg(feature = "redis")]
 pub(crate) use guarded::BreakerStore;
 #[cfg(feature = "memcached")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
@@ -36,6 +35,7 @@ pub use memcached::MemcachedStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(feature = "redis")]
 pub(crate) use redis::split_cluster_nodes;
 
 /// Builds the shared store `config` names. Nothing is contacted here: the
