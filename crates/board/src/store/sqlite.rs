@@ -741,7 +741,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("nested/board.sqlite");
         let path = path.to_str().expect("utf-8");
+        let version = || -> usize {
+            rusqlite::Connection::open(path)
+                .and_then(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
+                .expect("user_version")
+        };
         drop(Sqlite::open(path).expect("first open"));
+        assert_eq!(version(), MIGRATIONS.len(), "every migration ran once");
+        // A second open finds them done: it runs none (one run twice
+        // would fail on its CREATE TABLE) and the version stays.
         drop(Sqlite::open(path).expect("second open"));
+        assert_eq!(version(), MIGRATIONS.len());
     }
 }
