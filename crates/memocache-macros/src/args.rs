@@ -19,6 +19,7 @@ struct RawOptions {
     cache_none: bool,
     #[darling(default)]
     group: bool,
+    source_check: Option<bool>,
 }
 
 /// The checked options.
@@ -31,6 +32,9 @@ pub(crate) struct Options {
     pub(crate) cache_none: bool,
     /// Whether entries are grouped by the first key parameter.
     pub(crate) group: bool,
+    /// Whether a hash of the function's tokens stamps its values (on by
+    /// default).
+    pub(crate) source_check: bool,
 }
 
 /// How long results live.
@@ -93,6 +97,7 @@ impl Options {
             name: raw.name,
             cache_none: raw.cache_none,
             group: raw.group,
+            source_check: raw.source_check.unwrap_or(true),
         })
     }
 }

@@ -140,6 +140,10 @@ impl<'a> Expansion<'a> {
         };
         let cache_none = self.options.cache_none.then(|| quote!(.cache_none(true)));
         let grouped = self.options.group.then(|| quote!(.grouped()));
+        let source = self.options.source_check.then(|| {
+            let hash = source_hash(self.func);
+            quote!(.source_hash(#hash))
+        });
         let cache = Ident::new("__memocache_cache", Span::mixed_site());
         let memo = Ident::new("memo", Span::mixed_site());
         let error = Ident::new("error", Span::mixed_site());
@@ -148,6 +152,7 @@ impl<'a> Expansion<'a> {
                 #lifetime
                 #cache_none
                 #grouped
+                #source
                 .build(#cache)
             {
                 ::core::result::Result::Ok(#memo) => #memo,
@@ -608,6 +613,20 @@ impl Expansion<'_> {
             #value_check
         }
     }
+}
+
+/// A hash of the function's signature and body as tokens (FNV-1a, 64
+/// bits, never 0): what `source_check` stamps its values with. Tokens, so
+/// whitespace, comments and doc comments do not count; any other change to
+/// the function's own text does.
+fn source_hash(func: &ItemFn) -> u64 {
+    let sig = &func.sig;
+    let block = &func.block;
+    let text = quote!(#sig #block).to_string();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash.max(1)
 }
 
 /// True if `tokens` name `Self`.

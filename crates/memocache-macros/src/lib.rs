@@ -83,6 +83,7 @@ mod sig;
 /// | `skip(a, b, self)` | Parameters left out of the key: database handles, loggers… |
 /// | `name = "..."` | The memo's name, unique per cache (it is part of the stored keys). Default: the function's name. |
 /// | `cache_none = <bool>` | Whether `None` (or `()`) results are cached. Default `false`, as Flask-Caching's `cache_none=False`. |
+/// | `source_check = <bool>` | Whether values stored by another version of the function's code are misses (see "Source check"). Default `true`. |
 /// | `group` | Groups results by the first key parameter (`self` on a method: one instance), and generates `<name>_forget_group`, which forgets one group's results in O(1): Flask-Caching's `delete_memoized(obj.method)`. Needs two key parameters or more. See `Memo::forget_group`. |
 ///
 /// On methods the default name is the method's name alone: give `name`
@@ -124,6 +125,45 @@ mod sig;
 /// square_memo(&cache).set_timeout(Timeout::secs(60));
 /// assert_eq!(square_memo(&cache).timeout(), Some(std::time::Duration::from_secs(60)));
 /// assert_eq!(square(&cache, 12), 144); // stored for 60 s
+/// ```
+///
+/// # Source check
+///
+/// A deploy that changes the function's code reads none of the values the
+/// old code stored (Flask-Caching's `source_check=True`, on by default
+/// here): the macro hashes the function's signature and body as tokens at
+/// compile time and gives the hash to the memo
+/// (`MemoBuilder::source_hash`), which stamps every value it stores in a
+/// shared store; a value with another stamp is a miss and is replaced. It
+/// costs nothing at run time: the in-process tier needs no stamp (one
+/// process runs one build), and the stamp is checked where a value is
+/// decoded anyway.
+///
+/// - Whitespace, comments and doc comments are not tokens, so they do not
+///   count; any other edit of the function does, including one that does
+///   not change its results (the next deploy loads every key once more).
+/// - Only the function's own text counts: a change in a function it calls
+///   is not seen. Rename the memo (`name`), or `<name>_forget_all` at
+///   deploy, for those.
+/// - Invalidation is not split: names, versions and keys stay the same, so
+///   `<name>_forget` and `<name>_forget_all` from either build reach both
+///   builds' entries, fleet-wide. During a rolling deploy the two builds
+///   each read the other's value of a key as a miss and replace it.
+/// - The token text comes from the compiler: a new toolchain may format it
+///   otherwise, which costs one cold cache, never a wrong value.
+///
+/// Opt out with `source_check = false`, for a memo whose entries must
+/// survive edits of its function (an expensive load whose result an edit
+/// does not change):
+///
+/// ```
+/// # use memocache::{Cache, memoize};
+/// #[memoize(cache = cache, timeout = 3600, source_check = false)]
+/// fn report(cache: &Cache, day: u32) -> String {
+///     format!("report for day {day}") // reformatting this keeps yesterday's entries
+/// }
+/// let cache = Cache::memory();
+/// assert_eq!(report(&cache, 3), "report for day 3");
 /// ```
 ///
 /// # The result

@@ -635,7 +635,7 @@ where
             return;
         }
         let encoded = if keep {
-            self.cache.encode_value(&**value).map(Some)
+            self.cache.encode_stamped(&**value, self.source).map(Some)
         } else {
             Ok(None)
         };
@@ -678,7 +678,7 @@ where
     /// Decodes stored bytes; a value that fails to decode is a miss and a
     /// counted fault.
     fn decode(&self, bytes: &[u8]) -> Option<Arc<V>> {
-        match self.cache.decode_value::<V>(bytes) {
+        match self.cache.decode_stamped::<V>(bytes, self.source) {
             Ok(value) => value.map(Arc::new),
             Err(error) => {
                 self.store_fault("decode", error);
@@ -691,7 +691,7 @@ where
         // Memos always fail open: a fault is counted, never returned.
         if let Err(error) = self
             .cache
-            .store_value(remote_key, &**value, self.lifetime())
+            .store_value(remote_key, &**value, self.lifetime(), self.source)
             .await
         {
             self.store_fault("set", error);

@@ -111,6 +111,8 @@ pub struct Memo<K: ?Sized, V: Send + Sync> {
     cache_none: bool,
     /// The group of a key, for a grouped memo.
     group_of: Option<GroupOf<K>>,
+    /// The source hash stamped on values in a shared store (0: none).
+    source: u64,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -136,6 +138,7 @@ pub struct MemoBuilder<K: ?Sized, V> {
     timeout: Timeout,
     cache_none: bool,
     group_of: Option<GroupOf<K>>,
+    source: u64,
     _types: PhantomData<KeyAndValue<K, V>>,
 }
 
@@ -147,6 +150,7 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
             built_lifetime: self.built_lifetime,
             cache_none: self.cache_none,
             group_of: self.group_of,
+            source: self.source,
             _key: PhantomData,
         }
     }
@@ -174,6 +178,7 @@ where
             timeout: Timeout::Default,
             cache_none: false,
             group_of: None,
+            source: 0,
             _types: PhantomData,
         }
     }
@@ -235,6 +240,34 @@ where
         self
     }
 
+    /// Stamps the values this memo keeps in a shared store with `hash`, a
+    /// hash of the code that computes them: a value stored by a build with
+    /// another hash (or none) is a miss, and is replaced by a fresh load.
+    /// Flask-Caching's `source_check=True`. `#[memoize]` gives each memo a
+    /// hash of its function's tokens by default (see its "Source check").
+    /// `0` means no stamp, the default.
+    ///
+    /// Only the values change: names, versions and key hashes do not, so a
+    /// `forget` or `forget_all` made by either build reaches the other's
+    /// entries too, in every process. The in-process tier needs no stamp
+    /// (one process runs one build), so a hit costs the same. While two
+    /// builds with different hashes share a store (a rolling deploy), each
+    /// reads the other's value of a key as a miss and replaces it: more
+    /// loads for that time, never the other build's value.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").source_hash(0x5eed).build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn source_hash(mut self, hash: u64) -> Self {
+        self.source = hash;
+        self
+    }
+
     /// Binds the memo to `cache`.
     ///
     /// # Errors
@@ -282,6 +315,7 @@ where
             built_lifetime: self.timeout.resolve(cache.config().default_timeout),
             cache_none: self.cache_none,
             group_of: self.group_of,
+            source: self.source,
             _key: PhantomData,
         })
     }
