@@ -3,6 +3,7 @@
 mod cluster_partition;
 mod conformance;
 mod fleet;
+mod fragments;
 mod groups;
 mod low_level;
 mod outbox;
