@@ -203,6 +203,7 @@ mod sig;
 ///   one key type and one value type. Lifetime parameters are fine. In a
 ///   generic `impl` block the key and value types cannot name the block's
 ///   type parameters (the `static` above cannot); `Self` is fine.
+/// - At most 12 key parameters (group more in a struct).
 /// - Key parameters must be plain names (not patterns such as
 ///   `(a, b): (i32, i32)`) and cannot be `impl Trait`.
 /// - The body runs in a closure while the key borrows the key parameters,

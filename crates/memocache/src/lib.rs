@@ -76,7 +76,11 @@
 //! # How it differs from Flask-Caching
 //!
 //! - Keys are typed: forgetting with an argument of the wrong type does not
-//!   compile, where Flask-Caching silently forgets nothing.
+//!   compile, where Flask-Caching silently forgets nothing (the
+//!   compile-fail cases `forget_wrong_key_type` and
+//!   `bypass_wrong_key_type` in `memocache-macros/tests/ui`: the helpers
+//!   `#[memoize]` expands to take the key as parts checked against the
+//!   memo's key type, not any `Serialize`).
 //! - Values are never pickled. In memory they are kept as `Arc<V>` (a hit is
 //!   a table lookup and a reference count); remote stores keep a bounded
 //!   serde encoding that cannot execute code.
@@ -229,6 +233,7 @@ pub use memocache_macros::memoize;
 pub mod __private {
     //! Used by the code `#[memoize]` generates; not a public API.
     pub use crate::key::{KeyHash, memo_key};
+    pub use crate::memo::{KeyParts, Part};
     pub use futures_executor::block_on;
     pub use std::sync::{Arc, OnceLock};
 }

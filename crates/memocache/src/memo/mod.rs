@@ -20,11 +20,13 @@ use crate::value::CacheValue;
 
 mod group;
 mod load;
+mod parts;
 mod shared;
 
 use futures_util::future::Either;
 pub use group::GroupedKey;
 use load::Probe;
+pub use parts::{KeyParts, Part};
 pub(crate) use shared::MemoShared;
 
 /// A memoized function: Flask-Caching's `@cache.memoize`, typed.
@@ -539,45 +541,22 @@ where
         }
     }
 
-    /// [`Memo::get_or_try_load`] with a key given as any value that
-    /// serializes like `K` (a tuple of references for a tuple of values).
-    /// Used by `#[memoize]`; not part of the stable API.
+    /// [`Memo::get_or_try_load`] with the key as `#[memoize]` gives it:
+    /// its parameters borrowed, checked against `K` (see [`Part`]). Used
+    /// by `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
     pub fn __get_or_try_load_by<'a, Q, F, Fut, E>(
         &'a self,
-        key: &Q,
+        key: Q,
         load: F,
     ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
     where
-        Q: Serialize + ?Sized,
+        Q: KeyParts<K>,
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, || None) {
-            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
-            probe => Either::Right(Box::pin(self.finish(probe, load))),
-        }
-    }
-
-    /// [`Memo::__get_or_try_load_by`] on a grouped memo, with the key's
-    /// group given as any value that serializes like it. Used by
-    /// `#[memoize(group)]`; not part of the stable API.
-    #[doc(hidden)]
-    pub fn __get_or_try_load_in_group_by<'a, G, Q, F, Fut, E>(
-        &'a self,
-        group: &G,
-        key: &Q,
-        load: F,
-    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
-    where
-        G: Serialize + ?Sized,
-        Q: Serialize + ?Sized,
-        F: FnOnce() -> Fut + 'a,
-        Fut: Future<Output = Result<V, E>> + 'a,
-        E: Send + Sync + 'static,
-    {
-        match self.probe(key, || Some(KeyHash::of(group))) {
+        match self.probe(&key, || key.group()) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
@@ -641,24 +620,12 @@ where
             .await
     }
 
-    /// [`Memo::forget`] with a key given as any value that serializes like
-    /// `K`. Used by `#[memoize]`; not part of the stable API.
+    /// [`Memo::forget`] with the key as `#[memoize]` gives it: its
+    /// parameters borrowed, checked against `K` (see [`Part`]). Used by
+    /// `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
-    pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) -> Reach {
-        self.forget_hashed(KeyHash::of(key), None).await
-    }
-
-    /// [`Memo::__forget_by`] on a grouped memo, with the key's group given
-    /// as any value that serializes like it. Used by `#[memoize(group)]`;
-    /// not part of the stable API.
-    #[doc(hidden)]
-    pub async fn __forget_in_group_by<G, Q>(&self, group: &G, key: &Q) -> Reach
-    where
-        G: Serialize + ?Sized,
-        Q: Serialize + ?Sized,
-    {
-        self.forget_hashed(KeyHash::of(key), Some(KeyHash::of(group)))
-            .await
+    pub async fn __forget_by<Q: KeyParts<K>>(&self, key: Q) -> Reach {
+        self.forget_hashed(KeyHash::of(&key), key.group()).await
     }
 
     async fn forget_hashed(&self, hash: Result<KeyHash>, group: Option<Result<KeyHash>>) -> Reach {
