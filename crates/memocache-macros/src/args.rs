@@ -20,6 +20,9 @@ struct RawOptions {
     #[darling(default)]
     group: bool,
     source_check: Option<bool>,
+    unless: Option<PredicateExpr>,
+    forced_update: Option<PredicateExpr>,
+    filter: Option<PredicateExpr>,
 }
 
 /// The checked options.
@@ -35,6 +38,12 @@ pub(crate) struct Options {
     /// Whether a hash of the function's tokens stamps its values (on by
     /// default).
     pub(crate) source_check: bool,
+    /// `Fn() -> bool`: skip the cache for this call.
+    pub(crate) unless: Option<Expr>,
+    /// `Fn() -> bool`: load and store over the cached value.
+    pub(crate) forced_update: Option<Expr>,
+    /// `Fn(&V) -> bool`: which loaded values are kept.
+    pub(crate) filter: Option<Expr>,
 }
 
 /// How long results live.
@@ -98,6 +107,9 @@ impl Options {
             cache_none: raw.cache_none,
             group: raw.group,
             source_check: raw.source_check.unwrap_or(true),
+            unless: raw.unless.map(|p| p.0),
+            forced_update: raw.forced_update.map(|p| p.0),
+            filter: raw.filter.map(|p| p.0),
         })
     }
 }
@@ -111,6 +123,23 @@ impl FromMeta for CacheExpr {
             Meta::NameValue(nv) => Ok(Self(ungroup(&nv.value).clone())),
             _ => Err(Error::custom(
                 "expected `cache = <expression>` (a `&Cache`, a `Cache` or a static holding one)",
+            )
+            .with_span(item)),
+        }
+    }
+}
+
+/// `unless = <expr>`, `forced_update = <expr>`, `filter = <expr>`: a
+/// function or closure.
+struct PredicateExpr(Expr);
+
+impl FromMeta for PredicateExpr {
+    fn from_meta(item: &Meta) -> darling::Result<Self> {
+        match item {
+            Meta::NameValue(nv) => Ok(Self(ungroup(&nv.value).clone())),
+            _ => Err(Error::custom(
+                "expected `<option> = <function or closure>`, as in `unless = || is_preview()` \
+                 or `filter = |value| !value.is_empty()`",
             )
             .with_span(item)),
         }

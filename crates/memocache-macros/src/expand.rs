@@ -140,6 +140,21 @@ impl<'a> Expansion<'a> {
         };
         let cache_none = self.options.cache_none.then(|| quote!(.cache_none(true)));
         let grouped = self.options.group.then(|| quote!(.grouped()));
+        let unless = self
+            .options
+            .unless
+            .as_ref()
+            .map(|f| quote_spanned!(f.span()=> .unless(#f)));
+        let forced_update = self
+            .options
+            .forced_update
+            .as_ref()
+            .map(|f| quote_spanned!(f.span()=> .forced_update(#f)));
+        let filter = self
+            .options
+            .filter
+            .as_ref()
+            .map(|f| quote_spanned!(f.span()=> .filter(#f)));
         let source = self.options.source_check.then(|| {
             let hash = source_hash(self.func);
             quote!(.source_hash(#hash))
@@ -153,6 +168,9 @@ impl<'a> Expansion<'a> {
                 #cache_none
                 #grouped
                 #source
+                #unless
+                #forced_update
+                #filter
                 .build(#cache)
             {
                 ::core::result::Result::Ok(#memo) => #memo,

@@ -83,6 +83,9 @@ mod sig;
 /// | `skip(a, b, self)` | Parameters left out of the key: database handles, loggers… |
 /// | `name = "..."` | The memo's name, unique per cache (it is part of the stored keys). Default: the function's name. |
 /// | `cache_none = <bool>` | Whether `None` (or `()`) results are cached. Default `false`, as Flask-Caching's `cache_none=False`. |
+/// | `unless = <fn or closure>` | `Fn() -> bool`, asked on every call: when true, the body runs and nothing is read or stored. Flask-Caching's `unless`. See `MemoBuilder::unless`. |
+/// | `forced_update = <fn or closure>` | `Fn() -> bool`, asked on every call: when true, the body runs and its result is stored over the cached one. Flask-Caching's `forced_update`. See `MemoBuilder::forced_update`. |
+/// | `filter = <fn or closure>` | `Fn(&V) -> bool`, asked when the body ran: results it refuses are returned but not kept. Flask-Caching's `response_filter`, for any value. See `MemoBuilder::filter`. |
 /// | `source_check = <bool>` | Whether values stored by another version of the function's code are misses (see "Source check"). Default `true`. |
 /// | `group` | Groups results by the first key parameter (`self` on a method: one instance), and generates `<name>_forget_group`, which forgets one group's results in O(1): Flask-Caching's `delete_memoized(obj.method)`. Needs two key parameters or more. See `Memo::forget_group`. |
 ///
@@ -125,6 +128,28 @@ mod sig;
 /// square_memo(&cache).set_timeout(Timeout::secs(60));
 /// assert_eq!(square_memo(&cache).timeout(), Some(std::time::Duration::from_secs(60)));
 /// assert_eq!(square(&cache, 12), 144); // stored for 60 s
+/// ```
+///
+/// ```
+/// # use memocache::{Cache, memoize};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// static PREVIEW: AtomicBool = AtomicBool::new(false);
+///
+/// #[memoize(
+///     cache = cache,
+///     timeout = 60,
+///     unless = || PREVIEW.load(Ordering::Relaxed),
+///     filter = |hits: &Vec<u64>| !hits.is_empty()
+/// )]
+/// fn search(cache: &Cache, query: &str) -> Vec<u64> {
+///     if query == "rust" { vec![7] } else { vec![] }
+/// }
+///
+/// let cache = Cache::memory();
+/// assert!(search(&cache, "nothing").is_empty()); // returned, not kept
+/// assert_eq!(search_memo(&cache).stats().loads, 1);
+/// search(&cache, "nothing");
+/// assert_eq!(search_memo(&cache).stats().loads, 2); // loaded again
 /// ```
 ///
 /// # Source check

@@ -20,7 +20,6 @@ use crate::bus::Invalidation;
 use crate::codec;
 use crate::flight::{Flight, Join, LeaderGuard, Outcome, SharedError};
 use crate::key::{KeyHash, memo_key};
-use crate::none::is_none;
 use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::stats::Counter;
@@ -37,8 +36,14 @@ pub(super) enum Probe<V> {
         group: Option<KeyHash>,
         l1_version: Option<u64>,
     },
-    /// The key could not be serialized: load without caching.
+    /// The key could not be serialized (or `unless` said so): load
+    /// without caching.
     Uncacheable,
+    /// `forced_update` said so: load and store over the cached value.
+    Forced {
+        hash: KeyHash,
+        group: Option<KeyHash>,
+    },
 }
 
 /// Where a miss looks and stores.
@@ -177,6 +182,13 @@ where
         match probe {
             Probe::Hit(value) => Ok(value),
             Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
+            Probe::Forced { hash, group } => {
+                let value = Arc::new(load().await.map_err(Arc::new)?);
+                if self.keeps(&value) {
+                    self.prime_hashed(hash, group, &value).await;
+                }
+                Ok(value)
+            }
             Probe::Miss {
                 hash,
                 group: None,
@@ -377,7 +389,7 @@ where
             Ok(value) => {
                 self.shared.stats.bump(Counter::Load);
                 let value = Arc::new(value);
-                let keep = self.cache_none || !is_none(&*value);
+                let keep = self.keeps(&value);
                 let current = self.complete(route, completion, &value, keep, self.lifetime());
                 if let (true, Some(remote_key), Some(token)) = (current, &route.remote_key, &lease)
                 {
@@ -447,7 +459,7 @@ where
     pub(super) async fn lookup_only(&self, key: &K) -> Option<Arc<V>> {
         match self.probe(key, || self.group_of(key)) {
             Probe::Hit(value) => Some(value),
-            Probe::Uncacheable => None,
+            Probe::Uncacheable | Probe::Forced { .. } => None,
             Probe::Miss {
                 hash,
                 group,
@@ -469,6 +481,11 @@ where
             Some(Err(_)) => return,
             None => None,
         };
+        self.prime_hashed(hash, group, value).await;
+    }
+
+    /// [`Memo::prime`] of the key hashed `hash`, in group `group`.
+    pub(super) async fn prime_hashed(&self, hash: KeyHash, group: Option<KeyHash>, value: &Arc<V>) {
         if !self.cache.has_remote() {
             let key = hash.versioned(self.local_version(group));
             let expires_at = self.cache.clock().deadline(self.lifetime());

@@ -19,12 +19,14 @@ use crate::stats::MemoStats;
 use crate::value::CacheValue;
 
 mod group;
+mod hooks;
 mod load;
 mod parts;
 mod shared;
 
 use futures_util::future::Either;
 pub use group::GroupedKey;
+use hooks::{Bypass, ValueFilter};
 use load::Probe;
 pub use parts::{KeyParts, Part};
 pub(crate) use shared::MemoShared;
@@ -115,6 +117,10 @@ pub struct Memo<K: ?Sized, V: Send + Sync> {
     group_of: Option<GroupOf<K>>,
     /// The source hash stamped on values in a shared store (0: none).
     source: u64,
+    /// `unless` and `forced_update`, if either was given.
+    bypass: Option<Arc<Bypass>>,
+    /// Which loaded values are kept.
+    filter: Option<ValueFilter<V>>,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -141,6 +147,8 @@ pub struct MemoBuilder<K: ?Sized, V> {
     cache_none: bool,
     group_of: Option<GroupOf<K>>,
     source: u64,
+    bypass: Option<Bypass>,
+    filter: Option<ValueFilter<V>>,
     _types: PhantomData<KeyAndValue<K, V>>,
 }
 
@@ -153,6 +161,8 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
             cache_none: self.cache_none,
             group_of: self.group_of,
             source: self.source,
+            bypass: self.bypass.clone(),
+            filter: self.filter.clone(),
             _key: PhantomData,
         }
     }
@@ -181,6 +191,8 @@ where
             cache_none: false,
             group_of: None,
             source: 0,
+            bypass: None,
+            filter: None,
             _types: PhantomData,
         }
     }
@@ -318,6 +330,8 @@ where
             cache_none: self.cache_none,
             group_of: self.group_of,
             source: self.source,
+            bypass: self.bypass.map(Arc::new),
+            filter: self.filter,
             _key: PhantomData,
         })
     }
@@ -490,7 +504,7 @@ where
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = V> + 'a,
     {
-        match self.probe(key, || self.group_of(key)) {
+        match self.probe_call(key, || self.group_of(key)) {
             // A hit is a ready future: no state machine to build or poll.
             // The miss path is boxed so the future stays two words wide:
             // callers move it (into `.await` state, `now_or_never`), and a
@@ -535,7 +549,7 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, || self.group_of(key)) {
+        match self.probe_call(key, || self.group_of(key)) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
@@ -556,7 +570,7 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(&key, || key.group()) {
+        match self.probe_call(&key, || key.group()) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }

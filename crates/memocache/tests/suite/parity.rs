@@ -18,6 +18,8 @@ use memocache::{Cache, CacheConfig, Clock};
 mod cache;
 #[cfg(feature = "macros")]
 mod memoize;
+#[cfg(feature = "macros")]
+mod options;
 #[cfg(all(feature = "macros", feature = "redis"))]
 mod source;
 #[cfg(feature = "axum")]

@@ -1,0 +1,197 @@
+//! Per-call options of a memo, as Flask-Caching's `memoize` has them:
+//! `unless` (skip the cache for this call), `forced_update` (load and
+//! store over the cached value) and a value filter (`response_filter`:
+//! which results are kept).
+//!
+//! # Cost
+//!
+//! `unless` and `forced_update` are asked on every call, so a memo built
+//! with either pays their call on its hits; a memo built with neither
+//! pays one predictable branch (the two live behind one `Option`). The
+//! filter is asked only when a loaded value is about to be stored.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::load::Probe;
+use super::{Memo, MemoBuilder};
+use crate::key::KeyHash;
+use crate::value::CacheValue;
+
+/// A predicate asked on every call.
+pub(super) type CallPredicate = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Which loaded values are kept.
+pub(super) type ValueFilter<V> = Arc<dyn Fn(&V) -> bool + Send + Sync>;
+
+/// The per-call predicates of a memo built with `unless` or
+/// `forced_update`.
+#[derive(Default)]
+pub(super) struct Bypass {
+    unless: Option<CallPredicate>,
+    forced_update: Option<CallPredicate>,
+}
+
+/// What a call does instead of the ordinary lookup.
+#[derive(Clone, Copy)]
+pub(super) enum Instead {
+    /// Load without reading or storing (`unless` said so).
+    Unless,
+    /// Load and store over the cached value (`forced_update` said so).
+    Forced,
+}
+
+impl Bypass {
+    fn decide(&self) -> Option<Instead> {
+        if self.unless.as_ref().is_some_and(|unless| unless()) {
+            return Some(Instead::Unless);
+        }
+        if self.forced_update.as_ref().is_some_and(|forced| forced()) {
+            return Some(Instead::Forced);
+        }
+        None
+    }
+}
+
+impl<K, V> Memo<K, V>
+where
+    K: Serialize + ?Sized + 'static,
+    V: CacheValue,
+{
+    /// The probe of a call that may load: the ordinary lookup, unless the
+    /// memo's `unless` or `forced_update` asks for another path.
+    #[inline]
+    pub(super) fn probe_call<Q, G>(&self, key: &Q, group: G) -> Probe<V>
+    where
+        Q: Serialize + ?Sized,
+        G: FnOnce() -> Option<crate::Result<KeyHash>>,
+    {
+        if let Some(bypass) = &self.bypass {
+            if let Some(instead) = bypass.decide() {
+                return self.probe_instead(instead, key, group);
+            }
+        }
+        self.probe(key, group)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn probe_instead<Q, G>(&self, instead: Instead, key: &Q, group: G) -> Probe<V>
+    where
+        Q: Serialize + ?Sized,
+        G: FnOnce() -> Option<crate::Result<KeyHash>>,
+    {
+        // Whatever was read, the loaded value is what the caller sees.
+        crate::deps::record_untracked();
+        let Instead::Forced = instead else {
+            return Probe::Uncacheable;
+        };
+        let Ok(hash) = KeyHash::of(key) else {
+            return Probe::Uncacheable;
+        };
+        let group = match self.shared.groups {
+            None => None,
+            Some(_) => match group() {
+                Some(Ok(group)) => Some(group),
+                _ => return Probe::Uncacheable,
+            },
+        };
+        Probe::Forced { hash, group }
+    }
+
+    /// Whether a loaded `value` is kept: `cache_none` and the filter.
+    pub(super) fn keeps(&self, value: &V) -> bool {
+        (self.cache_none || !crate::none::is_none(value))
+            && self.filter.as_ref().is_none_or(|keep| keep(value))
+    }
+}
+
+impl<K, V> MemoBuilder<K, V>
+where
+    K: Serialize + ?Sized + 'static,
+    V: CacheValue,
+{
+    /// Skips the cache for the calls on which `unless` returns true: the
+    /// loader runs, and nothing is read or stored (Flask-Caching's
+    /// `memoize(unless=...)`). Asked on every call, hits included: keep it
+    /// cheap (a flag, a task-local).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use memocache::{Cache, Memo};
+    /// static PREVIEW: AtomicBool = AtomicBool::new(false);
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let pages: Memo<u64, String> = Memo::builder("pages")
+    ///     .unless(|| PREVIEW.load(Ordering::Relaxed))
+    ///     .build(&cache)?;
+    /// pages.get_or_load(&1, || async { "published".to_owned() }).await;
+    /// PREVIEW.store(true, Ordering::Relaxed);
+    /// let draft = pages.get_or_load(&1, || async { "draft".to_owned() }).await;
+    /// assert_eq!(*draft, "draft"); // neither read nor stored
+    /// PREVIEW.store(false, Ordering::Relaxed);
+    /// assert_eq!(*pages.get_or_load(&1, || async { unreachable!() }).await, "published");
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn unless(mut self, unless: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.bypass.get_or_insert_with(Bypass::default).unless = Some(Arc::new(unless));
+        self
+    }
+
+    /// On the calls where `forced_update` returns true, loads and stores
+    /// the result over the cached value, as [`Memo::set`] does (it
+    /// overrides loads in flight and reaches every tier and process), and
+    /// returns it (Flask-Caching's `memoize(forced_update=...)`). Asked on
+    /// every call, hits included, after [`unless`](Self::unless).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use memocache::{Cache, Memo};
+    /// static REFRESH: AtomicBool = AtomicBool::new(false);
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let rates: Memo<(), u32> = Memo::builder("rates")
+    ///     .forced_update(|| REFRESH.load(Ordering::Relaxed))
+    ///     .build(&cache)?;
+    /// rates.get_or_load(&(), || async { 1 }).await;
+    /// REFRESH.store(true, Ordering::Relaxed);
+    /// assert_eq!(*rates.get_or_load(&(), || async { 2 }).await, 2); // loaded and stored
+    /// REFRESH.store(false, Ordering::Relaxed);
+    /// assert_eq!(*rates.get_or_load(&(), || async { unreachable!() }).await, 2);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn forced_update(
+        mut self,
+        forced_update: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.bypass
+            .get_or_insert_with(Bypass::default)
+            .forced_update = Some(Arc::new(forced_update));
+        self
+    }
+
+    /// Keeps only the loaded values `keep` accepts; the others are
+    /// returned to their caller (and to callers waiting on the same load)
+    /// but not stored, so the next call loads again (Flask-Caching's
+    /// `response_filter`, for any value). Asked only when a value is
+    /// loaded, never on a hit.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// // An empty search result is not kept: the index may be warming up.
+    /// let search: Memo<String, Vec<u64>> = Memo::builder("search")
+    ///     .filter(|hits: &Vec<u64>| !hits.is_empty())
+    ///     .build(&cache)?;
+    /// search.get_or_load(&"rust".to_owned(), || async { vec![] }).await;
+    /// assert!(search.get(&"rust".to_owned()).await.is_none());
+    /// search.get_or_load(&"rust".to_owned(), || async { vec![7] }).await;
+    /// assert!(search.get(&"rust".to_owned()).await.is_some());
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn filter(mut self, keep: impl Fn(&V) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(keep));
+        self
+    }
+}
