@@ -102,6 +102,11 @@
 //!   [`Memo::forget_group`] bumps it, where Flask-Caching bumps a version
 //!   per function and instance too but only in one cache.
 //!
+//! - A hot key can be reloaded before it expires
+//!   ([`MemoBuilder::refresh_ahead`]): one background reload per key in the
+//!   fleet, while readers keep the current value, where Flask-Caching makes
+//!   the readers of an expired key wait for its load.
+//!
 //! Flask-Caching's own test suite (`test_memoize.py`, `test_cache.py`,
 //! `test_view.py`) is walked test by test in `tests/suite/parity/`, and
 //! `PARITY.md` (next to this crate's `Cargo.toml`) tables every one of its

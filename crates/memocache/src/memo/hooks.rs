@@ -15,14 +15,24 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::load::Probe;
+use super::refresh::Refresh;
 use super::{Memo, MemoBuilder};
 use crate::key::KeyHash;
+use crate::stats::Counter;
 use crate::value::CacheValue;
 
 /// A predicate asked on every call.
 pub(super) type CallPredicate = Arc<dyn Fn() -> bool + Send + Sync>;
 /// Which loaded values are kept.
 pub(super) type ValueFilter<V> = Arc<dyn Fn(&V) -> bool + Send + Sync>;
+
+/// What a memo built with `unless`, `forced_update` or `refresh_ahead`
+/// does on each call, behind one `Option` on the memo (one branch for the
+/// memos built with none).
+pub(super) struct Calls<K: ?Sized, V> {
+    pub(super) bypass: Bypass,
+    pub(super) refresh: Option<Refresh<K, V>>,
+}
 
 /// The per-call predicates of a memo built with `unless` or
 /// `forced_update`.
@@ -34,7 +44,7 @@ pub(super) struct Bypass {
 
 /// What a call does instead of the ordinary lookup.
 #[derive(Clone, Copy)]
-pub(super) enum Instead {
+pub(crate) enum Instead {
     /// Load without reading or storing (`unless` said so).
     Unless,
     /// Load and store over the cached value (`forced_update` said so).
@@ -42,7 +52,7 @@ pub(super) enum Instead {
 }
 
 impl Bypass {
-    fn decide(&self) -> Option<Instead> {
+    pub(super) fn decide(&self) -> Option<Instead> {
         if self.unless.as_ref().is_some_and(|unless| unless()) {
             return Some(Instead::Unless);
         }
@@ -58,45 +68,31 @@ where
     K: Serialize + ?Sized + 'static,
     V: CacheValue,
 {
-    /// The probe of a call that may load: the ordinary lookup, unless the
-    /// memo's `unless` or `forced_update` asks for another path.
-    #[inline]
-    pub(super) fn probe_call<Q, G>(&self, key: &Q, group: G) -> Probe<V>
-    where
-        Q: Serialize + ?Sized,
-        G: FnOnce() -> Option<crate::Result<KeyHash>>,
-    {
-        if let Some(bypass) = &self.bypass {
-            if let Some(instead) = bypass.decide() {
-                return self.probe_instead(instead, key, group);
-            }
-        }
-        self.probe(key, group)
-    }
-
+    /// An in-process hit of a memo built with per-call options (the
+    /// probe's hit arm): `unless` and `forced_update` turn it into a load;
+    /// within the refresh window it is a [`Probe::HitNearExpiry`].
     #[cold]
     #[inline(never)]
-    fn probe_instead<Q, G>(&self, instead: Instead, key: &Q, group: G) -> Probe<V>
-    where
-        Q: Serialize + ?Sized,
-        G: FnOnce() -> Option<crate::Result<KeyHash>>,
-    {
-        // Whatever was read, the loaded value is what the caller sees.
-        crate::deps::record_untracked();
-        let Instead::Forced = instead else {
-            return Probe::Uncacheable;
-        };
-        let Ok(hash) = KeyHash::of(key) else {
-            return Probe::Uncacheable;
-        };
-        let group = match self.shared.groups {
-            None => None,
-            Some(_) => match group() {
-                Some(Ok(group)) => Some(group),
-                _ => return Probe::Uncacheable,
-            },
-        };
-        Probe::Forced { hash, group }
+    pub(super) fn hit_with_calls(
+        &self,
+        calls: &Calls<K, V>,
+        value: Arc<V>,
+        hash: KeyHash,
+        group: Option<KeyHash>,
+        version: u64,
+    ) -> Probe<V> {
+        match calls.bypass.decide() {
+            Some(Instead::Unless) => return Probe::Uncacheable,
+            Some(Instead::Forced) => return Probe::Forced { hash, group },
+            None => {}
+        }
+        self.shared.stats.bump(Counter::HitLocal);
+        match &calls.refresh {
+            Some(refresh) if self.near_expiry(refresh, hash.versioned(version)) => {
+                Probe::HitNearExpiry(value)
+            }
+            _ => Probe::Hit(value),
+        }
     }
 
     /// Whether a loaded `value` is kept: `cache_none` and the filter.

@@ -22,13 +22,15 @@ mod group;
 mod hooks;
 mod load;
 mod parts;
+mod refresh;
 mod shared;
 
 use futures_util::future::Either;
 pub use group::GroupedKey;
-use hooks::{Bypass, ValueFilter};
+use hooks::{Bypass, Calls, ValueFilter};
 use load::Probe;
 pub use parts::{KeyParts, Part};
+use refresh::RefreshSpec;
 pub(crate) use shared::MemoShared;
 
 /// A memoized function: Flask-Caching's `@cache.memoize`, typed.
@@ -117,8 +119,8 @@ pub struct Memo<K: ?Sized, V: Send + Sync> {
     group_of: Option<GroupOf<K>>,
     /// The source hash stamped on values in a shared store (0: none).
     source: u64,
-    /// `unless` and `forced_update`, if either was given.
-    bypass: Option<Arc<Bypass>>,
+    /// `unless`, `forced_update` and refresh ahead, if any was given.
+    calls: Option<Arc<Calls<K, V>>>,
     /// Which loaded values are kept.
     filter: Option<ValueFilter<V>>,
     _key: PhantomData<fn(&K)>,
@@ -148,6 +150,7 @@ pub struct MemoBuilder<K: ?Sized, V> {
     group_of: Option<GroupOf<K>>,
     source: u64,
     bypass: Option<Bypass>,
+    refresh: Option<RefreshSpec<K, V>>,
     filter: Option<ValueFilter<V>>,
     _types: PhantomData<KeyAndValue<K, V>>,
 }
@@ -161,7 +164,7 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
             cache_none: self.cache_none,
             group_of: self.group_of,
             source: self.source,
-            bypass: self.bypass.clone(),
+            calls: self.calls.clone(),
             filter: self.filter.clone(),
             _key: PhantomData,
         }
@@ -192,6 +195,7 @@ where
             group_of: None,
             source: 0,
             bypass: None,
+            refresh: None,
             filter: None,
             _types: PhantomData,
         }
@@ -330,7 +334,13 @@ where
             cache_none: self.cache_none,
             group_of: self.group_of,
             source: self.source,
-            bypass: self.bypass.map(Arc::new),
+            calls: match (self.bypass, self.refresh) {
+                (None, None) => None,
+                (bypass, refresh) => Some(Arc::new(Calls {
+                    bypass: bypass.unwrap_or_default(),
+                    refresh: refresh.map(RefreshSpec::into_refresh),
+                })),
+            },
             filter: self.filter,
             _key: PhantomData,
         })
@@ -504,13 +514,17 @@ where
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = V> + 'a,
     {
-        match self.probe_call(key, || self.group_of(key)) {
+        match self.probe::<_, _, true>(key, || self.group_of(key)) {
             // A hit is a ready future: no state machine to build or poll.
             // The miss path is boxed so the future stays two words wide:
             // callers move it (into `.await` state, `now_or_never`), and a
             // future holding the whole load state costs a large memcpy on
             // every hit.
             Probe::Hit(value) => Either::Left(std::future::ready(value)),
+            Probe::HitNearExpiry(value) => {
+                self.refresh_ahead_of(key);
+                Either::Left(std::future::ready(value))
+            }
             probe => Either::Right(Box::pin(async move {
                 let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
                 match self.finish(probe, load).await {
@@ -549,8 +563,12 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe_call(key, || self.group_of(key)) {
+        match self.probe::<_, _, true>(key, || self.group_of(key)) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+            Probe::HitNearExpiry(value) => {
+                self.refresh_ahead_of(key);
+                Either::Left(std::future::ready(Ok(value)))
+            }
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
     }
@@ -570,8 +588,11 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe_call(&key, || key.group()) {
-            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+        // No refresh ahead here: a reload needs the key as a `K`.
+        match self.probe::<_, _, true>(&key, || key.group()) {
+            Probe::Hit(value) | Probe::HitNearExpiry(value) => {
+                Either::Left(std::future::ready(Ok(value)))
+            }
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
     }

@@ -9,6 +9,7 @@ mod low_level;
 mod outbox;
 mod parity;
 mod partition;
+mod refresh;
 mod remote_faults;
 #[cfg(feature = "axum")]
 mod response;
