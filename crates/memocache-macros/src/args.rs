@@ -19,6 +19,10 @@ struct RawOptions {
     cache_none: bool,
     #[darling(default)]
     group: bool,
+    source_check: Option<bool>,
+    unless: Option<PredicateExpr>,
+    forced_update: Option<PredicateExpr>,
+    filter: Option<PredicateExpr>,
 }
 
 /// The checked options.
@@ -31,6 +35,15 @@ pub(crate) struct Options {
     pub(crate) cache_none: bool,
     /// Whether entries are grouped by the first key parameter.
     pub(crate) group: bool,
+    /// Whether a hash of the function's tokens stamps its values (on by
+    /// default).
+    pub(crate) source_check: bool,
+    /// `Fn() -> bool`: skip the cache for this call.
+    pub(crate) unless: Option<Expr>,
+    /// `Fn() -> bool`: load and store over the cached value.
+    pub(crate) forced_update: Option<Expr>,
+    /// `Fn(&V) -> bool`: which loaded values are kept.
+    pub(crate) filter: Option<Expr>,
 }
 
 /// How long results live.
@@ -93,6 +106,10 @@ impl Options {
             name: raw.name,
             cache_none: raw.cache_none,
             group: raw.group,
+            source_check: raw.source_check.unwrap_or(true),
+            unless: raw.unless.map(|p| p.0),
+            forced_update: raw.forced_update.map(|p| p.0),
+            filter: raw.filter.map(|p| p.0),
         })
     }
 }
@@ -106,6 +123,23 @@ impl FromMeta for CacheExpr {
             Meta::NameValue(nv) => Ok(Self(ungroup(&nv.value).clone())),
             _ => Err(Error::custom(
                 "expected `cache = <expression>` (a `&Cache`, a `Cache` or a static holding one)",
+            )
+            .with_span(item)),
+        }
+    }
+}
+
+/// `unless = <expr>`, `forced_update = <expr>`, `filter = <expr>`: a
+/// function or closure.
+struct PredicateExpr(Expr);
+
+impl FromMeta for PredicateExpr {
+    fn from_meta(item: &Meta) -> darling::Result<Self> {
+        match item {
+            Meta::NameValue(nv) => Ok(Self(ungroup(&nv.value).clone())),
+            _ => Err(Error::custom(
+                "expected `<option> = <function or closure>`, as in `unless = || is_preview()` \
+                 or `filter = |value| !value.is_empty()`",
             )
             .with_span(item)),
         }

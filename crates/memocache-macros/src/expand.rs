@@ -140,6 +140,25 @@ impl<'a> Expansion<'a> {
         };
         let cache_none = self.options.cache_none.then(|| quote!(.cache_none(true)));
         let grouped = self.options.group.then(|| quote!(.grouped()));
+        let unless = self
+            .options
+            .unless
+            .as_ref()
+            .map(|f| quote_spanned!(f.span()=> .unless(#f)));
+        let forced_update = self
+            .options
+            .forced_update
+            .as_ref()
+            .map(|f| quote_spanned!(f.span()=> .forced_update(#f)));
+        let filter = self
+            .options
+            .filter
+            .as_ref()
+            .map(|f| quote_spanned!(f.span()=> .filter(#f)));
+        let source = self.options.source_check.then(|| {
+            let hash = source_hash(self.func);
+            quote!(.source_hash(#hash))
+        });
         let cache = Ident::new("__memocache_cache", Span::mixed_site());
         let memo = Ident::new("memo", Span::mixed_site());
         let error = Ident::new("error", Span::mixed_site());
@@ -148,6 +167,10 @@ impl<'a> Expansion<'a> {
                 #lifetime
                 #cache_none
                 #grouped
+                #source
+                #unless
+                #forced_update
+                #filter
                 .build(#cache)
             {
                 ::core::result::Result::Ok(#memo) => #memo,
@@ -213,19 +236,19 @@ impl<'a> Expansion<'a> {
         }
     }
 
-    /// The key as the helpers and the function pass it: a reference to
-    /// the key parameter, a reference to a tuple of references, or `&()`.
+    /// The key as the helpers and the function pass it: its parts (see
+    /// `memocache::__private::Part`), one bare, a tuple of them, or `()`.
     fn query(&self, in_helper: bool) -> TokenStream {
         let elems = self.query_elems(in_helper);
         match elems.as_slice() {
-            [] => quote!(&()),
+            [] => quote!(()),
             [single] => single.clone(),
-            _ => quote!(&(#(#elems),*)),
+            _ => quote!((#(#elems),*)),
         }
     }
 
-    /// The key's group as the helpers and the function pass it (a
-    /// reference to the first key parameter), on a grouped memo.
+    /// The key's group as the helpers pass it (the first key parameter's
+    /// part), on a grouped memo.
     fn group_query(&self, in_helper: bool) -> Option<TokenStream> {
         if !self.options.group {
             return None;
@@ -233,16 +256,34 @@ impl<'a> Expansion<'a> {
         self.query_elems(in_helper).into_iter().next()
     }
 
-    /// A reference to each key parameter.
+    /// Each key parameter as a part of the key: borrowed, and checked
+    /// against the key type's part wherever Rust can relate the two types.
     fn query_elems(&self, in_helper: bool) -> Vec<TokenStream> {
+        let krate = &self.krate;
+        let part = quote!(#krate::__private::Part);
         self.analysis
             .key
             .iter()
             .map(|&i| match &self.analysis.params[i] {
-                Param::Named { name, .. } => quote!(&#name),
+                Param::Named { name, ty } => {
+                    let owned_ty = owned(ty);
+                    let span = ty.span();
+                    match part_kind(ty) {
+                        PartKind::Owned(inner) => {
+                            quote_spanned!(span=> #part::<#inner, #inner>::of(&#name))
+                        }
+                        PartKind::Str => quote_spanned!(span=> #part::str(&#name)),
+                        PartKind::Slice(elem) => {
+                            quote_spanned!(span=> #part::<::std::vec::Vec<#elem>, [#elem]>::slice(&#name))
+                        }
+                        PartKind::Nested => {
+                            quote_spanned!(span=> #part::<#owned_ty, _>::unchecked(&#name))
+                        }
+                    }
+                }
                 Param::Receiver(receiver) => {
                     let this = receiver.self_token;
-                    if in_helper {
+                    let reference = if in_helper {
                         // The helpers take `&self`.
                         quote!(#this)
                     } else if receiver.colon_token.is_none() {
@@ -260,7 +301,8 @@ impl<'a> Expansion<'a> {
                             // `Box<Self>`, `Arc<Self>`, `Pin<&mut Self>`…
                             _ => quote!(&*#this),
                         }
-                    }
+                    };
+                    quote!(#part::<Self, Self>::of(#reference))
                 }
                 Param::Pattern { .. } => unreachable!("rejected by the analysis"),
             })
@@ -391,11 +433,7 @@ impl<'a> Expansion<'a> {
              If another memo of the same name but other types is built on the cache.",
         );
         let query = self.query(true);
-        let action = match self.group_query(true) {
-            Some(group) => quote!(__forget_in_group_by(#group, #query)),
-            None => quote!(__forget_by(#query)),
-        };
-        self.helper(&name, &doc, true, &action)
+        self.helper(&name, &doc, true, &quote!(__forget_by(#query)))
     }
 
     /// `<fn>_forget_group`, on a grouped memo: forgets every result whose
@@ -413,7 +451,7 @@ impl<'a> Expansion<'a> {
              If another memo of the same name but other types is built on the cache.",
         );
         let first = &self.analysis.key[..1];
-        let group = self.group_query(true).unwrap_or_else(|| quote!(&()));
+        let group = self.group_query(true).unwrap_or_else(|| quote!(()));
         self.helper_taking(&name, &doc, first, &quote!(__forget_group_by(#group)))
     }
 
@@ -550,12 +588,7 @@ impl<'a> Expansion<'a> {
         let memo_binding = self.memo_binding();
         let query = self.query(false);
         let checks = self.type_checks();
-        let fetch = match self.group_query(false) {
-            Some(group) => {
-                quote!(#memo_var.__get_or_try_load_in_group_by(#group, #query, #load))
-            }
-            None => quote!(#memo_var.__get_or_try_load_by(#query, #load)),
-        };
+        let fetch = quote!(#memo_var.__get_or_try_load_by(#query, #load));
         let (block_on, fetch) = if self.is_async() {
             (None, quote!(#fetch.await))
         } else {
@@ -608,6 +641,76 @@ impl Expansion<'_> {
             #value_check
         }
     }
+}
+
+/// A hash of the function's signature and body as tokens (FNV-1a, 64
+/// bits, never 0): what `source_check` stamps its values with. Tokens, so
+/// whitespace, comments and doc comments do not count; any other change to
+/// the function's own text does.
+fn source_hash(func: &ItemFn) -> u64 {
+    let sig = &func.sig;
+    let block = &func.block;
+    let text = quote!(#sig #block).to_string();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash.max(1)
+}
+
+/// How a key parameter of type `ty` becomes a part of the key.
+enum PartKind<'a> {
+    /// A type without borrows or lifetimes, behind any number of `&`: a
+    /// reference to its owned type (checked).
+    Owned(&'a Type),
+    /// `&str` (behind any number of `&`): stands for a `String` (checked).
+    Str,
+    /// `&[T]` of an owned `T`: stands for a `Vec<T>` (checked).
+    Slice(&'a Type),
+    /// Borrows nested inside (`Option<&str>`, `Cow<'a, str>`): mapped to
+    /// the owned type by syntax, unchecked.
+    Nested,
+}
+
+fn part_kind(ty: &Type) -> PartKind<'_> {
+    let mut inner = ty;
+    let mut behind_reference = false;
+    loop {
+        match inner {
+            Type::Reference(reference) => {
+                behind_reference = true;
+                inner = &reference.elem;
+            }
+            Type::Paren(paren) => inner = &paren.elem,
+            Type::Group(group) => inner = &group.elem,
+            _ => break,
+        }
+    }
+    if borrow_free(inner) {
+        return PartKind::Owned(inner);
+    }
+    match inner {
+        Type::Path(p) if behind_reference && p.qself.is_none() && p.path.is_ident("str") => {
+            PartKind::Str
+        }
+        Type::Slice(slice) if behind_reference && borrow_free(&slice.elem) => {
+            PartKind::Slice(&slice.elem)
+        }
+        _ => PartKind::Nested,
+    }
+}
+
+/// True if `ty` is sized, owned and names no lifetime: then it is its own
+/// owned type.
+fn borrow_free(ty: &Type) -> bool {
+    fn free(tokens: TokenStream) -> bool {
+        tokens.into_iter().all(|token| match token {
+            TokenTree::Punct(punct) => punct.as_char() != '&' && punct.as_char() != '\'',
+            TokenTree::Ident(ident) => ident != "str" && ident != "dyn" && ident != "impl",
+            TokenTree::Group(group) => free(group.stream()),
+            TokenTree::Literal(_) => true,
+        })
+    }
+    !matches!(ty, Type::Slice(_)) && free(ty.to_token_stream())
 }
 
 /// True if `tokens` name `Self`.

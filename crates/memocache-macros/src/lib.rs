@@ -83,6 +83,10 @@ mod sig;
 /// | `skip(a, b, self)` | Parameters left out of the key: database handles, loggers… |
 /// | `name = "..."` | The memo's name, unique per cache (it is part of the stored keys). Default: the function's name. |
 /// | `cache_none = <bool>` | Whether `None` (or `()`) results are cached. Default `false`, as Flask-Caching's `cache_none=False`. |
+/// | `unless = <fn or closure>` | `Fn() -> bool`, asked on every call: when true, the body runs and nothing is read or stored. Flask-Caching's `unless`. See `MemoBuilder::unless`. |
+/// | `forced_update = <fn or closure>` | `Fn() -> bool`, asked on every call: when true, the body runs and its result is stored over the cached one. Flask-Caching's `forced_update`. See `MemoBuilder::forced_update`. |
+/// | `filter = <fn or closure>` | `Fn(&V) -> bool`, asked when the body ran: results it refuses are returned but not kept. Flask-Caching's `response_filter`, for any value. See `MemoBuilder::filter`. |
+/// | `source_check = <bool>` | Whether values stored by another version of the function's code are misses (see "Source check"). Default `true`. |
 /// | `group` | Groups results by the first key parameter (`self` on a method: one instance), and generates `<name>_forget_group`, which forgets one group's results in O(1): Flask-Caching's `delete_memoized(obj.method)`. Needs two key parameters or more. See `Memo::forget_group`. |
 ///
 /// On methods the default name is the method's name alone: give `name`
@@ -126,6 +130,67 @@ mod sig;
 /// assert_eq!(square(&cache, 12), 144); // stored for 60 s
 /// ```
 ///
+/// ```
+/// # use memocache::{Cache, memoize};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// static PREVIEW: AtomicBool = AtomicBool::new(false);
+///
+/// #[memoize(
+///     cache = cache,
+///     timeout = 60,
+///     unless = || PREVIEW.load(Ordering::Relaxed),
+///     filter = |hits: &Vec<u64>| !hits.is_empty()
+/// )]
+/// fn search(cache: &Cache, query: &str) -> Vec<u64> {
+///     if query == "rust" { vec![7] } else { vec![] }
+/// }
+///
+/// let cache = Cache::memory();
+/// assert!(search(&cache, "nothing").is_empty()); // returned, not kept
+/// assert_eq!(search_memo(&cache).stats().loads, 1);
+/// search(&cache, "nothing");
+/// assert_eq!(search_memo(&cache).stats().loads, 2); // loaded again
+/// ```
+///
+/// # Source check
+///
+/// A deploy that changes the function's code reads none of the values the
+/// old code stored (Flask-Caching's `source_check=True`, on by default
+/// here): the macro hashes the function's signature and body as tokens at
+/// compile time and gives the hash to the memo
+/// (`MemoBuilder::source_hash`), which stamps every value it stores in a
+/// shared store; a value with another stamp is a miss and is replaced. It
+/// costs nothing at run time: the in-process tier needs no stamp (one
+/// process runs one build), and the stamp is checked where a value is
+/// decoded anyway.
+///
+/// - Whitespace, comments and doc comments are not tokens, so they do not
+///   count; any other edit of the function does, including one that does
+///   not change its results (the next deploy loads every key once more).
+/// - Only the function's own text counts: a change in a function it calls
+///   is not seen. Rename the memo (`name`), or `<name>_forget_all` at
+///   deploy, for those.
+/// - Invalidation is not split: names, versions and keys stay the same, so
+///   `<name>_forget` and `<name>_forget_all` from either build reach both
+///   builds' entries, fleet-wide. During a rolling deploy the two builds
+///   each read the other's value of a key as a miss and replace it.
+/// - The token text comes from the compiler: a new toolchain may format it
+///   otherwise, which costs one cold cache, never a wrong value.
+///
+/// Opt out with `source_check = false`, for a memo whose entries must
+/// survive edits of its function (an expensive load whose result an edit
+/// does not change):
+///
+/// ```
+/// # use memocache::{Cache, memoize};
+/// #[memoize(cache = cache, timeout = 3600, source_check = false)]
+/// fn report(cache: &Cache, day: u32) -> String {
+///     format!("report for day {day}") // reformatting this keeps yesterday's entries
+/// }
+/// let cache = Cache::memory();
+/// assert_eq!(report(&cache, 3), "report for day 3");
+/// ```
+///
 /// # The result
 ///
 /// - `-> V`: the cached `Arc<V>` is cloned out, so `V: Clone`.
@@ -163,6 +228,7 @@ mod sig;
 ///   one key type and one value type. Lifetime parameters are fine. In a
 ///   generic `impl` block the key and value types cannot name the block's
 ///   type parameters (the `static` above cannot); `Self` is fine.
+/// - At most 12 key parameters (group more in a struct).
 /// - Key parameters must be plain names (not patterns such as
 ///   `(a, b): (i32, i32)`) and cannot be `impl Trait`.
 /// - The body runs in a closure while the key borrows the key parameters,

@@ -13,6 +13,13 @@
 //!
 //! Counters written by `inc` are plain decimal strings (so that Redis `INCR`
 //! and Memcached `incr` work on them); `get::<i64>` reads those too.
+//!
+//! A memo built with a [source hash](crate::MemoBuilder::source_hash)
+//! (`#[memoize]` gives one by default) stamps its values: the stamp is
+//! folded into the fingerprint, so a value stored by another version of the
+//! function's code decodes as a miss, exactly as a value of another type
+//! does, and is replaced. Stamp 0 is no stamp: the bytes are those of an
+//! unstamped value (and `i64`s stay decimal).
 
 use std::any::Any;
 
@@ -33,14 +40,24 @@ pub(crate) fn encode<V: Serialize + DeserializeOwned + 'static>(
     value: &V,
     max_size: usize,
 ) -> Result<Vec<u8>, Error> {
-    // Integers are kept as decimal text, so `inc` works on a value `set`.
-    if let Some(n) = (value as &dyn Any).downcast_ref::<i64>() {
+    encode_stamped(value, max_size, 0)
+}
+
+/// [`encode`] with a source stamp (see the module docs; 0: none).
+pub(crate) fn encode_stamped<V: Serialize + DeserializeOwned + 'static>(
+    value: &V,
+    max_size: usize,
+    stamp: u64,
+) -> Result<Vec<u8>, Error> {
+    // Integers are kept as decimal text, so `inc` works on a value `set`;
+    // a stamped value needs the envelope to carry its stamp.
+    if let (0, Some(n)) = (stamp, (value as &dyn Any).downcast_ref::<i64>()) {
         return Ok(n.to_string().into_bytes());
     }
     let mut bytes = Vec::with_capacity(64);
     bytes.push(MAGIC);
     bytes.push(FORMAT);
-    bytes.extend_from_slice(&fingerprint::<V>().to_le_bytes());
+    bytes.extend_from_slice(&(fingerprint::<V>() ^ stamp).to_le_bytes());
     let bytes = postcard::to_extend(value, bytes)
         .map_err(|e| Error::new(ErrorKind::Codec, "cannot encode the value").with_source(e))?;
     if bytes.len() > max_size {
@@ -61,6 +78,16 @@ pub(crate) fn decode<V: DeserializeOwned + 'static>(
     bytes: &[u8],
     max_size: usize,
 ) -> Result<Option<V>, Error> {
+    decode_stamped(bytes, max_size, 0)
+}
+
+/// [`decode`] of a value stamped `stamp` (see the module docs): a value
+/// with another stamp, or none, is a miss.
+pub(crate) fn decode_stamped<V: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    max_size: usize,
+    stamp: u64,
+) -> Result<Option<V>, Error> {
     if bytes.len() > max_size {
         return Err(Error::new(
             ErrorKind::Codec,
@@ -71,14 +98,18 @@ pub(crate) fn decode<V: DeserializeOwned + 'static>(
         ));
     }
     if bytes.first() != Some(&MAGIC) {
-        return Ok(decode_counter::<V>(bytes));
+        return Ok(if stamp == 0 {
+            decode_counter::<V>(bytes)
+        } else {
+            None
+        });
     }
     if bytes.len() < HEADER || bytes[1] != FORMAT {
         return Ok(None);
     }
     let mut stored = [0u8; 8];
     stored.copy_from_slice(&bytes[2..HEADER]);
-    if u64::from_le_bytes(stored) != fingerprint::<V>() {
+    if u64::from_le_bytes(stored) != fingerprint::<V>() ^ stamp {
         return Ok(None);
     }
     postcard::from_bytes(&bytes[HEADER..])
@@ -131,6 +162,32 @@ mod integer_tests {
         let bytes = super::encode(&-7_i64, 64).expect("encode");
         assert_eq!(bytes, b"-7");
         assert_eq!(super::decode::<i64>(&bytes, 64).expect("decode"), Some(-7));
+    }
+
+    /// A value stored by another version of a function's code (another
+    /// stamp, or none) is a miss; an `i64` is stamped too.
+    #[test]
+    fn a_value_of_another_stamp_is_a_miss() {
+        use super::{decode_stamped, encode, encode_stamped};
+        let old = encode_stamped(&"v1".to_owned(), 64, 7).expect("encode");
+        assert_eq!(
+            decode_stamped::<String>(&old, 64, 7)
+                .expect("decode")
+                .as_deref(),
+            Some("v1")
+        );
+        assert_eq!(decode_stamped::<String>(&old, 64, 8).expect("decode"), None);
+        assert_eq!(
+            decode_stamped::<String>(&encode(&"v1".to_owned(), 64).expect("encode"), 64, 8)
+                .expect("decode"),
+            None
+        );
+        let counter = encode_stamped(&5_i64, 64, 7).expect("encode");
+        assert_eq!(
+            decode_stamped::<i64>(&counter, 64, 7).expect("decode"),
+            Some(5)
+        );
+        assert_eq!(decode_stamped::<i64>(b"5", 64, 7).expect("decode"), None);
     }
 }
 

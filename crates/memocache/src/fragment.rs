@@ -65,9 +65,12 @@ struct Rendered {
 /// Fragments live in the process that rendered them (they are cheap to
 /// render again); their invalidation reaches every process of a tiered
 /// cache before `forget` returns, like a memo's. On a shared store without
-/// a bus, a fragment that read a memo is not kept (no invalidation of it
-/// would reach this process). Concurrent misses of one fragment each
-/// render it.
+/// a bus (`redis://`, `memcached://`, `file://`) no fragment is kept: no
+/// invalidation made by another process, of the fragment or of what it
+/// read, would reach this one, so each call renders (the memos it reads
+/// still hit the shared store). Concurrent misses of one fragment each
+/// render it. Tested on Redis, Memcached and tiered Redis with two
+/// processes (`suite::fragments`).
 pub struct Fragments {
     cache: Cache,
     table: LocalTable<Arc<Rendered>>,
@@ -194,11 +197,13 @@ impl Fragments {
         let recorder = Recorder::start(stamps);
         let text: Arc<str> = recorder
             .run(async {
+                // The fragment's own key: a `forget` of it from another
+                // process reaches this one only through a bus.
                 crate::deps::record_key(
                     stamps,
                     crate::deps::scope_hash(FRAGMENT_SCOPE),
                     key,
-                    || true,
+                    || self.cache.deps_tracked(),
                 );
                 render().await.map(Arc::from)
             })

@@ -76,7 +76,11 @@
 //! # How it differs from Flask-Caching
 //!
 //! - Keys are typed: forgetting with an argument of the wrong type does not
-//!   compile, where Flask-Caching silently forgets nothing.
+//!   compile, where Flask-Caching silently forgets nothing (the
+//!   compile-fail cases `forget_wrong_key_type` and
+//!   `bypass_wrong_key_type` in `memocache-macros/tests/ui`: the helpers
+//!   `#[memoize]` expands to take the key as parts checked against the
+//!   memo's key type, not any `Serialize`).
 //! - Values are never pickled. In memory they are kept as `Arc<V>` (a hit is
 //!   a table lookup and a reference count); remote stores keep a bounded
 //!   serde encoding that cannot execute code.
@@ -97,6 +101,11 @@
 //!   `#[memoize(group)]`) keeps a version per first key argument, and
 //!   [`Memo::forget_group`] bumps it, where Flask-Caching bumps a version
 //!   per function and instance too but only in one cache.
+//!
+//! - A hot key can be reloaded before it expires
+//!   ([`MemoBuilder::refresh_ahead`]): one background reload per key in the
+//!   fleet, while readers keep the current value, where Flask-Caching makes
+//!   the readers of an expired key wait for its load.
 //!
 //! Flask-Caching's own test suite (`test_memoize.py`, `test_cache.py`,
 //! `test_view.py`) is walked test by test in `tests/suite/parity/`, and
@@ -231,6 +240,7 @@ pub use memocache_macros::memoize;
 pub mod __private {
     //! Used by the code `#[memoize]` generates; not a public API.
     pub use crate::key::{KeyHash, memo_key};
+    pub use crate::memo::{KeyParts, Part};
     pub use futures_executor::block_on;
     pub use std::sync::{Arc, OnceLock};
 }

@@ -193,6 +193,13 @@ impl<T: Clone + Send> LocalTable<T> {
         None
     }
 
+    /// When the entry under `key` expires, if it is live at `now`: for a
+    /// memo built with refresh ahead, off the hit path of every other memo.
+    pub(crate) fn expires_at(&self, key: &KeyHash, now: u64) -> Option<u64> {
+        let entry = self.table.get(&Slot::from(*key))?;
+        (entry.expires_at > now).then_some(entry.expires_at)
+    }
+
     pub(crate) fn insert(&self, key: KeyHash, value: T, expires_at: u64) {
         self.table.insert(key.into(), Entry { value, expires_at });
         self.changed();

@@ -26,9 +26,10 @@ pub(crate) enum Counter {
     WaitedForLoad,
     InvalidationReceived,
     GroupInvalidation,
+    Refresh,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 12;
 
 type Block = CachePadded<[AtomicU64; COUNTERS]>;
 
@@ -76,6 +77,7 @@ impl Stats {
             waited_for_load: self.sum(Counter::WaitedForLoad),
             invalidations_received: self.sum(Counter::InvalidationReceived),
             group_invalidations: self.sum(Counter::GroupInvalidation),
+            refreshes: self.sum(Counter::Refresh),
         }
     }
 }
@@ -120,6 +122,12 @@ pub struct MemoStats {
     /// [`Memo::forget_group`](crate::Memo::forget_group) calls made here
     /// (also counted in `invalidations`).
     pub group_invalidations: u64,
+    /// Background reloads ahead of expiry
+    /// ([`MemoBuilder::refresh_ahead`](crate::MemoBuilder::refresh_ahead))
+    /// that ended in this process, whether they stored a value or gave way
+    /// (to another process holding the key's refresh lease, or to an
+    /// invalidation that came first). Their loads count in `loads`.
+    pub refreshes: u64,
 }
 
 impl MemoStats {

@@ -52,19 +52,21 @@ impl Cache {
         }
     }
 
-    /// Encodes `value` and stores it under `full_key` in the shared store
-    /// for `lifetime`. Without a shared store, does nothing. Faults are
-    /// returned as they are: the caller decides (fail-open or strict).
+    /// Encodes `value` (stamped `stamp`, see [`codec`]; 0 for none) and
+    /// stores it under `full_key` in the shared store for `lifetime`.
+    /// Without a shared store, does nothing. Faults are returned as they
+    /// are: the caller decides (fail-open or strict).
     pub(crate) async fn store_value<V: CacheValue>(
         &self,
         full_key: &str,
         value: &V,
         lifetime: Option<Duration>,
+        stamp: u64,
     ) -> Result<()> {
         let Some(store) = self.remote() else {
             return Ok(());
         };
-        let bytes = self.encode_value(value)?;
+        let bytes = self.encode_stamped(value, stamp)?;
         store.set(full_key, &bytes, lifetime).await
     }
 
@@ -167,6 +169,22 @@ impl Cache {
         codec::encode(value, self.inner.config.max_value_size)
     }
 
+    /// [`Cache::encode_value`] stamped with a memo's source hash (see
+    /// [`codec`]).
+    pub(crate) fn encode_stamped<V: CacheValue>(&self, value: &V, stamp: u64) -> Result<Vec<u8>> {
+        codec::encode_stamped(value, self.inner.config.max_value_size, stamp)
+    }
+
+    /// [`Cache::decode_value`] of a value stamped with a memo's source
+    /// hash: bytes of another stamp are a miss.
+    pub(crate) fn decode_stamped<V: CacheValue>(
+        &self,
+        bytes: &[u8],
+        stamp: u64,
+    ) -> Result<Option<V>> {
+        codec::decode_stamped::<V>(bytes, self.inner.config.max_value_size, stamp)
+    }
+
     /// Decodes bytes read from the shared store; `Ok(None)` for bytes that
     /// are not a `V` (another type under the key: a miss).
     pub(crate) fn decode_value<V: CacheValue>(&self, bytes: &[u8]) -> Result<Option<V>> {
@@ -229,7 +247,7 @@ impl Cache {
             }
             Backend::Null => Ok(()),
             Backend::Remote(_) => self
-                .store_value(&self.full_key(key), &value, self.lifetime(timeout))
+                .store_value(&self.full_key(key), &value, self.lifetime(timeout), 0)
                 .await
                 .or_else(|error| self.fault("set", error, ())),
         }

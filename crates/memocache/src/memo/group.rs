@@ -35,7 +35,7 @@
 
 use serde::Serialize;
 
-use super::{Memo, MemoBuilder, MemoShared};
+use super::{Memo, MemoBuilder, MemoShared, Part};
 use crate::error::Result;
 use crate::intent::Intent;
 use crate::key::{KeyHash, group_name};
@@ -269,11 +269,8 @@ where
         self.group_of.map(|of| of(key))
     }
 
-    /// [`Memo::forget_group`] with the group given as any value that
-    /// serializes like it. Used by `#[memoize]`; not part of the stable
-    /// API.
-    #[doc(hidden)]
-    pub async fn __forget_group_by<G: Serialize + ?Sized>(&self, group: &G) -> Reach {
+    /// [`Memo::forget_group`] of the group `group` serializes as.
+    async fn forget_group_as<G: Serialize + ?Sized>(&self, group: &G) -> Reach {
         if self.shared.groups.is_none() {
             tracing::warn!(memo = %self.shared.name, "forget_group on a memo built without groups: forgetting all");
             return self.forget_all().await;
@@ -348,7 +345,18 @@ where
     /// # Ok::<(), memocache::Error>(()) }).unwrap();
     /// ```
     pub async fn forget_group(&self, group: &K::Group) -> Reach {
-        self.__forget_group_by(group).await
+        self.forget_group_as(group).await
+    }
+
+    /// [`Memo::forget_group`] with the group as `#[memoize(group)]` gives
+    /// it: borrowed, checked against `K`'s first part (see [`Part`]). Used
+    /// by `#[memoize]`; not part of the stable API.
+    #[doc(hidden)]
+    pub async fn __forget_group_by<T: Serialize + ?Sized>(
+        &self,
+        group: Part<'_, K::Group, T>,
+    ) -> Reach {
+        self.forget_group_as(&group).await
     }
 
     /// What [`Memo::forget_group`] of `group` does, as a value to record

@@ -16,11 +16,11 @@ use event_listener::EventListener;
 use serde::Serialize;
 
 use super::Memo;
+use super::hooks::Instead;
 use crate::bus::Invalidation;
 use crate::codec;
 use crate::flight::{Flight, Join, LeaderGuard, Outcome, SharedError};
 use crate::key::{KeyHash, memo_key};
-use crate::none::is_none;
 use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::stats::Counter;
@@ -37,8 +37,17 @@ pub(super) enum Probe<V> {
         group: Option<KeyHash>,
         l1_version: Option<u64>,
     },
-    /// The key could not be serialized: load without caching.
+    /// An in-process hit within the refresh window of a memo built with
+    /// refresh ahead: served, and a reload may start (see `refresh`).
+    HitNearExpiry(Arc<V>),
+    /// The key could not be serialized (or `unless` said so): load
+    /// without caching.
     Uncacheable,
+    /// `forced_update` said so: load and store over the cached value.
+    Forced {
+        hash: KeyHash,
+        group: Option<KeyHash>,
+    },
 }
 
 /// Where a miss looks and stores.
@@ -87,8 +96,12 @@ where
     /// Looks `key` up in the in-process tier, if it has one it may trust.
     /// `group` gives the key's group (see `group`), asked for only on a
     /// grouped memo, where it is required.
+    /// With `CALLS`, a memo built with per-call options (`unless`,
+    /// `forced_update`, refresh ahead) applies them to a hit here, off the
+    /// hit path of the memos built without (see `hooks`); misses apply
+    /// them in [`Memo::finish`].
     #[inline]
-    pub(super) fn probe<Q, G>(&self, key: &Q, group: G) -> Probe<V>
+    pub(super) fn probe<Q, G, const CALLS: bool>(&self, key: &Q, group: G) -> Probe<V>
     where
         Q: Serialize + ?Sized,
         G: FnOnce() -> Option<crate::Result<KeyHash>>,
@@ -142,6 +155,9 @@ where
         };
         match table.get(&hash.versioned(version), now) {
             Some(value) => {
+                if let (true, Some(calls)) = (CALLS, &self.calls) {
+                    return self.hit_with_calls(calls, value, hash, group, version);
+                }
                 self.shared.stats.bump(Counter::HitLocal);
                 Probe::Hit(value)
             }
@@ -174,9 +190,19 @@ where
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
+        // A miss of a memo built with `unless` or `forced_update` asks them
+        // here (a hit asked them in the probe).
+        if let Probe::Miss { hash, group, .. } = probe {
+            match self.calls.as_ref().and_then(|calls| calls.bypass.decide()) {
+                Some(Instead::Unless) => return load().await.map(Arc::new).map_err(Arc::new),
+                Some(Instead::Forced) => return self.load_forced(hash, group, load).await,
+                None => {}
+            }
+        }
         match probe {
-            Probe::Hit(value) => Ok(value),
+            Probe::Hit(value) | Probe::HitNearExpiry(value) => Ok(value),
             Probe::Uncacheable => load().await.map(Arc::new).map_err(Arc::new),
+            Probe::Forced { hash, group } => self.load_forced(hash, group, load).await,
             Probe::Miss {
                 hash,
                 group: None,
@@ -195,6 +221,26 @@ where
                 None => self.load_uncached(hash, group, load).await,
             },
         }
+    }
+
+    /// A forced update: loads, stores over the cached value (as
+    /// [`Memo::set`] does) if the value is kept, and returns it.
+    async fn load_forced<F, Fut, E>(
+        &self,
+        hash: KeyHash,
+        group: Option<KeyHash>,
+        load: F,
+    ) -> Result<Arc<V>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let value = Arc::new(load().await.map_err(Arc::new)?);
+        if self.keeps(&value) {
+            self.prime_hashed(hash, group, &value).await;
+        }
+        Ok(value)
     }
 
     /// Whether a trusted L1 is there to fill (then a first miss learns the
@@ -377,7 +423,7 @@ where
             Ok(value) => {
                 self.shared.stats.bump(Counter::Load);
                 let value = Arc::new(value);
-                let keep = self.cache_none || !is_none(&*value);
+                let keep = self.keeps(&value);
                 let current = self.complete(route, completion, &value, keep, self.lifetime());
                 if let (true, Some(remote_key), Some(token)) = (current, &route.remote_key, &lease)
                 {
@@ -445,9 +491,9 @@ where
 
     /// Any tier's value for `key`, without loading or filling the L1.
     pub(super) async fn lookup_only(&self, key: &K) -> Option<Arc<V>> {
-        match self.probe(key, || self.group_of(key)) {
-            Probe::Hit(value) => Some(value),
-            Probe::Uncacheable => None,
+        match self.probe::<_, _, false>(key, || self.group_of(key)) {
+            Probe::Hit(value) | Probe::HitNearExpiry(value) => Some(value),
+            Probe::Uncacheable | Probe::Forced { .. } => None,
             Probe::Miss {
                 hash,
                 group,
@@ -469,6 +515,11 @@ where
             Some(Err(_)) => return,
             None => None,
         };
+        self.prime_hashed(hash, group, value).await;
+    }
+
+    /// [`Memo::prime`] of the key hashed `hash`, in group `group`.
+    pub(super) async fn prime_hashed(&self, hash: KeyHash, group: Option<KeyHash>, value: &Arc<V>) {
         if !self.cache.has_remote() {
             let key = hash.versioned(self.local_version(group));
             let expires_at = self.cache.clock().deadline(self.lifetime());
@@ -635,7 +686,7 @@ where
             return;
         }
         let encoded = if keep {
-            self.cache.encode_value(&**value).map(Some)
+            self.cache.encode_stamped(&**value, self.source).map(Some)
         } else {
             Ok(None)
         };
@@ -678,7 +729,7 @@ where
     /// Decodes stored bytes; a value that fails to decode is a miss and a
     /// counted fault.
     fn decode(&self, bytes: &[u8]) -> Option<Arc<V>> {
-        match self.cache.decode_value::<V>(bytes) {
+        match self.cache.decode_stamped::<V>(bytes, self.source) {
             Ok(value) => value.map(Arc::new),
             Err(error) => {
                 self.store_fault("decode", error);
@@ -691,7 +742,7 @@ where
         // Memos always fail open: a fault is counted, never returned.
         if let Err(error) = self
             .cache
-            .store_value(remote_key, &**value, self.lifetime())
+            .store_value(remote_key, &**value, self.lifetime(), self.source)
             .await
         {
             self.store_fault("set", error);

@@ -19,12 +19,18 @@ use crate::stats::MemoStats;
 use crate::value::CacheValue;
 
 mod group;
+mod hooks;
 mod load;
+mod parts;
+mod refresh;
 mod shared;
 
 use futures_util::future::Either;
 pub use group::GroupedKey;
+use hooks::{Bypass, Calls, ValueFilter};
 use load::Probe;
+pub use parts::{KeyParts, Part};
+use refresh::RefreshSpec;
 pub(crate) use shared::MemoShared;
 
 /// A memoized function: Flask-Caching's `@cache.memoize`, typed.
@@ -111,6 +117,12 @@ pub struct Memo<K: ?Sized, V: Send + Sync> {
     cache_none: bool,
     /// The group of a key, for a grouped memo.
     group_of: Option<GroupOf<K>>,
+    /// The source hash stamped on values in a shared store (0: none).
+    source: u64,
+    /// `unless`, `forced_update` and refresh ahead, if any was given.
+    calls: Option<Arc<Calls<K, V>>>,
+    /// Which loaded values are kept.
+    filter: Option<ValueFilter<V>>,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -136,6 +148,10 @@ pub struct MemoBuilder<K: ?Sized, V> {
     timeout: Timeout,
     cache_none: bool,
     group_of: Option<GroupOf<K>>,
+    source: u64,
+    bypass: Option<Bypass>,
+    refresh: Option<RefreshSpec<K, V>>,
+    filter: Option<ValueFilter<V>>,
     _types: PhantomData<KeyAndValue<K, V>>,
 }
 
@@ -147,6 +163,9 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
             built_lifetime: self.built_lifetime,
             cache_none: self.cache_none,
             group_of: self.group_of,
+            source: self.source,
+            calls: self.calls.clone(),
+            filter: self.filter.clone(),
             _key: PhantomData,
         }
     }
@@ -174,6 +193,10 @@ where
             timeout: Timeout::Default,
             cache_none: false,
             group_of: None,
+            source: 0,
+            bypass: None,
+            refresh: None,
+            filter: None,
             _types: PhantomData,
         }
     }
@@ -235,6 +258,34 @@ where
         self
     }
 
+    /// Stamps the values this memo keeps in a shared store with `hash`, a
+    /// hash of the code that computes them: a value stored by a build with
+    /// another hash (or none) is a miss, and is replaced by a fresh load.
+    /// Flask-Caching's `source_check=True`. `#[memoize]` gives each memo a
+    /// hash of its function's tokens by default (see its "Source check").
+    /// `0` means no stamp, the default.
+    ///
+    /// Only the values change: names, versions and key hashes do not, so a
+    /// `forget` or `forget_all` made by either build reaches the other's
+    /// entries too, in every process. The in-process tier needs no stamp
+    /// (one process runs one build), so a hit costs the same. While two
+    /// builds with different hashes share a store (a rolling deploy), each
+    /// reads the other's value of a key as a miss and replaces it: more
+    /// loads for that time, never the other build's value.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").source_hash(0x5eed).build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn source_hash(mut self, hash: u64) -> Self {
+        self.source = hash;
+        self
+    }
+
     /// Binds the memo to `cache`.
     ///
     /// # Errors
@@ -282,6 +333,15 @@ where
             built_lifetime: self.timeout.resolve(cache.config().default_timeout),
             cache_none: self.cache_none,
             group_of: self.group_of,
+            source: self.source,
+            calls: match (self.bypass, self.refresh) {
+                (None, None) => None,
+                (bypass, refresh) => Some(Arc::new(Calls {
+                    bypass: bypass.unwrap_or_default(),
+                    refresh: refresh.map(RefreshSpec::into_refresh),
+                })),
+            },
+            filter: self.filter,
             _key: PhantomData,
         })
     }
@@ -454,13 +514,17 @@ where
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = V> + 'a,
     {
-        match self.probe(key, || self.group_of(key)) {
+        match self.probe::<_, _, true>(key, || self.group_of(key)) {
             // A hit is a ready future: no state machine to build or poll.
             // The miss path is boxed so the future stays two words wide:
             // callers move it (into `.await` state, `now_or_never`), and a
             // future holding the whole load state costs a large memcpy on
             // every hit.
             Probe::Hit(value) => Either::Left(std::future::ready(value)),
+            Probe::HitNearExpiry(value) => {
+                self.refresh_ahead_of(key);
+                Either::Left(std::future::ready(value))
+            }
             probe => Either::Right(Box::pin(async move {
                 let load = || async { Ok::<V, std::convert::Infallible>(load().await) };
                 match self.finish(probe, load).await {
@@ -499,52 +563,36 @@ where
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, || self.group_of(key)) {
+        match self.probe::<_, _, true>(key, || self.group_of(key)) {
             Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+            Probe::HitNearExpiry(value) => {
+                self.refresh_ahead_of(key);
+                Either::Left(std::future::ready(Ok(value)))
+            }
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
     }
 
-    /// [`Memo::get_or_try_load`] with a key given as any value that
-    /// serializes like `K` (a tuple of references for a tuple of values).
-    /// Used by `#[memoize]`; not part of the stable API.
+    /// [`Memo::get_or_try_load`] with the key as `#[memoize]` gives it:
+    /// its parameters borrowed, checked against `K` (see [`Part`]). Used
+    /// by `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
     pub fn __get_or_try_load_by<'a, Q, F, Fut, E>(
         &'a self,
-        key: &Q,
+        key: Q,
         load: F,
     ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
     where
-        Q: Serialize + ?Sized,
+        Q: KeyParts<K>,
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = Result<V, E>> + 'a,
         E: Send + Sync + 'static,
     {
-        match self.probe(key, || None) {
-            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
-            probe => Either::Right(Box::pin(self.finish(probe, load))),
-        }
-    }
-
-    /// [`Memo::__get_or_try_load_by`] on a grouped memo, with the key's
-    /// group given as any value that serializes like it. Used by
-    /// `#[memoize(group)]`; not part of the stable API.
-    #[doc(hidden)]
-    pub fn __get_or_try_load_in_group_by<'a, G, Q, F, Fut, E>(
-        &'a self,
-        group: &G,
-        key: &Q,
-        load: F,
-    ) -> impl Future<Output = Result<Arc<V>, Arc<E>>> + 'a
-    where
-        G: Serialize + ?Sized,
-        Q: Serialize + ?Sized,
-        F: FnOnce() -> Fut + 'a,
-        Fut: Future<Output = Result<V, E>> + 'a,
-        E: Send + Sync + 'static,
-    {
-        match self.probe(key, || Some(KeyHash::of(group))) {
-            Probe::Hit(value) => Either::Left(std::future::ready(Ok(value))),
+        // No refresh ahead here: a reload needs the key as a `K`.
+        match self.probe::<_, _, true>(&key, || key.group()) {
+            Probe::Hit(value) | Probe::HitNearExpiry(value) => {
+                Either::Left(std::future::ready(Ok(value)))
+            }
             probe => Either::Right(Box::pin(self.finish(probe, load))),
         }
     }
@@ -607,24 +655,12 @@ where
             .await
     }
 
-    /// [`Memo::forget`] with a key given as any value that serializes like
-    /// `K`. Used by `#[memoize]`; not part of the stable API.
+    /// [`Memo::forget`] with the key as `#[memoize]` gives it: its
+    /// parameters borrowed, checked against `K` (see [`Part`]). Used by
+    /// `#[memoize]`; not part of the stable API.
     #[doc(hidden)]
-    pub async fn __forget_by<Q: Serialize + ?Sized>(&self, key: &Q) -> Reach {
-        self.forget_hashed(KeyHash::of(key), None).await
-    }
-
-    /// [`Memo::__forget_by`] on a grouped memo, with the key's group given
-    /// as any value that serializes like it. Used by `#[memoize(group)]`;
-    /// not part of the stable API.
-    #[doc(hidden)]
-    pub async fn __forget_in_group_by<G, Q>(&self, group: &G, key: &Q) -> Reach
-    where
-        G: Serialize + ?Sized,
-        Q: Serialize + ?Sized,
-    {
-        self.forget_hashed(KeyHash::of(key), Some(KeyHash::of(group)))
-            .await
+    pub async fn __forget_by<Q: KeyParts<K>>(&self, key: Q) -> Reach {
+        self.forget_hashed(KeyHash::of(&key), key.group()).await
     }
 
     async fn forget_hashed(&self, hash: Result<KeyHash>, group: Option<Result<KeyHash>>) -> Reach {

@@ -3,11 +3,13 @@
 mod cluster_partition;
 mod conformance;
 mod fleet;
+mod fragments;
 mod groups;
 mod low_level;
 mod outbox;
 mod parity;
 mod partition;
+mod refresh;
 mod remote_faults;
 #[cfg(feature = "axum")]
 mod response;

@@ -18,6 +18,10 @@ use memocache::{Cache, CacheConfig, Clock};
 mod cache;
 #[cfg(feature = "macros")]
 mod memoize;
+#[cfg(feature = "macros")]
+mod options;
+#[cfg(all(feature = "macros", feature = "redis"))]
+mod source;
 #[cfg(feature = "axum")]
 mod view;
 
