@@ -5,13 +5,18 @@
 //! SQLite, a local image directory and the in-process cache. See
 //! `board serve --help` for every setting.
 //!
-//! Layout: [`config`] (flags and `BOARD_*` variables), [`startup`] (build,
-//! bind), [`server`] (the accept loop and its connection bounds), [`net`]
-//! (client addresses behind trusted proxies), [`http`] (routes), [`auth`]
-//! (sessions, CSRF, passwords), [`store`] and [`media`] (the tables and
-//! images behind traits), [`data`] (every memo, and every write with the
-//! forgets it causes), [`state`] (what handlers share), [`views`]
-//! (templates).
+//! Layout, from the top: [`startup`] (build, bind), [`http`] (routes, the
+//! extractors and the pool-bound password hashing), [`state`] (what
+//! handlers share), [`data`] (every memo, and every write with the forgets
+//! it causes and the budgets it takes), [`store`] and [`media`] (the tables
+//! and images behind traits), [`views`] (templates), [`server`] (the accept
+//! loop, its connection bounds and shedding), [`config`] (flags and
+//! `BOARD_*` variables). Building blocks that import none of the layers
+//! above: [`auth`] (session tokens, CSRF, argon2, login limits), [`oidc`]
+//! (the OpenID Connect flow, reading provider documents through
+//! [`oidc::Documents`]), [`budget`] ("N per window" counted in the cache),
+//! [`net`] (client addresses behind trusted proxies), [`domain`] (parsed
+//! values).
 
 pub mod auth;
 pub mod budget;

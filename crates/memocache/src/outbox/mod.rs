@@ -97,7 +97,8 @@ pub struct Pending {
 ///
 /// ```
 /// use std::sync::Arc;
-/// /// use memocache::outbox::{Intent, Outbox, Pending};
+/// use parking_lot::Mutex;
+/// use memocache::outbox::{Intent, Outbox, Pending};
 ///
 /// /// An outbox in memory: for tests (it dies with the process).
 /// #[derive(Default)]
@@ -173,7 +174,8 @@ pub enum DurableError<E> {
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # /// # use memocache::outbox::{Intent, Outbox, Pending};
+/// # use parking_lot::Mutex;
+/// # use memocache::outbox::{Intent, Outbox, Pending};
 /// # #[derive(Default)] struct InMemory(Mutex<Vec<Pending>>);
 /// # #[async_trait::async_trait] impl Outbox for InMemory {
 /// #     async fn record(&self, intents: &[Intent], recorded_ms: u64) -> memocache::Result<String> {
