@@ -437,8 +437,9 @@ async fn rolling_restart_under_load(cluster: &Cluster) {
             }
         }));
     }
-    // One poster, two and a half posts a second, 48 at most (one page of
-    // /my holds them all).
+    // One poster, a post every 600 ms, 30 at most: one account's burst
+    // budget (`--post-budget-per-account`, 30 per 10 minutes by default),
+    // and one page of /my holds them all.
     {
         let (http, lb, running, load) = (
             http.clone(),
@@ -449,7 +450,7 @@ async fn rolling_restart_under_load(cluster: &Cluster) {
         let (session, csrf) = (session.clone(), csrf.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
-            while running.load(Ordering::Relaxed) && n < 48 {
+            while running.load(Ordering::Relaxed) && n < 30 {
                 let text = format!("rolling post {n} end");
                 let started = Instant::now();
                 let result = http
@@ -474,7 +475,7 @@ async fn rolling_restart_under_load(cluster: &Cluster) {
                     }
                 }
                 n += 1;
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                tokio::time::sleep(Duration::from_millis(600)).await;
             }
         }));
     }
