@@ -79,7 +79,7 @@ impl Allowance {
     /// assert_eq!(a, Allowance::new(100 << 20, Duration::from_secs(86_400)));
     /// ```
     pub fn parse_bytes(input: &str) -> Result<Self, String> {
-        Self::parse_with(input, crate::config::parse_size)
+        Self::parse_with(input, crate::units::parse_size)
     }
 
     fn parse_with(
@@ -91,7 +91,7 @@ impl Allowance {
             .ok_or_else(|| format!("`{input}` is not AMOUNT/WINDOW, such as 30/10m"))?;
         let allowance = Self {
             amount: amount(left)?,
-            window: crate::config::parse_duration(right)?,
+            window: crate::units::parse_duration(right)?,
         };
         if allowance.amount == 0 || allowance.window.is_zero() {
             return Err(format!(

@@ -36,6 +36,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod units;
 pub mod views;
 pub mod workers;
 

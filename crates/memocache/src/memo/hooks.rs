@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::load::Probe;
+use super::load::{Instead, Probe};
 use super::refresh::Refresh;
 use super::{Memo, MemoBuilder};
 use crate::key::KeyHash;
@@ -40,15 +40,6 @@ pub(super) struct Calls<K: ?Sized, V> {
 pub(super) struct Bypass {
     unless: Option<CallPredicate>,
     forced_update: Option<CallPredicate>,
-}
-
-/// What a call does instead of the ordinary lookup.
-#[derive(Clone, Copy)]
-pub(crate) enum Instead {
-    /// Load without reading or storing (`unless` said so).
-    Unless,
-    /// Load and store over the cached value (`forced_update` said so).
-    Forced,
 }
 
 impl Bypass {

@@ -16,7 +16,6 @@ use event_listener::EventListener;
 use serde::Serialize;
 
 use super::Memo;
-use super::hooks::Instead;
 use crate::bus::Invalidation;
 use crate::codec;
 use crate::flight::{Flight, Join, LeaderGuard, Outcome, SharedError};
@@ -25,6 +24,15 @@ use crate::reach::Reach;
 use crate::registry::MemoControl;
 use crate::stats::Counter;
 use crate::value::CacheValue;
+
+/// What a call does instead of the ordinary lookup.
+#[derive(Clone, Copy)]
+pub(crate) enum Instead {
+    /// Load without reading or storing (`unless` said so).
+    Unless,
+    /// Load and store over the cached value (`forced_update` said so).
+    Forced,
+}
 
 /// The outcome of the in-process lookup.
 pub(super) enum Probe<V> {
