@@ -28,8 +28,13 @@ pub(crate) trait MemoControl: Send + Sync {
     fn stats(&self) -> MemoStats;
     /// This process forgets `hash` at `version` (its own invalidation).
     fn forget_local(&self, version: u64, hash: KeyHash);
-    /// Takes the version read from the shared store, which holds the truth.
-    fn adopt_version(&self, version: u64);
+    /// A mark taken before reading the memo's version from the shared
+    /// store (for `adopt_version`).
+    fn version_news_mark(&self) -> u64;
+    /// Takes the version read from the shared store, which holds the truth,
+    /// by a read that began at `mark`; returns the version to file this
+    /// request's entry under (the newer of the read and the mirror).
+    fn adopt_version(&self, version: u64, mark: u64) -> u64;
     /// Bumps the version in this process alone; returns the new one.
     fn bump_local(&self) -> u64;
     /// Counts one event of the memo.

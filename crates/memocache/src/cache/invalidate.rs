@@ -144,16 +144,18 @@ impl Cache {
         let prefix = &self.config().key_prefix;
         let read = match group {
             Some(group) => self.read_versions(name, control, group).await,
-            None => self
-                .remote_get(&version_key(prefix, name))
-                .await
-                .map(|bytes| {
-                    let version = crate::store::parse_version(bytes.as_deref());
-                    if let Some(control) = control {
-                        control.adopt_version(version);
-                    }
-                    version
-                }),
+            None => {
+                let mark = control.map(MemoControl::version_news_mark);
+                self.remote_get(&version_key(prefix, name))
+                    .await
+                    .map(|bytes| {
+                        let version = crate::store::parse_version(bytes.as_deref());
+                        match (control, mark) {
+                            (Some(control), Some(mark)) => control.adopt_version(version, mark),
+                            _ => version,
+                        }
+                    })
+            }
         };
         let version = match read {
             Ok(version) => version,
@@ -194,6 +196,7 @@ impl Cache {
         }
         let memo = name.to_string();
         let key = version_key(&self.config().key_prefix, name);
+        let mark = control.map(MemoControl::version_news_mark);
         let Some(bumped) = self.remote_incr(&key, 1).await else {
             match control {
                 Some(control) => {
@@ -206,9 +209,11 @@ impl Cache {
         match bumped {
             Ok(version) => {
                 let version = u64::try_from(version).unwrap_or_default();
-                match control {
-                    Some(control) => control.adopt_version(version),
-                    None => self.inner.stamps.bump_scope(scope_hash(name)),
+                match (control, mark) {
+                    (Some(control), Some(mark)) => {
+                        control.adopt_version(version, mark);
+                    }
+                    _ => self.inner.stamps.bump_scope(scope_hash(name)),
                 }
                 self.publish(&Invalidation::Memo { memo, version }).await
             }
@@ -260,14 +265,15 @@ impl Cache {
             version_key(prefix, &group_name(name, group)),
         ];
         let mark = control.map(MemoControl::group_news_mark);
+        let version_mark = control.map(MemoControl::version_news_mark);
         let read = store.get_many(&keys).await?;
         let mut versions = read
             .iter()
             .map(|bytes| crate::store::parse_version(bytes.as_deref()));
-        let version = versions.next().unwrap_or_default();
+        let mut version = versions.next().unwrap_or_default();
         let group_version = versions.next().unwrap_or_default();
-        if let Some(control) = control {
-            control.adopt_version(version);
+        if let (Some(control), Some(version_mark)) = (control, version_mark) {
+            version = control.adopt_version(version, version_mark);
             control.adopt_group(group, group_version, mark);
         }
         Ok(version.wrapping_add(group_version))

@@ -268,6 +268,7 @@ where
     {
         let value_prefix = format!("{}{}:", self.prefix(), self.shared.name);
         let value_suffix = format!(":{hash}");
+        let mark = self.shared.version_news_mark();
         let read = self
             .cache
             .remote_get_versioned(
@@ -281,9 +282,11 @@ where
             return load().await.map(Arc::new).map_err(Arc::new);
         };
         let version = match read {
-            Ok((version, bytes)) => {
-                self.shared.adopt_version(version);
-                if let Some(value) = bytes.and_then(|b| self.decode(&b)) {
+            Ok((stored, bytes)) => {
+                let version = self.shared.adopt_version(stored, mark);
+                if version == stored
+                    && let Some(value) = bytes.and_then(|b| self.decode(&b))
+                {
                     self.shared.stats.bump(Counter::HitRemote);
                     return Ok(value);
                 }
@@ -620,6 +623,7 @@ where
                 }
             };
         }
+        let mark = self.shared.version_news_mark();
         let version = match self.cache.remote_get(&self.version_key()).await {
             Ok(bytes) => crate::store::parse_version(bytes.as_deref()),
             Err(error) => {
@@ -627,8 +631,7 @@ where
                 return None;
             }
         };
-        self.shared.adopt_version(version);
-        Some(version)
+        Some(self.shared.adopt_version(version, mark))
     }
 
     /// Finds the value in the shared store, or the right to load it for

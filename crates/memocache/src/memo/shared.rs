@@ -26,6 +26,11 @@ pub(crate) struct MemoShared<V: Send + Sync> {
     /// Whether `version` mirrors the shared store's (always true without
     /// one); until then the L1 is not consulted.
     pub(super) version_known: AtomicBool,
+    /// Counts every raise of `version` (news from the bus, a forget's own
+    /// `INCR`, a local bump). A read of the store's version takes a mark of
+    /// it first: a lower version read while news arrived is an old read,
+    /// not a store that lost its data (see [`MemoShared::adopt_version`]).
+    version_news: AtomicU64,
     /// Whether a shared store holds the values (and the version).
     pub(super) shared_store: bool,
     pub(super) stats: Stats,
@@ -93,6 +98,7 @@ impl<V: CacheValue> MemoShared<V> {
             scope: crate::deps::scope_hash(name),
             name: Arc::from(name),
             version: AtomicU64::new(0),
+            version_news: AtomicU64::new(0),
             version_known: AtomicBool::new(!shared_store),
             shared_store,
             stats: Stats::default(),
@@ -119,8 +125,17 @@ impl<V: CacheValue> MemoShared<V> {
         self.stamps.bump_scope(self.scope);
     }
 
+    /// A mark to take before reading the memo's version from the shared
+    /// store, for [`MemoShared::adopt_version`].
+    pub(super) fn version_news_mark(&self) -> u64 {
+        self.version_news.load(Ordering::Acquire)
+    }
+
     /// Raises the mirrored version to at least `version`.
     fn observe_version(&self, version: u64) {
+        // The news is counted before the version moves: whoever sees the
+        // new version then sees the count moved too.
+        self.version_news.fetch_add(1, Ordering::AcqRel);
         let before = self.version.fetch_max(version, Ordering::AcqRel);
         self.version_known.store(true, Ordering::Release);
         if version > before {
@@ -128,31 +143,60 @@ impl<V: CacheValue> MemoShared<V> {
         }
     }
 
-    /// Takes the version read from the shared store, which holds the truth.
+    /// Takes the version read from the shared store, which holds the truth,
+    /// by a read that began at `mark` ([`MemoShared::version_news_mark`]).
     /// Versions only grow, so one lower than ours means the store lost its
     /// data (a restart without persistence) or never saw a bump we made
     /// while it was unreachable: our L1 entries and our version no longer
-    /// match anyone else's, so drop both and follow the store.
-    fn adopt_version(&self, stored: u64) {
-        if stored >= self.version.load(Ordering::Acquire) {
+    /// match anyone else's, so drop both and follow the store. Unless news
+    /// raised our version while the read was under way: then the read is
+    /// merely older than the news (a bus message overtook the reply), and
+    /// following it would file entries under a version already forgotten:
+    /// keep ours, and read the store's again before trusting the L1.
+    ///
+    /// Returns the version to file this request's entry under: the newer
+    /// of the read and ours after it.
+    pub(super) fn adopt_version(&self, stored: u64, mark: u64) -> u64 {
+        let ours = self.version.load(Ordering::Acquire);
+        if stored >= ours {
             self.observe_version(stored);
-            return;
+            return self.version.load(Ordering::Acquire).max(stored);
+        }
+        if self.version_news.load(Ordering::Acquire) != mark {
+            tracing::debug!(
+                memo = %self.name,
+                stored,
+                ours,
+                "a version read overtaken by news; keeping the newer version until read again"
+            );
+            // Which of the two the store holds now is unknown (it may also
+            // have lost its data meanwhile): read it again before the L1
+            // is trusted.
+            self.version_known.store(false, Ordering::Release);
+            return self.version.load(Ordering::Acquire);
         }
         tracing::warn!(
             memo = %self.name,
             stored,
-            ours = self.version.load(Ordering::Acquire),
+            ours,
             "shared store's memo version went back; clearing the L1 and following it"
         );
+        let follow = || {
+            // Only from the version the check saw: news that lands now wins.
+            let _ =
+                self.version
+                    .compare_exchange(ours, stored, Ordering::AcqRel, Ordering::Acquire);
+        };
         match &self.table {
             Some(table) => self.flights.invalidate_all(|| {
                 table.clear();
-                self.version.store(stored, Ordering::Release);
+                follow();
             }),
-            None => self.version.store(stored, Ordering::Release),
+            None => follow(),
         }
         self.version_known.store(true, Ordering::Release);
         self.bump_scope();
+        self.version.load(Ordering::Acquire).max(stored)
     }
 }
 
@@ -200,11 +244,16 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
         self.evict(version, hash);
     }
 
-    fn adopt_version(&self, version: u64) {
-        MemoShared::adopt_version(self, version);
+    fn version_news_mark(&self) -> u64 {
+        MemoShared::version_news_mark(self)
+    }
+
+    fn adopt_version(&self, version: u64, mark: u64) -> u64 {
+        MemoShared::adopt_version(self, version, mark)
     }
 
     fn bump_local(&self) -> u64 {
+        self.version_news.fetch_add(1, Ordering::AcqRel);
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.bump_scope();
         version
@@ -235,3 +284,6 @@ impl<V: CacheValue> MemoControl for MemoShared<V> {
         MemoShared::bump_group_local(self, group)
     }
 }
+
+#[cfg(test)]
+mod tests;
