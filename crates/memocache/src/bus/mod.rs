@@ -209,7 +209,7 @@ pub trait Bus: Debug + Send + Sync + 'static {
 mod url_tests {
     use std::time::Duration;
 
-    use crate::{CacheConfig, StoreConfig};
+    use crate::config::{CacheConfig, StoreConfig};
 
     /// `heartbeat_ms` and the breaker options of a cache URL reach the bus
     /// built from it.

@@ -246,7 +246,7 @@ impl Cache {
         name: &str,
         control: &dyn MemoControl,
         group: KeyHash,
-    ) -> crate::Result<u64> {
+    ) -> crate::error::Result<u64> {
         self.read_versions(name, Some(control), group).await
     }
 
@@ -255,7 +255,7 @@ impl Cache {
         name: &str,
         control: Option<&dyn MemoControl>,
         group: KeyHash,
-    ) -> crate::Result<u64> {
+    ) -> crate::error::Result<u64> {
         let Some(store) = self.remote() else {
             return Ok(control.map_or(0, |control| control.version_in(Some(group))));
         };
@@ -341,7 +341,12 @@ impl Cache {
         self.publish(&invalidation).await
     }
 
-    fn memo_fault(&self, control: Option<&dyn MemoControl>, operation: &str, error: crate::Error) {
+    fn memo_fault(
+        &self,
+        control: Option<&dyn MemoControl>,
+        operation: &str,
+        error: crate::error::Error,
+    ) {
         if let Some(control) = control {
             control.count(Counter::StoreError);
         }

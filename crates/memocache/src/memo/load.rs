@@ -112,7 +112,7 @@ where
     pub(super) fn probe<Q, G, const CALLS: bool>(&self, key: &Q, group: G) -> Probe<V>
     where
         Q: Serialize + ?Sized,
-        G: FnOnce() -> Option<crate::Result<KeyHash>>,
+        G: FnOnce() -> Option<crate::error::Result<KeyHash>>,
     {
         let hash = match KeyHash::of(key) {
             Ok(hash) => hash,
@@ -181,7 +181,7 @@ where
     /// gave none or it cannot be hashed: the call is not cached.
     #[cold]
     #[inline(never)]
-    fn resolve_group(&self, group: Option<crate::Result<KeyHash>>) -> Option<KeyHash> {
+    fn resolve_group(&self, group: Option<crate::error::Result<KeyHash>>) -> Option<KeyHash> {
         let error = match group {
             Some(Ok(group)) => return Some(group),
             Some(Err(error)) => error.to_string(),
@@ -587,7 +587,7 @@ where
         format!("{}{}:ver", self.prefix(), self.shared.name)
     }
 
-    fn store_fault(&self, operation: &str, error: crate::Error) {
+    fn store_fault(&self, operation: &str, error: crate::error::Error) {
         self.shared.stats.bump(Counter::StoreError);
         // Memos always fail open; strict mode only shapes the low-level API.
         let _ = self.cache.fault(operation, error, ());

@@ -81,7 +81,7 @@ impl BreakerStore {
             match tokio::time::timeout(deadline, operation).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
-                    crate::ErrorKind::Store,
+                    crate::error::ErrorKind::Store,
                     format!(
                         "the cache store: no answer to a read within {} ms (read deadline)",
                         deadline.as_millis()

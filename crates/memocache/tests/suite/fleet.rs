@@ -101,7 +101,10 @@ async fn one_load_for_the_fleet(a: Cache, b: Cache) {
     let ma = Memo::<u32, String>::builder("hot").build(&a).expect("memo");
     let mb = Memo::<u32, String>::builder("hot").build(&b).expect("memo");
     let (loader, started, release) = gated();
-    let leader = tokio::spawn(async move { ma.get_or_load(&1, loader).await });
+    let leader = tokio::spawn({
+        let ma = ma.clone();
+        async move { ma.get_or_load(&1, loader).await }
+    });
     started.await.expect("A holds the lease and loads");
     let b_loads = Arc::new(AtomicU32::new(0));
     let waiter = tokio::spawn({
@@ -120,7 +123,14 @@ async fn one_load_for_the_fleet(a: Cache, b: Cache) {
         }
     })
     .await
-    .expect("B waits on A's lease");
+    .unwrap_or_else(|_| {
+        panic!(
+            "B waits on A's lease; B loaded {} time(s), B's counters: {:?}, A's: {:?}",
+            b_loads.load(Ordering::SeqCst),
+            mb.stats(),
+            ma.stats()
+        )
+    });
     release.send("loaded once".into()).expect("A waits");
     assert_eq!(*leader.await.expect("A"), "loaded once");
     assert_eq!(*waiter.await.expect("B"), "loaded once");
