@@ -292,7 +292,10 @@ async fn bounded<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(store_error("sentinel discovery failed", error)),
         Err(elapsed) => Err(store_error(
-            format!("sentinel discovery: no answer within {} ms", limit.as_millis()),
+            format!(
+                "sentinel discovery: no answer within {} ms",
+                limit.as_millis()
+            ),
             elapsed,
         )
         .timed_out()),

@@ -92,9 +92,8 @@ impl RedisSentinel {
         let binary = find_binary("redis-server", INSTALL);
         for _ in 0..sentinels {
             let binary = binary.clone();
-            let launch: Launcher = Box::new(move |port, dir| {
-                launch_sentinel(&binary, port, dir, master_port, quorum)
-            });
+            let launch: Launcher =
+                Box::new(move |port, dir| launch_sentinel(&binary, port, dir, master_port, quorum));
             topology.sentinels.push(SentinelServer {
                 server: Server::start("redis-sentinel", crate::ports::free_port, launch),
             });
@@ -247,7 +246,11 @@ impl RedisSentinel {
     fn logs(&self) -> String {
         let mut out = String::new();
         for server in &self.servers {
-            out.push_str(&format!("--- redis {} ---\n{}\n", server.port(), server.log()));
+            out.push_str(&format!(
+                "--- redis {} ---\n{}\n",
+                server.port(),
+                server.log()
+            ));
         }
         for sentinel in &self.sentinels {
             out.push_str(&format!(
@@ -279,8 +282,7 @@ fn launch_sentinel(
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             dir = dir.display()
         );
-        fs::write(&conf, text)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+        fs::write(&conf, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
     }
     let mut command = Command::new(binary);
     command.current_dir(dir).arg(&conf).arg("--sentinel");

@@ -54,9 +54,9 @@ pub(crate) fn connect(
         #[cfg(feature = "redis")]
         StoreConfig::Redis { .. }
         | StoreConfig::RedisCluster { .. }
-        | StoreConfig::RedisSentinel { .. } => Ok(std::sync::Arc::new(
-            redis_bus(config, prefix, breaker, heartbeat)?,
-        )),
+        | StoreConfig::RedisSentinel { .. } => Ok(std::sync::Arc::new(redis_bus(
+            config, prefix, breaker, heartbeat,
+        )?)),
         other => {
             let _ = (prefix, breaker, heartbeat);
             Err(Error::new(

@@ -355,9 +355,9 @@ fn sentinel_address(address: &str) -> std::result::Result<(String, u16), String>
     }
     let port = match port {
         None => SENTINEL_PORT,
-        Some(port) => port.parse::<u16>().map_err(|_| {
-            format!("sentinel address `{address}`: `{port}` is not a port number")
-        })?,
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| format!("sentinel address `{address}`: `{port}` is not a port number"))?,
     };
     Ok((host, port))
 }

@@ -48,7 +48,11 @@ fn query(port: u16, args: &[&str]) -> String {
 /// Waits until the replica has every write so far.
 fn replicated(topology: &RedisSentinel) {
     let master = topology.master_port().expect("a master");
-    assert_eq!(query(master, &["WAIT", "1", "5000"]), ":1", "replica in sync");
+    assert_eq!(
+        query(master, &["WAIT", "1", "5000"]),
+        ":1",
+        "replica in sync"
+    );
 }
 
 /// Cuts replication, writes a marker on the master, then runs `forgets`
@@ -66,7 +70,10 @@ async fn forget_then_lose_the_master<F: Future<Output = ()>>(
     tokio::task::block_in_place(|| topology.kill_master());
     let started = Instant::now();
     let new = tokio::task::block_in_place(|| topology.wait_for_failover(old, FAILOVER));
-    println!("sentinel: failover {old} -> {new} in {:?}", started.elapsed());
+    println!(
+        "sentinel: failover {old} -> {new} in {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         query(new, &["EXISTS", "marker"]),
         ":0",
@@ -119,7 +126,10 @@ async fn the_store_follows_a_failover_and_serves_nothing_forgotten_before_it() {
         if set.is_ok() && matches!(cache.get::<u32>("after").await, Ok(Some(v)) if *v == 2) {
             break;
         }
-        assert!(Instant::now() < deadline, "the cache never found the new master");
+        assert!(
+            Instant::now() < deadline,
+            "the cache never found the new master"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let loads = row.loads();
@@ -170,7 +180,10 @@ async fn tiered_processes_follow_a_failover_and_serve_nothing_forgotten_before_i
         if store_ok && a.l1_in_sync() && b.l1_in_sync() {
             break;
         }
-        assert!(Instant::now() < deadline, "the caches never followed the new master");
+        assert!(
+            Instant::now() < deadline,
+            "the caches never followed the new master"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -180,7 +193,11 @@ async fn tiered_processes_follow_a_failover_and_serve_nothing_forgotten_before_i
     let received = mb.stats().invalidations_received;
     let fresher = row.write();
     assert!(ma.forget(&1).await.is_fleet());
-    assert!(mb.stats().invalidations_received > received, "{:?}", mb.stats());
+    assert!(
+        mb.stats().invalidations_received > received,
+        "{:?}",
+        mb.stats()
+    );
     assert_eq!(*mb.get_or_load(&1, row.load()).await, fresher);
 }
 

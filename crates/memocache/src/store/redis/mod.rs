@@ -630,7 +630,9 @@ impl RemoteStore for RedisStore {
     }
 
     async fn has(&self, key: &str) -> Result<bool, Error> {
-        let found: u64 = self.query("EXISTS", |n| n.command("EXISTS", &[key])).await?;
+        let found: u64 = self
+            .query("EXISTS", |n| n.command("EXISTS", &[key]))
+            .await?;
         Ok(found > 0)
     }
 
@@ -717,7 +719,11 @@ impl RemoteStore for RedisStore {
     }
 
     async fn clear(&self, prefix: &str) -> Result<(), Error> {
-        if let Target::Sentinel { sentinels, prefix: own } = &self.target {
+        if let Target::Sentinel {
+            sentinels,
+            prefix: own,
+        } = &self.target
+        {
             return self.sentinel_clear(sentinels, own, prefix).await;
         }
         let pattern = scan_pattern(prefix);
@@ -744,7 +750,9 @@ impl fmt::Debug for RedisStore {
         match &self.target {
             Target::Single { client, .. } => s.field("server", &client.get_connection_info()),
             Target::Cluster { nodes, .. } => s.field("cluster", nodes),
-            Target::Sentinel { sentinels, .. } => s.field("sentinel_master", &sentinels.master_name()),
+            Target::Sentinel { sentinels, .. } => {
+                s.field("sentinel_master", &sentinels.master_name())
+            }
         };
         s.field("timeout", &self.timeout).finish_non_exhaustive()
     }
