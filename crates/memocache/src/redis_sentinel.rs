@@ -11,7 +11,12 @@
 //! (it has not heard of the failover yet) is passed over the same way. The
 //! master is kept until a command on it fails in a way that says it may no
 //! longer be the master (a dropped or refused connection, a timeout,
-//! `READONLY`, `MASTERDOWN`, `LOADING`); the next caller discovers again.
+//! `READONLY`, `MASTERDOWN`, `LOADING`), or until a sentinel names another
+//! one: while a master is in use, a sentinel is asked at most every second,
+//! in the background, whether it still is the master (after a planned
+//! failover, `SENTINEL FAILOVER`, the old master keeps answering, writes
+//! included, until the sentinel demotes it, which can take its 10 s `INFO`
+//! period). The next caller then discovers again.
 //!
 //! The redis crate's own `sentinel` module (`SentinelClient`) was not used:
 //! it has no timeout on its sentinel and `ROLE` connections (a stopped
@@ -37,8 +42,8 @@
 //! key after a failover loads it from the source.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
@@ -49,6 +54,8 @@ use crate::store::store_error;
 
 /// Hex digits of the replication id kept as the history tag.
 const HISTORY_DIGITS: usize = 12;
+/// How often a master in use is checked against the sentinels.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// The sentinels of one master, and the master they last named.
 pub(crate) struct Sentinels {
@@ -59,6 +66,9 @@ pub(crate) struct Sentinels {
     current: parking_lot::RwLock<Option<Master>>,
     discovering: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+    /// When the current master was last checked against the sentinels.
+    checked_at: parking_lot::Mutex<Instant>,
+    checking: AtomicBool,
 }
 
 /// A master found through the sentinels.
@@ -109,6 +119,8 @@ impl Sentinels {
             current: parking_lot::RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
+            checked_at: parking_lot::Mutex::new(Instant::now()),
+            checking: AtomicBool::new(false),
         })
     }
 
@@ -119,9 +131,10 @@ impl Sentinels {
 
     /// The current master, discovered if there is none (one discovery at a
     /// time; the others wait for it).
-    pub(crate) async fn master(&self) -> Result<Master, Error> {
+    pub(crate) async fn master(self: &Arc<Self>) -> Result<Master, Error> {
         let current = self.current.read().clone();
         if let Some(master) = current {
+            self.recheck(&master);
             return Ok(master);
         }
         let _one = self.discovering.lock().await;
@@ -132,7 +145,57 @@ impl Sentinels {
         let mut master = self.discover().await?;
         master.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *self.current.write() = Some(master.clone());
+        *self.checked_at.lock() = Instant::now();
         Ok(master)
+    }
+
+    /// Asks a sentinel in the background, at most every [`RECHECK`],
+    /// whether `master` still is the master; drops it if not.
+    fn recheck(self: &Arc<Self>, master: &Master) {
+        {
+            let mut checked_at = self.checked_at.lock();
+            if checked_at.elapsed() < RECHECK || self.checking.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *checked_at = Instant::now();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.checking.store(false, Ordering::Release);
+            return;
+        };
+        let (this, master) = (Arc::clone(self), master.clone());
+        runtime.spawn(async move {
+            for sentinel in &this.sentinels {
+                match this.named(sentinel).await {
+                    Ok(Some((host, port))) => {
+                        if format!("{host}:{port}") != *master.address {
+                            this.forget(&master);
+                        }
+                        break;
+                    }
+                    // A sentinel that knows no such master, or does not
+                    // answer: ask the next.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+            this.checking.store(false, Ordering::Release);
+        });
+    }
+
+    /// The address `sentinel` gives for the master.
+    async fn named(&self, sentinel: &redis::Client) -> Result<Option<(String, u16)>, Error> {
+        let config = self.connection_config();
+        bounded(self.timeout, async {
+            let mut conn = sentinel
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&self.master)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
     }
 
     /// Drops `master` if it is still the current one: the next call
@@ -192,19 +255,7 @@ impl Sentinels {
 
     async fn ask(&self, sentinel: &redis::Client) -> Result<Master, Error> {
         let config = self.connection_config();
-        let (host, port): (String, u16) = bounded(self.timeout, async {
-            let mut conn = sentinel
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(&self.master)
-                .query_async(&mut conn)
-                .await?;
-            Ok(reply)
-        })
-        .await?
-        .ok_or_else(|| {
+        let (host, port) = self.named(sentinel).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::Store,
                 format!("the sentinel does not know a master `{}`", self.master),

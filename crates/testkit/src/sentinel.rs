@@ -104,7 +104,14 @@ impl RedisSentinel {
             t.sentinel_ports().into_iter().all(|port| {
                 let replicas = cli(port, &["SENTINEL", "REPLICAS", MASTER_NAME]);
                 let master = cli(port, &["SENTINEL", "MASTER", MASTER_NAME]);
+                // The sentinel has the replica's own INFO (it promotes no
+                // replica it has not heard from).
+                let heard = field(&replicas, "info-refresh")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .is_some_and(|ms| ms < 5_000);
                 replicas.lines().any(|l| l == replica_port)
+                    && heard
+                    && field(&replicas, "master-link-status") == Some("ok")
                     && field(&master, "num-other-sentinels") == Some(others.as_str())
             })
         });
@@ -163,6 +170,18 @@ impl RedisSentinel {
             .unwrap_or_else(|| panic!("the master {port} is not one of ours"));
         server.stop();
         port
+    }
+
+    /// Asks the first sentinel for a failover (`SENTINEL FAILOVER`): the
+    /// replica is promoted while the old master is still up, then demoted
+    /// by the sentinel (which kills its clients' connections).
+    ///
+    /// # Panics
+    /// If the sentinel refuses.
+    pub fn failover(&self) {
+        let port = self.sentinel_ports()[0];
+        let reply = cli(port, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+        assert_eq!(reply.trim(), "OK", "SENTINEL FAILOVER on {port}");
     }
 
     /// Cuts every replica's link to its master, for good: the replica is

@@ -138,6 +138,58 @@ async fn the_store_follows_a_failover_and_serves_nothing_forgotten_before_it() {
     assert!(row.loads() <= loads + 1, "the new master keeps values");
 }
 
+/// A planned failover (`SENTINEL FAILOVER`): the old master stays up and
+/// keeps answering until the sentinel demotes it (up to its 10 s `INFO`
+/// period), so no command fails to tell the cache; it moves over on its own
+/// (it checks its master against a sentinel every second), and the forget
+/// the promoted replica lacks is never undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_failover_is_followed_and_serves_nothing_forgotten_before_it() {
+    let topology = RedisSentinel::start(1);
+    let cache = Cache::from_url(&format!(
+        "{}?prefix=p:&timeout_ms=300&strict=true",
+        topology.url()
+    ))
+    .expect("sentinel cache");
+    let memo = Memo::<u32, String>::builder("m")
+        .build(&cache)
+        .expect("memo");
+    let row = Row::default();
+    assert_eq!(*memo.get_or_load(&1, row.load()).await, "v0");
+    replicated(&topology);
+
+    topology.cut_replication();
+    let old = topology.master_port().expect("a master");
+    assert_eq!(query(old, &["SET", "marker", "written"]), "+OK");
+    let fresh = row.write();
+    assert!(memo.forget(&1).await.is_fleet());
+    tokio::task::block_in_place(|| topology.failover());
+    let new = tokio::task::block_in_place(|| topology.wait_for_failover(old, FAILOVER));
+
+    // The old master still answers (writes included) until the sentinel
+    // demotes it; the cache moves over on its own within its recheck.
+    let before = query(new, &["DBSIZE"]);
+    let deadline = Instant::now() + FOLLOW;
+    loop {
+        assert_eq!(*memo.get_or_load(&1, row.load()).await, fresh);
+        let set = cache.set("after", 3_u32, Timeout::Default).await;
+        if set.is_ok() && query(new, &["DBSIZE"]) != before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache never moved to {new}: {set:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        query(new, &["EXISTS", "marker"]),
+        ":0",
+        "the forget was lost"
+    );
+    assert_eq!(*memo.get_or_load(&1, row.load()).await, fresh);
+}
+
 /// Two processes of a tiered cache (two `Cache`s, each with its L1 and bus
 /// subscription): a `forget` made on A just before the failover is never
 /// undone on B, whose L1 it emptied and whose L2 reads now go to a replica

@@ -81,7 +81,7 @@ enum Target {
     },
     /// The master Sentinel names (see [`RedisStore::open_sentinel`]).
     Sentinel {
-        sentinels: Sentinels,
+        sentinels: Arc<Sentinels>,
         /// The cache's key prefix: the history tag goes after it.
         prefix: String,
     },

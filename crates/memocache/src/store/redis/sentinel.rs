@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisResult};
@@ -60,7 +61,11 @@ impl RedisStore {
     /// `MASTERDOWN` or `LOADING`, drops the master: it is sent once more to
     /// the master the sentinels name now (not after a timeout, which would
     /// be waited out twice), and the next call asks them again. One call
-    /// waits at most twice `timeout_ms`.
+    /// waits at most twice `timeout_ms`. A master in use is also checked
+    /// against a sentinel every second, in the background: after a planned
+    /// failover (`SENTINEL FAILOVER`) the old master keeps answering until
+    /// the sentinel demotes it, and the store moves over within about a
+    /// second instead.
     ///
     /// # What a failover forgets
     ///
@@ -115,7 +120,12 @@ impl RedisStore {
     ) -> Result<Self, Error> {
         Ok(Self {
             target: Target::Sentinel {
-                sentinels: Sentinels::new(sentinels, master, master_url, options.timeout)?,
+                sentinels: Arc::new(Sentinels::new(
+                    sentinels,
+                    master,
+                    master_url,
+                    options.timeout,
+                )?),
                 prefix: prefix.to_owned(),
             },
             timeout: options.timeout,
@@ -128,7 +138,7 @@ impl RedisStore {
     pub(super) async fn sentinel_query<T, F, Fut>(
         &self,
         what: &str,
-        sentinels: &Sentinels,
+        sentinels: &Arc<Sentinels>,
         prefix: &str,
         run: F,
     ) -> Result<T, Error>
@@ -173,7 +183,7 @@ impl RedisStore {
     /// master's history (older histories expire on their own).
     pub(super) async fn sentinel_clear(
         &self,
-        sentinels: &Sentinels,
+        sentinels: &Arc<Sentinels>,
         own: &str,
         prefix: &str,
     ) -> Result<(), Error> {
