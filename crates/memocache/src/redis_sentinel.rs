@@ -166,16 +166,13 @@ impl Sentinels {
         let (this, master) = (Arc::clone(self), master.clone());
         runtime.spawn(async move {
             for sentinel in &this.sentinels {
-                match this.named(sentinel).await {
-                    Ok(Some((host, port))) => {
-                        if format!("{host}:{port}") != *master.address {
-                            this.forget(&master);
-                        }
-                        break;
+                // A sentinel that knows no such master, or does not
+                // answer: ask the next.
+                if let Ok(Some((host, port))) = this.named(sentinel).await {
+                    if format!("{host}:{port}") != *master.address {
+                        this.forget(&master);
                     }
-                    // A sentinel that knows no such master, or does not
-                    // answer: ask the next.
-                    Ok(None) | Err(_) => {}
+                    break;
                 }
             }
             this.checking.store(false, Ordering::Release);
