@@ -216,6 +216,9 @@ async fn tiered_processes_follow_a_failover_and_serve_nothing_forgotten_before_i
     assert_eq!(*ma.get_or_load(&1, row.load()).await, "v0");
     assert_eq!(*mb.get_or_load(&1, row.load()).await, "v0");
     assert_eq!(row.loads(), 1, "one load for the fleet");
+    // Key 2 is not forgotten: B keeps it in its L1 up to the failover.
+    assert_eq!(*mb.get_or_load(&2, row.load()).await, "v0");
+    assert_eq!(row.loads(), 2);
     replicated(&topology);
 
     let fresh = row.write();
@@ -238,6 +241,13 @@ async fn tiered_processes_follow_a_failover_and_serve_nothing_forgotten_before_i
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // B's bus met a new history and cleared B's L1: the entries it held
+    // may have missed invalidations the new master never had. Key 2 is
+    // read again, from the source (the new master's history is empty).
+    let loads = row.loads();
+    assert_eq!(*mb.get_or_load(&2, row.load()).await, fresh);
+    assert_eq!(row.loads(), loads + 1, "B's L1 was cleared at the failover");
 
     // The buses now run on the new master: B's L1 copy goes before A's
     // forget returns.
