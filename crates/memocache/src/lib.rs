@@ -127,9 +127,10 @@
 //!
 //! A cache is built from a URL (see [`CacheConfig::from_url`]):
 //! `memory://` keeps typed values in process; `redis://`,
-//! `redis+cluster://`, `memcached://` and `file://` keep encoded values in
-//! a store shared by every process; `tiered+redis://` and
-//! `tiered+redis+cluster://` keep an in-process L1 in front of Redis and
+//! `redis+cluster://`, `redis+sentinel://`, `memcached://` and `file://`
+//! keep encoded values in a store shared by every process;
+//! `tiered+redis://`, `tiered+redis+cluster://` and
+//! `tiered+redis+sentinel://` keep an in-process L1 in front of Redis and
 //! keep every process's L1 coherent through an invalidation [`bus`]: when
 //! `forget` returns, no process serves the old value. Store faults never
 //! fail a memo: the value is loaded from the source, and the fault is
@@ -167,6 +168,28 @@
 //!   the board, `fleet::durable` on SQLite and on DynamoDB, with partitions,
 //!   SIGKILLed writers and a seeded random fault schedule).
 //!
+//! - **failover forgets nothing** (Redis Sentinel): no value forgotten
+//!   (`forget`, `forget_all`, `delete`) before a failover is served after
+//!   it, even when the promoted replica never received that forget
+//!   (asynchronous replication). Keys are filed under the master's
+//!   replication history, which a promotion changes, so nothing written
+//!   before the failover is read after it, and each process's bus clears
+//!   its L1 when it meets the new history; the price is one load per key
+//!   after a failover (see
+//!   [`RedisStore::open_sentinel`](store::RedisStore::open_sentinel)).
+//!   Tested with forgets that the promoted replica never got, the master
+//!   SIGKILLed (`suite::sentinel::the_store_follows_a_failover_and_serves_nothing_forgotten_before_it`,
+//!   `suite::sentinel::tiered_processes_follow_a_failover_and_serve_nothing_forgotten_before_it`)
+//!   or failed over by `SENTINEL FAILOVER` while still up
+//!   (`suite::sentinel::a_planned_failover_is_followed_and_serves_nothing_forgotten_before_it`).
+//!   The bound it leaves is the split brain Redis Sentinel itself has: a
+//!   forget made on the old master *after* the promotion, while it still
+//!   accepts writes, is not seen by a process already on the new one. A
+//!   process checks its master against a sentinel every second, so for
+//!   processes in use that window closes about a second after the
+//!   sentinels switch (a partitioned old master: bound it on the server
+//!   with `min-replicas-to-write` and `min-replicas-max-lag`).
+//!
 //! | store | single-flight | fleet lease | no stale set | coherent L1 | fail-open | breaker |
 //! |---|---|---|---|---|---|---|
 //! | `memory` | `memo::tests::concurrent_misses_share_one_load` | n/a (one process) | `memo::tests::load_started_before_forget_does_not_store_afterwards` | n/a (the L1 is the store) | n/a | n/a |
@@ -175,6 +198,8 @@
 //! | `memcached` | as `memory` | `suite::fleet::memcached::one_load_for_the_fleet` | `suite::fleet::memcached::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | `suite::remote_faults::memcached_dies_and_comes_back` | `suite::partition::a_black_holed_memcached_costs_one_timeout_and_mixes_up_no_replies` |
 //! | `file` | as `memory` | `suite::fleet::filesystem::one_load_for_the_fleet` | `suite::fleet::filesystem::a_forget_racing_a_fill_never_leaves_the_old_value` | n/a (no L1) | n/a (local disk; errors fail open as on every store) | `breaker::tests` (the same wrapper); untested under a fault |
 //! | `tiered+redis` | as `memory` | as `redis` | as `redis` | `suite::tiered::single::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::single::killed_bus_connection_never_yields_a_stale_read`, `suite::tiered::single::redis_restart_clears_l1_instead_of_trusting_it` | `suite::tiered::single::redis_restart_clears_l1_instead_of_trusting_it` | `suite::partition::a_black_holed_bus_drops_the_process_to_read_through_never_stale` (store and bus) |
+//! | `redis+sentinel` | as `memory` | as `redis` (same commands, on the master) | as `redis`; across a failover, `suite::sentinel::the_store_follows_a_failover_and_serves_nothing_forgotten_before_it`, `suite::sentinel::a_planned_failover_is_followed_and_serves_nothing_forgotten_before_it` | n/a (no L1) | `suite::sentinel::the_store_follows_a_failover_and_serves_nothing_forgotten_before_it` (the master killed) | as `redis`; untested under a black hole |
+//! | `tiered+redis+sentinel` | as `memory` | as `redis+sentinel` | as `redis+sentinel` | `suite::sentinel::tiered_processes_follow_a_failover_and_serve_nothing_forgotten_before_it` | as `redis+sentinel` | as `redis+sentinel` |
 //! | `tiered+redis+cluster` | as `memory` | as `redis+cluster` | as `redis+cluster` | `suite::tiered::cluster::forget_on_one_process_reaches_the_other_before_it_returns`, `suite::tiered::cluster::killed_bus_connection_never_yields_a_stale_read`, `suite::tiered::cluster::redis_restart_clears_l1_instead_of_trusting_it`, `suite::tiered::cluster::versions_follow_a_redis_that_restarted_empty`, `suite::cluster_partition::tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read` | `suite::tiered::cluster::redis_restart_clears_l1_instead_of_trusting_it` | `suite::cluster_partition::tiered_on_a_cluster_a_black_holed_data_node_is_never_a_stale_read` (a data node), `suite::cluster_partition::tiered_on_a_cluster_a_black_holed_bus_node_drops_to_read_through` (the bus's node) |
 //!
 //! # Cargo features
@@ -182,7 +207,7 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `macros` | yes | the [`memoize`] attribute macro |
-//! | `redis` | yes | Redis and Redis Cluster stores, the Redis Streams bus for tiered caches |
+//! | `redis` | yes | Redis, Redis Cluster and Redis Sentinel stores, the Redis Streams bus for tiered caches |
 //! | `memcached` | yes | the Memcached store |
 //! | `filesystem` | yes | the filesystem store |
 //! | `axum` | no | [`response::ResponseCacheLayer`]: whole-response caching for axum with invalidation by dependency |
@@ -210,6 +235,8 @@ pub mod outbox;
 mod reach;
 #[cfg(feature = "redis")]
 mod redis_conn;
+#[cfg(feature = "redis")]
+mod redis_sentinel;
 mod registry;
 #[cfg(feature = "axum")]
 pub mod response;

@@ -18,6 +18,7 @@
 //! | [`RedisServer`] | `redis-server` | [`RedisServer::start`] |
 //! | [`RedisServer`] over TLS | `redis-server`, `openssl` | [`RedisServer::start_tls`] |
 //! | [`RedisCluster`] | `redis-server` (`redis-cli`) | [`RedisCluster::start`] |
+//! | [`RedisSentinel`] (master, replica, sentinels) | `redis-server` (`redis-cli`) | [`RedisSentinel::start`] |
 //! | [`MemcachedServer`] | `memcached` | [`MemcachedServer::start`] |
 //! | [`Chromedriver`] | `chromium-driver`, `chromium` | [`Chromedriver::start`] |
 //! | [`Dynalite`] (DynamoDB) | npm `dynalite` on `nodejs` | [`Dynalite::start`] |
@@ -64,6 +65,7 @@ mod proxy;
 mod redis;
 mod s3;
 mod schedule;
+mod sentinel;
 
 pub use chromedriver::Chromedriver;
 pub use cluster::RedisCluster;
@@ -78,6 +80,7 @@ pub use proxy::{Fault, FaultProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
 pub use schedule::{FaultSchedule, SEED_ENV, Step};
+pub use sentinel::{MASTER_NAME, RedisSentinel, SentinelServer};
 
 #[cfg(test)]
 mod tests;

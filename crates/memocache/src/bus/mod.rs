@@ -52,16 +52,18 @@ pub(crate) fn connect(
 ) -> Result<std::sync::Arc<dyn Bus>, Error> {
     match config {
         #[cfg(feature = "redis")]
-        StoreConfig::Redis { .. } | StoreConfig::RedisCluster { .. } => Ok(std::sync::Arc::new(
-            redis_bus(config, prefix, breaker, heartbeat)?,
-        )),
+        StoreConfig::Redis { .. }
+        | StoreConfig::RedisCluster { .. }
+        | StoreConfig::RedisSentinel { .. } => Ok(std::sync::Arc::new(redis_bus(
+            config, prefix, breaker, heartbeat,
+        )?)),
         other => {
             let _ = (prefix, breaker, heartbeat);
             Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "no invalidation bus for {other:?}: a tiered cache needs Redis or Redis \
-                     Cluster behind it (feature `redis`)"
+                    "no invalidation bus for {other:?}: a tiered cache needs Redis, Redis \
+                     Cluster or Redis Sentinel behind it (feature `redis`)"
                 ),
             ))
         }
@@ -80,6 +82,12 @@ fn redis_bus(
     let bus = match config {
         StoreConfig::RedisCluster { nodes, .. } => RedisBus::cluster(nodes, prefix)?,
         StoreConfig::Redis { url, .. } => RedisBus::single(url, prefix)?,
+        StoreConfig::RedisSentinel {
+            sentinels,
+            master,
+            master_url,
+            ..
+        } => RedisBus::sentinel(sentinels, master, master_url, prefix)?,
         other => {
             return Err(Error::new(
                 ErrorKind::Unsupported,

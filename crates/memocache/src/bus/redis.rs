@@ -17,6 +17,12 @@
 //! - `publish` adds the entry, then waits until every live member's
 //!   acknowledgement reaches its id, or one heartbeat after the entry was
 //!   added, whichever comes first.
+//! - Under Redis Sentinel the bus follows the master the sentinels name:
+//!   a failed command drops it, and each reconnect of the reader asks them
+//!   again. A reader that reconnects to a master of another replication
+//!   history (a failover: the promoted replica may lack the last entries
+//!   and acknowledgements) clears its L1 and reads on from the new
+//!   master's newest entry.
 //! - A breaker (see [`crate::breaker`]) opens when a bus command times out:
 //!   until the reader completes a read again, `publish` queues its entry
 //!   at once instead of waiting out a timeout per call, and the reader
@@ -42,6 +48,7 @@ use crate::clock::Clock;
 use crate::config::RedisUrl;
 use crate::error::{Error, ErrorKind};
 use crate::redis_conn::{Conn, manager};
+use crate::redis_sentinel::Sentinels;
 use crate::store::store_error;
 
 /// Trust horizon and acknowledgement wait bound.
@@ -121,6 +128,24 @@ impl RedisBus {
         })?;
         Ok(Self::assemble(
             Target::Single(client),
+            prefix,
+            "",
+            DEFAULT_HEARTBEAT,
+        ))
+    }
+
+    /// A bus on the master that the sentinels at `sentinels` (URLs) name
+    /// `master`, its URL being `master_url` with the host and port left to
+    /// discovery: what a `tiered+redis+sentinel://` cache builds.
+    pub(crate) fn sentinel(
+        sentinels: &[String],
+        master: &str,
+        master_url: &str,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        let sentinels = Sentinels::new(sentinels, master, master_url, COMMAND_TIMEOUT)?;
+        Ok(Self::assemble(
+            Target::Sentinel(Arc::new(sentinels)),
             prefix,
             "",
             DEFAULT_HEARTBEAT,
@@ -242,6 +267,11 @@ impl RedisBus {
                 breaker.trip();
             }
         }
+        if let (Target::Sentinel(sentinels), Err(error)) = (&self.client, &result) {
+            if error.is_store() {
+                sentinels.forget_current();
+            }
+        }
         result
     }
 
@@ -270,6 +300,9 @@ impl RedisBus {
 
     /// The publishing connection: a manager that reconnects on its own.
     async fn publisher(&self) -> Result<Conn, Error> {
+        if let Target::Sentinel(sentinels) = &self.client {
+            return sentinels.master().await.map(|m| Conn::Multiplexed(m.conn));
+        }
         self.publisher
             .get_or_try_init(|| async {
                 match &self.client {
@@ -281,6 +314,7 @@ impl RedisBus {
                             .await
                             .map(Conn::Cluster)
                     }
+                    Target::Sentinel(_) => unreachable!("answered above"),
                 }
             })
             .await
@@ -431,14 +465,18 @@ impl Reader {
 
     async fn run(self) {
         let mut last: Option<StreamId> = None;
+        let mut history: Option<Arc<str>> = None;
         let mut backoff = RETRY_AFTER;
         while !self.stopped() {
             if let Some(breaker) = self.breaker.as_ref().filter(|b| b.is_open()) {
                 breaker.count_probe();
             }
-            match self.session(&mut last, &mut backoff).await {
+            match self.session(&mut last, &mut history, &mut backoff).await {
                 Ok(()) => return,
                 Err(error) => {
+                    if let Target::Sentinel(sentinels) = &self.client {
+                        sentinels.forget_current();
+                    }
                     if let Some(sink) = self.sink.upgrade() {
                         sink.distrust(false);
                     }
@@ -457,10 +495,12 @@ impl Reader {
     async fn session(
         &self,
         last: &mut Option<StreamId>,
+        history: &mut Option<Arc<str>>,
         backoff: &mut Duration,
     ) -> Result<(), Error> {
         // The blocking read is bounded by our own timeout below, not by the
         // client's default response timeout (500 ms), which it would hit.
+        let mut found_history = None;
         let mut conn = match &self.client {
             Target::Single(client) => {
                 let config = redis::AsyncConnectionConfig::new()
@@ -474,9 +514,37 @@ impl Reader {
             Target::Cluster { reader, .. } => {
                 Conn::Cluster(bounded_connect(reader.get_async_connection()).await?)
             }
+            Target::Sentinel(sentinels) => {
+                let master = sentinels.master().await?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                    .set_response_timeout(None);
+                let connect = master
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config);
+                let conn = Conn::Multiplexed(bounded(connect).await?);
+                if history.as_ref().is_some_and(|h| *h != master.history) {
+                    tracing::warn!(
+                        master = %master.address,
+                        "bus: the master changed history (a failover); clearing the L1"
+                    );
+                    if let Some(sink) = self.sink.upgrade() {
+                        sink.distrust(true);
+                    }
+                    // Read on from the new master's newest entry.
+                    *last = None;
+                }
+                found_history = Some(master.history);
+                conn
+            }
         };
         let position = self.resume(&mut conn, *last).await?;
         *last = Some(position);
+        // Only now: had the resume failed, the next session would clear
+        // the L1 again.
+        if found_history.is_some() {
+            *history = found_history;
+        }
         let _: i64 = bounded(conn.sadd(&self.members, &self.id)).await?;
         self.flush_outbox(&mut conn).await?;
         let block_ms = usize::try_from((self.heartbeat / 4).as_millis()).unwrap_or(500);
@@ -615,6 +683,8 @@ enum Target {
         publisher: Box<ClusterClient>,
         reader: Box<ClusterClient>,
     },
+    /// The master the sentinels name.
+    Sentinel(Arc<Sentinels>),
 }
 
 /// `XADD stream MAXLEN ~ N * o <member> p <payload>`.

@@ -24,6 +24,10 @@ impl CacheConfig {
     /// | `CACHE_THRESHOLD` | `MEMOCACHE_CAPACITY` (in-process entries per memo) |
     /// | `CACHE_IGNORE_ERRORS` | the default; `MEMOCACHE_STRICT=true` is its opposite |
     /// | `CACHE_OPTIONS={"socket_timeout": …}` | `MEMOCACHE_TIMEOUT_MS` |
+    /// | `CACHE_TYPE=RedisSentinelCache` + `CACHE_REDIS_SENTINELS` + `CACHE_REDIS_SENTINEL_MASTER` | `MEMOCACHE_URL=redis+sentinel://h1:26379,h2:26379/mymaster` (or `tiered+redis+sentinel://…`) |
+    /// | `CACHE_REDIS_PASSWORD` | in the URL: `redis+sentinel://:password@h1,h2/mymaster` |
+    /// | `CACHE_REDIS_SENTINEL_PASSWORD` | `MEMOCACHE_SENTINEL_PASSWORD` (and `MEMOCACHE_SENTINEL_USERNAME`) |
+    /// | `CACHE_REDIS_DB` | `MEMOCACHE_DB` on a Sentinel URL; the path of a `redis://` URL |
     ///
     /// # Errors
     /// A [`Config`](crate::ErrorKind::Config) error that names the variable

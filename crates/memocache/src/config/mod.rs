@@ -117,6 +117,33 @@ pub enum StoreConfig {
         /// The store's options from the URL (`timeout_ms`).
         options: RedisOptions,
     },
+    /// A Redis master found and followed through Redis Sentinel
+    /// (`redis+sentinel://`, `rediss+sentinel://`).
+    ///
+    /// ```
+    /// use memocache::{CacheConfig, StoreConfig};
+    /// let config = CacheConfig::from_url("redis+sentinel://:pw@s1:26379,s2/mymaster?db=2")?;
+    /// let StoreConfig::RedisSentinel { sentinels, master, master_url, .. } = config.store else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(sentinels, ["redis://s1:26379", "redis://s2:26379"]);
+    /// assert_eq!(master, "mymaster");
+    /// assert_eq!(master_url, "redis://:pw@master:6379/2");
+    /// # Ok::<(), memocache::Error>(())
+    /// ```
+    RedisSentinel {
+        /// `redis://[user:password@]host:port` URL of each sentinel
+        /// (`rediss://` for TLS), asked in this order.
+        sentinels: Vec<String>,
+        /// The name the sentinels monitor the master under.
+        master: String,
+        /// The URL of the master, host and port left to discovery (they are
+        /// replaced by what the sentinels report): credentials, database,
+        /// TLS and the Redis client's own options.
+        master_url: String,
+        /// The store's options from the URL (`timeout_ms`).
+        options: RedisOptions,
+    },
     /// Memcached servers (`host:port` each).
     Memcached {
         /// `host:port` of each server.
@@ -366,10 +393,12 @@ impl CacheConfig {
     /// | `null://` | stores nothing: every lookup misses (for tests, or to switch caching off) |
     /// | `redis://host:6379/0`, `rediss://...`, `redis+unix:///path` | Redis |
     /// | `redis+cluster://host1:6379,host2:6379` | Redis Cluster |
+    /// | `redis+sentinel://host1:26379,host2:26379/mymaster?db=0`, `rediss+sentinel://...` | the Redis master that Sentinel names, followed across failovers |
     /// | `memcached://host1:11211,host2:11211` | Memcached |
     /// | `file:///var/cache/app?threshold=500` | one file per key |
     /// | `tiered+redis://host:6379/0?l1_capacity=10000` | in-process L1 in front of Redis |
     /// | `tiered+redis+cluster://host1:6379,host2:6379` | in-process L1 in front of Redis Cluster |
+    /// | `tiered+redis+sentinel://host1:26379/mymaster` | in-process L1 in front of a Sentinel-managed Redis |
     ///
     /// Options valid on every URL: `prefix` (key prefix), `timeout` (default
     /// timeout in seconds, `0` = never expire), `strict` (`true` returns store
@@ -394,6 +423,16 @@ impl CacheConfig {
     /// default 1000), `threshold` (filesystem), `capacity` / `l1_capacity`
     /// (entries).
     ///
+    /// Sentinel URLs: `redis+sentinel://[user:password@]host1[:port],host2[:port]/<master>[/<db>]`,
+    /// the sentinels' addresses (port 26379 when left out), the name they
+    /// monitor the master under as the path, and every option of a
+    /// `redis://` URL. The credentials, the database (`db` or the second
+    /// path segment) and TLS (`rediss+sentinel://`) are the master's; the
+    /// sentinels' own credentials, if they need any, are
+    /// `sentinel_username` and `sentinel_password`. See
+    /// [`RedisStore::open_sentinel`](crate::store::RedisStore::open_sentinel)
+    /// for how failovers are followed and what a failover forgets.
+    ///
     /// `tiered+redis+cluster://host1:6379,host2:6379` keeps the bus on one
     /// slot of the cluster (see [`RedisBus::new_cluster`](crate::bus::RedisBus::new_cluster)).
     ///
@@ -406,6 +445,10 @@ impl CacheConfig {
     /// assert_eq!(config.default_timeout, Some(Duration::from_secs(60)));
     /// assert_eq!(config.lease_wait, Duration::from_millis(500));
     /// assert!(CacheConfig::from_url("redis://127.0.0.1/?lease_wait_ms=-1").is_err());
+    ///
+    /// let sentinel = CacheConfig::from_url("tiered+redis+sentinel://10.0.0.1,10.0.0.2:26380/cache?timeout_ms=200")?;
+    /// let error = CacheConfig::from_url("redis+sentinel://10.0.0.1:26379").unwrap_err();
+    /// assert!(error.to_string().contains("names no master"), "{error}");
     /// # Ok::<(), memocache::Error>(())
     /// ```
     ///

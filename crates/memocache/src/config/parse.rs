@@ -145,7 +145,13 @@ fn parse_breaker(options: &mut Options) -> Result<BreakerConfig> {
 }
 
 /// Schemes whose authority is a comma-separated list of servers.
-const HOST_LIST_SCHEMES: [&str; 3] = ["redis+cluster", "rediss+cluster", "memcached"];
+const HOST_LIST_SCHEMES: [&str; 5] = [
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "memcached",
+];
 
 fn split_host_list(input: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = input.split_once("://") else {
@@ -219,6 +225,7 @@ fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<
                 options: redis,
             })
         }
+        "redis+sentinel" | "rediss+sentinel" => parse_sentinel(url, hosts, options),
         "memcached" => Ok(StoreConfig::Memcached {
             servers: host_list(url, hosts)?,
         }),
@@ -233,9 +240,126 @@ fn parse_store(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<
         }
         other => Err(Error::config(format!(
             "unknown cache scheme `{other}://` (expected memory, null, redis, rediss, \
-             redis+cluster, memcached, file, or tiered+<store>)"
+             redis+cluster, redis+sentinel, memcached, file, or tiered+<store>)"
         ))),
     }
+}
+
+/// Port of a sentinel whose address names none.
+const SENTINEL_PORT: u16 = 26379;
+
+/// `redis+sentinel://[user:password@]host1[:port],host2[:port]/<master>[/<db>]?...`:
+/// the credentials, database, TLS and client options are the master's;
+/// `sentinel_username` / `sentinel_password` the sentinels'.
+fn parse_sentinel(url: &Url, hosts: Option<&str>, options: &mut Options) -> Result<StoreConfig> {
+    let source = options.source.clone();
+    let bad = |what: String| Error::config(format!("sentinel URL `{source}`: {what}"));
+    let scheme = if url.scheme().starts_with("rediss") {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let authority = hosts.unwrap_or_default();
+    let (userinfo, list) = match authority.rsplit_once('@') {
+        Some((userinfo, list)) => (Some(userinfo), list),
+        None => (None, authority),
+    };
+    let mut addresses = Vec::new();
+    for address in list.split(',').filter(|a| !a.is_empty()) {
+        addresses.push(sentinel_address(address).map_err(&bad)?);
+    }
+    if addresses.is_empty() {
+        return Err(bad(
+            "names no sentinel (expected `redis+sentinel://host1:26379,host2:26379/<master>`)"
+                .to_owned(),
+        ));
+    }
+    let mut segments = url
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty());
+    let master = segments.next().map(str::to_owned).ok_or_else(|| {
+        bad("names no master: add the name the sentinels monitor it under as the path,              e.g. `redis+sentinel://host:26379/mymaster`"
+            .to_owned())
+    })?;
+    let path_db = segments.next();
+    if let Some(extra) = segments.next() {
+        return Err(bad(format!(
+            "unexpected path segment `{extra}` (expected `/<master>[/<db>]`)"
+        )));
+    }
+    let db = match (options.take("db"), path_db) {
+        (Some(db), _) => db,
+        (None, Some(db)) => db.to_owned(),
+        (None, None) => "0".to_owned(),
+    };
+    if db.parse::<u32>().is_err() {
+        return Err(bad(format!("database `{db}` is not a number")));
+    }
+    let sentinel_username = options.take("sentinel_username");
+    let sentinel_password = options.take("sentinel_password");
+    let redis = parse_redis_options(options)?;
+    let query = options
+        .client_query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let fragment = url.fragment().map(|f| format!("#{f}")).unwrap_or_default();
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let master_url = format!("{scheme}://{userinfo}master:6379/{db}{query}{fragment}");
+    let mut sentinels = Vec::with_capacity(addresses.len());
+    for (host, port) in addresses {
+        let mut sentinel = Url::parse(&format!("{scheme}://{host}:{port}"))
+            .map_err(|e| bad(format!("sentinel address `{host}:{port}`: {e}")))?;
+        if let Some(username) = &sentinel_username {
+            sentinel
+                .set_username(username)
+                .map_err(|()| bad("bad `sentinel_username`".to_owned()))?;
+        }
+        if let Some(password) = &sentinel_password {
+            sentinel
+                .set_password(Some(password))
+                .map_err(|()| bad("bad `sentinel_password`".to_owned()))?;
+        }
+        let mut sentinel = sentinel.to_string();
+        if !query.is_empty() {
+            sentinel.push('/');
+            sentinel.push_str(&query);
+        }
+        sentinel.push_str(&fragment);
+        sentinels.push(sentinel);
+    }
+    Ok(StoreConfig::RedisSentinel {
+        sentinels,
+        master,
+        master_url,
+        options: redis,
+    })
+}
+
+/// `host[:port]` or `[v6]:port` of one sentinel.
+fn sentinel_address(address: &str) -> std::result::Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("sentinel address `{address}`: unclosed `[`"))?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match address.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (address.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("sentinel address `{address}` has no host"));
+    }
+    let port = match port {
+        None => SENTINEL_PORT,
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| format!("sentinel address `{address}`: `{port}` is not a port number"))?,
+    };
+    Ok((host, port))
 }
 
 /// The servers of a host-list URL, as split off by [`split_host_list`].

@@ -218,3 +218,107 @@ fn a_bad_variable_is_named_with_its_value() {
     ]);
     assert!(store.contains("MEMOCACHE_L1_CAPACITY=5"), "{store}");
 }
+
+#[test]
+fn sentinel_urls() {
+    let c = parse(
+        "redis+sentinel://user:p%40ss@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster?db=3\
+         &timeout_ms=200&protocol=resp3&sentinel_password=sp&prefix=b:&breaker=off",
+    );
+    assert_eq!(
+        c.store,
+        StoreConfig::RedisSentinel {
+            sentinels: vec![
+                "redis://:sp@10.0.0.1:26379/?protocol=resp3".into(),
+                "redis://:sp@10.0.0.2:26379/?protocol=resp3".into(),
+                "redis://:sp@[::1]:26380/?protocol=resp3".into(),
+            ],
+            master: "mymaster".into(),
+            master_url: "redis://user:p%40ss@master:6379/3?protocol=resp3".into(),
+            options: RedisOptions::default().timeout(Duration::from_millis(200)),
+        }
+    );
+    assert_eq!(c.key_prefix, "b:");
+    assert!(!c.breaker.enabled);
+
+    // The database as a second path segment; TLS; tiered.
+    let c = parse("tiered+rediss+sentinel://s1/cache/2#insecure");
+    let StoreConfig::Tiered { l2, .. } = c.store else {
+        panic!("{:?}", c.store)
+    };
+    assert_eq!(
+        *l2,
+        StoreConfig::RedisSentinel {
+            sentinels: vec!["rediss://s1:26379#insecure".into()],
+            master: "cache".into(),
+            master_url: "rediss://master:6379/2#insecure".into(),
+            options: RedisOptions::default(),
+        }
+    );
+}
+
+#[test]
+fn bad_sentinel_urls_name_the_problem() {
+    for (url, problem) in [
+        ("redis+sentinel://s1:26379", "names no master"),
+        ("redis+sentinel://s1:26379/", "names no master"),
+        ("redis+sentinel:///mymaster", "names no sentinel"),
+        (
+            "redis+sentinel://s1:port/mymaster",
+            "`port` is not a port number",
+        ),
+        (
+            "redis+sentinel://s1/mymaster?db=zero",
+            "database `zero` is not a number",
+        ),
+        (
+            "redis+sentinel://s1/mymaster/0/extra",
+            "unexpected path segment `extra`",
+        ),
+        (
+            "redis+sentinel://s1/mymaster?timeout_ms=soon",
+            "timeout_ms=soon",
+        ),
+    ] {
+        let error = CacheConfig::from_url(url).expect_err(url);
+        assert!(
+            error.to_string().contains(problem),
+            "{url}: `{error}` should say `{problem}`"
+        );
+    }
+}
+
+#[test]
+fn sentinel_options_from_the_environment() {
+    let vars = [
+        ("MEMOCACHE_URL", "tiered+redis+sentinel://s1,s2/mymaster"),
+        ("MEMOCACHE_SENTINEL_PASSWORD", "sp"),
+        ("MEMOCACHE_DB", "4"),
+        ("MEMOCACHE_TIMEOUT_MS", "250"),
+    ];
+    let c = CacheConfig::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .expect("sentinel from the environment");
+    let StoreConfig::Tiered { l2, .. } = c.store else {
+        panic!("{:?}", c.store)
+    };
+    let StoreConfig::RedisSentinel {
+        sentinels,
+        master_url,
+        options,
+        ..
+    } = *l2
+    else {
+        panic!("{l2:?}")
+    };
+    assert_eq!(sentinels[1], "redis://:sp@s2:26379");
+    assert_eq!(master_url, "redis://master:6379/4");
+    assert_eq!(options.timeout, Duration::from_millis(250));
+
+    let bad = [
+        ("MEMOCACHE_URL", "redis+sentinel://s1/mymaster"),
+        ("MEMOCACHE_DB", "x"),
+    ];
+    let error = CacheConfig::from_vars(bad.map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .expect_err("a bad database");
+    assert!(error.to_string().contains("MEMOCACHE_DB=x"), "{error}");
+}

@@ -50,6 +50,12 @@ pub(crate) fn connect(
     match config {
         StoreConfig::Redis { url, options } => redis_single(url, *options),
         StoreConfig::RedisCluster { nodes, options } => redis_cluster(nodes, *options),
+        StoreConfig::RedisSentinel {
+            sentinels,
+            master,
+            master_url,
+            options,
+        } => redis_sentinel(sentinels, master, master_url, *options, key_prefix),
         StoreConfig::Memcached { servers } => memcached(servers, key_prefix),
         StoreConfig::FileSystem { path, threshold } => file(path, *threshold),
         other => Err(Error::new(
@@ -67,6 +73,19 @@ fn redis_single(url: &str, options: RedisOptions) -> Result<Arc<dyn RemoteStore>
 #[cfg(feature = "redis")]
 fn redis_cluster(nodes: &[String], options: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error> {
     Ok(Arc::new(RedisStore::cluster_with_options(nodes, options)?))
+}
+
+#[cfg(feature = "redis")]
+fn redis_sentinel(
+    sentinels: &[String],
+    master: &str,
+    master_url: &str,
+    options: RedisOptions,
+    key_prefix: &str,
+) -> Result<Arc<dyn RemoteStore>, Error> {
+    Ok(Arc::new(RedisStore::sentinel(
+        sentinels, master, master_url, options, key_prefix,
+    )?))
 }
 
 #[cfg(feature = "memcached")]
@@ -87,6 +106,17 @@ fn redis_single(_: &str, _: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error>
 #[cfg(not(feature = "redis"))]
 fn redis_cluster(_: &[String], _: RedisOptions) -> Result<Arc<dyn RemoteStore>, Error> {
     Err(feature_off("redis", "Redis Cluster"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_sentinel(
+    _: &[String],
+    _: &str,
+    _: &str,
+    _: RedisOptions,
+    _: &str,
+) -> Result<Arc<dyn RemoteStore>, Error> {
+    Err(feature_off("redis", "Redis Sentinel"))
 }
 
 #[cfg(not(feature = "memcached"))]

@@ -13,5 +13,6 @@ mod refresh;
 mod remote_faults;
 #[cfg(feature = "axum")]
 mod response;
+mod sentinel;
 mod tiered;
 mod tls;

@@ -30,10 +30,13 @@ use tokio::sync::OnceCell;
 use super::{RemoteStore, bounded, store_error};
 use crate::redis_conn::{self, Conn};
 
+mod sentinel;
 mod slots;
 
 use crate::config::{RedisOptions, RedisUrl};
 use crate::error::{Error, ErrorKind};
+use crate::redis_sentinel::Sentinels;
+use sentinel::Names;
 #[cfg(test)]
 use slots::key_slot;
 use slots::{SLOT_REFRESH, SlotMap, SlotTable, parse_masters};
@@ -75,6 +78,12 @@ enum Target {
         nodes: Vec<String>,
         connection: OnceCell<ClusterConnection>,
         slots: Arc<SlotTable>,
+    },
+    /// The master Sentinel names (see [`RedisStore::open_sentinel`]).
+    Sentinel {
+        sentinels: Arc<Sentinels>,
+        /// The cache's key prefix: the history tag goes after it.
+        prefix: String,
     },
 }
 
@@ -226,6 +235,9 @@ impl RedisStore {
                     .map_err(|e| redis_error("cannot connect to the Redis Cluster", e))?;
                 Ok(Conn::Cluster(connection.clone()))
             }
+            Target::Sentinel { sentinels, .. } => {
+                sentinels.master().await.map(|m| Conn::Multiplexed(m.conn))
+            }
         }
     }
 
@@ -272,16 +284,32 @@ impl RedisStore {
     /// without it).
     async fn connection(&self) -> Result<Conn, Error> {
         let bound = match self.target {
-            Target::Single { .. } => self.timeout,
+            Target::Single { .. } | Target::Sentinel { .. } => self.timeout,
             Target::Cluster { .. } => self.timeout.saturating_mul(3),
         };
         bounded("connect", bound, self.conn()).await
     }
 
-    /// Runs `cmd`, bounded by the timeout. A command that failed on a
-    /// broken connection is sent once more: the connection is re-made by
-    /// then, so the first call after a server restart already succeeds.
-    async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, Error> {
+    /// Runs the command `build` makes, bounded by the timeout. A command
+    /// that failed on a broken connection is sent once more: the
+    /// connection is re-made by then, so the first call after a server
+    /// restart already succeeds. Under Sentinel, see
+    /// [`RedisStore::sentinel_query`].
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        build: impl Fn(&Names<'_>) -> Cmd + Send + Sync,
+    ) -> Result<T, Error> {
+        if let Target::Sentinel { sentinels, prefix } = &self.target {
+            return self
+                .sentinel_query(what, sentinels, prefix, |names, conn| {
+                    let cmd = build(names);
+                    let mut conn = conn;
+                    async move { cmd.query_async(&mut conn).await }
+                })
+                .await;
+        }
+        let cmd = build(&Names::PLAIN);
         let mut conn = self.connection().await?;
         bounded(what, self.timeout, async {
             let result = match cmd.query_async(&mut conn).await {
@@ -293,12 +321,23 @@ impl RedisStore {
         .await
     }
 
-    /// Runs `pipe` as [`RedisStore::query`] runs a command.
+    /// Runs the pipeline `build` makes as [`RedisStore::query`] runs a
+    /// command.
     async fn query_pipe<T: redis::FromRedisValue>(
         &self,
         what: &str,
-        pipe: &redis::Pipeline,
+        build: impl Fn(&Names<'_>) -> redis::Pipeline + Send + Sync,
     ) -> Result<T, Error> {
+        if let Target::Sentinel { sentinels, prefix } = &self.target {
+            return self
+                .sentinel_query(what, sentinels, prefix, |names, conn| {
+                    let pipe = build(names);
+                    let mut conn = conn;
+                    async move { pipe.query_async(&mut conn).await }
+                })
+                .await;
+        }
+        let pipe = build(&Names::PLAIN);
         let mut conn = self.connection().await?;
         bounded(what, self.timeout, async {
             let result = match pipe.query_async(&mut conn).await {
@@ -443,13 +482,23 @@ fn with_ttl(cmd: &mut Cmd, ttl: Option<Duration>) {
 #[async_trait]
 impl RemoteStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.query("GET", redis::cmd("GET").arg(key)).await
+        self.query("GET", |n| {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(n.key(key));
+            cmd
+        })
+        .await
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>, Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-        let (bytes, ttl_ms): (Option<Vec<u8>>, i64) = self.query_pipe("GET+PTTL", &pipe).await?;
+        let (bytes, ttl_ms): (Option<Vec<u8>>, i64) = self
+            .query_pipe("GET+PTTL", |n| {
+                let key = n.key(key);
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(&*key).cmd("PTTL").arg(&*key);
+                pipe
+            })
+            .await?;
         // PTTL: -1 no expiry, -2 no key (gone between the two: still ours).
         let ttl = u64::try_from(ttl_ms).ok().map(Duration::from_millis);
         Ok(bytes.map(|bytes| (bytes, ttl)))
@@ -465,14 +514,18 @@ impl RemoteStore for RedisStore {
         let ttl_ms = ttl.map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
         });
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(FILL)
-            .arg(1)
-            .arg(key)
-            .arg(token)
-            .arg(value)
-            .arg(ttl_ms);
-        let filled: i64 = self.query("EVAL", &eval).await?;
+        let filled: i64 = self
+            .query("EVAL", |n| {
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(FILL)
+                    .arg(1)
+                    .arg(n.key(key))
+                    .arg(token)
+                    .arg(value)
+                    .arg(ttl_ms);
+                eval
+            })
+            .await?;
         Ok(filled == 1)
     }
 
@@ -481,14 +534,24 @@ impl RemoteStore for RedisStore {
             return Ok(Vec::new());
         }
         // One MGET; a cluster client splits it by slot and reassembles.
-        self.query("MGET", redis::cmd("MGET").arg(keys)).await
+        self.query("MGET", |n| {
+            let mut cmd = redis::cmd("MGET");
+            for key in keys {
+                cmd.arg(n.key(key));
+            }
+            cmd
+        })
+        .await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        with_ttl(&mut cmd, ttl);
-        self.query("SET", &cmd).await
+        self.query("SET", |n| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(n.key(key)).arg(value);
+            with_ttl(&mut cmd, ttl);
+            cmd
+        })
+        .await
     }
 
     async fn set_many(
@@ -499,25 +562,33 @@ impl RemoteStore for RedisStore {
         if pairs.is_empty() {
             return Ok(());
         }
-        let commands = pairs.iter().map(|(key, value)| {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(key).arg(value);
-            with_ttl(&mut cmd, ttl);
-            cmd
-        });
+        let commands = |n: &Names<'_>| {
+            pairs
+                .iter()
+                .map(|(key, value)| {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(n.key(key)).arg(value);
+                    with_ttl(&mut cmd, ttl);
+                    cmd
+                })
+                .collect::<Vec<_>>()
+        };
         match self.target {
-            Target::Single { .. } => {
-                let mut pipe = redis::pipe();
-                for cmd in commands {
-                    pipe.add_command(cmd).ignore();
-                }
-                self.query_pipe("SET (pipelined)", &pipe).await
+            Target::Single { .. } | Target::Sentinel { .. } => {
+                self.query_pipe("SET (pipelined)", |n| {
+                    let mut pipe = redis::pipe();
+                    for cmd in commands(n) {
+                        pipe.add_command(cmd).ignore();
+                    }
+                    pipe
+                })
+                .await
             }
             // Cluster pipelines must stay in one slot: send the SETs
             // concurrently on the multiplexed connection instead.
             Target::Cluster { .. } => {
                 let mut sets = tokio::task::JoinSet::new();
-                for cmd in commands {
+                for cmd in commands(&Names::PLAIN) {
                     let mut conn = self.connection().await?;
                     sets.spawn(async move { cmd.query_async::<()>(&mut conn).await });
                 }
@@ -534,15 +605,19 @@ impl RemoteStore for RedisStore {
     }
 
     async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value).arg("NX");
-        with_ttl(&mut cmd, ttl);
-        let reply: Option<String> = self.query("SET NX", &cmd).await?;
+        let reply: Option<String> = self
+            .query("SET NX", |n| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(n.key(key)).arg(value).arg("NX");
+                with_ttl(&mut cmd, ttl);
+                cmd
+            })
+            .await?;
         Ok(reply.is_some())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
-        let removed: u64 = self.query("DEL", redis::cmd("DEL").arg(key)).await?;
+        let removed: u64 = self.query("DEL", |n| n.command("DEL", &[key])).await?;
         Ok(removed > 0)
     }
 
@@ -550,27 +625,36 @@ impl RemoteStore for RedisStore {
         if keys.is_empty() {
             return Ok(0);
         }
-        let removed: u64 = self.query("DEL", redis::cmd("DEL").arg(keys)).await?;
+        let removed: u64 = self.query("DEL", |n| n.command("DEL", keys)).await?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
     async fn has(&self, key: &str) -> Result<bool, Error> {
-        let found: u64 = self.query("EXISTS", redis::cmd("EXISTS").arg(key)).await?;
+        let found: u64 = self
+            .query("EXISTS", |n| n.command("EXISTS", &[key]))
+            .await?;
         Ok(found > 0)
     }
 
     async fn incr(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        self.query("INCRBY", redis::cmd("INCRBY").arg(key).arg(delta))
-            .await
+        self.query("INCRBY", |n| {
+            let mut cmd = n.command("INCRBY", &[key]);
+            cmd.arg(delta);
+            cmd
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        let mut conn = self.connection().await?;
-        let Conn::Cluster(cluster) = &mut conn else {
+        if !matches!(self.target, Target::Cluster { .. }) {
             return self
-                .query::<Value>("PING", &redis::cmd("PING"))
+                .query::<Value>("PING", |_| redis::cmd("PING"))
                 .await
                 .map(drop);
+        }
+        let mut conn = self.connection().await?;
+        let Conn::Cluster(cluster) = &mut conn else {
+            return Ok(());
         };
         // One node, any: a PING to every node would fail while one is cut
         // off, which its own breaker covers.
@@ -635,6 +719,13 @@ impl RemoteStore for RedisStore {
     }
 
     async fn clear(&self, prefix: &str) -> Result<(), Error> {
+        if let Target::Sentinel {
+            sentinels,
+            prefix: own,
+        } = &self.target
+        {
+            return self.sentinel_clear(sentinels, own, prefix).await;
+        }
         let pattern = scan_pattern(prefix);
         let mut conn = self.connection().await?;
         match &mut conn {
@@ -659,6 +750,9 @@ impl fmt::Debug for RedisStore {
         match &self.target {
             Target::Single { client, .. } => s.field("server", &client.get_connection_info()),
             Target::Cluster { nodes, .. } => s.field("cluster", nodes),
+            Target::Sentinel { sentinels, .. } => {
+                s.field("sentinel_master", &sentinels.master_name())
+            }
         };
         s.field("timeout", &self.timeout).finish_non_exhaustive()
     }
