@@ -1,7 +1,8 @@
 //! Hit, scaling and miss costs of `Memo` on the in-process store, beside the
 //! tables it is measured against.
 //!
-//! `cargo bench -p memocache --bench hit`
+//! `cargo bench -p memocache --bench hit` (`-- zipf` for the Zipf(1.0)
+//! trace alone)
 
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -159,6 +160,96 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
+/// SplitMix64, for a trace that is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Keys of 100,000 drawn Zipf(1.0) (by inverting its distribution), with
+/// `seed`; ranks map to keys through a shuffle.
+fn zipf_trace(len: usize, seed: u64) -> Vec<u64> {
+    let mut cdf = Vec::with_capacity(ZIPF_KEYS);
+    let mut sum = 0.0;
+    for rank in 1..=ZIPF_KEYS {
+        sum += 1.0 / rank as f64;
+        cdf.push(sum);
+    }
+    let mut rng = Rng(seed);
+    let mut keys: Vec<u64> = (0..ZIPF_KEYS as u64).collect();
+    for i in (1..ZIPF_KEYS).rev() {
+        keys.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    (0..len)
+        .map(|_| {
+            let u = (rng.next() >> 11) as f64 / (1_u64 << 53) as f64 * sum;
+            keys[cdf.partition_point(|&p| p < u).min(ZIPF_KEYS - 1)]
+        })
+        .collect()
+}
+
+const ZIPF_KEYS: usize = 100_000;
+
+/// Hits on a Zipf(1.0) trace over 100,000 keys (all held), from two
+/// threads, each on its own trace (seeds `0x2500` and `0x2501`): a memo
+/// beside `quick_cache`'s `get` on the same keys. Unlike one repeated
+/// key, most reads here go past the threads' near slots to the table.
+fn zipf(c: &mut Criterion) {
+    let mut group = c.benchmark_group("zipf");
+    const THREADS: u64 = 2;
+    let traces: Vec<Vec<u64>> = (0..THREADS)
+        .map(|t| zipf_trace(1 << 16, 0x2500 + t))
+        .collect();
+    let cache = Cache::new(
+        CacheConfig::memory(2 * ZIPF_KEYS).default_timeout(Some(Duration::from_secs(600))),
+    )
+    .expect("cache");
+    let memo = Memo::<u64, User>::builder("zipf")
+        .build(&cache)
+        .expect("memo");
+    let quick = quick_cache::sync::Cache::<u64, Arc<User>>::new(2 * ZIPF_KEYS);
+    for key in 0..ZIPF_KEYS as u64 {
+        now(memo.get_or_load(&key, || async move { user(key) }));
+        quick.insert(key, Arc::new(user(key)));
+    }
+    group.throughput(Throughput::Elements(THREADS));
+    let run = |iters: u64, read: &(dyn Fn(u64) + Sync)| {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for trace in &traces {
+                scope.spawn(move || {
+                    for i in 0..iters as usize {
+                        read(trace[i & (trace.len() - 1)]);
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    };
+    group.bench_function("memo hit, 2 threads", |b| {
+        b.iter_custom(|iters| {
+            run(iters, &|key| {
+                black_box(now(memo.get_or_load(&key, || async move { user(key) })));
+            })
+        })
+    });
+    group.bench_function("quick_cache get, 2 threads", |b| {
+        b.iter_custom(|iters| {
+            run(iters, &|key| {
+                black_box(quick.get(&key));
+            })
+        })
+    });
+    group.finish();
+}
+
 /// A miss that runs a trivial loader and stores its result: the overhead
 /// the cache adds to a load (including eviction once the table is full).
 fn miss(c: &mut Criterion) {
@@ -188,6 +279,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = hits, scaling, miss
+    targets = hits, scaling, zipf, miss
 }
 criterion_main!(benches);

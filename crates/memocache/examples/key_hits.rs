@@ -11,7 +11,9 @@
 //! Shapes: `u64`, `str`, `pair` (`(u64, String)`), `btree3` and `hash3` (a
 //! `BTreeMap` / `HashMap` of three `String → u32` entries), `f64`
 //! (`(u64, f64)`), `pair-grouped` (`pair` in a memo built `grouped`: the
-//! group's version looked up on every hit). With `n = 0` only the setup runs: subtract its
+//! group's version looked up on every hit), `u64-opts` (`u64` in a memo
+//! built with an `unless` that is never true), `u64-many` (hits cycling
+//! over 4,096 keys, read from the table past the near slots). With `n = 0` only the setup runs: subtract its
 //! instruction count to get the hits'.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +31,40 @@ fn hits<K: serde::Serialize + 'static>(cache: &Cache, name: &str, key: &K, n: u6
     let start = Instant::now();
     for _ in 0..n {
         let hit = memo.get_or_load(black_box(key), || async { unreachable!("a hit") });
+        black_box(hit.now_or_never().expect("a hit answers at once"));
+    }
+    start.elapsed()
+}
+
+/// [`hits`] on a `u64` memo built with a per-call option (`unless`,
+/// never true): the path a memo with options takes.
+fn optioned_hits(cache: &Cache, name: &str, n: u64) -> Duration {
+    let memo = Memo::<u64, u64>::builder(name)
+        .unless(|| false)
+        .build(cache)
+        .expect("memo");
+    let loaded = memo.get_or_load(&42, || async { 1 }).now_or_never();
+    loaded.expect("the in-process store answers at once");
+    let start = Instant::now();
+    for _ in 0..n {
+        let hit = memo.get_or_load(black_box(&42), || async { unreachable!("a hit") });
+        black_box(hit.now_or_never().expect("a hit answers at once"));
+    }
+    start.elapsed()
+}
+
+/// `n` hits cycling over 4,096 `u64` keys: most are read past the near
+/// slots, from the table itself.
+fn many_hits(cache: &Cache, name: &str, n: u64) -> Duration {
+    let memo = Memo::<u64, u64>::builder(name).build(cache).expect("memo");
+    for key in 0..4096_u64 {
+        let loaded = memo.get_or_load(&key, || async { 1 }).now_or_never();
+        loaded.expect("the in-process store answers at once");
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        let key = i.wrapping_mul(0x9e37_79b9) % 4096;
+        let hit = memo.get_or_load(black_box(&key), || async { unreachable!("a hit") });
         black_box(hit.now_or_never().expect("a hit answers at once"));
     }
     start.elapsed()
@@ -58,7 +94,7 @@ fn filter() -> impl Iterator<Item = (String, u32)> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: key_hits <u64|str|pair|pair-grouped|btree3|hash3|f64> <hits> [rounds]";
+    let usage = "usage: key_hits <u64|u64-opts|u64-many|str|pair|pair-grouped|btree3|hash3|f64> <hits> [rounds]";
     let (Some(shape), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!("{usage}");
@@ -72,6 +108,8 @@ fn main() {
         let name = format!("{shape}{round}");
         let took = match shape.as_str() {
             "u64" => hits(&cache, &name, &42_u64, n),
+            "u64-opts" => optioned_hits(&cache, &name, n),
+            "u64-many" => many_hits(&cache, &name, n),
             "str" => hits(&cache, &name, &"alice".to_owned(), n),
             "pair" => hits(&cache, &name, &(42_u64, "alice".to_owned()), n),
             "pair-grouped" => grouped_hits(&cache, &name, &(42_u64, "alice".to_owned()), n),

@@ -215,7 +215,10 @@ impl Fragments {
                     text: Arc::clone(&text),
                     deps,
                 });
-                self.table.insert(KeyHash(key), rendered, expires_at);
+                // Count-bounded: the weight is never asked.
+                let _ = self
+                    .table
+                    .insert(KeyHash(key), rendered, expires_at, |r| r.text.len() as u64);
             }
         }
         Ok(text)

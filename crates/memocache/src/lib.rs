@@ -92,6 +92,9 @@
 //!   from the low-level API.
 //! - The in-process capacity applies to each memo and to the low-level key
 //!   space separately, so a flood of one kind of entry cannot evict another.
+//!   It counts entries, or bytes ([`CacheConfig::capacity_bytes`]: a memo
+//!   of megabyte pages and one of counters each keep what fits their
+//!   budget), where Flask-Caching's `CACHE_THRESHOLD` counts entries only.
 //! - Keys are values, in every process: equal arguments (maps and sets in
 //!   any iteration order included) share one entry, where Flask-Caching
 //!   keys an object on its identity.

@@ -16,14 +16,28 @@
 //! an insert, so a near slot never outlives its entry unnoticed, and the
 //! table still sees every key read since its last change (its
 //! hot/cold marks stay right).
+//!
+//! # Bounded by entries or by bytes
+//!
+//! A table counts its entries (`capacity`), or weighs them (`capacity_bytes`):
+//! then each entry is weighed once, when it is stored, by the caller's
+//! `weigh` plus [`ENTRY_OVERHEAD`], and `quick_cache`'s own weighted
+//! eviction keeps the sum within the budget (`Weighter`; no accounting of
+//! our own). The weight lives beside the entry, so a count-bounded table
+//! keeps its 32-byte entries and a hit reads no weight. An entry heavier
+//! than a sixteenth of the budget ([`MAX_ENTRY_SHARE`]: the table's shards
+//! evict each within its share, and an entry must fit into one) is not
+//! stored, and the key keeps no older value either; the insert says so
+//! ([`Stored::TooLarge`]), and its caller counts it. Near slots never keep values above 64 KiB,
+//! so what the budget no longer counts is not kept alive by them.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
-use quick_cache::UnitWeighter;
-use quick_cache::sync::{Cache as QuickCache, DefaultLifecycle};
+use quick_cache::sync::{Cache as QuickCache, DefaultLifecycle, EntryAction, EntryResult};
+use quick_cache::{OptionsBuilder, UnitWeighter, Weighter};
 use thread_local::ThreadLocal;
 
 use crate::key::KeyHash;
@@ -35,9 +49,91 @@ pub(crate) struct Entry<T> {
     pub(crate) expires_at: u64,
 }
 
-type Table<T> =
-    QuickCache<Slot, Entry<T>, UnitWeighter, PassThroughHash, DefaultLifecycle<Slot, Entry<T>>>;
+/// An [`Entry`] of a table bounded by bytes, with its weight, worked out
+/// once when it was stored (`quick_cache` asks an entry's weight again on
+/// every move and eviction, and requires the same answer each time).
+#[derive(Clone, Debug)]
+struct Weighed<T> {
+    entry: Entry<T>,
+    weight: u64,
+}
 
+/// Reads the weight a [`Weighed`] entry was stored with.
+#[derive(Clone, Copy, Debug, Default)]
+struct StoredWeight;
+
+impl<T> Weighter<Slot, Weighed<T>> for StoredWeight {
+    #[inline]
+    fn weight(&self, _: &Slot, value: &Weighed<T>) -> u64 {
+        value.weight
+    }
+}
+
+/// What an entry of a byte-bounded table costs besides its value's
+/// weight: the table's own bookkeeping (~51 bytes per entry, measured
+/// in issue 2's memory bench) and the value's `Arc` header, rounded up.
+/// It also keeps every weight above zero (`quick_cache` never evicts an
+/// entry that weighs nothing).
+pub(crate) const ENTRY_OVERHEAD: u64 = 64;
+
+/// A byte-bounded table stores no entry heavier than this share of its
+/// budget. Its shards ([`BYTE_SHARDS`]) each evict on their own within
+/// their share of the budget, so an entry must fit into one, and one
+/// that takes most of a shard wastes the rest: at a sixteenth, a shard
+/// holds at least four of the heaviest entries, and wastes under a
+/// quarter of its share even then.
+pub(crate) const MAX_ENTRY_SHARE: u64 = 16;
+
+/// The shards of a byte-bounded table (see [`MAX_ENTRY_SHARE`]); a
+/// count-bounded one has `quick_cache`'s default (4 per core).
+const BYTE_SHARDS: usize = 4;
+
+/// Entries heavier than this are never kept in a thread's near slots:
+/// a slot keeps its value alive until it is overwritten, so eight slots
+/// per thread of megabyte values would hold memory the budget no longer
+/// counts.
+const NEAR_MAX_WEIGHT: u64 = 64 << 10;
+
+type Lifecycle<V> = DefaultLifecycle<Slot, V>;
+type CountTable<T> = QuickCache<Slot, Entry<T>, UnitWeighter, PassThroughHash, Lifecycle<Entry<T>>>;
+type ByteTable<T> =
+    QuickCache<Slot, Weighed<T>, StoredWeight, PassThroughHash, Lifecycle<Weighed<T>>>;
+
+/// How a table is bounded: by entries, and optionally by bytes.
+///
+/// With both, an entry weighs at least `bytes / entries`, so a table full
+/// of small entries stops at `entries` and one of large ones at `bytes`
+/// (`n × bytes/entries ≤ bytes` gives `n ≤ entries`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bound {
+    /// Entries kept at most (`usize::MAX`: no count bound).
+    pub(crate) entries: usize,
+    /// Bytes kept at most, as the entries' weights add up.
+    pub(crate) bytes: Option<u64>,
+}
+
+impl Bound {
+    /// Bounded by a number of entries only.
+    pub(crate) fn entries(entries: usize) -> Self {
+        Self {
+            entries,
+            bytes: None,
+        }
+    }
+}
+
+/// The `quick_cache` table behind a [`LocalTable`]: counting entries, or
+/// weighing them.
+enum Table<T> {
+    Count(CountTable<T>),
+    Bytes {
+        table: ByteTable<T>,
+        /// The weight every entry has at least (see [`Bound`]).
+        floor: u64,
+        /// Heavier entries are not stored (see [`MAX_ENTRY_SHARE`]).
+        max_entry: u64,
+    },
+}
 /// A table key: 96 of the key hash's 128 bits.
 ///
 /// Twelve bytes with 4-byte alignment let the key and an [`Entry`] pack into
@@ -107,20 +203,83 @@ pub(crate) struct LocalTable<T: Send> {
     near: ThreadLocal<CachePadded<Near<T>>>,
 }
 
+/// Whether a value was stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Yes,
+    /// Not stored (and nothing older left under its key): it weighed more
+    /// than a byte-bounded table keeps in one entry.
+    TooLarge,
+}
+
 impl<T: Clone + Send> LocalTable<T> {
+    /// A table of up to `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
-        Self {
-            table: QuickCache::with(
-                capacity,
-                capacity as u64,
+        Self::bounded(Bound::entries(capacity))
+    }
+
+    /// A table within `bound`.
+    pub(crate) fn bounded(bound: Bound) -> Self {
+        let entries = bound.entries.max(1);
+        let table = match bound.bytes {
+            None => Table::Count(QuickCache::with(
+                entries,
+                entries as u64,
                 UnitWeighter,
                 PassThroughHash,
                 DefaultLifecycle::default(),
-            ),
+            )),
+            Some(bytes) => {
+                let bytes = bytes.max(1);
+                // A guess at how many entries fit, for the table's sizing
+                // (shards, the memory of evicted keys): within an order of
+                // magnitude or two is enough, says `quick_cache`.
+                let estimate = usize::try_from(bytes / 512)
+                    .unwrap_or(usize::MAX)
+                    .clamp(32, entries);
+                let options = OptionsBuilder::new()
+                    .estimated_items_capacity(estimate)
+                    .weight_capacity(bytes)
+                    .shards(BYTE_SHARDS)
+                    .build();
+                let table = match options {
+                    Ok(options) => QuickCache::with_options(
+                        options,
+                        StoredWeight,
+                        PassThroughHash,
+                        DefaultLifecycle::default(),
+                    ),
+                    // Every option above is valid; the defaults otherwise.
+                    Err(_) => QuickCache::with(
+                        estimate,
+                        bytes,
+                        StoredWeight,
+                        PassThroughHash,
+                        DefaultLifecycle::default(),
+                    ),
+                };
+                Table::Bytes {
+                    table,
+                    floor: if bound.entries == usize::MAX {
+                        0
+                    } else {
+                        bytes / entries as u64
+                    },
+                    max_entry: (bytes / MAX_ENTRY_SHARE).max(1),
+                }
+            }
+        };
+        Self {
+            table,
             generation: CachePadded::new(AtomicU64::new(0)),
             near: ThreadLocal::new(),
         }
+    }
+
+    /// Whether entries are weighed (the table is bounded by bytes): only
+    /// then is a `weigh` given to the methods below called.
+    pub(crate) fn weighs(&self) -> bool {
+        matches!(self.table, Table::Bytes { .. })
     }
 
     /// Marks a change of the table: every near slot filled before is void.
@@ -155,6 +314,8 @@ impl<T: Clone + Send> LocalTable<T> {
     }
 
     /// The table read behind [`LocalTable::get`], filling the near slot.
+    /// A count-bounded table reads as it did before byte budgets existed,
+    /// after one test of the table's kind.
     #[inline(never)]
     fn get_far(
         &self,
@@ -165,7 +326,32 @@ impl<T: Clone + Send> LocalTable<T> {
         now: u64,
         free: Option<bool>,
     ) -> Option<T> {
-        let entry = self.table.get(&slot)?;
+        let entry = match &self.table {
+            Table::Count(table) => table.get(&slot)?,
+            Table::Bytes { table, .. } => {
+                let weighed = table.get(&slot)?;
+                // Heavy values stay out of the near slots (module docs).
+                let free = free.filter(|_| weighed.weight <= NEAR_MAX_WEIGHT);
+                return self.serve_far(slot, weighed.entry, generation, near, index, now, free);
+            }
+        };
+        self.serve_far(slot, entry, generation, near, index, now, free)
+    }
+
+    /// Serves `entry`, read from the table, unless it expired (then drops
+    /// it); fills the near slot as `free` allows (`None`: not at all).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn serve_far(
+        &self,
+        slot: Slot,
+        entry: Entry<T>,
+        generation: u64,
+        near: &CachePadded<Near<T>>,
+        index: usize,
+        now: u64,
+        free: Option<bool>,
+    ) -> Option<T> {
         if entry.expires_at > now {
             let reads = near.far_reads.get().wrapping_add(1);
             near.far_reads.set(reads);
@@ -189,20 +375,72 @@ impl<T: Clone + Send> LocalTable<T> {
             return Some(entry.value);
         }
         // Expired entries are never served, near or far: no bump needed.
-        self.table.remove_if(&slot, |e| e.expires_at <= now);
+        match &self.table {
+            Table::Count(table) => {
+                table.remove_if(&slot, |e| e.expires_at <= now);
+            }
+            Table::Bytes { table, .. } => {
+                table.remove_if(&slot, |w| w.entry.expires_at <= now);
+            }
+        }
         None
     }
 
     /// When the entry under `key` expires, if it is live at `now`: for a
     /// memo built with refresh ahead, off the hit path of every other memo.
     pub(crate) fn expires_at(&self, key: &KeyHash, now: u64) -> Option<u64> {
-        let entry = self.table.get(&Slot::from(*key))?;
-        (entry.expires_at > now).then_some(entry.expires_at)
+        let slot = Slot::from(*key);
+        let expires_at = match &self.table {
+            Table::Count(table) => table.get(&slot)?.expires_at,
+            Table::Bytes { table, .. } => table.get(&slot)?.entry.expires_at,
+        };
+        (expires_at > now).then_some(expires_at)
     }
 
-    pub(crate) fn insert(&self, key: KeyHash, value: T, expires_at: u64) {
-        self.table.insert(key.into(), Entry { value, expires_at });
+    /// The weight `value` is stored with in a byte-bounded table (`None`:
+    /// too heavy to store), given what `weigh` says of it.
+    fn weight_of(&self, value: &T, weigh: impl FnOnce(&T) -> u64) -> Option<u64> {
+        let Table::Bytes {
+            floor, max_entry, ..
+        } = &self.table
+        else {
+            return Some(1);
+        };
+        let weight = weigh(value).saturating_add(ENTRY_OVERHEAD).max(*floor);
+        (weight <= *max_entry).then_some(weight)
+    }
+
+    /// Stores `value` under `key` until `expires_at`. `weigh` says how
+    /// many bytes the value holds (asked only of a byte-bounded table).
+    /// A value too heavy to store leaves nothing under `key`: not the
+    /// value, not the one it replaces.
+    pub(crate) fn insert(
+        &self,
+        key: KeyHash,
+        value: T,
+        expires_at: u64,
+        weigh: impl FnOnce(&T) -> u64,
+    ) -> Stored {
+        let slot = Slot::from(key);
+        let entry = Entry { value, expires_at };
+        let stored = match &self.table {
+            Table::Count(table) => {
+                table.insert(slot, entry);
+                Stored::Yes
+            }
+            Table::Bytes { table, .. } => match self.weight_of(&entry.value, weigh) {
+                Some(weight) => {
+                    table.insert(slot, Weighed { entry, weight });
+                    Stored::Yes
+                }
+                None => {
+                    table.remove(&slot);
+                    Stored::TooLarge
+                }
+            },
+        };
         self.changed();
+        stored
     }
 
     /// Inserts only when no live entry is there; true when inserted.
@@ -212,25 +450,24 @@ impl<T: Clone + Send> LocalTable<T> {
         value: T,
         expires_at: u64,
         now: u64,
+        weigh: impl FnOnce(&T) -> u64,
     ) -> bool {
-        use quick_cache::sync::{EntryAction, EntryResult};
-        let mut fresh = Some(Entry { value, expires_at });
-        let inserted = match self.table.entry(&Slot::from(key), None, |_, existing| {
-            if existing.expires_at > now {
-                EntryAction::Retain(false)
-            } else if let Some(entry) = fresh.take() {
-                *existing = entry;
-                EntryAction::Retain(true)
-            } else {
-                EntryAction::Retain(false)
+        let slot = Slot::from(key);
+        let inserted = match &self.table {
+            Table::Count(table) => {
+                let fresh = Entry { value, expires_at };
+                insert_if_absent(table, &slot, fresh, now, |e| e)
             }
-        }) {
-            EntryResult::Retained(inserted) => inserted,
-            EntryResult::Vacant(guard) => match fresh.take() {
-                Some(entry) => guard.insert(entry).is_ok(),
-                None => false,
-            },
-            _ => false,
+            Table::Bytes { table, .. } => {
+                let Some(weight) = self.weight_of(&value, weigh) else {
+                    return false;
+                };
+                let fresh = Weighed {
+                    entry: Entry { value, expires_at },
+                    weight,
+                };
+                insert_if_absent(table, &slot, fresh, now, |w| &w.entry)
+            }
         };
         if inserted {
             self.changed();
@@ -239,41 +476,32 @@ impl<T: Clone + Send> LocalTable<T> {
     }
 
     /// Replaces the live value under `key` through `update` (given `None`
-    /// when absent or expired), atomically with respect to other updates of
-    /// the same key. Returns what `update` returned.
+    /// when absent or expired; returning `None` leaves the table as it
+    /// is), atomically with respect to other updates of the same key.
+    /// Returns what `update` returned. A replacement is weighed by `weigh`
+    /// in a byte-bounded table; one too heavy removes the entry.
     pub(crate) fn update<R>(
         &self,
         key: KeyHash,
         now: u64,
+        weigh: impl Fn(&T) -> u64,
         update: impl FnOnce(Option<&Entry<T>>) -> (Option<Entry<T>>, R),
     ) -> R {
-        use quick_cache::sync::{EntryAction, EntryResult};
-        let mut update = Some(update);
-        let mut result = None;
-        let outcome = self.table.entry(&Slot::from(key), None, |_, existing| {
-            let Some(update) = update.take() else {
-                return EntryAction::Retain(());
-            };
-            let live = (existing.expires_at > now).then_some(&*existing);
-            let (replacement, r) = update(live);
-            result = Some(r);
-            match replacement {
-                Some(entry) => {
-                    *existing = entry;
-                    EntryAction::Retain(())
-                }
-                None => EntryAction::Remove,
-            }
-        });
-        if let EntryResult::Vacant(guard) = outcome {
-            if let Some(update) = update.take() {
-                let (replacement, r) = update(None);
-                result = Some(r);
-                if let Some(entry) = replacement {
-                    let _ = guard.insert(entry);
-                }
-            }
-        }
+        let slot = Slot::from(key);
+        let result = match &self.table {
+            Table::Count(table) => update_in(table, &slot, now, |e| e, Some, update),
+            Table::Bytes { table, .. } => update_in(
+                table,
+                &slot,
+                now,
+                |w| &w.entry,
+                |entry| {
+                    let weight = self.weight_of(&entry.value, &weigh)?;
+                    Some(Weighed { entry, weight })
+                },
+                update,
+            ),
+        };
         self.changed();
         match result {
             Some(r) => r,
@@ -289,7 +517,11 @@ impl<T: Clone + Send> LocalTable<T> {
     }
 
     pub(crate) fn remove(&self, key: &KeyHash) -> bool {
-        let removed = self.table.remove(&Slot::from(*key)).is_some();
+        let slot = Slot::from(*key);
+        let removed = match &self.table {
+            Table::Count(table) => table.remove(&slot).is_some(),
+            Table::Bytes { table, .. } => table.remove(&slot).is_some(),
+        };
         // Even when absent from the table: a near slot may still hold it
         // (the table evicted it since).
         self.changed();
@@ -297,20 +529,115 @@ impl<T: Clone + Send> LocalTable<T> {
     }
 
     pub(crate) fn clear(&self) {
-        self.table.clear();
+        match &self.table {
+            Table::Count(table) => table.clear(),
+            Table::Bytes { table, .. } => table.clear(),
+        }
         self.changed();
     }
 
-    #[cfg(test)]
+    /// Entries held.
     pub(crate) fn len(&self) -> usize {
-        self.table.len()
+        match &self.table {
+            Table::Count(table) => table.len(),
+            Table::Bytes { table, .. } => table.len(),
+        }
     }
+
+    /// What the entries held weigh: bytes in a byte-bounded table (as
+    /// weighed when stored, bookkeeping included), else their number.
+    pub(crate) fn weight(&self) -> u64 {
+        match &self.table {
+            Table::Count(table) => table.weight(),
+            Table::Bytes { table, .. } => table.weight(),
+        }
+    }
+}
+
+/// [`LocalTable::insert_if_absent`] on one kind of table.
+fn insert_if_absent<V, W, T>(
+    table: &QuickCache<Slot, V, W, PassThroughHash, Lifecycle<V>>,
+    slot: &Slot,
+    fresh: V,
+    now: u64,
+    entry_of: impl Fn(&V) -> &Entry<T>,
+) -> bool
+where
+    V: Clone,
+    W: Weighter<Slot, V> + Clone,
+{
+    let mut fresh = Some(fresh);
+    match table.entry(slot, None, |_, existing| {
+        if entry_of(existing).expires_at > now {
+            EntryAction::Retain(false)
+        } else if let Some(entry) = fresh.take() {
+            *existing = entry;
+            EntryAction::Retain(true)
+        } else {
+            EntryAction::Retain(false)
+        }
+    }) {
+        EntryResult::Retained(inserted) => inserted,
+        EntryResult::Vacant(guard) => match fresh.take() {
+            Some(entry) => guard.insert(entry).is_ok(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// [`LocalTable::update`] on one kind of table: `entry_of` reads a stored
+/// value's entry, `store` makes one to store (`None`: too heavy).
+fn update_in<V, W, T, R>(
+    table: &QuickCache<Slot, V, W, PassThroughHash, Lifecycle<V>>,
+    slot: &Slot,
+    now: u64,
+    entry_of: impl Fn(&V) -> &Entry<T>,
+    store: impl Fn(Entry<T>) -> Option<V>,
+    update: impl FnOnce(Option<&Entry<T>>) -> (Option<Entry<T>>, R),
+) -> Option<R>
+where
+    V: Clone,
+    W: Weighter<Slot, V> + Clone,
+{
+    let mut update = Some(update);
+    let mut result = None;
+    let outcome = table.entry(slot, None, |_, existing| {
+        let Some(update) = update.take() else {
+            return EntryAction::Retain(());
+        };
+        let current = entry_of(existing);
+        let live = (current.expires_at > now).then_some(current);
+        let (replacement, r) = update(live);
+        result = Some(r);
+        match replacement.map(&store) {
+            None => EntryAction::Retain(()),
+            Some(Some(value)) => {
+                *existing = value;
+                EntryAction::Retain(())
+            }
+            // Too heavy: the older value goes too.
+            Some(None) => EntryAction::Remove,
+        }
+    });
+    if let EntryResult::Vacant(guard) = outcome {
+        if let Some(update) = update.take() {
+            let (replacement, r) = update(None);
+            result = Some(r);
+            if let Some(value) = replacement.and_then(&store) {
+                let _ = guard.insert(value);
+            }
+        }
+    }
+    result
 }
 
 impl<T: Clone + Send> std::fmt::Debug for LocalTable<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalTable")
-            .field("len", &self.table.len())
+            .field("len", &self.len())
+            .field("weight", &self.weight())
+            .field("by_bytes", &self.weighs())
             .finish()
     }
 }
@@ -359,7 +686,7 @@ mod tests {
     #[test]
     fn expired_entries_are_misses_and_get_dropped() {
         let table = LocalTable::<u32>::new(10);
-        table.insert(KeyHash(1), 7, 100);
+        table.insert(KeyHash(1), 7, 100, |_| 0);
         assert_eq!(table.get(&KeyHash(1), 99), Some(7));
         assert_eq!(table.get(&KeyHash(1), 100), None);
         assert_eq!(table.len(), 0);
@@ -368,24 +695,24 @@ mod tests {
     #[test]
     fn near_slots_follow_every_change_of_the_table() {
         let table = LocalTable::<u32>::new(10);
-        table.insert(KeyHash(1), 7, 100);
+        table.insert(KeyHash(1), 7, 100, |_| 0);
         assert_eq!(table.get(&KeyHash(1), 0), Some(7)); // fills the near slot
         assert_eq!(table.get(&KeyHash(1), 0), Some(7)); // served near
-        table.insert(KeyHash(1), 8, 100);
+        table.insert(KeyHash(1), 8, 100, |_| 0);
         assert_eq!(table.get(&KeyHash(1), 0), Some(8), "a replaced value");
         assert!(table.remove(&KeyHash(1)));
         assert_eq!(table.get(&KeyHash(1), 0), None, "a removed value");
-        table.insert(KeyHash(2), 9, 100);
+        table.insert(KeyHash(2), 9, 100, |_| 0);
         assert_eq!(table.get(&KeyHash(2), 0), Some(9));
         table.clear();
         assert_eq!(table.get(&KeyHash(2), 0), None, "a cleared table");
-        table.insert(KeyHash(3), 1, 100);
+        table.insert(KeyHash(3), 1, 100, |_| 0);
         assert_eq!(table.get(&KeyHash(3), 0), Some(1));
         assert_eq!(table.get(&KeyHash(3), 100), None, "expiry applies near too");
         // Keys sharing a near slot (same low bits) do not mix.
         let (a, b) = (KeyHash(4), KeyHash(4 + NEAR_SLOTS as u128));
-        table.insert(a, 40, 100);
-        table.insert(b, 41, 100);
+        table.insert(a, 40, 100, |_| 0);
+        table.insert(b, 41, 100, |_| 0);
         assert_eq!(table.get(&a, 0), Some(40));
         assert_eq!(table.get(&b, 0), Some(41));
         assert_eq!(table.get(&a, 0), Some(40));
@@ -394,7 +721,7 @@ mod tests {
     #[test]
     fn a_change_on_one_thread_voids_another_threads_near_slot() {
         let table = LocalTable::<u32>::new(10);
-        table.insert(KeyHash(1), 7, 100);
+        table.insert(KeyHash(1), 7, 100, |_| 0);
         let (read, go) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| {
@@ -411,10 +738,10 @@ mod tests {
         // An eviction by capacity leaves the near slot valid only until the
         // next change: the evicting insert is one.
         let small = LocalTable::<u32>::new(1);
-        small.insert(KeyHash(1), 1, 100);
+        small.insert(KeyHash(1), 1, 100, |_| 0);
         assert_eq!(small.get(&KeyHash(1), 0), Some(1));
         for k in 2..50 {
-            small.insert(KeyHash(k), 0, 100);
+            small.insert(KeyHash(k), 0, 100, |_| 0);
         }
         assert!(small.len() < 49);
         let remaining = (1..50)
@@ -430,10 +757,10 @@ mod tests {
     #[test]
     fn insert_if_absent_respects_live_entries_only() {
         let table = LocalTable::<u32>::new(10);
-        assert!(table.insert_if_absent(KeyHash(1), 1, 100, 0));
-        assert!(!table.insert_if_absent(KeyHash(1), 2, 100, 50));
+        assert!(table.insert_if_absent(KeyHash(1), 1, 100, 0, |_| 0));
+        assert!(!table.insert_if_absent(KeyHash(1), 2, 100, 50, |_| 0));
         assert_eq!(table.get(&KeyHash(1), 50), Some(1));
-        assert!(table.insert_if_absent(KeyHash(1), 3, 300, 150));
+        assert!(table.insert_if_absent(KeyHash(1), 3, 300, 150, |_| 0));
         assert_eq!(table.get(&KeyHash(1), 150), Some(3));
     }
 
@@ -441,19 +768,113 @@ mod tests {
     fn update_sees_live_value() {
         let table = LocalTable::<i64>::new(10);
         let bump = |t: &LocalTable<i64>, now| {
-            t.update(KeyHash(9), now, |old| {
-                let n = old.map_or(0, |e| e.value) + 1;
-                (
-                    Some(Entry {
-                        value: n,
-                        expires_at: 1_000,
-                    }),
-                    n,
-                )
-            })
+            t.update(
+                KeyHash(9),
+                now,
+                |_| 8,
+                |old| {
+                    let n = old.map_or(0, |e| e.value) + 1;
+                    (
+                        Some(Entry {
+                            value: n,
+                            expires_at: 1_000,
+                        }),
+                        n,
+                    )
+                },
+            )
         };
         assert_eq!(bump(&table, 0), 1);
         assert_eq!(bump(&table, 0), 2);
         assert_eq!(bump(&table, 1_000), 1, "expired value starts over");
+    }
+
+    /// Key `k` as a real key hash would be: spread over all its bits (the
+    /// table picks a shard from the high ones).
+    fn spread(k: u128) -> KeyHash {
+        KeyHash(k.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) | 1)
+    }
+
+    /// A byte budget holds whatever the values weigh: megabyte values and
+    /// 8-byte ones alike stay within it, as `quick_cache` measures it.
+    #[test]
+    fn a_byte_budget_bounds_the_weight_of_what_is_kept() {
+        const BUDGET: u64 = 32 << 20;
+        let large = LocalTable::<u64>::bounded(Bound {
+            entries: usize::MAX,
+            bytes: Some(BUDGET),
+        });
+        assert!(large.weighs());
+        for k in 0..200 {
+            let stored = large.insert(spread(k), k as u64, u64::MAX, |_| 1 << 20);
+            assert_eq!(stored, Stored::Yes);
+            assert!(large.weight() <= BUDGET, "{} > {BUDGET}", large.weight());
+        }
+        // Four shards of 8 MiB hold seven each.
+        assert!(
+            (16..=31).contains(&large.len()),
+            "1 MiB values in 32 MiB: {}",
+            large.len()
+        );
+        const SMALL: u64 = 1 << 20;
+        let small = LocalTable::<u64>::bounded(Bound {
+            entries: usize::MAX,
+            bytes: Some(SMALL),
+        });
+        for k in 0..30_000 {
+            small.insert(spread(k), k as u64, u64::MAX, |_| 8);
+            assert!(small.weight() <= SMALL);
+        }
+        // 72 bytes an entry: most of a budget's worth is kept.
+        let fit = (SMALL / (8 + ENTRY_OVERHEAD)) as usize;
+        assert!(
+            small.len() > fit / 2 && small.len() <= fit,
+            "{} of {fit}",
+            small.len()
+        );
+    }
+
+    #[test]
+    fn an_entry_heavier_than_its_share_is_not_stored_and_is_counted() {
+        let table = LocalTable::<u32>::bounded(Bound {
+            entries: usize::MAX,
+            bytes: Some(8 << 20),
+        });
+        assert_eq!(table.insert(KeyHash(1), 1, 100, |_| 10), Stored::Yes);
+        assert_eq!(table.get(&KeyHash(1), 0), Some(1));
+        // Over a sixteenth of the budget: the older value goes too.
+        assert_eq!(
+            table.insert(KeyHash(1), 2, 100, |_| 2 << 20),
+            Stored::TooLarge
+        );
+        assert_eq!(table.get(&KeyHash(1), 0), None);
+        assert!(!table.insert_if_absent(KeyHash(2), 2, 100, 0, |_| 9 << 20));
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn both_bounds_hold_at_once_and_a_count_bound_is_unchanged() {
+        // 1,000 entries or 1 MiB, whichever comes first.
+        let both = LocalTable::<u32>::bounded(Bound {
+            entries: 1_000,
+            bytes: Some(1 << 20),
+        });
+        for k in 0..20_000 {
+            both.insert(spread(k), 0, 100, |_| 8);
+        }
+        assert!(both.len() <= 1_000, "{}", both.len());
+        assert!(both.weight() <= 1 << 20);
+        let counted = LocalTable::<u32>::new(1_000);
+        assert!(!counted.weighs());
+        for k in 0..20_000 {
+            // A count-bounded table never asks a weight.
+            counted.insert(spread(k), 0, 100, |_| unreachable!("weighed"));
+        }
+        assert!(
+            counted.len() <= 1_000 && counted.len() > 800,
+            "{}",
+            counted.len()
+        );
+        assert_eq!(counted.weight(), counted.len() as u64);
     }
 }

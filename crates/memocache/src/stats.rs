@@ -37,6 +37,10 @@ type Block = CachePadded<[AtomicU64; COUNTERS]>;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     per_thread: ThreadLocal<Block>,
+    /// Values too heavy for the in-process tier: rare (once per value
+    /// loaded), so one shared atomic, and the per-thread blocks every hit
+    /// writes keep their size.
+    too_large: AtomicU64,
 }
 
 impl Stats {
@@ -55,6 +59,11 @@ impl Stats {
     #[inline]
     pub(crate) fn bump(&self, counter: Counter) {
         self.add(counter, 1);
+    }
+
+    /// Counts a value too heavy for the in-process tier.
+    pub(crate) fn too_large(&self) {
+        self.too_large.fetch_add(1, Ordering::Relaxed);
     }
 
     fn sum(&self, counter: Counter) -> u64 {
@@ -78,6 +87,7 @@ impl Stats {
             invalidations_received: self.sum(Counter::InvalidationReceived),
             group_invalidations: self.sum(Counter::GroupInvalidation),
             refreshes: self.sum(Counter::Refresh),
+            too_large: self.too_large.load(Ordering::Relaxed),
         }
     }
 }
@@ -128,6 +138,11 @@ pub struct MemoStats {
     /// (to another process holding the key's refresh lease, or to an
     /// invalidation that came first). Their loads count in `loads`.
     pub refreshes: u64,
+    /// Values not kept in process because they weighed more than a
+    /// sixteenth of the in-process byte budget
+    /// ([`CacheConfig::capacity_bytes`](crate::CacheConfig::capacity_bytes)).
+    /// Each was returned to its caller; the next call loads it again.
+    pub too_large: u64,
 }
 
 impl MemoStats {

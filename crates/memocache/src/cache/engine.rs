@@ -241,7 +241,8 @@ impl Cache {
         match &self.inner.backend {
             Backend::Memory { raw } => {
                 let hash = self.raw_key(key);
-                raw.insert(hash, Arc::new(value), self.deadline(timeout));
+                let weight = raw_weight(raw, &value);
+                let _ = raw.insert(hash, Arc::new(value), self.deadline(timeout), |_| weight);
                 self.bump_raw(hash);
                 Ok(())
             }
@@ -263,11 +264,13 @@ impl Cache {
         match &self.inner.backend {
             Backend::Memory { raw } => {
                 let hash = self.raw_key(key);
+                let weight = raw_weight(raw, &value);
                 let added = raw.insert_if_absent(
                     hash,
                     Arc::new(value),
                     self.deadline(timeout),
                     self.inner.clock.now_ms(),
+                    |_| weight,
                 );
                 if added {
                     self.bump_raw(hash);
@@ -400,21 +403,27 @@ impl Cache {
         let now = self.inner.clock.now_ms();
         let fresh_deadline = self.deadline(Timeout::Default);
         let hash = self.raw_key(key);
-        let result = raw.update(hash, now, |old| {
-            let (current, expires_at) = match old {
-                None => (0, fresh_deadline),
-                Some(entry) => match entry.value.downcast_ref::<i64>() {
-                    Some(n) => (*n, entry.expires_at),
-                    None => return (old.cloned(), Err(not_a_number(key))),
-                },
-            };
-            let next = current.wrapping_add(delta);
-            let entry = Entry {
-                value: Arc::new(next) as ErasedValue,
-                expires_at,
-            };
-            (Some(entry), Ok(Some(next)))
-        });
+        // A counter weighs what an `i64` encodes to at most.
+        let result = raw.update(
+            hash,
+            now,
+            |_| 10,
+            |old| {
+                let (current, expires_at) = match old {
+                    None => (0, fresh_deadline),
+                    Some(entry) => match entry.value.downcast_ref::<i64>() {
+                        Some(n) => (*n, entry.expires_at),
+                        None => return (None, Err(not_a_number(key))),
+                    },
+                };
+                let next = current.wrapping_add(delta);
+                let entry = Entry {
+                    value: Arc::new(next) as ErasedValue,
+                    expires_at,
+                };
+                (Some(entry), Ok(Some(next)))
+            },
+        );
         self.bump_raw(hash);
         result
     }
@@ -440,6 +449,16 @@ impl Cache {
 
     fn bump_raw(&self, hash: KeyHash) {
         self.inner.stamps.bump_key(scope_hash(RAW_SCOPE), hash.0);
+    }
+}
+
+/// What `value` weighs in `raw` (asked before the value is erased; 0
+/// when the table counts entries).
+fn raw_weight<V: CacheValue>(raw: &crate::local::LocalTable<ErasedValue>, value: &V) -> u64 {
+    if raw.weighs() {
+        crate::value::encoded_size(value)
+    } else {
+        0
     }
 }
 

@@ -15,7 +15,7 @@ use crate::deps::{Stamps, TAG_SCOPE, scope_hash};
 use crate::error::Result;
 use crate::fault::FaultLog;
 use crate::key::KeyHash;
-use crate::local::LocalTable;
+use crate::local::{Bound, LocalTable};
 use crate::reach::Reach;
 use crate::registry::{MemoControl, Registry};
 use crate::stats::MemoStats;
@@ -39,6 +39,14 @@ pub(crate) enum Backend {
     Null,
     /// Encoded values in a shared store.
     Remote(Arc<dyn RemoteStore>),
+}
+
+/// The bound of an in-process table of `entries` under `config`.
+fn l1_bound(config: &CacheConfig, entries: usize) -> Bound {
+    Bound {
+        entries,
+        bytes: config.capacity_bytes,
+    }
 }
 
 /// A cache: cheap to clone (an `Arc` inside), shared by every part of an
@@ -72,8 +80,8 @@ pub(crate) struct CacheInner {
     pub(crate) clock: Clock,
     pub(crate) backend: Backend,
     pub(crate) faults: FaultLog,
-    /// Entries each memo keeps in process (`None`: no in-process tier).
-    l1_capacity: Option<usize>,
+    /// What each memo keeps in process (`None`: no in-process tier).
+    l1: Option<Bound>,
     /// The invalidation bus of a tiered cache.
     bus: Option<Arc<dyn Bus>>,
     /// The shared store's breakers (the store in `backend` is behind them).
@@ -123,7 +131,7 @@ impl Cache {
         let cache = match &config.store {
             StoreConfig::Memory { capacity } => {
                 let backend = Backend::Memory {
-                    raw: Box::new(LocalTable::new(*capacity)),
+                    raw: Box::new(LocalTable::bounded(l1_bound(&config, *capacity))),
                 };
                 Self::assemble(config.clone(), clock, backend, Some(*capacity), None)
             }
@@ -184,7 +192,8 @@ impl Cache {
     }
 
     /// Builds a tiered cache: an in-process L1 of `l1_capacity` entries per
-    /// memo in front of `store`, kept coherent across processes by `bus`.
+    /// memo (and within `config.capacity_bytes` bytes, if it is set: see
+    /// [`CacheConfig::capacity_bytes`]) in front of `store`, kept coherent across processes by `bus`.
     /// The L1 is trusted only while the bus keeps it in sync (see
     /// [`bus`](crate::bus)).
     ///
@@ -250,6 +259,7 @@ impl Cache {
         l1_capacity: Option<usize>,
         bus: Option<Arc<dyn Bus>>,
     ) -> Self {
+        let l1 = l1_capacity.map(|entries| l1_bound(&config, entries));
         let (backend, breaker) = match backend {
             Backend::Remote(store) if config.breaker.enabled => {
                 let whole = Arc::new(Breaker::new("store", config.breaker, clock.clone()));
@@ -272,7 +282,7 @@ impl Cache {
                 clock,
                 backend,
                 faults: FaultLog::default(),
-                l1_capacity,
+                l1,
                 bus,
                 breaker,
                 trusted_until: AtomicU64::new(trusted_until),
@@ -519,9 +529,9 @@ impl Cache {
         &self.inner.memos
     }
 
-    /// Entries each memo keeps in process (`None`: no in-process tier).
-    pub(crate) fn l1_capacity(&self) -> Option<usize> {
-        self.inner.l1_capacity
+    /// What each memo keeps in process (`None`: no in-process tier).
+    pub(crate) fn l1_bound(&self) -> Option<Bound> {
+        self.inner.l1
     }
 
     /// Whether invalidations of what a view reads reach this process: in

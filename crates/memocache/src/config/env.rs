@@ -22,6 +22,7 @@ impl CacheConfig {
     /// | `CACHE_DEFAULT_TIMEOUT` | `MEMOCACHE_TIMEOUT` (seconds) |
     /// | `CACHE_KEY_PREFIX` | `MEMOCACHE_PREFIX` |
     /// | `CACHE_THRESHOLD` | `MEMOCACHE_CAPACITY` (in-process entries per memo) |
+    /// | (none: Flask-Caching counts entries only) | `MEMOCACHE_CAPACITY_BYTES` (in-process bytes per memo, `256MiB`; `MEMOCACHE_L1_CAPACITY_BYTES` on a tiered URL) |
     /// | `CACHE_IGNORE_ERRORS` | the default; `MEMOCACHE_STRICT=true` is its opposite |
     /// | `CACHE_OPTIONS={"socket_timeout": …}` | `MEMOCACHE_TIMEOUT_MS` |
     /// | `CACHE_TYPE=RedisSentinelCache` + `CACHE_REDIS_SENTINELS` + `CACHE_REDIS_SENTINEL_MASTER` | `MEMOCACHE_URL=redis+sentinel://h1:26379,h2:26379/mymaster` (or `tiered+redis+sentinel://…`) |

@@ -252,6 +252,11 @@ pub struct CacheConfig {
     /// The invalidation bus's heartbeat (tiered caches); `None` = the
     /// bus's default, 2 s.
     pub bus_heartbeat: Option<Duration>,
+    /// Bytes the in-process tier keeps per memo (and for the low-level
+    /// API, and in a tiered cache's L1), as its entries weigh; `None`: it
+    /// is bounded by its number of entries only. See
+    /// [`CacheConfig::capacity_bytes`].
+    pub capacity_bytes: Option<u64>,
 }
 
 /// Default [`CacheConfig::max_value_size`]: 8 MiB.
@@ -280,6 +285,7 @@ impl CacheConfig {
             lease_wait: Duration::from_secs(2),
             breaker: BreakerConfig::default(),
             bus_heartbeat: None,
+            capacity_bytes: None,
         }
     }
 
@@ -370,6 +376,47 @@ impl CacheConfig {
         self
     }
 
+    /// Bounds the in-process tier by bytes: each memo (and the low-level
+    /// API's keys, and each memo's L1 in a tiered cache) keeps at most
+    /// `bytes`, as its entries weigh. The URL option `capacity_bytes`
+    /// (`l1_capacity_bytes` on a tiered URL; `64MiB`, `500KB` or a number
+    /// of bytes), or `MEMOCACHE_CAPACITY_BYTES`.
+    ///
+    /// An entry weighs what its value encodes to (the compact encoding a
+    /// shared store would keep, counted without being made), or what the
+    /// memo's [`weigher`](crate::MemoBuilder::weigher) says, plus 64 bytes
+    /// of bookkeeping. Eviction keeps the sum within the budget; an entry
+    /// heavier than a sixteenth of it is not stored (the memo counts it in
+    /// [`MemoStats::too_large`](crate::MemoStats::too_large)) and is
+    /// loaded again on the next call. The entry count (`capacity`) still
+    /// holds when it is given too: whichever bound comes first. From a
+    /// URL with `capacity_bytes` and no `capacity`, only the bytes bound.
+    ///
+    /// Like the count, the budget is per memo, so a memo of large values
+    /// cannot evict another's small ones; what the whole process keeps in
+    /// this tier is at most the budget times (the number of memos + 1).
+    ///
+    /// ```
+    /// use memocache::{Cache, CacheConfig, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::new(CacheConfig::from_url("memory://?capacity_bytes=64MiB")?)?;
+    /// assert_eq!(cache.config().capacity_bytes, Some(64 << 20));
+    /// let pages: Memo<u64, String> = Memo::builder("pages").build(&cache)?;
+    /// pages.set(&1, "x".repeat(1 << 20)).await; // 1 MiB: kept
+    /// pages.set(&2, "x".repeat(5 << 20)).await; // over 4 MiB: not kept
+    /// assert!(pages.get(&1).await.is_some() && pages.get(&2).await.is_none());
+    /// assert_eq!(pages.stats().too_large, 1);
+    ///
+    /// let both = CacheConfig::memory(10_000).capacity_bytes(16 << 20);
+    /// assert_eq!(both.capacity_bytes, Some(16 << 20));
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn capacity_bytes(mut self, bytes: u64) -> Self {
+        self.capacity_bytes = Some(bytes.max(1));
+        self
+    }
+
     /// Sets how the store's and the bus's breakers behave.
     ///
     /// ```
@@ -390,6 +437,7 @@ impl CacheConfig {
     /// | URL | store |
     /// |-----|-------|
     /// | `memory://?capacity=10000` | in-process, typed values, no serialization |
+    /// | `memory://?capacity_bytes=256MiB` | the same, bounded by bytes per memo |
     /// | `null://` | stores nothing: every lookup misses (for tests, or to switch caching off) |
     /// | `redis://host:6379/0`, `rediss://...`, `redis+unix:///path` | Redis |
     /// | `redis+cluster://host1:6379,host2:6379` | Redis Cluster |
@@ -421,7 +469,10 @@ impl CacheConfig {
     ///
     /// Options of one store: `timeout_ms` (Redis: bound on every command,
     /// default 1000), `threshold` (filesystem), `capacity` / `l1_capacity`
-    /// (entries).
+    /// (entries per memo in process, default 10,000), `capacity_bytes` /
+    /// `l1_capacity_bytes` (bytes per memo in process, `64MiB`, `500KB` or
+    /// a number; see [`CacheConfig::capacity_bytes`]). With only a byte
+    /// budget, the number of entries is not bounded.
     ///
     /// Sentinel URLs: `redis+sentinel://[user:password@]host1[:port],host2[:port]/<master>[/<db>]`,
     /// the sentinels' addresses (port 26379 when left out), the name they

@@ -81,8 +81,22 @@ pub(super) fn parse_cache_url_with(
         options.pairs.retain(|(k, _)| k != name);
         options.pairs.push((name.clone(), value.clone()));
     }
-    let store = parse_store(&url, hosts.as_deref(), &mut options)?;
+    let capacity_bytes = take_capacity_bytes(&url, &mut options)?;
+    let count_given = options
+        .pairs
+        .iter()
+        .any(|(k, _)| k == "capacity" || k == "l1_capacity");
+    let mut store = parse_store(&url, hosts.as_deref(), &mut options)?;
+    if capacity_bytes.is_some() && !count_given {
+        // Only the bytes bound.
+        match &mut store {
+            StoreConfig::Memory { capacity } => *capacity = usize::MAX,
+            StoreConfig::Tiered { l1_capacity, .. } => *l1_capacity = usize::MAX,
+            _ => {}
+        }
+    }
     let mut config = CacheConfig::with_store(store);
+    config.capacity_bytes = capacity_bytes;
     if let Some(prefix) = options.take("prefix") {
         config.key_prefix = prefix;
     }
@@ -105,6 +119,77 @@ pub(super) fn parse_cache_url_with(
     config.bus_heartbeat = parse_heartbeat(&mut options)?;
     options.finish()?;
     Ok(config)
+}
+
+/// The in-process byte budget: `capacity_bytes` on `memory://`,
+/// `l1_capacity_bytes` on a tiered URL; an error on a store without an
+/// in-process tier.
+fn take_capacity_bytes(url: &Url, options: &mut Options) -> Result<Option<u64>> {
+    let tiered = url.scheme().starts_with("tiered+");
+    let (name, other) = if tiered {
+        ("l1_capacity_bytes", "capacity_bytes")
+    } else {
+        ("capacity_bytes", "l1_capacity_bytes")
+    };
+    if options.pairs.iter().any(|(k, _)| k == other) {
+        return Err(Error::config(format!(
+            "cache URL `{}`: option `{other}`: {}",
+            options.source,
+            if tiered {
+                "a tiered cache's in-process budget is `l1_capacity_bytes`"
+            } else {
+                "only a tiered cache has `l1_capacity_bytes`; use `capacity_bytes`"
+            }
+        )));
+    }
+    let Some(raw) = options.take(name) else {
+        return Ok(None);
+    };
+    if !tiered && !matches!(url.scheme(), "memory" | "simple") {
+        return Err(Error::config(format!(
+            "cache URL `{}`: option `{name}`: only `memory://` and tiered caches keep \
+             values in process",
+            options.source
+        )));
+    }
+    parse_size(&raw).map(Some).map_err(|e| {
+        Error::config(format!(
+            "cache URL `{}`: option `{name}={raw}`: {e}",
+            options.source
+        ))
+    })
+}
+
+/// Parses `64MiB`, `512KiB`, `2MB`, `1G` or a plain number of bytes (more
+/// than 0).
+fn parse_size(input: &str) -> std::result::Result<u64, String> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{input}` is not a size such as 64MiB, 500KB or 1048576"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    match number.checked_mul(factor) {
+        Some(0) => Err("the size must be more than 0".to_owned()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("`{input}` is too large")),
+    }
 }
 
 fn parse_breaker(options: &mut Options) -> Result<BreakerConfig> {

@@ -322,3 +322,65 @@ fn sentinel_options_from_the_environment() {
         .expect_err("a bad database");
     assert!(error.to_string().contains("MEMOCACHE_DB=x"), "{error}");
 }
+
+#[test]
+fn byte_budgets_from_urls_and_the_environment() {
+    let c = parse("memory://?capacity_bytes=64MiB");
+    assert_eq!(c.capacity_bytes, Some(64 << 20));
+    // Bytes alone: the count does not bound too.
+    assert_eq!(
+        c.store,
+        StoreConfig::Memory {
+            capacity: usize::MAX
+        }
+    );
+    let both = parse("memory://?capacity=500&capacity_bytes=1000");
+    assert_eq!(both.store, StoreConfig::Memory { capacity: 500 });
+    assert_eq!(both.capacity_bytes, Some(1000));
+    let tiered = parse("tiered+redis://h:1/0?l1_capacity_bytes=2GB");
+    assert_eq!(tiered.capacity_bytes, Some(2_000_000_000));
+    assert!(matches!(
+        tiered.store,
+        StoreConfig::Tiered {
+            l1_capacity: usize::MAX,
+            ..
+        }
+    ));
+    assert_eq!(parse("memory://").capacity_bytes, None);
+    for (url, needle) in [
+        ("memory://?capacity_bytes=lots", "capacity_bytes=lots"),
+        ("memory://?capacity_bytes=0", "more than 0"),
+        ("memory://?capacity_bytes=5XB", "unknown size unit"),
+        ("redis://h:1/?capacity_bytes=1MiB", "keep values in process"),
+        (
+            "tiered+redis://h:1/?capacity_bytes=1MiB",
+            "`l1_capacity_bytes`",
+        ),
+        ("memory://?l1_capacity_bytes=1MiB", "use `capacity_bytes`"),
+    ] {
+        let error = CacheConfig::from_url(url).expect_err(url);
+        assert!(error.to_string().contains(needle), "{url}: {error}");
+    }
+    let vars = |pairs: &[(&str, &str)]| {
+        CacheConfig::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    };
+    let from_env = vars(&[("MEMOCACHE_CAPACITY_BYTES", "512KiB")]).expect("env");
+    assert_eq!(from_env.capacity_bytes, Some(512 << 10));
+    let error = vars(&[
+        ("MEMOCACHE_URL", "redis://h:1/"),
+        ("MEMOCACHE_CAPACITY_BYTES", "1MiB"),
+    ])
+    .expect_err("no in-process tier");
+    assert!(
+        error.to_string().contains("MEMOCACHE_CAPACITY_BYTES=1MiB"),
+        "{error}"
+    );
+    assert_eq!(
+        CacheConfig::memory(10).capacity_bytes(0).capacity_bytes,
+        Some(1)
+    );
+}

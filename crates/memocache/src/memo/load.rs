@@ -472,7 +472,7 @@ where
         let store = |v: &Arc<V>| {
             if let (true, true, Some(table)) = (keep, route.use_l1, &self.shared.table) {
                 let expires_at = self.cache.clock().deadline(lifetime);
-                table.insert(route.key, Arc::clone(v), expires_at);
+                self.keep_local(table, route.key, v, expires_at);
             }
         };
         match completion {
@@ -536,7 +536,7 @@ where
             let expires_at = self.cache.clock().deadline(self.lifetime());
             self.shared.flights.invalidate(key, || {
                 if let Some(table) = &self.shared.table {
-                    table.insert(key, Arc::clone(value), expires_at);
+                    self.keep_local(table, key, value, expires_at);
                 }
             });
             return;

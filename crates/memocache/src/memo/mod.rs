@@ -123,8 +123,14 @@ pub struct Memo<K: ?Sized, V: Send + Sync> {
     calls: Option<Arc<Calls<K, V>>>,
     /// Which loaded values are kept.
     filter: Option<ValueFilter<V>>,
+    /// What a value weighs in a byte-bounded in-process tier (`None`: its
+    /// encoded size).
+    weigher: Option<Weigher<V>>,
     _key: PhantomData<fn(&K)>,
 }
+
+/// What a value weighs, in bytes (see [`MemoBuilder::weigher`]).
+type Weigher<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
 
 /// How a grouped memo finds a key's group.
 type GroupOf<K> = fn(&K) -> Result<KeyHash>;
@@ -152,6 +158,7 @@ pub struct MemoBuilder<K: ?Sized, V> {
     bypass: Option<Bypass>,
     refresh: Option<RefreshSpec<K, V>>,
     filter: Option<ValueFilter<V>>,
+    weigher: Option<Weigher<V>>,
     _types: PhantomData<KeyAndValue<K, V>>,
 }
 
@@ -166,6 +173,7 @@ impl<K: ?Sized, V: Send + Sync> Clone for Memo<K, V> {
             source: self.source,
             calls: self.calls.clone(),
             filter: self.filter.clone(),
+            weigher: self.weigher.clone(),
             _key: PhantomData,
         }
     }
@@ -197,6 +205,7 @@ where
             bypass: None,
             refresh: None,
             filter: None,
+            weigher: None,
             _types: PhantomData,
         }
     }
@@ -286,6 +295,35 @@ where
         self
     }
 
+    /// How many bytes a value of this memo holds, for an in-process tier
+    /// bounded by bytes ([`CacheConfig::capacity_bytes`](crate::CacheConfig::capacity_bytes));
+    /// asked once per value stored there, never on a hit, and never
+    /// without a byte budget. Without one, a value weighs its encoded
+    /// size (the compact encoding a shared store keeps, counted without
+    /// being made: one walk of the value per store). Give one when that
+    /// walk is costly (a large `Vec` of numbers) or far from the value's
+    /// memory (capacity kept beyond the length, shared `Arc`s). The
+    /// tier keeps a 96-bit hash of the key, not the key, so only the
+    /// value is weighed; 64 bytes of bookkeeping are added to each.
+    ///
+    /// ```
+    /// use memocache::{Cache, CacheConfig, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::new(CacheConfig::memory(10_000).capacity_bytes(1 << 20))?;
+    /// let thumbnails: Memo<u64, Vec<u8>> = Memo::builder("thumbnails")
+    ///     .weigher(|png: &Vec<u8>| png.capacity() as u64)
+    ///     .build(&cache)?;
+    /// thumbnails.set(&1, vec![0; 50 << 10]).await; // 50 KiB: kept
+    /// thumbnails.set(&2, vec![0; 100 << 10]).await; // over 64 KiB: not kept
+    /// assert!(thumbnails.get(&1).await.is_some() && thumbnails.get(&2).await.is_none());
+    /// assert_eq!(thumbnails.stats().too_large, 1);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn weigher(mut self, weigh: impl Fn(&V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigh));
+        self
+    }
+
     /// Binds the memo to `cache`.
     ///
     /// # Errors
@@ -306,7 +344,7 @@ where
             .get_or_register::<K, V, _>(&self.name, || {
                 Arc::new(MemoShared::<V>::new(
                     &self.name,
-                    cache.l1_capacity(),
+                    cache.l1_bound(),
                     cache.has_remote(),
                     Arc::clone(cache.stamps()),
                     self.group_of.is_some(),
@@ -342,6 +380,7 @@ where
                 })),
             },
             filter: self.filter,
+            weigher: self.weigher,
             _key: PhantomData,
         })
     }
@@ -393,6 +432,43 @@ where
     /// ```
     pub fn stats(&self) -> MemoStats {
         self.shared.stats.snapshot()
+    }
+
+    /// Entries this memo keeps in process now (0 without an in-process
+    /// tier), whatever their version: entries forgotten by a
+    /// [`Memo::forget_all`] leave as they are evicted.
+    ///
+    /// ```
+    /// use memocache::{Cache, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::memory();
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// assert_eq!(memo.local_entries(), 1);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn local_entries(&self) -> usize {
+        self.shared.table.as_ref().map_or(0, |t| t.len())
+    }
+
+    /// What this memo's entries in process weigh now, in bytes, as
+    /// weighed against the byte budget
+    /// ([`CacheConfig::capacity_bytes`](crate::CacheConfig::capacity_bytes)):
+    /// never more than the budget. `None` without one.
+    ///
+    /// ```
+    /// use memocache::{Cache, CacheConfig, Memo};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::new(CacheConfig::from_url("memory://?capacity_bytes=1MiB")?)?;
+    /// let memo: Memo<u64, String> = Memo::builder("names").build(&cache)?;
+    /// memo.set(&1, "ada".to_owned()).await;
+    /// assert_eq!(memo.local_bytes(), Some(4 + 64)); // encoded, and bookkeeping
+    /// assert_eq!(Memo::<u64, u64>::builder("n").build(&Cache::memory())?.local_bytes(), None);
+    /// # Ok::<(), memocache::Error>(()) }).unwrap();
+    /// ```
+    pub fn local_bytes(&self) -> Option<u64> {
+        let table = self.shared.table.as_ref()?;
+        table.weighs().then(|| table.weight())
     }
 
     /// The current version (bumped by every [`Memo::forget_all`]); with a
@@ -741,6 +817,32 @@ where
     /// ```
     pub async fn forget_all(&self) -> Reach {
         self.bump_version().await
+    }
+}
+
+impl<K, V> Memo<K, V>
+where
+    K: ?Sized,
+    V: CacheValue,
+{
+    /// Keeps `value` in the in-process tier under `key` until
+    /// `expires_at`, weighed if the tier is bounded by bytes; a value too
+    /// heavy to keep is counted.
+    pub(super) fn keep_local(
+        &self,
+        table: &crate::local::LocalTable<Arc<V>>,
+        key: KeyHash,
+        value: &Arc<V>,
+        expires_at: u64,
+    ) {
+        let weigh = |value: &Arc<V>| match &self.weigher {
+            Some(weigh) => weigh(value),
+            None => crate::value::encoded_size(&**value),
+        };
+        if table.insert(key, Arc::clone(value), expires_at, weigh) == crate::local::Stored::TooLarge
+        {
+            self.shared.stats.too_large();
+        }
     }
 }
 

@@ -231,7 +231,7 @@ where
         let stored = guard.finish(&value, |value| {
             if let Some(table) = &self.shared.table {
                 let expires_at = self.cache.clock().deadline(lifetime);
-                table.insert(l1_key, Arc::clone(value), expires_at);
+                self.keep_local(table, l1_key, value, expires_at);
             }
         });
         if stored {

@@ -11,7 +11,7 @@ use super::group;
 use crate::deps::Stamps;
 use crate::flight::Flights;
 use crate::key::KeyHash;
-use crate::local::LocalTable;
+use crate::local::{Bound, LocalTable};
 use crate::registry::MemoControl;
 use crate::stats::{Counter, MemoStats, Stats};
 use crate::value::CacheValue;
@@ -87,7 +87,7 @@ impl RuntimeTimeout {
 impl<V: CacheValue> MemoShared<V> {
     pub(crate) fn new(
         name: &str,
-        l1_capacity: Option<usize>,
+        l1: Option<Bound>,
         shared_store: bool,
         stamps: Arc<Stamps>,
         grouped: bool,
@@ -102,7 +102,7 @@ impl<V: CacheValue> MemoShared<V> {
             version_known: AtomicBool::new(!shared_store),
             shared_store,
             stats: Stats::default(),
-            table: l1_capacity.map(LocalTable::new),
+            table: l1.map(LocalTable::bounded),
             flights: Flights::new(),
             timeout: RuntimeTimeout::new(),
         }

@@ -203,6 +203,15 @@ fn variant(base: &HeaderMap, body: Bytes, etag: &str, encoding: Option<&'static 
     }
 }
 
+/// What a header map holds, roughly: names, values, and 32 bytes of
+/// bookkeeping per header.
+fn headers_weight(headers: &HeaderMap) -> u64 {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().len() + value.len() + 32) as u64)
+        .sum()
+}
+
 /// What goes into building an entry.
 pub(super) struct Parts<'a> {
     pub(super) response: &'a http::response::Parts,
@@ -294,6 +303,25 @@ impl Entry {
             vary,
             last_modified,
         }
+    }
+
+    /// What this response weighs in a byte-bounded layer: its headers
+    /// (twice: a 304's are kept apart) and body, and for each coding it
+    /// may store later one more body's length and headers (a coding is
+    /// kept only when smaller), so the weight it was stored with holds
+    /// whatever is made afterwards.
+    pub(super) fn weight(&self) -> u64 {
+        let headers = headers_weight(&self.identity.headers);
+        let one = 2 * headers + self.identity.body.len() as u64;
+        let codings = u64::from(self.codings.gzip) + u64::from(self.codings.br);
+        let vary: u64 = self
+            .vary
+            .iter()
+            .map(|(name, value)| {
+                (name.as_str().len() + value.as_ref().map_or(0, HeaderValue::len)) as u64
+            })
+            .sum();
+        one * (1 + codings) + vary + std::mem::size_of::<Self>() as u64
     }
 
     /// The `coding` variant, made the first time it is asked for (`None`

@@ -12,7 +12,7 @@ use super::stats::{Counters, ResponseCacheStats};
 use crate::cache::Cache;
 use crate::flight::Flights;
 use crate::key::KeyHash;
-use crate::local::LocalTable;
+use crate::local::{Bound, LocalTable};
 use crate::reach::Reach;
 
 /// A predicate on a request.
@@ -74,6 +74,9 @@ pub struct ResponseCacheLayer {
     /// axum's routes are), so a clone must cost one reference count.
     pub(super) config: Arc<Config>,
     pub(super) state: Arc<State>,
+    /// The entries [`capacity`](Self::capacity) set, for
+    /// [`capacity_bytes`](Self::capacity_bytes) set after it.
+    capacity: usize,
 }
 
 impl ResponseCacheLayer {
@@ -115,6 +118,7 @@ impl ResponseCacheLayer {
                 flights: Flights::new(),
                 counters: Counters::default(),
             }),
+            capacity: DEFAULT_CAPACITY,
         }
     }
 
@@ -128,12 +132,71 @@ impl ResponseCacheLayer {
     /// ```
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
         self.state = Arc::new(State {
-            table: LocalTable::new(capacity.max(1)),
+            table: LocalTable::new(self.capacity),
             flights: Flights::new(),
             counters: Counters::default(),
         });
         self
+    }
+
+    /// Bounds the responses this layer keeps by bytes: at most `bytes`,
+    /// each response weighed as its headers and body plus, for each
+    /// compressed encoding it may store (gzip, brotli: each made on first
+    /// request, kept only if smaller), one more body's length, so the bound
+    /// holds whichever encodings are made later. A response heavier than
+    /// a sixteenth of `bytes` is served but not stored (counted in
+    /// [`ResponseCacheStats::too_large`](super::ResponseCacheStats::too_large)).
+    /// [`capacity`](Self::capacity), if set too, still bounds the number;
+    /// set after it, this keeps its count. Drops what the layer held.
+    ///
+    /// ```
+    /// # let cache = memocache::Cache::memory();
+    /// let layer = memocache::response::ResponseCacheLayer::new(&cache)
+    ///     .capacity(10_000)
+    ///     .capacity_bytes(64 << 20);
+    /// # drop(layer);
+    /// ```
+    #[must_use]
+    pub fn capacity_bytes(mut self, bytes: u64) -> Self {
+        let bound = Bound {
+            entries: self.capacity,
+            bytes: Some(bytes.max(1)),
+        };
+        self.state = Arc::new(State {
+            table: LocalTable::bounded(bound),
+            flights: Flights::new(),
+            counters: Counters::default(),
+        });
+        self
+    }
+
+    /// How many responses this layer keeps now.
+    ///
+    /// ```
+    /// # let cache = memocache::Cache::memory();
+    /// let layer = memocache::response::ResponseCacheLayer::new(&cache);
+    /// assert_eq!(layer.stored_entries(), 0);
+    /// ```
+    pub fn stored_entries(&self) -> usize {
+        self.state.table.len()
+    }
+
+    /// What the responses this layer keeps weigh now, in bytes (never
+    /// more than [`capacity_bytes`](Self::capacity_bytes)); `None` when
+    /// the layer is bounded by count only.
+    ///
+    /// ```
+    /// # let cache = memocache::Cache::memory();
+    /// use memocache::response::ResponseCacheLayer;
+    /// assert_eq!(ResponseCacheLayer::new(&cache).stored_bytes(), None);
+    /// let bounded = ResponseCacheLayer::new(&cache).capacity_bytes(1 << 20);
+    /// assert_eq!(bounded.stored_bytes(), Some(0));
+    /// ```
+    pub fn stored_bytes(&self) -> Option<u64> {
+        let table = &self.state.table;
+        table.weighs().then(|| table.weight())
     }
 
     /// How long a response is served (default: the cache's timeout;

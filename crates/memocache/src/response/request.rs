@@ -19,6 +19,7 @@ use super::stats::Counter;
 use crate::deps::Recorder;
 use crate::flight::{Join, LeaderGuard, Outcome};
 use crate::key::KeyHash;
+use crate::local::Stored;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -227,10 +228,16 @@ impl ResponseCacheLayer {
                     if cache.stamps().fresh(&entry.deps) {
                         let keep = crate::clock::duration_ms(self.config.stale_if_error);
                         let until = entry.fresh_until.saturating_add(keep);
-                        self.state
-                            .table
-                            .insert(KeyHash(key), Arc::clone(entry), until);
-                        self.state.counters.bump(Counter::Stored);
+                        let stored = self.state.table.insert(
+                            KeyHash(key),
+                            Arc::clone(entry),
+                            until,
+                            |entry| entry.weight(),
+                        );
+                        self.state.counters.bump(match stored {
+                            Stored::Yes => Counter::Stored,
+                            Stored::TooLarge => Counter::TooLarge,
+                        });
                     }
                 };
                 match guard {

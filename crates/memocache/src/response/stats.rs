@@ -14,9 +14,10 @@ pub(super) enum Counter {
     Stale,
     Bypass,
     Stored,
+    TooLarge,
 }
 
-const COUNTERS: usize = 6;
+const COUNTERS: usize = 7;
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -49,6 +50,7 @@ impl Counters {
             stale: self.sum(Counter::Stale),
             bypassed: self.sum(Counter::Bypass),
             stored: self.sum(Counter::Stored),
+            too_large: self.sum(Counter::TooLarge),
         }
     }
 }
@@ -76,4 +78,8 @@ pub struct ResponseCacheStats {
     pub bypassed: u64,
     /// Responses stored.
     pub stored: u64,
+    /// Responses not stored because they weighed more than a sixteenth
+    /// of the layer's byte budget
+    /// ([`capacity_bytes`](super::ResponseCacheLayer::capacity_bytes)).
+    pub too_large: u64,
 }

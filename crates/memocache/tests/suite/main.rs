@@ -1,5 +1,6 @@
 //! memocache's integration tests, in one binary so they link once.
 
+mod bytes;
 mod cluster_partition;
 mod conformance;
 mod fleet;

@@ -990,3 +990,50 @@ async fn first_view_held_at_a_gate() -> Gated {
         _app: app,
     }
 }
+
+/// A layer bounded by bytes keeps what it stores within them, with each
+/// page weighed with room for the encodings it may make later; a page over
+/// a sixteenth of the budget (16 KiB) is served, counted, and not kept.
+#[tokio::test]
+async fn a_byte_budget_bounds_the_stored_pages() {
+    const BUDGET: u64 = 256 << 10;
+    let cache = Cache::memory();
+    let layer = ResponseCacheLayer::new(&cache).capacity_bytes(BUDGET);
+    let app =
+        Router::new()
+            .route(
+                "/page/{n}",
+                get(
+                    |axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                        format!("{n:>4096}")
+                    },
+                ),
+            )
+            .route("/big", get(|| async { "b".repeat(20 << 10) }))
+            .layer(layer.clone().hit_header(true));
+    let app = serve(app).await;
+    for n in 0..60 {
+        let (body, label) = get_text(&format!("{}/page/{n}", app.base), &[]).await;
+        assert_eq!((body.len(), label.as_str()), (4096, "miss"));
+        let weight = layer.stored_bytes().expect("bounded by bytes");
+        assert!(weight <= BUDGET, "page {n}: {weight} > {BUDGET}");
+    }
+    let kept = layer.stored_entries();
+    // Each 4 KiB text page is weighed as three bodies (it may be stored
+    // gzipped and in brotli too) and its headers: about 13 KiB.
+    assert!((8..=17).contains(&kept), "{kept} pages kept");
+    let mut hit = false;
+    for n in (0..60).rev() {
+        if get_text(&format!("{}/page/{n}", app.base), &[]).await.1 == "hit" {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit, "a kept page is served from the cache");
+    let big = format!("{}/big", app.base);
+    for _ in 0..2 {
+        let (body, label) = get_text(&big, &[]).await;
+        assert_eq!((body.len(), label.as_str()), (20 << 10, "miss"));
+    }
+    assert_eq!(layer.stats().too_large, 2);
+}

@@ -60,7 +60,7 @@ async fn a_full_group_table_never_brings_a_forgotten_value_back() {
 fn a_read_that_overlapped_news_of_an_unknown_group_is_not_kept() {
     let shared = MemoShared::<String>::new(
         "pages",
-        Some(16),
+        Some(crate::local::Bound::entries(16)),
         true,
         Arc::new(crate::deps::Stamps::new()),
         true,
@@ -90,7 +90,7 @@ fn a_read_that_overlapped_news_of_an_unknown_group_is_not_kept() {
 fn a_group_version_that_went_back_forgets_the_groups() {
     let shared = MemoShared::<String>::new(
         "pages",
-        Some(16),
+        Some(crate::local::Bound::entries(16)),
         true,
         Arc::new(crate::deps::Stamps::new()),
         true,
