@@ -3,7 +3,7 @@
 use super::*;
 
 fn shared() -> MemoShared<String> {
-    MemoShared::new("pages", Some(16), true, Arc::new(Stamps::new()), false)
+    MemoShared::new("pages", Some(crate::local::Bound::entries(16)), true, Arc::new(Stamps::new()), false)
 }
 
 /// A version read that a bus message overtook (the forget's `INCR` landed
@@ -44,7 +44,7 @@ fn a_store_that_lost_its_versions_is_followed_when_no_news_overlapped() {
     shared.adopt_version(7, mark);
     let key = KeyHash(1).versioned(7);
     if let Some(table) = &shared.table {
-        table.insert(key, Arc::new("old".to_owned()), u64::MAX);
+        table.insert(key, Arc::new("old".to_owned()), u64::MAX, |_| 1);
     }
     let mark = shared.version_news_mark();
     assert_eq!(shared.adopt_version(0, mark), 0);
