@@ -187,10 +187,13 @@
 //!   (`suite::sentinel::a_planned_failover_is_followed_and_serves_nothing_forgotten_before_it`).
 //!   The bound it leaves is the split brain Redis Sentinel itself has: a
 //!   forget made on the old master *after* the promotion, while it still
-//!   accepts writes, is not seen by a process already on the new one. A
-//!   process checks its master against a sentinel every second, so for
-//!   processes in use that window closes about a second after the
-//!   sentinels switch (a partitioned old master: bound it on the server
+//!   accepts writes, is not seen by a process already on the new one, and
+//!   in a tiered cache a forget made on the new master may not reach a
+//!   process whose bus still reads the old one. A process checks its
+//!   master against a sentinel every second (store and bus), so for
+//!   processes in use that window closes about a second (plus a quarter
+//!   heartbeat) after the sentinels switch; untested beyond the store's
+//!   planned failover (a partitioned old master: bound it on the server
 //!   with `min-replicas-to-write` and `min-replicas-max-lag`).
 //!
 //! | store | single-flight | fleet lease | no stale set | coherent L1 | fail-open | breaker |

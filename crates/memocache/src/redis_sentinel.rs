@@ -195,6 +195,15 @@ impl Sentinels {
         .await
     }
 
+    /// Whether `master` is still the one the sentinels name, as far as
+    /// this process knows (asking them at most every [`RECHECK`]; a
+    /// dropped master is discovered again here).
+    pub(crate) async fn still_current(self: &Arc<Self>, master: &Master) -> bool {
+        self.master()
+            .await
+            .is_ok_and(|current| current.generation == master.generation)
+    }
+
     /// Drops `master` if it is still the current one: the next call
     /// discovers again.
     pub(crate) fn forget(&self, master: &Master) {

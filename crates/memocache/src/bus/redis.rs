@@ -501,6 +501,7 @@ impl Reader {
         // The blocking read is bounded by our own timeout below, not by the
         // client's default response timeout (500 ms), which it would hit.
         let mut found_history = None;
+        let mut session_master = None;
         let mut conn = match &self.client {
             Target::Single(client) => {
                 let config = redis::AsyncConnectionConfig::new()
@@ -534,7 +535,8 @@ impl Reader {
                     // Read on from the new master's newest entry.
                     *last = None;
                 }
-                found_history = Some(master.history);
+                found_history = Some(Arc::clone(&master.history));
+                session_master = Some(master);
                 conn
             }
         };
@@ -554,6 +556,17 @@ impl Reader {
         loop {
             if self.stopped() {
                 return Ok(());
+            }
+            // A planned failover leaves the old master answering until it
+            // is demoted: stop reading (and trusting) it as soon as this
+            // process knows the sentinels name another.
+            if let (Target::Sentinel(sentinels), Some(master)) = (&self.client, &session_master) {
+                if !sentinels.still_current(master).await {
+                    return Err(Error::new(
+                        ErrorKind::Store,
+                        format!("bus: {} is no longer the master", master.address),
+                    ));
+                }
             }
             let Some(sink) = self.sink.upgrade() else {
                 return Ok(());
