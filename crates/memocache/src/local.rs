@@ -103,7 +103,8 @@ type ByteTable<T> =
 ///
 /// With both, an entry weighs at least `bytes / entries`, so a table full
 /// of small entries stops at `entries` and one of large ones at `bytes`
-/// (`n × bytes/entries ≤ bytes` gives `n ≤ entries`).
+/// (`n × bytes/entries ≤ bytes` gives `n ≤ entries`); a count under 16
+/// holds as 16 (no entry weighs more than a sixteenth of the bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Bound {
     /// Entries kept at most (`usize::MAX`: no count bound).
@@ -236,7 +237,8 @@ impl<T: Clone + Send> LocalTable<T> {
                 // magnitude or two is enough, says `quick_cache`.
                 let estimate = usize::try_from(bytes / 512)
                     .unwrap_or(usize::MAX)
-                    .clamp(32, entries);
+                    .max(32)
+                    .min(entries);
                 let options = OptionsBuilder::new()
                     .estimated_items_capacity(estimate)
                     .weight_capacity(bytes)
@@ -406,8 +408,10 @@ impl<T: Clone + Send> LocalTable<T> {
         else {
             return Some(1);
         };
-        let weight = weigh(value).saturating_add(ENTRY_OVERHEAD).max(*floor);
-        (weight <= *max_entry).then_some(weight)
+        let weight = weigh(value).saturating_add(ENTRY_OVERHEAD);
+        // The floor never makes an entry too heavy: with fewer than 16
+        // entries allowed it is capped, and the count bound is 16.
+        (weight <= *max_entry).then(|| weight.max(*floor).min(*max_entry))
     }
 
     /// Stores `value` under `key` until `expires_at`. `weigh` says how
@@ -864,6 +868,15 @@ mod tests {
         }
         assert!(both.len() <= 1_000, "{}", both.len());
         assert!(both.weight() <= 1 << 20);
+        // A count under 16 with bytes: the floor does not reject entries.
+        let few = LocalTable::<u32>::bounded(Bound {
+            entries: 4,
+            bytes: Some(1 << 20),
+        });
+        for k in 0..100 {
+            assert_eq!(few.insert(spread(k), 0, 100, |_| 8), Stored::Yes);
+        }
+        assert!(few.len() <= 16 && few.weight() <= 1 << 20, "{}", few.len());
         let counted = LocalTable::<u32>::new(1_000);
         assert!(!counted.weighs());
         for k in 0..20_000 {
