@@ -770,25 +770,23 @@ async fn a_lagging_index_is_waited_for() {
             let last = format!("{}:{}", late.created_at, late.id);
             set_mark_field(&db, table, id, "last", &last).await;
         }
+        // The gate: the index catches up once the reader is seen waiting
+        // for it, however slow either side runs.
         let writer = {
             let (db, late) = (Arc::clone(&db), late.clone());
+            let waited = db.lag_waits();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                until_waiting(&db, waited).await;
                 put_raw(&db, table, &late).await;
             })
         };
-        let started = Instant::now();
-        let page = stores
-            .messages
-            .page(&listing, &Bound::Newest, 10)
-            .await
-            .expect("page");
-        let took = started.elapsed();
+        let waited = db.lag_waits();
+        let page = db.page(&listing, &Bound::Newest, 10).await.expect("page");
         writer.await.expect("writer");
         assert_eq!(page.first().map(|m| m.id.as_str()), Some(late.id.as_str()));
         assert!(
-            took >= Duration::from_millis(100) && took < Duration::from_secs(1),
-            "{listing:?} took {took:?}"
+            db.lag_waits() > waited,
+            "{listing:?}: the page did not wait"
         );
 
         // A removal recorded, still in the index.
@@ -797,8 +795,9 @@ async fn a_lagging_index_is_waited_for() {
         }
         let remover = {
             let (db, id) = (Arc::clone(&db), late.id.clone());
+            let waited = db.lag_waits();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                until_waiting(&db, waited).await;
                 db.client()
                     .delete_item()
                     .table_name(table)
@@ -808,22 +807,27 @@ async fn a_lagging_index_is_waited_for() {
                     .expect("raw delete");
             })
         };
-        let started = Instant::now();
-        let page = stores
-            .messages
-            .page(&listing, &Bound::Newest, 10)
-            .await
-            .expect("page");
-        let took = started.elapsed();
+        let waited = db.lag_waits();
+        let page = db.page(&listing, &Bound::Newest, 10).await.expect("page");
         remover.await.expect("remover");
         assert!(
             page.iter().all(|m| m.id != late.id),
             "{listing:?}: {page:?}"
         );
         assert!(
-            took >= Duration::from_millis(100) && took < Duration::from_secs(1),
-            "{listing:?} took {took:?}"
+            db.lag_waits() > waited,
+            "{listing:?}: the page did not wait"
         );
+    }
+}
+
+/// Returns once a first page read through `db` has found the index
+/// lagging since the count was `before` (and is waiting to read again).
+async fn until_waiting(db: &Dynamo, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.lag_waits() == before {
+        assert!(Instant::now() < deadline, "no reader waited for the index");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

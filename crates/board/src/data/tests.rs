@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::media::ImageKind;
+use crate::store::{Bound, Message, Position};
 
 const SECRET: &str = "a test secret of at least thirty-two characters";
 

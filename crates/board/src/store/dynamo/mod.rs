@@ -269,6 +269,9 @@ pub struct Dynamo {
     messages: String,
     /// Invalidations not yet delivered (the `outbox` module).
     outbox: String,
+    /// First pages that found the index lagging and waited (see
+    /// [`Dynamo::lag_waits`]).
+    lag_waits: std::sync::atomic::AtomicU64,
 }
 
 impl Dynamo {
@@ -286,6 +289,7 @@ impl Dynamo {
             messages: parsed.table("messages"),
             outbox: parsed.table("outbox"),
             client,
+            lag_waits: std::sync::atomic::AtomicU64::new(0),
         };
         for table in [&this.users, &this.sessions, &this.messages, &this.outbox] {
             if describe(&this.client, table).await?.is_none() {
@@ -300,6 +304,13 @@ impl Dynamo {
     /// The SDK client, for tests and tools.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// How many times a first page found the index behind its watermark
+    /// and waited to query again: a gate for tests (act once a reader is
+    /// known to be waiting) and a figure for people.
+    pub fn lag_waits(&self) -> u64 {
+        self.lag_waits.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -593,6 +604,7 @@ pub async fn migrate(url: &str) -> Result<String, OpenError> {
         messages: parsed.table("messages"),
         outbox: parsed.table("outbox"),
         client,
+        lag_waits: std::sync::atomic::AtomicU64::new(0),
     };
     let done = db.recount().await.map_err(|e| match e {
         StoreError::Backend(message) => OpenError::Database(message),
