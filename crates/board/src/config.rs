@@ -34,6 +34,13 @@ pub enum Command {
     /// Create or update the database's tables (DynamoDB: tables and
     /// indexes, waiting until they are active; SQLite: migrates the file).
     Migrate(MigrateArgs),
+    /// List the accounts storing the most image bytes, largest first: name,
+    /// id, messages and bytes (as counted against `--account-quota`). On
+    /// SQLite an index read; on DynamoDB a paginated Scan of the users
+    /// table (500 items a page, only the listed accounts kept in memory),
+    /// so it costs a read of every user: an admin command, not for a
+    /// timer.
+    Accounts(AccountsArgs),
 }
 
 /// Everything the server can be told.
@@ -197,6 +204,13 @@ pub struct Settings {
     #[arg(long, env = "BOARD_UPLOAD_BUDGET_PER_ADDRESS", default_value = "200MiB/10m,2GiB/1d",
           value_parser = parse_allowances_bytes)]
     pub upload_budget_per_address: Allowances,
+    /// Most image bytes one account may store in all (its messages' images
+    /// and thumbnails as stored), e.g. `200MiB`, or `none`. A post that
+    /// would pass it is refused with a page saying so (413, nothing
+    /// stored); deleting messages frees their bytes. Kept in the database
+    /// and checked atomically with the post, so it holds across a fleet.
+    #[arg(long, env = "BOARD_ACCOUNT_QUOTA", default_value = "200MiB", value_parser = parse_quota)]
+    pub account_quota: Quota,
 
     /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are
     /// believed, comma-separated addresses or CIDR blocks (e.g.
@@ -409,6 +423,22 @@ pub struct MigrateArgs {
     pub database_url: String,
 }
 
+/// `board accounts`: which database, and how many accounts to list.
+#[derive(Debug, Clone, Args)]
+pub struct AccountsArgs {
+    /// Database, as for `serve` (`sqlite://PATH` or `dynamodb://REGION?…`).
+    #[arg(
+        long,
+        env = "BOARD_DATABASE_URL",
+        default_value = "sqlite://data/board.sqlite"
+    )]
+    pub database_url: String,
+
+    /// How many accounts to list.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub largest: u32,
+}
+
 impl Settings {
     /// The settings a bare `board` (or `board serve`) runs with: defaults,
     /// overridden by `BOARD_*` environment variables.
@@ -453,6 +483,7 @@ impl Settings {
             post_budget_per_address: Allowances::defaults(|l| &l.posts_per_address),
             upload_budget_per_account: Allowances::defaults(|l| &l.bytes_per_account),
             upload_budget_per_address: Allowances::defaults(|l| &l.bytes_per_address),
+            account_quota: Quota(crate::data::PostLimits::default().account_quota),
             trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -479,10 +510,12 @@ impl Settings {
 }
 
 impl Settings {
-    /// The post and upload budgets the `--post-budget-*` and
-    /// `--upload-budget-*` flags describe.
+    /// The post and upload budgets and the account quota the
+    /// `--post-budget-*`, `--upload-budget-*` and `--account-quota` flags
+    /// describe.
     pub fn post_limits(&self) -> crate::data::PostLimits {
         crate::data::PostLimits {
+            account_quota: self.account_quota.0,
             posts_per_account: self.post_budget_per_account.0.clone(),
             posts_per_address: self.post_budget_per_address.0.clone(),
             bytes_per_account: self.upload_budget_per_account.0.clone(),
@@ -532,6 +565,28 @@ impl Settings {
             })
             .collect())
     }
+}
+
+/// `--account-quota`: a size, or `None` (`none`) for no quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota(pub Option<u64>);
+
+/// Parses `200MiB` (any size [`parse_size`] takes) or `none`.
+///
+/// # Errors
+/// A message for a malformed size.
+///
+/// ```
+/// use board::config::{Quota, parse_quota};
+/// assert_eq!(parse_quota("1GiB"), Ok(Quota(Some(1 << 30))));
+/// assert_eq!(parse_quota("none"), Ok(Quota(None)));
+/// assert!(parse_quota("lots").is_err());
+/// ```
+pub fn parse_quota(input: &str) -> Result<Quota, String> {
+    if input.trim() == "none" {
+        return Ok(Quota(None));
+    }
+    parse_size(input).map(|bytes| Quota(Some(bytes)))
 }
 
 /// A budget's allowances (`30/10m,200/1d`); empty (`none`) for no budget.

@@ -264,9 +264,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs the orphan-media sweep `first` after start, then every
-/// `interval` after the previous run ended. Each run is a task of its own:
-/// an error or even a panic is logged and the next run comes as planned.
+/// `interval` after the previous run ended. A run's error or even its
+/// panic is logged and the next run comes as planned. Runs happen inside
+/// this task (not a task of their own), so once the task has ended after
+/// an abort ([`AbortOnDrop::stop`]) no run is left in flight.
 async fn sweep_media_periodically(state: AppState, sweep: MediaSweep, first: Duration) {
+    use futures_util::FutureExt as _;
     tracing::info!(
         interval_s = sweep.interval.as_secs(),
         grace_s = sweep.grace.as_secs(),

@@ -1527,3 +1527,64 @@ async fn a_page_past_one_megabyte_is_completed() {
         "one cut at 1 MB, one more: {sent:.2000}"
     );
 }
+
+/// Issue 27 on DynamoDB: sixteen posts of one account at once, through two
+/// boards (two clients), against a quota that holds three and a half: the
+/// check and the addition are one conditional `UpdateItem` on the user
+/// item, so exactly three get through, never a fourth. A delete gives its
+/// bytes back, and `board accounts` reads the totals largest first.
+#[tokio::test]
+async fn posts_racing_from_two_boards_never_pass_the_quota() {
+    let (_dynamo, url, stores) = migrated("quota_").await;
+    let other = Stores::open(&url).await.expect("a second board");
+    for (id, name) in [("u", "ada"), ("v", "bob")] {
+        stores
+            .users
+            .create(&user(id, name), "h")
+            .await
+            .expect("user");
+    }
+    let quota = 35;
+    let posts = (0..16).map(|i| {
+        let board = if i % 2 == 0 { &stores } else { &other };
+        let store = Arc::clone(&board.messages);
+        let m = message(&format!("q{i:02}"), "u", i, "");
+        async move { store.insert_within(&m, 10, Some(quota)).await }
+    });
+    let outcomes = futures_util::future::join_all(posts).await;
+    let posted = outcomes.iter().filter(|o| o.is_ok()).count();
+    let full = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(StoreError::OverQuota { .. })))
+        .count();
+    assert_eq!((posted, full), (3, 13), "{outcomes:?}");
+    let mine = stores.messages.by_user("u").await.expect("ada's");
+    assert_eq!(mine.len(), 3, "no row of a refused post");
+    let usage = |list: Vec<board::store::AccountUsage>| {
+        list.into_iter()
+            .map(|a| (a.username, a.messages, a.bytes))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        usage(stores.users.largest(5).await.expect("largest")),
+        [("ada".to_owned(), 3, 30), ("bob".to_owned(), 0, 0)]
+    );
+
+    assert!(stores.messages.delete(&mine[0].id).await.expect("delete"));
+    assert_eq!(
+        usage(other.users.largest(1).await.expect("largest")),
+        [("ada".to_owned(), 2, 20)]
+    );
+    let again = message("q99", "u", 99, "");
+    other
+        .messages
+        .insert_within(&again, 10, Some(quota))
+        .await
+        .expect("the delete made room");
+    // A post larger than the whole quota is refused as it is.
+    let huge = message("q98", "v", 98, "");
+    assert!(matches!(
+        stores.messages.insert_within(&huge, 36, Some(quota)).await,
+        Err(StoreError::OverQuota { stored: 0 })
+    ));
+}

@@ -55,21 +55,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use memocache::outbox::{Durable, DurableError, Intent, Relay, RelayStats, RelayTask};
 use memocache::{Cache, Memo};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use crate::oidc::OidcDocument;
 pub use cursor::{BadCursor, CursorKey};
+pub use messages::FeedPage;
 pub use oidc::Fetched;
-pub use posting::{OverBudget, PostLimits, Scope, Spent};
+pub use posting::{DEFAULT_ACCOUNT_QUOTA, OverBudget, OverQuota, PostLimits, Scope, Spent};
 pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use crate::auth::Session;
 use crate::auth::csrf::CsrfKey;
-use crate::listing::{MessageView, set_images_url};
+use crate::listing::MessageView;
 use crate::media::{ImageKind, MediaName, MediaStore};
-use crate::store::{
-    Bound, Credentials, Listing, Message, Position, SessionRecord, StoreError, Stores, User,
-};
+use crate::store::{Listing, StoreError, Stores, User};
 
 /// What the data layer could not do.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +98,10 @@ pub enum DataError {
     /// stored.
     #[error(transparent)]
     OverBudget(#[from] OverBudget),
+    /// The account's storage quota is full (see [`Data::post`]); nothing
+    /// was stored.
+    #[error(transparent)]
+    OverQuota(#[from] OverQuota),
 }
 
 /// Settings the data layer needs.
@@ -117,7 +120,7 @@ pub struct DataSettings {
     pub messages_timeout: Duration,
     /// `user_messages` (first page of `/my`) timeout.
     pub my_messages_timeout: Duration,
-    /// The post and upload budgets.
+    /// The post and upload budgets and the account quota.
     pub posting: PostLimits,
 }
 

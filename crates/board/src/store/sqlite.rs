@@ -1,5 +1,9 @@
 //! SQLite, the embedded default: one file, created and migrated on open.
 //!
+//! One job: the store traits on SQLite (users, sessions, messages, their
+//! counters and the account quota totals), with the schema's migrations;
+//! the outbox table is `outbox`, the tests `tests`.
+//!
 //! Calls are queued to one connection in WAL mode on a thread of its own;
 //! the caches in front of the stores keep the database off the hot path.
 
@@ -11,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod outbox;
 
 use super::{
-    Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore, StoreError,
-    StoreResult, User, UserStore,
+    AccountUsage, Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore,
+    StoreError, StoreResult, User, UserStore,
 };
 
 /// Schema changes, applied in order; `PRAGMA user_version` records how many
@@ -85,6 +89,21 @@ const MIGRATIONS: &[&str] = &[
         intents     BLOB NOT NULL,
         recorded_ms INTEGER NOT NULL
     );",
+    // The account storage quota (issue 27): what each message's media take
+    // (`bytes`, written by `insert_within`) and each account's total
+    // (`stored_bytes`), added by the posting transaction's conditional
+    // UPDATE and given back by a trigger on delete, whatever deletes the
+    // row. The total is backfilled from the messages' recorded sizes:
+    // messages posted before this version recorded none, so they count 0
+    // and the quota applies to what is posted from now on.
+    "ALTER TABLE messages ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE users SET stored_bytes =
+        (SELECT COALESCE(SUM(bytes), 0) FROM messages WHERE messages.user_id = users.id);
+    CREATE INDEX users_by_stored ON users(stored_bytes DESC, id);
+    CREATE TRIGGER messages_stored_out AFTER DELETE ON messages WHEN OLD.bytes <> 0 BEGIN
+        UPDATE users SET stored_bytes = MAX(stored_bytes - OLD.bytes, 0) WHERE id = OLD.user_id;
+    END;",
 ];
 
 /// The columns of a message, in [`message_from`]'s order.
@@ -325,6 +344,27 @@ impl UserStore for Sqlite {
         })
         .await
     }
+
+    async fn largest(&self, limit: usize) -> StoreResult<Vec<AccountUsage>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            c.prepare_cached(
+                "SELECT u.id, u.username, u.stored_bytes, COALESCE(c.n, 0) AS n
+                 FROM users u LEFT JOIN counters c ON c.name = 'user:' || u.id
+                 ORDER BY u.stored_bytes DESC, u.id LIMIT ?1",
+            )?
+            .query_map([limit], |row| {
+                Ok(AccountUsage {
+                    user_id: row.get(0)?,
+                    username: row.get(1)?,
+                    bytes: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                    messages: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -406,6 +446,58 @@ impl MessageStore for Sqlite {
             .map(drop)
         })
         .await
+    }
+
+    /// One transaction: the conditional `UPDATE users SET stored_bytes =
+    /// stored_bytes + ?` (only `WHERE stored_bytes + ? <= quota`), then the
+    /// row. SQLite runs one write transaction at a time, across processes
+    /// too, so no two posts both pass the check: the total never exceeds
+    /// the quota.
+    async fn insert_within(
+        &self,
+        message: &Message,
+        bytes: u64,
+        quota: Option<u64>,
+    ) -> StoreResult<()> {
+        let m = message.clone();
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let quota = quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
+        let refused = self
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let added = tx.execute(
+                    "UPDATE users SET stored_bytes = stored_bytes + ?2
+                     WHERE id = ?1 AND (?3 IS NULL OR stored_bytes + ?2 <= ?3)",
+                    params![m.user_id, bytes, quota],
+                )?;
+                if added == 0 {
+                    let stored: Option<i64> = tx
+                        .query_row(
+                            "SELECT stored_bytes FROM users WHERE id = ?1",
+                            [&m.user_id],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    if let Some(stored) = stored {
+                        // Over the quota: nothing written (the
+                        // transaction rolls back when dropped).
+                        return Ok(Some(u64::try_from(stored).unwrap_or(0)));
+                    }
+                    // No such user: the insert below fails on its key.
+                }
+                tx.execute(
+                    "INSERT INTO messages (id, user_id, author, location, description, image, thumbnail, created_at, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![m.id, m.user_id, m.author, m.location, m.description, m.image, m.thumbnail, m.created_at, bytes],
+                )?;
+                tx.commit()?;
+                Ok(None)
+            })
+            .await?;
+        match refused {
+            Some(stored) => Err(StoreError::OverQuota { stored }),
+            None => Ok(()),
+        }
     }
 
     async fn insert_many(&self, messages: &[Message]) -> StoreResult<()> {

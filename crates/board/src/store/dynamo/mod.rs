@@ -1,5 +1,10 @@
 //! DynamoDB, for fleets: `dynamodb://REGION?endpoint=URL&prefix=board_`.
 //!
+//! One job: connect to and create the tables (URL, client, `board
+//! migrate`), and say here how the items are laid out. The calls are in
+//! `items` (users, sessions), `messages`, `watermark` (counts, index lag),
+//! `quota` (stored bytes per account) and `outbox`.
+//!
 //! # Tables
 //!
 //! | table | key | indexes |
@@ -157,6 +162,7 @@
 mod items;
 mod messages;
 mod outbox;
+mod quota;
 mod watermark;
 
 use std::time::Duration;
