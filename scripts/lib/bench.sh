@@ -21,12 +21,14 @@
 export BOARD_METRICS_TOKEN=${BOARD_METRICS_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 # The load scripts post hundreds of messages by one account: they measure
-# throughput and latency, not the post budgets (issue 27), so the boards
-# they start have none unless the caller sets them (abuse-measure does).
+# throughput and latency, not the post budgets or the account quota
+# (issue 27), so the boards they start have none unless the caller sets
+# them (abuse-measure does).
 export BOARD_POST_BUDGET_PER_ACCOUNT=${BOARD_POST_BUDGET_PER_ACCOUNT:-none}
 export BOARD_POST_BUDGET_PER_ADDRESS=${BOARD_POST_BUDGET_PER_ADDRESS:-none}
 export BOARD_UPLOAD_BUDGET_PER_ACCOUNT=${BOARD_UPLOAD_BUDGET_PER_ACCOUNT:-none}
 export BOARD_UPLOAD_BUDGET_PER_ADDRESS=${BOARD_UPLOAD_BUDGET_PER_ADDRESS:-none}
+export BOARD_ACCOUNT_QUOTA=${BOARD_ACCOUNT_QUOTA:-none}
 
 metrics() {
   curl -s -H "Authorization: Bearer $BOARD_METRICS_TOKEN" "$1/metrics"

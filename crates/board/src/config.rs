@@ -1,5 +1,9 @@
 //! Command line and environment: one clap struct per command, every setting
 //! both a flag and a `BOARD_*` variable, defaults that need no set-up.
+//!
+//! One job: parse settings. What a setting does lives where it is used;
+//! the storage flags every command that opens the board's data takes are
+//! one [`StorageArgs`], flattened into `serve` and `demo`.
 
 pub use crate::units::{parse_duration, parse_size};
 use std::net::SocketAddr;
@@ -30,6 +34,13 @@ pub enum Command {
     /// Create or update the database's tables (DynamoDB: tables and
     /// indexes, waiting until they are active; SQLite: migrates the file).
     Migrate(MigrateArgs),
+    /// List the accounts storing the most image bytes, largest first: name,
+    /// id, messages and bytes (as counted against `--account-quota`). On
+    /// SQLite an index read; on DynamoDB a paginated Scan of the users
+    /// table (500 items a page, only the listed accounts kept in memory),
+    /// so it costs a read of every user: an admin command, not for a
+    /// timer.
+    Accounts(AccountsArgs),
 }
 
 /// Everything the server can be told.
@@ -39,36 +50,9 @@ pub struct Settings {
     #[arg(long, env = "BOARD_ADDRESS", default_value = "127.0.0.1:8000")]
     pub address: SocketAddr,
 
-    /// Where users, sessions and messages are kept: `sqlite://PATH` (created
-    /// and migrated on start) or `sqlite::memory:`; in builds with the `aws`
-    /// feature also `dynamodb://REGION?endpoint=URL&prefix=board_` (tables
-    /// `{prefix}users`, `{prefix}sessions`, `{prefix}messages`, made by
-    /// `board migrate`; `prefix` defaults to `board_`). Without `endpoint`
-    /// it talks to AWS with the standard credential chain (environment,
-    /// profile, web identity, container or instance role); with one (a
-    /// local emulator such as `endpoint=http://127.0.0.1:8000`) it signs
-    /// with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` if set, else
-    /// `local`/`local`, and never asks instance metadata.
-    #[arg(
-        long,
-        env = "BOARD_DATABASE_URL",
-        default_value = "sqlite://data/board.sqlite"
-    )]
-    pub database_url: String,
-
-    /// Where images are kept: `file://DIR` or a plain path (a relative path
-    /// is relative to the working directory), or, in a build with
-    /// `--features aws`, `s3://BUCKET/PREFIX?endpoint=URL&region=REGION`
-    /// (objects `PREFIX/NAME`, stored with their Content-Type and
-    /// `Cache-Control: public, max-age=31536000, immutable`). With
-    /// `endpoint=` (a local S3-compatible server, e.g.
-    /// `endpoint=http://127.0.0.1:9000`) requests are path-style, the
-    /// credentials are AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY if set, else
-    /// `S3RVER`/`S3RVER`, and the instance-metadata service is never asked.
-    /// Without it, AWS S3 configured from the AWS_* environment and its
-    /// usual credential chain. `region` defaults to us-east-1.
-    #[arg(long, env = "BOARD_MEDIA_URL", default_value = "file://data/media")]
-    pub media_url: String,
+    /// Where users, sessions, messages and images are kept.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Public base URL of the images (a CDN), used in pages instead of the
     /// board's own `/media/` routes, e.g. `https://cdn.example.com/media/`.
@@ -220,6 +204,13 @@ pub struct Settings {
     #[arg(long, env = "BOARD_UPLOAD_BUDGET_PER_ADDRESS", default_value = "200MiB/10m,2GiB/1d",
           value_parser = parse_allowances_bytes)]
     pub upload_budget_per_address: Allowances,
+    /// Most image bytes one account may store in all (its messages' images
+    /// and thumbnails as stored), e.g. `200MiB`, or `none`. A post that
+    /// would pass it is refused with a page saying so (413, nothing
+    /// stored); deleting messages frees their bytes. Kept in the database
+    /// and checked atomically with the post, so it holds across a fleet.
+    #[arg(long, env = "BOARD_ACCOUNT_QUOTA", default_value = "200MiB", value_parser = parse_quota)]
+    pub account_quota: Quota,
 
     /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are
     /// believed, comma-separated addresses or CIDR blocks (e.g.
@@ -347,10 +338,21 @@ pub struct Settings {
     pub oidc_name: Vec<String>,
 }
 
-/// `board demo`: where to put the sample data and how much.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Database, as for `serve`.
+/// Where the board keeps its data: the database and the image store. One
+/// struct flattened into `serve` and `demo`, so both take the same flags
+/// and `BOARD_*` variables with the same defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct StorageArgs {
+    /// Where users, sessions and messages are kept: `sqlite://PATH` (created
+    /// and migrated on start) or `sqlite::memory:`; in builds with the `aws`
+    /// feature also `dynamodb://REGION?endpoint=URL&prefix=board_` (tables
+    /// `{prefix}users`, `{prefix}sessions`, `{prefix}messages`, made by
+    /// `board migrate`; `prefix` defaults to `board_`). Without `endpoint`
+    /// it talks to AWS with the standard credential chain (environment,
+    /// profile, web identity, container or instance role); with one (a
+    /// local emulator such as `endpoint=http://127.0.0.1:8000`) it signs
+    /// with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` if set, else
+    /// `local`/`local`, and never asks instance metadata.
     #[arg(
         long,
         env = "BOARD_DATABASE_URL",
@@ -358,9 +360,38 @@ pub struct DemoArgs {
     )]
     pub database_url: String,
 
-    /// Image store, as for `serve`.
+    /// Where images are kept: `file://DIR` or a plain path (a relative path
+    /// is relative to the working directory), or, in a build with
+    /// `--features aws`, `s3://BUCKET/PREFIX?endpoint=URL&region=REGION`
+    /// (objects `PREFIX/NAME`, stored with their Content-Type and
+    /// `Cache-Control: public, max-age=31536000, immutable`). With
+    /// `endpoint=` (a local S3-compatible server, e.g.
+    /// `endpoint=http://127.0.0.1:9000`) requests are path-style, the
+    /// credentials are AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY if set, else
+    /// `S3RVER`/`S3RVER`, and the instance-metadata service is never asked.
+    /// Without it, AWS S3 configured from the AWS_* environment and its
+    /// usual credential chain. `region` defaults to us-east-1.
     #[arg(long, env = "BOARD_MEDIA_URL", default_value = "file://data/media")]
     pub media_url: String,
+}
+
+impl Default for StorageArgs {
+    /// `sqlite://data/board.sqlite` and `file://data/media`, as the flags'
+    /// defaults.
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/board.sqlite".into(),
+            media_url: "file://data/media".into(),
+        }
+    }
+}
+
+/// `board demo`: where to put the sample data and how much.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Database and image store, as for `serve`.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Number of users (`demo1`, `demo2`, …).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -392,6 +423,22 @@ pub struct MigrateArgs {
     pub database_url: String,
 }
 
+/// `board accounts`: which database, and how many accounts to list.
+#[derive(Debug, Clone, Args)]
+pub struct AccountsArgs {
+    /// Database, as for `serve` (`sqlite://PATH` or `dynamodb://REGION?…`).
+    #[arg(
+        long,
+        env = "BOARD_DATABASE_URL",
+        default_value = "sqlite://data/board.sqlite"
+    )]
+    pub database_url: String,
+
+    /// How many accounts to list.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub largest: u32,
+}
+
 impl Settings {
     /// The settings a bare `board` (or `board serve`) runs with: defaults,
     /// overridden by `BOARD_*` environment variables.
@@ -411,8 +458,7 @@ impl Settings {
     pub fn defaults() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            database_url: "sqlite://data/board.sqlite".into(),
-            media_url: "file://data/media".into(),
+            storage: StorageArgs::default(),
             media_base_url: None,
             cache_url: "memory://?capacity=10000".into(),
             secret_key: None,
@@ -437,6 +483,7 @@ impl Settings {
             post_budget_per_address: Allowances::defaults(|l| &l.posts_per_address),
             upload_budget_per_account: Allowances::defaults(|l| &l.bytes_per_account),
             upload_budget_per_address: Allowances::defaults(|l| &l.bytes_per_address),
+            account_quota: Quota(crate::data::PostLimits::default().account_quota),
             trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -463,10 +510,12 @@ impl Settings {
 }
 
 impl Settings {
-    /// The post and upload budgets the `--post-budget-*` and
-    /// `--upload-budget-*` flags describe.
+    /// The post and upload budgets and the account quota the
+    /// `--post-budget-*`, `--upload-budget-*` and `--account-quota` flags
+    /// describe.
     pub fn post_limits(&self) -> crate::data::PostLimits {
         crate::data::PostLimits {
+            account_quota: self.account_quota.0,
             posts_per_account: self.post_budget_per_account.0.clone(),
             posts_per_address: self.post_budget_per_address.0.clone(),
             bytes_per_account: self.upload_budget_per_account.0.clone(),
@@ -516,6 +565,28 @@ impl Settings {
             })
             .collect())
     }
+}
+
+/// `--account-quota`: a size, or `None` (`none`) for no quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota(pub Option<u64>);
+
+/// Parses `200MiB` (any size [`parse_size`] takes) or `none`.
+///
+/// # Errors
+/// A message for a malformed size.
+///
+/// ```
+/// use board::config::{Quota, parse_quota};
+/// assert_eq!(parse_quota("1GiB"), Ok(Quota(Some(1 << 30))));
+/// assert_eq!(parse_quota("none"), Ok(Quota(None)));
+/// assert!(parse_quota("lots").is_err());
+/// ```
+pub fn parse_quota(input: &str) -> Result<Quota, String> {
+    if input.trim() == "none" {
+        return Ok(Quota(None));
+    }
+    parse_size(input).map(|bytes| Quota(Some(bytes)))
 }
 
 /// A budget's allowances (`30/10m,200/1d`); empty (`none`) for no budget.
@@ -592,116 +663,4 @@ pub fn parse_sweep_grace(input: &str) -> Result<Duration, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn oidc_flags_line_up_by_position() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(["board", "serve"].iter().chain(args))
-                .map(|cli| match cli.command {
-                    Some(Command::Serve(settings)) => settings.oidc_providers(),
-                    _ => Err("not serve".into()),
-                })
-                .expect("parses")
-        };
-        assert!(parse(&[]).expect("none").is_empty());
-        let google = parse(&[
-            "--oidc-issuer=https://accounts.google.com",
-            "--oidc-client-id=id",
-            "--oidc-client-secret=s",
-        ])
-        .expect("google");
-        assert_eq!(google[0].slug, "google");
-        assert_eq!(google[0].redirect_url, None);
-        let two = parse(&[
-            "--oidc-issuer=https://a.example",
-            "--oidc-issuer=https://b.example/realm",
-            "--oidc-client-id=a,b",
-            "--oidc-client-secret=x,y",
-            "--oidc-name=A,Bee",
-        ])
-        .expect("two");
-        assert_eq!(two[1].slug, "bee");
-        assert_eq!(two[1].client_id, "b");
-        let missing = parse(&["--oidc-issuer=https://a.example", "--oidc-client-id=a"]);
-        assert!(missing.is_err_and(|e| e.contains("--oidc-client-secret")));
-    }
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("10MiB"), Ok(10 * 1024 * 1024));
-        assert_eq!(parse_size("500 KiB"), Ok(500 * 1024));
-        assert_eq!(parse_size("2MB"), Ok(2_000_000));
-        assert_eq!(parse_size("1234"), Ok(1234));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-        assert!(parse_size("99999999999999GiB").is_err());
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3 weeks").is_err());
-    }
-
-    #[test]
-    fn defaults_match_the_documented_ones() {
-        let parsed = Settings::from_env().expect("defaults parse");
-        let defaults = Settings::defaults();
-        assert_eq!(parsed.page_size, defaults.page_size);
-        assert_eq!(parsed.upload_limit, defaults.upload_limit);
-        assert_eq!(parsed.user_cache_timeout, defaults.user_cache_timeout);
-        assert_eq!(parsed.max_image_side, defaults.max_image_side);
-        assert_eq!(parsed.busy_wait, defaults.busy_wait);
-        assert_eq!(parsed.decode_memory, defaults.decode_memory);
-        assert_eq!(parsed.max_stored_side, defaults.max_stored_side);
-        assert_eq!(parsed.hash_concurrency, None);
-        // A max-side RGBA image fits one decode's budget.
-        let side = u64::from(defaults.max_image_side);
-        assert!(side * side * 4 <= defaults.decode_memory);
-        assert_eq!(
-            parsed.login_failures_per_account,
-            defaults.login_failures_per_account
-        );
-        assert_eq!(parsed.header_read_timeout, defaults.header_read_timeout);
-        assert_eq!(parsed.idle_timeout, defaults.idle_timeout);
-        assert_eq!(parsed.max_connections, defaults.max_connections);
-        assert_eq!(
-            parsed.max_connections_per_address,
-            defaults.max_connections_per_address
-        );
-        assert_eq!(
-            parsed.registrations_per_address,
-            defaults.registrations_per_address
-        );
-        assert_eq!(parsed.media_sweep_interval, defaults.media_sweep_interval);
-        assert_eq!(parsed.media_sweep_grace, defaults.media_sweep_grace);
-        assert_eq!(parsed.post_limits(), defaults.post_limits());
-        assert_eq!(defaults.post_limits(), crate::data::PostLimits::default());
-        // A burst of at most 50 posts per account.
-        assert!(
-            defaults
-                .post_limits()
-                .posts_per_account
-                .iter()
-                .any(|a| a.amount <= 50)
-        );
-    }
-
-    #[test]
-    fn a_sweep_grace_under_a_minute_is_refused() {
-        assert_eq!(parse_sweep_grace("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_sweep_grace("60s"), Ok(MIN_SWEEP_GRACE));
-        for short in ["0", "59s", "500ms"] {
-            let error = parse_sweep_grace(short).expect_err(short);
-            assert!(error.contains("at least 1m"), "{error}");
-        }
-    }
-}
+mod tests;

@@ -66,10 +66,10 @@ const PICTURES: u32 = 64;
 /// A message when the stores cannot be opened, the board is not empty, or
 /// writing fails.
 pub async fn run(args: &DemoArgs) -> Result<String, String> {
-    let stores = Stores::open(&args.database_url)
+    let stores = Stores::open(&args.storage.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let media = media::open(&args.media_url)?;
+    let media = media::open(&args.storage.media_url)?;
     // A tool's own handle: no cache of its own to keep (a serving fleet's
     // caches time out, or are flushed by restarting it).
     let data = tool_data(stores, media)?;
@@ -77,7 +77,7 @@ pub async fn run(args: &DemoArgs) -> Result<String, String> {
     if existing > 0 {
         return Err(format!(
             "the board at {} already has {existing} users; demo fills only a fresh board",
-            args.database_url
+            args.storage.database_url
         ));
     }
     let started = std::time::Instant::now();
@@ -88,7 +88,7 @@ pub async fn run(args: &DemoArgs) -> Result<String, String> {
         args.users,
         args.password,
         args.messages,
-        args.database_url,
+        args.storage.database_url,
         started.elapsed().as_secs_f64()
     ))
 }

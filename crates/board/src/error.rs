@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::data::{DataError, OverBudget, Scope, Spent};
+use crate::data::{DataError, OverBudget, OverQuota, Scope, Spent};
 use crate::store::StoreError;
 use crate::views::ErrorPage;
 
@@ -59,6 +59,9 @@ pub enum AppError {
     /// A post or upload budget is spent; nothing was posted.
     #[error("post refused: {0}")]
     OverBudget(OverBudget),
+    /// The account's storage quota is full; nothing was posted.
+    #[error("post refused: {0}")]
+    OverQuota(OverQuota),
     /// A sign-in with an OpenID provider failed; nothing was changed.
     #[error("sign-in: {0}")]
     SignIn(#[from] crate::oidc::OidcError),
@@ -94,6 +97,7 @@ impl From<DataError> for AppError {
                 Self::BadRequest("That user name is taken. Please choose another.".into())
             }
             DataError::OverBudget(over) => Self::OverBudget(over),
+            DataError::OverQuota(over) => Self::OverQuota(over),
             DataError::BadCursor(_) => Self::BadRequest(
                 "That page link is damaged or was not made by this board. \
                  Start again from the first page."
@@ -123,7 +127,9 @@ impl AppError {
             Self::LoginRequired => StatusCode::SEE_OTHER,
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge { .. } | Self::TextTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::TextTooLarge { .. } | Self::OverQuota(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::TooManyAttempts { .. } | Self::TooManyRegistrations | Self::OverBudget(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -177,6 +183,7 @@ impl AppError {
                 "Too many accounts were registered from your address. Please try again in an hour.".into(),
             ),
             Self::OverBudget(over) => ("Posting limit reached", over_budget_text(over)),
+            Self::OverQuota(over) => ("Storage full", over_quota_text(over)),
             Self::Store(_) => (
                 "Try again in a moment",
                 "The board's database is not answering right now, so this request was not carried out. Everything already posted is safe; please try again in a moment.".into(),
@@ -296,6 +303,19 @@ fn over_budget_text(over: &OverBudget) -> String {
     format!(
         "{spent} Nothing was posted. Please try again in {}.",
         human_duration(over.retry_after)
+    )
+}
+
+/// What a post refused by the account quota says: how much the account
+/// stores of how much, what the post needed, that nothing was posted, and
+/// how to make room.
+fn over_quota_text(over: &OverQuota) -> String {
+    format!(
+        "This account stores {} of images, and may store {} in all; this post needs {} more. \
+         Nothing was posted. Delete some of your messages to make room.",
+        human_size(over.stored),
+        human_size(over.quota),
+        human_size(over.bytes)
     )
 }
 

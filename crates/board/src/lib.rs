@@ -11,13 +11,14 @@
 //! it causes and the budgets it takes), [`store`] and [`media`] (the tables
 //! and images behind traits), [`views`] (templates), [`server`] (the accept
 //! loop, its connection bounds and shedding), [`config`] (flags and
-//! `BOARD_*` variables). Building blocks that import none of the layers
+//! `BOARD_*` variables), [`admin`] (`board accounts`). Building blocks that import none of the layers
 //! above: [`auth`] (session tokens, CSRF, argon2, login limits), [`oidc`]
 //! (the OpenID Connect flow, reading provider documents through
 //! [`oidc::Documents`]), [`budget`] ("N per window" counted in the cache),
 //! [`net`] (client addresses behind trusted proxies), [`domain`] (parsed
 //! values).
 
+pub mod admin;
 pub mod auth;
 pub mod budget;
 pub mod config;

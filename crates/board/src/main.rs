@@ -1,5 +1,6 @@
-//! `board`: serve the message board, fill it with demo data, or create its
-//! tables (`board migrate`).
+//! `board`: serve the message board, fill it with demo data, create its
+//! tables (`board migrate`), or list the largest accounts (`board
+//! accounts`).
 
 use std::process::ExitCode;
 
@@ -41,6 +42,16 @@ async fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("board migrate: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Accounts(args)) => match board::admin::largest_accounts(&args).await {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("board accounts: {error}");
                 ExitCode::FAILURE
             }
         },

@@ -246,6 +246,17 @@ impl Application {
 /// A task that ends when its handle is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
+impl AbortOnDrop {
+    /// Aborts the task and waits until it has ended: after this, nothing
+    /// it was doing is still running.
+    #[cfg_attr(not(test), allow(dead_code))]
+    async fn stop(mut self) {
+        self.0.abort();
+        // Dropped after the wait; aborting twice is harmless.
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -253,9 +264,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs the orphan-media sweep `first` after start, then every
-/// `interval` after the previous run ended. Each run is a task of its own:
-/// an error or even a panic is logged and the next run comes as planned.
+/// `interval` after the previous run ended. A run's error or even its
+/// panic is logged and the next run comes as planned. Runs happen inside
+/// this task (not a task of their own), so once the task has ended after
+/// an abort ([`AbortOnDrop::stop`]) no run is left in flight.
 async fn sweep_media_periodically(state: AppState, sweep: MediaSweep, first: Duration) {
+    use futures_util::FutureExt as _;
     tracing::info!(
         interval_s = sweep.interval.as_secs(),
         grace_s = sweep.grace.as_secs(),
@@ -265,14 +279,14 @@ async fn sweep_media_periodically(state: AppState, sweep: MediaSweep, first: Dur
     loop {
         tokio::time::sleep(wait).await;
         wait = sweep.interval;
-        let state = state.clone();
-        let mut run = AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = state.data.sweep_media(sweep.grace, SystemTime::now()).await {
-                tracing::error!(%error, "media sweep failed");
-            }
-        }));
-        if let Err(error) = (&mut run.0).await {
-            tracing::error!(%error, "media sweep failed");
+        let run =
+            std::panic::AssertUnwindSafe(state.data.sweep_media(sweep.grace, SystemTime::now()))
+                .catch_unwind()
+                .await;
+        match run {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "media sweep failed"),
+            Err(_) => tracing::error!("media sweep panicked"),
         }
     }
 }
@@ -416,13 +430,13 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
             .and_then(|config| Cache::with_clock(config, clock.clone())),
     }
     .map_err(|e| StartupError::Config(format!("--cache-url: {e}")))?;
-    let stores = Stores::open(&settings.database_url)
+    let stores = Stores::open(&settings.storage.database_url)
         .await
         .map_err(|e| match e {
             crate::store::OpenError::Url(m) => StartupError::Config(format!("--database-url: {m}")),
             crate::store::OpenError::Database(m) => StartupError::Storage(m),
         })?;
-    let media = crate::media::open(&settings.media_url)
+    let media = crate::media::open(&settings.storage.media_url)
         .map_err(|m| StartupError::Config(format!("--media-url: {m}")))?;
     let csrf = CsrfKey::new(&secret);
     let pages_timeout = messages_timeout(settings, &cache);
@@ -487,8 +501,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let media = dir.path().join("media");
         let mut settings = Settings::defaults();
-        settings.database_url = format!("sqlite://{}", dir.path().join("b.sqlite").display());
-        settings.media_url = format!("file://{}", media.display());
+        settings.storage.database_url =
+            format!("sqlite://{}", dir.path().join("b.sqlite").display());
+        settings.storage.media_url = format!("file://{}", media.display());
         let state = build_state(&settings).await.expect("state");
         let hour = Duration::from_secs(3600);
         let orphan = |age: Duration| {
@@ -537,9 +552,13 @@ mod tests {
         assert!(gone_soon(second).await, "no second run");
         assert!(fresh.exists(), "a fresh file was removed");
 
-        drop(sweeping);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Stopped and ended: no run is in flight, none will start (no
+        // wait for a run that might still be going: `stop` is the gate).
+        sweeping.stop().await;
         let after = orphan(2 * hour).await;
-        assert!(!gone_soon(after).await, "swept after it was stopped");
+        // Three intervals, not to win a race (none is left) but to give a
+        // sweeper that outlived `stop` the chance to show itself.
+        tokio::time::sleep(sweep.interval * 3).await;
+        assert!(after.exists(), "swept after it was stopped");
     }
 }

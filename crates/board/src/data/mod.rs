@@ -41,7 +41,9 @@
 //! the writer reaches Redis, within 0.75 s otherwise (the relay's grace
 //! and interval; see `memocache::outbox` for the bound).
 
+mod accounts;
 mod cursor;
+mod messages;
 pub mod oidc;
 mod posting;
 mod sweep;
@@ -53,21 +55,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use memocache::outbox::{Durable, DurableError, Intent, Relay, RelayStats, RelayTask};
 use memocache::{Cache, Memo};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use crate::oidc::OidcDocument;
 pub use cursor::{BadCursor, CursorKey};
+pub use messages::FeedPage;
 pub use oidc::Fetched;
-pub use posting::{OverBudget, PostLimits, Scope, Spent};
+pub use posting::{DEFAULT_ACCOUNT_QUOTA, OverBudget, OverQuota, PostLimits, Scope, Spent};
 pub use sweep::{SWEEP_BATCH, SweepReport};
 
 use crate::auth::Session;
 use crate::auth::csrf::CsrfKey;
-use crate::listing::{MessageView, set_images_url};
+use crate::listing::MessageView;
 use crate::media::{ImageKind, MediaName, MediaStore};
-use crate::store::{
-    Bound, Credentials, Listing, Message, Position, SessionRecord, StoreError, Stores, User,
-};
+use crate::store::{Listing, StoreError, Stores, User};
 
 /// What the data layer could not do.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,10 @@ pub enum DataError {
     /// stored.
     #[error(transparent)]
     OverBudget(#[from] OverBudget),
+    /// The account's storage quota is full (see [`Data::post`]); nothing
+    /// was stored.
+    #[error(transparent)]
+    OverQuota(#[from] OverQuota),
 }
 
 /// Settings the data layer needs.
@@ -115,7 +120,7 @@ pub struct DataSettings {
     pub messages_timeout: Duration,
     /// `user_messages` (first page of `/my`) timeout.
     pub my_messages_timeout: Duration,
-    /// The post and upload budgets.
+    /// The post and upload budgets and the account quota.
     pub posting: PostLimits,
 }
 
@@ -182,26 +187,6 @@ impl Memos {
             (self.oidc_discovery.name(), self.oidc_discovery.stats()),
             (self.oidc_jwks.name(), self.oidc_jwks.stats()),
         ]
-    }
-}
-
-/// One page of a listing, newest first, with the tokens of its neighbours.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct FeedPage {
-    /// The messages shown.
-    pub messages: Vec<MessageView>,
-    /// Token of the next older page, if there are older messages.
-    pub older: Option<String>,
-    /// Token of the next newer page; `None` on the first page.
-    pub newer: Option<String>,
-    /// Whether this is the newest page.
-    pub first: bool,
-}
-
-impl FeedPage {
-    /// True for the newest page.
-    pub fn is_first(&self) -> bool {
-        self.first
     }
 }
 
@@ -308,433 +293,6 @@ impl Data {
         self.settings.page_size
     }
 
-    // ---- users and sessions ----
-
-    /// `load_user(id)`: the user, from the cache or the `users` table.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn user(&self, id: &str) -> Result<Option<Arc<User>>, DataError> {
-        let users = &self.stores.users;
-        let found = self
-            .memos
-            .load_user
-            .get_or_try_load(id, || async move {
-                users.get(id).await.map(|u| u.map(Arc::new))
-            })
-            .await?;
-        Ok(Option::clone(&found))
-    }
-
-    /// The live session whose token hashes to `token_hash` and its user:
-    /// `load_session` then `load_user`, no database read when both are
-    /// cached. An expired session is removed (row and memo).
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn session(
-        &self,
-        token_hash: &str,
-        now_ms: i64,
-    ) -> Result<Option<(Arc<Session>, Arc<User>)>, DataError> {
-        let sessions = &self.stores.sessions;
-        let csrf = &self.csrf;
-        let found = self
-            .memos
-            .load_session
-            .get_or_try_load(token_hash, || async move {
-                let record = sessions.get(token_hash).await?;
-                Ok::<_, StoreError>(record.map(|r| {
-                    Arc::new(Session {
-                        csrf: csrf.for_session(&r.token_hash),
-                        token_hash: r.token_hash,
-                        user_id: r.user_id,
-                        expires_at: r.expires_at,
-                    })
-                }))
-            })
-            .await?;
-        let Some(session) = Option::clone(&found) else {
-            return Ok(None);
-        };
-        if session.expires_at <= now_ms {
-            // Expired: remove it so the table does not grow, and forget it.
-            if let Err(error) = self.stores.sessions.delete(token_hash).await {
-                tracing::warn!(%error, "expired session not removed");
-            }
-            // Best effort: every process checks the expiry of the session
-            // it holds, so a copy another process keeps is refused there.
-            let _ = self.memos.load_session.forget(token_hash).await;
-            return Ok(None);
-        }
-        let Some(user) = self.user(&session.user_id).await? else {
-            return Ok(None);
-        };
-        Ok(Some((session, user)))
-    }
-
-    /// Stores a new session for `user` and primes both memos, so the next
-    /// request reads nothing. Returns the session.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn start_session(
-        &self,
-        user: User,
-        token_hash: String,
-        now_ms: i64,
-        lifetime: Duration,
-    ) -> Result<Arc<Session>, DataError> {
-        let expires_at =
-            now_ms.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
-        let record = SessionRecord {
-            token_hash: token_hash.clone(),
-            user_id: user.id.clone(),
-            created_at: now_ms,
-            expires_at,
-        };
-        self.stores.sessions.create(&record).await?;
-        let session = Arc::new(Session {
-            csrf: self.csrf.for_session(&token_hash),
-            token_hash: token_hash.clone(),
-            user_id: user.id.clone(),
-            expires_at,
-        });
-        self.memos
-            .load_session
-            .set(&token_hash, Some(Arc::clone(&session)))
-            .await;
-        let user_id = user.id.clone();
-        self.memos
-            .load_user
-            .set(&user_id, Some(Arc::new(user)))
-            .await;
-        Ok(session)
-    }
-
-    /// Revokes a session on the server: the row goes, and so do the cached
-    /// copies of the session and the user (`delete_memoized(load_user, id)`).
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn end_session(&self, token_hash: &str, user_id: &str) -> Result<(), DataError> {
-        let intents = vec![
-            intent(&self.memos.load_session, token_hash)?,
-            intent(&self.memos.load_user, user_id)?,
-        ];
-        let sessions = &self.stores.sessions;
-        self.durably(
-            intents,
-            async move { Ok(sessions.delete(token_hash).await?) },
-        )
-        .await
-    }
-
-    /// Adds a user.
-    ///
-    /// # Errors
-    /// [`DataError::NameTaken`] when the name is taken (any case).
-    pub async fn register(&self, user: &User, password_hash: &str) -> Result<(), DataError> {
-        // A lookup of this id before it existed may have cached None.
-        let intents = vec![intent(&self.memos.load_user, &user.id)?];
-        let users = &self.stores.users;
-        self.durably(intents, async move {
-            match users.create(user, password_hash).await {
-                Ok(()) => Ok(()),
-                Err(StoreError::Conflict) => Err(DataError::NameTaken),
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
-    }
-
-    /// The user named `username` (any case) with the password hash; never
-    /// cached.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, DataError> {
-        Ok(self.stores.users.credentials(username).await?)
-    }
-
-    /// The password hash of user `id`; never cached.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn password_hash(&self, id: &str) -> Result<Option<String>, DataError> {
-        Ok(self.stores.users.password_hash(id).await?)
-    }
-
-    /// Replaces the password of `user_id` and revokes every other session
-    /// of theirs (row and memo). Returns how many were revoked.
-    ///
-    /// The sessions to revoke are only known once they are deleted, and an
-    /// invalidation is recorded before its write: so the whole
-    /// `load_session` memo is forgotten (O(1)), which costs every signed-in
-    /// user one session read on their next request. Password changes are
-    /// rare; a revoked session that stays open is not acceptable.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn change_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: &str,
-    ) -> Result<usize, DataError> {
-        let intents = vec![
-            intent(&self.memos.load_user, user_id)?,
-            self.memos.load_session.intent_all(),
-        ];
-        let stores = &self.stores;
-        self.durably(intents, async move {
-            stores.users.set_password(user_id, password_hash).await?;
-            let removed = stores
-                .sessions
-                .delete_for_user(user_id, Some(keep_session))
-                .await?;
-            Ok(removed.len())
-        })
-        .await
-    }
-
-    /// Renames `user_id` to `username` and forgets the cached user.
-    ///
-    /// # Errors
-    /// [`DataError::NameTaken`] when another user has the name (any case).
-    pub async fn rename_user(&self, user_id: &str, username: &str) -> Result<(), DataError> {
-        let intents = vec![intent(&self.memos.load_user, user_id)?];
-        let users = &self.stores.users;
-        self.durably(intents, async move {
-            match users.rename(user_id, username).await {
-                Ok(()) => Ok(()),
-                Err(StoreError::Conflict) => Err(DataError::NameTaken),
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
-    }
-
-    /// Number of users (`board demo` checks the board is fresh).
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn user_count(&self) -> Result<u64, DataError> {
-        Ok(self.stores.users.count().await?)
-    }
-
-    // ---- messages ----
-
-    /// The bound a page token names; `None` for the first page.
-    ///
-    /// # Errors
-    /// [`DataError::BadCursor`] for a token this board did not make.
-    pub fn bound(&self, token: Option<&str>) -> Result<Bound, DataError> {
-        match token {
-            None | Some("") => Ok(Bound::Newest),
-            Some(token) => Ok(self.cursors.open(token)?),
-        }
-    }
-
-    /// One page of the home listing: the first from `all_messages()`,
-    /// deeper ones read as they are asked for (see the module docs).
-    ///
-    /// # Errors
-    /// [`DataError::NotFound`] for a page past the oldest message; when the
-    /// database fails.
-    pub async fn feed_page(&self, bound: &Bound) -> Result<Arc<FeedPage>, DataError> {
-        let page = match bound {
-            Bound::Newest => {
-                self.memos
-                    .all_messages
-                    .get_or_try_load(&(), || self.load_page(Listing::All, Bound::Newest))
-                    .await?
-            }
-            deeper => Arc::new(self.load_page(Listing::All, deeper.clone()).await?),
-        };
-        found(page)
-    }
-
-    /// One page of `user_id`'s messages (`/my`): the first from
-    /// `user_messages(user_id)`, deeper ones read as they are asked for.
-    ///
-    /// # Errors
-    /// As [`Data::feed_page`].
-    pub async fn user_page(
-        &self,
-        user_id: &str,
-        bound: &Bound,
-    ) -> Result<Arc<FeedPage>, DataError> {
-        let listing = Listing::User(user_id.to_owned());
-        let page = match bound {
-            Bound::Newest => {
-                self.memos
-                    .user_messages
-                    .get_or_try_load(user_id, || self.load_page(listing, Bound::Newest))
-                    .await?
-            }
-            deeper => Arc::new(self.load_page(listing, deeper.clone()).await?),
-        };
-        found(page)
-    }
-
-    /// How many messages `listing` holds (`message_count(listing)`).
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn message_count(&self, listing: &Listing) -> Result<u64, DataError> {
-        let store = &self.stores.messages;
-        Ok(*self
-            .memos
-            .message_count
-            .get_or_try_load(listing, || store.count(listing))
-            .await?)
-    }
-
-    /// The message whose full image is `image` (`image_message(image)`).
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn image_message(&self, image: &MediaName) -> Result<Option<MessageView>, DataError> {
-        let store = &self.stores.messages;
-        let base = &self.settings.media_base;
-        let name = image.as_str();
-        let found = self
-            .memos
-            .image_message
-            .get_or_try_load(name, || async move {
-                Ok::<_, StoreError>(store.by_image(name).await?.map(|m| set_images_url(m, base)))
-            })
-            .await?;
-        Ok(Option::clone(&found))
-    }
-
-    /// Reads one page: `page_size + 1` rows of one index range, the extra
-    /// row only telling whether the page has a neighbour that way.
-    async fn load_page(&self, listing: Listing, bound: Bound) -> Result<FeedPage, StoreError> {
-        let size = self.settings.page_size.max(1) as usize;
-        let limit = self.settings.page_size.max(1).saturating_add(1);
-        let mut rows = self.stores.messages.page(&listing, &bound, limit).await?;
-        let (older_exists, newer_exists) = match &bound {
-            Bound::Newest => {
-                let more = rows.len() > size;
-                rows.truncate(size);
-                (more, false)
-            }
-            Bound::Older(_) => {
-                let more = rows.len() > size;
-                rows.truncate(size);
-                (more, true)
-            }
-            Bound::Newer(_) => {
-                if rows.len() <= size {
-                    // Nothing newer than these: this is the first page,
-                    // shown whole (as page one, not a short page).
-                    return Box::pin(self.load_page(listing, Bound::Newest)).await;
-                }
-                // Newest first, so the extra row is the first one.
-                rows.remove(0);
-                (true, true)
-            }
-        };
-        let older = older_exists
-            .then(|| rows.last())
-            .flatten()
-            .and_then(|m| self.cursors.seal(&Bound::Older(Position::of(m))));
-        let newer = newer_exists
-            .then(|| rows.first())
-            .flatten()
-            .and_then(|m| self.cursors.seal(&Bound::Newer(Position::of(m))));
-        let base = &self.settings.media_base;
-        Ok(FeedPage {
-            messages: rows.into_iter().map(|m| set_images_url(m, base)).collect(),
-            older,
-            newer,
-            first: bound == Bound::Newest,
-        })
-    }
-
-    /// Deletes message `id` if `user_id` owns it (checked against the
-    /// stored owner, never the request), forgets what it changes, then
-    /// removes its files.
-    ///
-    /// # Errors
-    /// [`DataError::NotFound`], [`DataError::NotOwner`], or a database
-    /// failure (nothing deleted).
-    pub async fn delete_message(&self, id: &str, user_id: &str) -> Result<Message, DataError> {
-        let message = self
-            .stores
-            .messages
-            .get(id)
-            .await?
-            .ok_or(DataError::NotFound)?;
-        if message.user_id != user_id {
-            return Err(DataError::NotOwner);
-        }
-        let messages = &self.stores.messages;
-        self.durably(self.message_intents(&message)?, async {
-            Ok(messages.delete(&message.id).await?)
-        })
-        .await?;
-        // Demo messages share pictures: keep files another message shows.
-        // The message is gone either way; if the check fails the files
-        // stay (an orphan the media sweep removes later), never an error.
-        match self.stores.messages.by_image(&message.image).await {
-            Ok(None) => {}
-            Ok(Some(_)) => return Ok(message),
-            Err(error) => {
-                tracing::warn!(%error, id = %message.id, "images kept: cannot tell if another message shows them");
-                return Ok(message);
-            }
-        }
-        let names: Vec<MediaName> = [&message.image, &message.thumbnail]
-            .into_iter()
-            .filter_map(|n| MediaName::parse(n))
-            .collect();
-        self.remove_files(&names.iter().collect::<Vec<_>>()).await;
-        Ok(message)
-    }
-
-    /// Adds many messages at once (`board demo`), then forgets as a post
-    /// would, once.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn insert_many(&self, messages: &[Message]) -> Result<(), DataError> {
-        let mut users: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect();
-        users.sort_unstable();
-        users.dedup();
-        let mut intents = vec![
-            self.memos.all_messages.intent_all(),
-            self.memos.message_count.intent_all(),
-        ];
-        for user in users {
-            intents.push(intent(&self.memos.user_messages, user)?);
-        }
-        let store = &self.stores.messages;
-        self.durably(
-            intents,
-            async move { Ok(store.insert_many(messages).await?) },
-        )
-        .await
-    }
-
-    /// `delete_memoized(...)` of everything `message`'s arrival or
-    /// departure changes, as intents recorded with the write. With a
-    /// tiered cache every process has dropped the old values when the
-    /// write returns, or the outbox keeps them for the relays.
-    fn message_intents(&self, message: &Message) -> Result<Vec<Intent>, DataError> {
-        let memos = &self.memos;
-        let mine = Listing::User(message.user_id.clone());
-        Ok(vec![
-            memos.all_messages.intent_all(),
-            intent(&memos.user_messages, &message.user_id)?,
-            intent(&memos.message_count, &Listing::All)?,
-            intent(&memos.message_count, &mine)?,
-            intent(&memos.image_message, &message.image)?,
-        ])
-    }
-
     /// Runs `write` with `intents` recorded first and delivered after
     /// (see [`memocache::outbox`]): an invalidation that cannot be recorded
     /// refuses the write; one that cannot be delivered now is delivered by
@@ -775,14 +333,6 @@ where
 {
     memo.intent(key)
         .map_err(|e| StoreError::Backend(format!("cache key: {e}")).into())
-}
-
-/// A loaded page, or `NotFound` when a token led past the oldest message.
-fn found(page: Arc<FeedPage>) -> Result<Arc<FeedPage>, DataError> {
-    if page.messages.is_empty() && !page.is_first() {
-        return Err(DataError::NotFound);
-    }
-    Ok(page)
 }
 
 #[cfg(test)]

@@ -25,6 +25,20 @@
 //! the image decoded, [`Data::may_post`] looks (without taking) whether a
 //! budget is spent already, so a flood past its budget costs neither.
 //! The counters live in the cache: a fleet sharing it shares the budgets.
+//!
+//! # The account storage quota
+//!
+//! Budgets bound a rate; the quota (`--account-quota`, 200 MiB by
+//! default) bounds what one account stores in all, whenever it posted
+//! it. The total lives in the database with the messages (SQLite
+//! `users.stored_bytes`, DynamoDB the user item's `stored_bytes`), and a
+//! post's bytes are checked and added in one atomic database operation
+//! with (SQLite) or just before (DynamoDB) its row: concurrent posts of
+//! one account, from any number of threads or boards, never take the
+//! total past the quota (the bound is exact, zero overshoot). The files
+//! are written first, so a refused post removes them again: nothing of
+//! it stays. A delete gives its bytes back. Refused posts also give back
+//! what they took from the budgets.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,18 +47,25 @@ use std::time::Duration;
 
 use crate::budget::{Allowance, Budgets, Over};
 use crate::media::MediaName;
-use crate::store::Message;
+use crate::store::{AccountUsage, Message, StoreError};
 
 use super::{Data, DataError, NewMessage};
 
 const MINUTES_10: Duration = Duration::from_secs(600);
 const DAY: Duration = Duration::from_secs(86_400);
 const MIB: u64 = 1 << 20;
+/// `--account-quota`'s default: 200 MiB, some 200 posts of photos as
+/// stored (at most 2048 px a side) and far past what a person posting by
+/// hand stores, while a full account costs the board a bounded amount.
+pub const DEFAULT_ACCOUNT_QUOTA: u64 = 200 * MIB;
 
 /// The allowances of the post and upload budgets (`--post-budget-*`,
-/// `--upload-budget-*`); an empty list turns that budget off.
+/// `--upload-budget-*`; an empty list turns that budget off) and the
+/// account storage quota (`--account-quota`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostLimits {
+    /// Most media bytes one account may store in all; `None`: no quota.
+    pub account_quota: Option<u64>,
     /// Posts per account.
     pub posts_per_account: Vec<Allowance>,
     /// Posts per client address.
@@ -60,6 +81,7 @@ impl Default for PostLimits {
     /// meets them.
     fn default() -> Self {
         Self {
+            account_quota: Some(DEFAULT_ACCOUNT_QUOTA),
             posts_per_account: vec![Allowance::new(30, MINUTES_10), Allowance::new(200, DAY)],
             posts_per_address: vec![Allowance::new(60, MINUTES_10), Allowance::new(600, DAY)],
             bytes_per_account: vec![
@@ -92,6 +114,19 @@ pub enum Spent {
     Bytes,
 }
 
+/// A post refused because its account's storage is full; nothing was
+/// stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("account quota full: {stored} of {quota} bytes stored, the post needs {bytes}")]
+pub struct OverQuota {
+    /// The quota.
+    pub quota: u64,
+    /// What the account stores already.
+    pub stored: u64,
+    /// What the refused post would have stored.
+    pub bytes: u64,
+}
+
 /// A post refused by a budget; nothing was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{scope:?} {spent:?} budget spent ({allowance}); retry after {retry_after:?}")]
@@ -117,6 +152,7 @@ pub(super) struct PostBudget {
 struct Refused {
     account: AtomicU64,
     address: AtomicU64,
+    quota: AtomicU64,
 }
 
 /// One budget a post takes from.
@@ -257,15 +293,32 @@ impl Data {
         )
     }
 
-    /// Posts a message within its budgets: takes the post from them (see
-    /// the module docs), stores the image and thumbnail, then the row, and
-    /// forgets every cached value the new message changes. If the row
-    /// cannot be written the files are removed again and the budgets get
-    /// the post back.
+    /// Posts refused because their account's storage quota was full.
+    pub fn posts_over_quota(&self) -> u64 {
+        self.posting.refused.quota.load(Ordering::Relaxed)
+    }
+
+    /// The `limit` accounts storing the most media bytes, largest first
+    /// (`board accounts --largest`): an admin read, never cached.
     ///
     /// # Errors
-    /// [`DataError::OverBudget`] when a budget is spent (nothing stored);
-    /// when the media store or the database fails (nothing posted).
+    /// When the database fails.
+    pub async fn largest_accounts(&self, limit: usize) -> Result<Vec<AccountUsage>, DataError> {
+        Ok(self.stores.users.largest(limit).await?)
+    }
+
+    /// Posts a message within its budgets and its account's quota: takes
+    /// the post from the budgets (see the module docs), stores the image
+    /// and thumbnail, then the row with its size added to the account's
+    /// total (refused if that passes the quota), and forgets every cached
+    /// value the new message changes. If the row cannot be written the
+    /// files are removed again and the budgets get the post back.
+    ///
+    /// # Errors
+    /// [`DataError::OverBudget`] when a budget is spent,
+    /// [`DataError::OverQuota`] when the account's storage is full
+    /// (nothing stored either way); when the media store or the database
+    /// fails (nothing posted).
     pub async fn post(&self, new: NewMessage, now_ms: i64) -> Result<Message, DataError> {
         let bytes = (new.image.1.len() + new.thumbnail.1.len()) as u64;
         let taken = self
@@ -280,6 +333,7 @@ impl Data {
     }
 
     async fn store_post(&self, new: NewMessage, now_ms: i64) -> Result<Message, DataError> {
+        let new_bytes = (new.image.1.len(), new.thumbnail.1.len());
         let (full, thumb) = MediaName::fresh_pair(new.image.0, new.thumbnail.0);
         self.media
             .put(&full, new.image.1)
@@ -300,11 +354,25 @@ impl Data {
             created_at: now_ms,
         };
         let messages = &self.stores.messages;
+        let quota = self.settings.posting.account_quota;
+        let bytes = (new_bytes.0 + new_bytes.1) as u64;
         let inserted = self
             .durably(self.message_intents(&message)?, async {
-                Ok(messages.insert(&message).await?)
+                match messages.insert_within(&message, bytes, quota).await {
+                    Ok(()) => Ok(()),
+                    Err(StoreError::OverQuota { stored }) => Err(DataError::OverQuota(OverQuota {
+                        quota: quota.unwrap_or(u64::MAX),
+                        stored,
+                        bytes,
+                    })),
+                    Err(e) => Err(e.into()),
+                }
             })
             .await;
+        if let Err(DataError::OverQuota(over)) = &inserted {
+            self.posting.refused.quota.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%over, "post refused");
+        }
         if let Err(e) = inserted {
             self.remove_files(&[&full, &thumb]).await;
             return Err(e);
@@ -330,6 +398,7 @@ mod tests {
 
     fn small() -> PostLimits {
         PostLimits {
+            account_quota: None,
             posts_per_account: vec![Allowance::new(3, MINUTES_10), Allowance::new(5, DAY)],
             posts_per_address: vec![Allowance::new(4, MINUTES_10)],
             bytes_per_account: vec![Allowance::new(1000, MINUTES_10)],

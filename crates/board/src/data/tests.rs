@@ -1,5 +1,6 @@
 //! Each write of the data layer, and exactly which memos it forgets. A new
-//! write gets a test here, so none can leave a stale cache behind.
+//! write gets a test here, so none can leave a stale cache behind. Also
+//! the writes' other rules: pages, the media sweep, the account quota.
 
 use std::collections::BTreeSet;
 
@@ -8,6 +9,7 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::media::ImageKind;
+use crate::store::{Bound, Message, Position};
 
 const SECRET: &str = "a test secret of at least thirty-two characters";
 
@@ -18,6 +20,11 @@ async fn data(page_size: u32) -> Data {
 /// A board's data on SQLite in memory and a media directory, and that
 /// directory.
 async fn data_with_dir(page_size: u32) -> (Data, std::path::PathBuf) {
+    data_with(page_size, crate::data::PostLimits::default()).await
+}
+
+/// As [`data_with_dir`], with the given budgets and quota.
+async fn data_with(page_size: u32, posting: PostLimits) -> (Data, std::path::PathBuf) {
     let stores = Stores::open("sqlite::memory:").await.expect("stores");
     let dir = tempfile::tempdir().expect("dir").keep();
     let media = crate::media::open(&format!("file://{}", dir.display())).expect("media");
@@ -29,7 +36,7 @@ async fn data_with_dir(page_size: u32) -> (Data, std::path::PathBuf) {
         session_timeout: Duration::from_secs(600),
         messages_timeout: Duration::from_secs(600),
         my_messages_timeout: Duration::from_secs(600),
-        posting: crate::data::PostLimits::default(),
+        posting,
     };
     let data = Data::new(
         stores,
@@ -567,4 +574,106 @@ async fn the_sweep_works_through_the_store_in_batches() {
         (report.scanned, report.removed, report.complete),
         (2, 0, true)
     );
+}
+
+/// Bytes a `new_message` stores: "full" and "thumb".
+const POST_BYTES: u64 = 9;
+
+/// Issue 27: an account's stored bytes are bounded. The post that would
+/// pass the quota is refused and leaves nothing (no file, no row, its
+/// budgets given back); a delete makes room; `board accounts` reads the
+/// totals largest first.
+#[tokio::test]
+async fn a_full_account_is_refused_with_nothing_stored_and_a_delete_makes_room() {
+    let quota = 3 * POST_BYTES;
+    let limits = PostLimits {
+        account_quota: Some(quota),
+        ..PostLimits::default()
+    };
+    let (data, dir) = data_with(10, limits).await;
+    two_users(&data).await;
+    let (ada, bob) = ("a".repeat(32), "b".repeat(32));
+    let mut posted = Vec::new();
+    for n in 0..3 {
+        let message = data.post(new_message(&ada, "fits"), 10 + n).await;
+        posted.push(message.expect("within the quota"));
+    }
+    let Err(DataError::OverQuota(over)) = data.post(new_message(&ada, "full"), 20).await else {
+        panic!("a fourth post passed the quota");
+    };
+    assert_eq!(
+        over,
+        OverQuota {
+            quota,
+            stored: quota,
+            bytes: POST_BYTES
+        }
+    );
+    assert_eq!(files_in(&dir).len(), 6, "no file of the refused post");
+    let mine = Listing::User(ada.clone());
+    assert_eq!(data.message_count(&mine).await.expect("count"), 3);
+    assert_eq!(data.posts_over_quota(), 1);
+    // Another account has its own quota.
+    data.post(new_message(&bob, "mine"), 21)
+        .await
+        .expect("bob posts");
+
+    data.delete_message(&posted[0].id, &ada)
+        .await
+        .expect("delete");
+    data.post(new_message(&ada, "room again"), 30)
+        .await
+        .expect("the delete made room");
+    let largest: Vec<_> = data
+        .largest_accounts(10)
+        .await
+        .expect("largest")
+        .into_iter()
+        .map(|a| (a.username, a.messages, a.bytes))
+        .collect();
+    assert_eq!(
+        largest,
+        [
+            ("ada".to_owned(), 3, quota),
+            ("bob".to_owned(), 1, POST_BYTES)
+        ]
+    );
+}
+
+/// Eight threads posting for one account at once: the check and the
+/// addition are one UPDATE in the posting transaction, so exactly as many
+/// posts as fit get through, never one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_threads_posting_at_once_never_pass_the_quota() {
+    let limits = PostLimits {
+        account_quota: Some(3 * POST_BYTES + POST_BYTES / 2),
+        ..PostLimits::default()
+    };
+    let (data, dir) = data_with(10, limits).await;
+    two_users(&data).await;
+    let data = std::sync::Arc::new(data);
+    let ada = "a".repeat(32);
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let posts: Vec<_> = (0..8)
+        .map(|n| {
+            let (data, gate, ada) = (data.clone(), gate.clone(), ada.clone());
+            tokio::spawn(async move {
+                gate.wait().await;
+                data.post(new_message(&ada, "race"), n).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for post in posts {
+        outcomes.push(post.await.expect("task"));
+    }
+    let posted = outcomes.iter().filter(|o| o.is_ok()).count();
+    let full = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(DataError::OverQuota(_))))
+        .count();
+    assert_eq!((posted, full), (3, 5), "{outcomes:?}");
+    assert_eq!(files_in(&dir).len(), 6);
+    let largest = data.largest_accounts(1).await.expect("largest");
+    assert_eq!(largest[0].bytes, 3 * POST_BYTES);
 }

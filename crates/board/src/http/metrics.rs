@@ -277,6 +277,15 @@ fn abuse_metrics(out: &mut String, state: &AppState, connections: &ConnStats) {
         "board_posts_refused_total{{budget=\"address\"}} {address}"
     );
     out.push_str(
+        "# HELP board_posts_over_quota_total Posts refused (413, nothing stored) because their account's storage quota was full.\n",
+    );
+    out.push_str("# TYPE board_posts_over_quota_total counter\n");
+    let _ = writeln!(
+        out,
+        "board_posts_over_quota_total {}",
+        state.data.posts_over_quota()
+    );
+    out.push_str(
         "# HELP board_connections_refused_total Connections closed at accept, by the cap that was full.\n",
     );
     out.push_str("# TYPE board_connections_refused_total counter\n");

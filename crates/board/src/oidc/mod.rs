@@ -2,6 +2,10 @@
 //! Code flow with PKCE, `state` and `nonce`, through the `openidconnect`
 //! crate (no JWT or signature code here).
 //!
+//! One job: turn a provider's answer into a verified identity (issuer and
+//! `sub`). Which board user that identity is, and the account writes, are
+//! the data layer's (`data::oidc`); the routes are `http::oidc`.
+//!
 //! # The flow
 //!
 //! 1. `GET /auth/oidc/{provider}/login` ([`begin`]): the provider's

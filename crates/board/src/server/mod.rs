@@ -1,6 +1,10 @@
 //! The accept loop: hyper-util's server with per-connection deadlines, a
 //! cap on open connections and a cap per client address.
 //!
+//! One job: decide which connections are served and for how long. What a
+//! request does is the router's (`http`); shedding load inside a request
+//! is `shed`, static files `files`.
+//!
 //! Each bound keeps an abusive client from holding a resource forever:
 //!
 //! - **Header read** (`--header-read-timeout`): a new connection must

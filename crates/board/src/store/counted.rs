@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore, StoreResult,
-    User, UserStore,
+    AccountUsage, Bound, Credentials, Listing, Message, MessageStore, SessionRecord, SessionStore,
+    StoreResult, User, UserStore,
 };
 
 /// Database calls made so far, per (table, operation). Cheap to clone.
@@ -108,6 +108,10 @@ impl<S: UserStore + ?Sized> UserStore for Counted<S> {
         self.calls.bump("identities", "insert");
         self.inner.link_identity(issuer, subject, user_id).await
     }
+    async fn largest(&self, limit: usize) -> StoreResult<Vec<AccountUsage>> {
+        self.calls.bump("users", "largest");
+        self.inner.largest(limit).await
+    }
 }
 
 #[async_trait]
@@ -135,6 +139,15 @@ impl<S: MessageStore + ?Sized> MessageStore for Counted<S> {
     async fn insert(&self, message: &Message) -> StoreResult<()> {
         self.calls.bump("messages", "insert");
         self.inner.insert(message).await
+    }
+    async fn insert_within(
+        &self,
+        message: &Message,
+        bytes: u64,
+        quota: Option<u64>,
+    ) -> StoreResult<()> {
+        self.calls.bump("messages", "insert");
+        self.inner.insert_within(message, bytes, quota).await
     }
     async fn insert_many(&self, messages: &[Message]) -> StoreResult<()> {
         self.calls.bump("messages", "insert_many");

@@ -71,12 +71,33 @@ pub struct SessionRecord {
     pub expires_at: i64,
 }
 
+/// How much one account stores: a line of `board accounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountUsage {
+    /// The user's id.
+    pub user_id: String,
+    /// The account name.
+    pub username: String,
+    /// How many messages the account has.
+    pub messages: u64,
+    /// Media bytes its messages store (images and thumbnails), as counted
+    /// against `--account-quota`.
+    pub bytes: u64,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique value (a user name) is taken.
     #[error("already exists")]
     Conflict,
+    /// Storing the message would take its owner past the quota given to
+    /// [`MessageStore::insert_within`]; nothing was written.
+    #[error("account quota full: {stored} bytes stored")]
+    OverQuota {
+        /// What the account stores already.
+        stored: u64,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
@@ -110,6 +131,11 @@ pub trait UserStore: Send + Sync + 'static {
     /// Links `issuer` + `subject` to `user_id`; [`StoreError::Conflict`]
     /// if that identity is linked already (to anyone).
     async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()>;
+    /// The `limit` accounts storing the most media bytes, largest first
+    /// (ties by id), for `board accounts`. SQLite reads an index;
+    /// DynamoDB scans the users table a page at a time, keeping only the
+    /// `limit` largest in memory: an admin read, never a page's.
+    async fn largest(&self, limit: usize) -> StoreResult<Vec<AccountUsage>>;
 }
 
 /// The `sessions` table.
@@ -175,8 +201,20 @@ pub enum Bound {
 /// The `messages` table.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
-    /// Adds a message.
+    /// Adds a message that stores no media bytes (tools, tests).
     async fn insert(&self, message: &Message) -> StoreResult<()>;
+    /// Adds a message whose media take `bytes`, and adds them to its
+    /// owner's stored total in the same write: refused with
+    /// [`StoreError::OverQuota`], nothing written, when the total would
+    /// pass `quota`. The check and the addition are one atomic database
+    /// operation, so concurrent posts of one account never together pass
+    /// the quota. [`delete`](Self::delete) gives the bytes back.
+    async fn insert_within(
+        &self,
+        message: &Message,
+        bytes: u64,
+        quota: Option<u64>,
+    ) -> StoreResult<()>;
     /// Adds many messages in as few round trips as the database allows
     /// (one SQLite transaction; DynamoDB `BatchWriteItem`s of 25), for
     /// `board demo` and tools. Counters move as for [`insert`](Self::insert).
@@ -197,7 +235,8 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn by_user(&self, user_id: &str) -> StoreResult<Vec<Message>>;
     /// One message.
     async fn get(&self, id: &str) -> StoreResult<Option<Message>>;
-    /// Removes one message; true if it was there.
+    /// Removes one message, and its media bytes from its owner's total;
+    /// true if it was there.
     async fn delete(&self, id: &str) -> StoreResult<bool>;
 }
 

@@ -35,9 +35,22 @@ fn serve_help_lists_every_setting_with_its_variable() {
         ("--demo", "BOARD_DEMO"),
         ("--media-sweep-interval", "BOARD_MEDIA_SWEEP_INTERVAL"),
         ("--media-sweep-grace", "BOARD_MEDIA_SWEEP_GRACE"),
+        ("--account-quota", "BOARD_ACCOUNT_QUOTA"),
     ] {
         assert!(help.contains(flag), "{flag} missing:\n{help}");
         assert!(help.contains(env), "{env} missing:\n{help}");
+    }
+    // `demo` takes the storage flags of `serve` (one `StorageArgs`).
+    let output = board().args(["demo", "--help"]).output().expect("runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (flag, env) in [
+        ("--database-url", "BOARD_DATABASE_URL"),
+        ("--media-url", "BOARD_MEDIA_URL"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "demo: {flag}:\n{help}"
+        );
     }
 }
 

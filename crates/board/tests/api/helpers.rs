@@ -53,8 +53,11 @@ pub(crate) async fn spawn_on(
     LazyLock::force(&TRACING);
     let mut settings = Settings::defaults();
     settings.address = "127.0.0.1:0".parse().expect("address");
-    settings.database_url.clone_from(&backing.database_url);
-    settings.media_url.clone_from(&backing.media_url);
+    settings
+        .storage
+        .database_url
+        .clone_from(&backing.database_url);
+    settings.storage.media_url.clone_from(&backing.media_url);
     settings.secret_key = Some("test secret key that is long enough to use".into());
     settings.metrics_token = Some(METRICS_TOKEN.into());
     configure(&mut settings);

@@ -1,9 +1,11 @@
 //! The post form and `/save`: every field, every refusal.
 
+use board::config::Quota;
 use image::ImageFormat;
 use reqwest::StatusCode;
 
-use crate::helpers::{location, media_links, picture, spawn_app, spawn_with};
+use crate::helpers::{location, media_links, picture, spawn_app, spawn_on, spawn_with};
+use crate::storage::Backing;
 
 fn fields<'a>(author: &'a str, place: &'a str, text: &'a str) -> [(&'a str, &'a str); 3] {
     [
@@ -300,4 +302,69 @@ async fn a_non_multipart_save_is_a_bad_request() {
     app.signed_up("ada").await;
     let response = app.post("/save", &[("author", "Ada")]).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Issue 27: an account's storage quota, through the form on either
+/// storage. A second board on the same storage gets a quota of two and a
+/// half of the first post's size: one more post fits, the next gets a
+/// 413 page that says why and stores nothing (no row, no file), and
+/// `board accounts` lists the account with its two messages and bytes.
+#[tokio::test]
+async fn a_full_account_gets_a_clear_page_and_nothing_is_stored() {
+    let first = spawn_app().await;
+    first.signed_up("ada").await;
+    first.posted("one").await;
+    let data = &first.state.data;
+    let one = data.largest_accounts(1).await.expect("largest")[0].bytes;
+    assert!(one > 0, "the post's bytes are counted");
+
+    let quota = 2 * one + one / 2;
+    let board = spawn_on(
+        Backing::borrowed(&first.backing),
+        tempfile::tempdir().expect("dir"),
+        |s| s.account_quota = Quota(Some(quota)),
+    )
+    .await;
+    assert_eq!(
+        board.login("ada", "password123").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    board.posted("two").await;
+    let image = picture(64, 48, ImageFormat::Png);
+    let refused = board
+        .post_message(&fields("Ada", "", "three"), Some(("p.png", image)), None)
+        .await;
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let page = refused.text().await.expect("body");
+    assert!(page.contains("Storage full"), "{page}");
+    assert!(page.contains("Nothing was posted"), "{page}");
+    assert!(page.contains("Delete some of your messages"), "{page}");
+    assert_eq!(board.stored_messages().await.len(), 2, "no row");
+    let far = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let objects = data
+        .media()
+        .list_older_than(far, None, 1000)
+        .await
+        .expect("media listing");
+    assert_eq!(objects.names.len(), 4, "no file of the refused post");
+    assert_eq!(
+        board.metric("board_posts_over_quota_total").await,
+        1,
+        "counted"
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_board"))
+        .args(["accounts", "--largest", "5", "--database-url"])
+        .arg(&first.backing.database_url)
+        .env_remove("BOARD_DATABASE_URL")
+        .output()
+        .expect("board accounts runs");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}");
+    let ada = table
+        .lines()
+        .find(|l| l.starts_with("ada "))
+        .unwrap_or_else(|| panic!("ada not listed:\n{table}"));
+    let columns: Vec<&str> = ada.split_whitespace().collect();
+    assert_eq!(columns[2..4], ["2", &(2 * one).to_string()], "{table}");
 }

@@ -127,8 +127,11 @@ async fn a_visitor_posts_a_picture_sees_it_deletes_it_and_logs_out() {
     let backing = crate::STORAGE.provision(dir.path()).await;
     let mut settings = Settings::defaults();
     settings.address = "127.0.0.1:0".parse().expect("address");
-    settings.database_url.clone_from(&backing.database_url);
-    settings.media_url.clone_from(&backing.media_url);
+    settings
+        .storage
+        .database_url
+        .clone_from(&backing.database_url);
+    settings.storage.media_url.clone_from(&backing.media_url);
     settings.page_size = 2;
     let app = Application::build(&settings).await.expect("board starts");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -56,8 +56,11 @@ async fn servers() -> (Chromedriver, OidcProvider) {
 fn settings(provider: &OidcProvider, backing: &crate::storage::Backing) -> Settings {
     let mut settings = Settings::defaults();
     settings.address = "127.0.0.1:0".parse().expect("address");
-    settings.database_url.clone_from(&backing.database_url);
-    settings.media_url.clone_from(&backing.media_url);
+    settings
+        .storage
+        .database_url
+        .clone_from(&backing.database_url);
+    settings.storage.media_url.clone_from(&backing.media_url);
     settings.secret_key = Some("the fleet's shared secret, long enough".into());
     settings.oidc_issuer = vec![provider.issuer()];
     settings.oidc_client_id = vec![provider.client_id().into()];

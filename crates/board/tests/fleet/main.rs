@@ -83,13 +83,15 @@ impl Board {
                 .args(["--page-size", "200"])
                 .env("RUST_LOG", "warn")
                 // The tests post hundreds of messages by one account:
-                // no post budgets, but where a test sets them (budget.rs).
+                // no post budgets and no quota, but where a test sets
+                // them (budget.rs).
                 .envs(
                     [
                         "BOARD_POST_BUDGET_PER_ACCOUNT",
                         "BOARD_POST_BUDGET_PER_ADDRESS",
                         "BOARD_UPLOAD_BUDGET_PER_ACCOUNT",
                         "BOARD_UPLOAD_BUDGET_PER_ADDRESS",
+                        "BOARD_ACCOUNT_QUOTA",
                     ]
                     .map(|name| (name, "none")),
                 )

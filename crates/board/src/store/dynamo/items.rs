@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 
 use super::{Dynamo, store_error};
 use crate::store::{
-    Credentials, Message, SessionRecord, SessionStore, StoreError, StoreResult, User, UserStore,
+    AccountUsage, Credentials, Message, SessionRecord, SessionStore, StoreError, StoreResult, User,
+    UserStore,
 };
 
 /// Index of `sessions` by `user_id`.
@@ -349,6 +350,10 @@ impl UserStore for Dynamo {
             .await?
             .map(|item| get_s(&item, table, "user_id"))
             .transpose()
+    }
+
+    async fn largest(&self, limit: usize) -> StoreResult<Vec<AccountUsage>> {
+        self.largest_accounts(limit).await
     }
 
     async fn link_identity(&self, issuer: &str, subject: &str, user_id: &str) -> StoreResult<()> {

@@ -13,6 +13,7 @@ use super::items::{
     ALIAS, FEED, Item, MESSAGES_BY_TIME, MESSAGES_BY_USER, alias_id, backend, get_s, message_from,
     message_item, n, newest_first, s,
 };
+use super::quota::{BYTES, number};
 use super::watermark::{Change, Move, WATERMARK};
 use crate::store::{Bound, Listing, Message, MessageStore, StoreError, StoreResult};
 
@@ -185,6 +186,34 @@ impl Dynamo {
         }
     }
 
+    /// Writes the alias of `message`'s image, then the message with the
+    /// media bytes it stores (when any).
+    async fn put_message(&self, message: &Message, bytes: u64) -> StoreResult<()> {
+        let table = &self.messages;
+        // The alias first: a message is never without one. Should the
+        // message then be refused, the alias leads to a message with
+        // another image (or none), which `by_image` does not return.
+        if !message.image.is_empty() {
+            self.put_alias(&message.image, &message.id).await?;
+        }
+        let mut item = message_item(message);
+        if bytes > 0 {
+            item.insert(
+                BYTES.to_owned(),
+                n(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            );
+        }
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(message_id)")
+            .send()
+            .await
+            .map_err(backend(table, "PutItem"))?;
+        Ok(())
+    }
+
     /// One `BatchWriteItem` of at most [`BATCH`] requests, retrying the
     /// unprocessed ones with backoff, [`BATCH_ATTEMPTS`] times at most.
     async fn batch_write(&self, mut pending: Vec<WriteRequest>) -> StoreResult<()> {
@@ -270,24 +299,29 @@ impl<'a> Newest<'a> {
 #[async_trait]
 impl MessageStore for Dynamo {
     async fn insert(&self, message: &Message) -> StoreResult<()> {
-        let table = &self.messages;
+        self.insert_within(message, 0, None).await
+    }
+
+    /// The bytes are taken from the account first (one conditional
+    /// `UpdateItem`, see [`quota`](super::quota)), then the alias and
+    /// the message are written; a write that fails gives them back.
+    async fn insert_within(
+        &self,
+        message: &Message,
+        bytes: u64,
+        quota: Option<u64>,
+    ) -> StoreResult<()> {
         if reserved(&message.id) {
             return Err(refuse(&message.id));
         }
-        // The alias first: a message is never without one. Should the
-        // message then be refused, the alias leads to a message with
-        // another image (or none), which `by_image` does not return.
-        if !message.image.is_empty() {
-            self.put_alias(&message.image, &message.id).await?;
+        if bytes > 0 {
+            self.take_quota(&message.user_id, bytes, quota).await?;
         }
-        self.client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(message_item(message)))
-            .condition_expression("attribute_not_exists(message_id)")
-            .send()
-            .await
-            .map_err(backend(table, "PutItem"))?;
+        let written = self.put_message(message, bytes).await;
+        if let Err(error) = written {
+            self.give_quota_back(&message.user_id, bytes).await;
+            return Err(error);
+        }
         let step = Move {
             delta: 1,
             change: Change::Added(message),
@@ -393,6 +427,7 @@ impl MessageStore for Dynamo {
         }
         match get_s(&old, table, "user_id") {
             Ok(user_id) => {
+                self.give_quota_back(&user_id, number(old.get(BYTES))).await;
                 let step = Move {
                     delta: -1,
                     change: Change::Removed(id),

@@ -1,5 +1,10 @@
 //! DynamoDB, for fleets: `dynamodb://REGION?endpoint=URL&prefix=board_`.
 //!
+//! One job: connect to and create the tables (URL, client, `board
+//! migrate`), and say here how the items are laid out. The calls are in
+//! `items` (users, sessions), `messages`, `watermark` (counts, index lag),
+//! `quota` (stored bytes per account) and `outbox`.
+//!
 //! # Tables
 //!
 //! | table | key | indexes |
@@ -157,6 +162,7 @@
 mod items;
 mod messages;
 mod outbox;
+mod quota;
 mod watermark;
 
 use std::time::Duration;
@@ -269,6 +275,9 @@ pub struct Dynamo {
     messages: String,
     /// Invalidations not yet delivered (the `outbox` module).
     outbox: String,
+    /// First pages that found the index lagging and waited (see
+    /// [`Dynamo::lag_waits`]).
+    lag_waits: std::sync::atomic::AtomicU64,
 }
 
 impl Dynamo {
@@ -286,6 +295,7 @@ impl Dynamo {
             messages: parsed.table("messages"),
             outbox: parsed.table("outbox"),
             client,
+            lag_waits: std::sync::atomic::AtomicU64::new(0),
         };
         for table in [&this.users, &this.sessions, &this.messages, &this.outbox] {
             if describe(&this.client, table).await?.is_none() {
@@ -300,6 +310,13 @@ impl Dynamo {
     /// The SDK client, for tests and tools.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// How many times a first page found the index behind its watermark
+    /// and waited to query again: a gate for tests (act once a reader is
+    /// known to be waiting) and a figure for people.
+    pub fn lag_waits(&self) -> u64 {
+        self.lag_waits.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -593,6 +610,7 @@ pub async fn migrate(url: &str) -> Result<String, OpenError> {
         messages: parsed.table("messages"),
         outbox: parsed.table("outbox"),
         client,
+        lag_waits: std::sync::atomic::AtomicU64::new(0),
     };
     let done = db.recount().await.map_err(|e| match e {
         StoreError::Backend(message) => OpenError::Database(message),

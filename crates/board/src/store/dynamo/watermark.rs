@@ -284,6 +284,8 @@ impl Dynamo {
                 return Ok(page);
             };
             tracing::debug!(watermark = id, "the index lags its table: querying again");
+            self.lag_waits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(wait).await;
             attempts += 1;
         }
