@@ -3,7 +3,13 @@
 use super::*;
 
 fn shared() -> MemoShared<String> {
-    MemoShared::new("pages", Some(crate::local::Bound::entries(16)), true, Arc::new(Stamps::new()), false)
+    MemoShared::new(
+        "pages",
+        Some(crate::local::Bound::entries(16)),
+        true,
+        Arc::new(Stamps::new()),
+        false,
+    )
 }
 
 /// A version read that a bus message overtook (the forget's `INCR` landed
