@@ -303,7 +303,7 @@ impl MessageStore for Dynamo {
     }
 
     /// The bytes are taken from the account first (one conditional
-    /// `UpdateItem`, see [`quota`](super::quota)), then the alias and
+    /// `UpdateItem`, see the `quota` module), then the alias and
     /// the message are written; a write that fails gives them back.
     async fn insert_within(
         &self,
