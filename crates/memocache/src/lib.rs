@@ -220,6 +220,25 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The rooms, from the top (each imports only rooms below it; no import
+// runs back up: `farm-studio look crates/memocache/src`):
+// - memo/ (`Memo`, `#[memoize]`'s runtime: find, load, forget; groups,
+//   hooks, refresh ahead), response/ (the axum layer), fragment, outbox/
+//   (durable invalidation), metrics;
+// - cache/ (the `Cache` handle, the low-level API, invalidation, the bus
+//   link); bus/ (the tiered cache's invalidation bus over Redis Streams);
+// - store/ (Redis, Cluster, Sentinel, Memcached, files; `guarded.rs` the
+//   breaker around them); config/ (types, URL parser, environment);
+//   registry, deps (invalidation stamps), local (the in-process table,
+//   by count or bytes), flight/ (single flight and its shuttle model);
+// - breaker (policy), codec, key/ (canonical keys), intent, fault;
+// - error, reach, clock, stats, value, none, sync, redis_conn,
+//   redis_sentinel (finding the master).
+// Files over 600 lines, each one job: memo/mod.rs (the `Memo` type and
+// builder), memo/load.rs (how a memo finds, loads and forgets a value),
+// key/encode.rs (the key encoder), bus/redis.rs (the bus over Streams),
+// store/memcached.rs, store/redis/mod.rs (one store each), cache/mod.rs
+// (the `Cache` handle), local.rs (the in-process table).
 pub mod breaker;
 pub mod bus;
 mod cache;
