@@ -275,7 +275,7 @@ pub use cache::Cache;
 pub use clock::Clock;
 pub use config::{
     CacheConfig, DEFAULT_CAPACITY, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, ENV_URL_VARIABLE,
-    RedisOptions, StoreConfig, Timeout,
+    RedisOptions, StoreConfig, Timeout, parse_size,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use fragment::Fragments;

@@ -525,6 +525,7 @@ pub use env::ENV_URL_VARIABLE;
 
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use parse::RedisUrl;
+pub use parse::parse_size;
 
 #[cfg(test)]
 mod tests;

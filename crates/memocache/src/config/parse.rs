@@ -160,9 +160,20 @@ fn take_capacity_bytes(url: &Url, options: &mut Options) -> Result<Option<u64>> 
     })
 }
 
-/// Parses `64MiB`, `512KiB`, `2MB`, `1G` or a plain number of bytes (more
-/// than 0).
-fn parse_size(input: &str) -> std::result::Result<u64, String> {
+/// Parses a size as the URL's `capacity_bytes=` takes it: `64MiB`,
+/// `512KiB`, `2MB`, `1G` or a plain number of bytes (more than 0). Public
+/// so that applications read their own size settings the same way.
+///
+/// # Errors
+/// A message naming the accepted forms.
+///
+/// ```
+/// assert_eq!(memocache::parse_size("64MiB"), Ok(64 << 20));
+/// assert_eq!(memocache::parse_size("2MB"), Ok(2_000_000));
+/// assert!(memocache::parse_size("0").is_err());
+/// assert!(memocache::parse_size("5 parsecs").is_err());
+/// ```
+pub fn parse_size(input: &str) -> std::result::Result<u64, String> {
     let text = input.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
