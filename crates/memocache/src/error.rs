@@ -196,3 +196,12 @@ impl fmt::Display for Error {
 /// assert!(cache().is_ok());
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A store fault with its cause.
+#[cfg(any(feature = "redis", feature = "memcached", feature = "filesystem"))]
+pub(crate) fn store_error(
+    message: impl Into<String>,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> Error {
+    Error::new(ErrorKind::Store, message).with_source(source)
+}

@@ -49,8 +49,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
 use url::Url;
 
-use crate::error::{Error, ErrorKind};
-use crate::store::store_error;
+use crate::error::{Error, ErrorKind, store_error};
 
 /// Hex digits of the replication id kept as the history tag.
 const HISTORY_DIGITS: usize = 12;

@@ -392,11 +392,5 @@ pub(crate) fn parse_version(bytes: Option<&[u8]>) -> u64 {
         .unwrap_or(0)
 }
 
-/// A store fault with its cause.
 #[cfg(any(feature = "redis", feature = "memcached", feature = "filesystem"))]
-pub(crate) fn store_error(
-    message: impl Into<String>,
-    source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-) -> Error {
-    Error::new(ErrorKind::Store, message).with_source(source)
-}
+pub(crate) use crate::error::store_error;
