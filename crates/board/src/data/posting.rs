@@ -312,7 +312,8 @@ impl Data {
     /// and thumbnail, then the row with its size added to the account's
     /// total (refused if that passes the quota), and forgets every cached
     /// value the new message changes. If the row cannot be written the
-    /// files are removed again and the budgets get the post back.
+    /// files are removed again and the budgets get the post back (not when
+    /// the quota refused it: that attempt's work was done and stays spent).
     ///
     /// # Errors
     /// [`DataError::OverBudget`] when a budget is spent,
@@ -326,7 +327,10 @@ impl Data {
             .reserve(&new.user_id, new.address, bytes)
             .await?;
         let posted = self.store_post(new, now_ms).await;
-        if posted.is_err() {
+        // A post the quota refused stays spent: its image was decoded,
+        // thumbnailed and written before the database said no, so a full
+        // account retrying must not get that work for free.
+        if matches!(&posted, Err(e) if !matches!(e, DataError::OverQuota(_))) {
             self.posting.give_back(&taken).await;
         }
         posted

@@ -580,8 +580,7 @@ async fn the_sweep_works_through_the_store_in_batches() {
 const POST_BYTES: u64 = 9;
 
 /// Issue 27: an account's stored bytes are bounded. The post that would
-/// pass the quota is refused and leaves nothing (no file, no row, its
-/// budgets given back); a delete makes room; `board accounts` reads the
+/// pass the quota is refused and leaves nothing (no file, no row); a delete makes room; `board accounts` reads the
 /// totals largest first.
 #[tokio::test]
 async fn a_full_account_is_refused_with_nothing_stored_and_a_delete_makes_room() {
@@ -676,4 +675,39 @@ async fn eight_threads_posting_at_once_never_pass_the_quota() {
     assert_eq!(files_in(&dir).len(), 6);
     let largest = data.largest_accounts(1).await.expect("largest");
     assert_eq!(largest[0].bytes, 3 * POST_BYTES);
+}
+
+/// A post the quota refused keeps its place in the budgets: its image was
+/// decoded, thumbnailed and written before the database said no, so a
+/// full account retrying in a loop meets its post budget, not free work.
+#[tokio::test]
+async fn a_post_refused_by_the_quota_stays_spent_in_the_budget() {
+    let limits = PostLimits {
+        account_quota: Some(2 * POST_BYTES),
+        posts_per_account: vec![crate::budget::Allowance::new(
+            4,
+            std::time::Duration::from_secs(600),
+        )],
+        ..PostLimits::default()
+    };
+    let (data, _dir) = data_with(10, limits).await;
+    two_users(&data).await;
+    let ada = "a".repeat(32);
+    for n in 0..2 {
+        data.post(new_message(&ada, "fits"), 10 + n)
+            .await
+            .expect("within the quota");
+    }
+    for n in 0..2 {
+        let refused = data.post(new_message(&ada, "full"), 20 + n).await;
+        assert!(
+            matches!(refused, Err(DataError::OverQuota(_))),
+            "{refused:?}"
+        );
+    }
+    let fifth = data.post(new_message(&ada, "again"), 30).await;
+    assert!(
+        matches!(fifth, Err(DataError::OverBudget(_))),
+        "the refused posts were counted: {fifth:?}"
+    );
 }
